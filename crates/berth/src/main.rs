@@ -1,0 +1,71 @@
+//! The `berth` binary: wires the library crates to a command line. No logic lives here
+//! beyond parsing arguments and printing results.
+
+mod image_cmd;
+mod registry_cmd;
+mod runtime_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A container engine for Linux")]
+struct Cli {
+    /// Where berth keeps images, containers and its database.
+    #[arg(long, global = true, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
+    data_root: std::path::PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The OCI runtime (runc-compatible command line).
+    Runtime(runtime_cmd::RuntimeArgs),
+    #[command(flatten)]
+    Image(image_cmd::ImageCommand),
+    #[command(flatten)]
+    Registry(registry_cmd::RegistryCommand),
+}
+
+fn main() {
+    // `berth-runtime ARGS` (a link to this binary) behaves as `berth runtime ARGS`, so that
+    // engines that want a runc-like executable path can use it.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("berth")
+        .to_string();
+    if invoked_as == "berth-runtime" || invoked_as == "runc" {
+        std::process::exit(runtime_cmd::main_from_args(args.split_off(1)));
+    }
+    // Fast path: `berth runtime ...` skips the outer parser's work entirely.
+    if args.get(1).map(|a| a == "runtime").unwrap_or(false) {
+        std::process::exit(runtime_cmd::main_from_args(args.split_off(2)));
+    }
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Runtime(_) => unreachable_runtime(),
+        Command::Image(c) => report(image_cmd::run(c, &cli.data_root)),
+        Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root)),
+    };
+    std::process::exit(code);
+}
+
+fn unreachable_runtime() -> i32 {
+    // handled by the fast path above, which sees every `berth runtime` invocation
+    eprintln!("berth: runtime arguments could not be dispatched");
+    2
+}
+
+fn report(r: anyhow::Result<i32>) -> i32 {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    }
+}
