@@ -1,0 +1,835 @@
+//! The image store: the content store, the metadata database and the snapshotter together.
+//! `register` turns blobs already in the content store (manifest, config, layers) into an
+//! image: it unpacks the layers that are not yet snapshots and records the image and its tag
+//! in one transaction. Lookups follow Docker's rules (reference, full or short image ID).
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::content::ContentStore;
+use crate::db::{now, Db};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::extract;
+use crate::manifest::{
+    self, chain_ids, parse_manifest, select_platform, ImageConfig, Manifest, ManifestDoc, Platform,
+    MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
+};
+use crate::reference::Reference;
+use crate::snapshot::{Kind, Mount, OverlaySnapshotter, Snapshotter};
+
+/// How long gc leaves unreferenced blobs and layer snapshots alone after they were written,
+/// so that a pull in progress (blobs in, image not yet registered) is not collected.
+pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// An image in the store.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The config digest: Docker's image ID.
+    pub id: Digest,
+    pub manifest_digest: Digest,
+    pub manifest_media_type: String,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+    /// Layer blob digests (compressed), bottom first.
+    pub layers: Vec<Digest>,
+    pub diff_ids: Vec<Digest>,
+    pub chain_ids: Vec<Digest>,
+    /// References tagged to this image.
+    pub repo_tags: Vec<Reference>,
+    /// `name@digest` references it was pulled or pushed by.
+    pub repo_digests: Vec<Reference>,
+    /// Sum of the unpacked layer sizes.
+    pub size: u64,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// When this store got the image.
+    pub added: String,
+}
+
+impl Image {
+    /// The chain ID of the top layer: the parent snapshot of a container (None for an image
+    /// with no layers).
+    pub fn top_snapshot(&self) -> Option<String> {
+        self.chain_ids.last().map(|d| d.to_string())
+    }
+}
+
+/// What `remove` did, in Docker's words (`Untagged: ...`, `Deleted: ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveAction {
+    Untagged(String),
+    Deleted(Digest),
+}
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    pub blobs: Vec<Digest>,
+    pub snapshots: Vec<String>,
+    pub bytes: u64,
+}
+
+/// Content store + metadata + snapshots under one data root.
+#[derive(Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+    content: ContentStore,
+    db: Db,
+    snapshots: OverlaySnapshotter,
+    platform: Platform,
+}
+
+impl ImageStore {
+    /// Opens the store under `data_root` (`content/`, `berth.db`, `snapshots/`).
+    pub fn open(data_root: &Path) -> Result<ImageStore> {
+        fs::create_dir_all(data_root).map_err(|e| Error::io("create directory", data_root, e))?;
+        let content = ContentStore::open(data_root.join("content"))?;
+        let db = Db::open(&data_root.join("berth.db"))?;
+        let snapshots = OverlaySnapshotter::new(data_root.join("snapshots"), db.clone())?;
+        Ok(ImageStore {
+            root: data_root.to_path_buf(),
+            content,
+            db,
+            snapshots,
+            platform: Platform::host(),
+        })
+    }
+
+    /// Uses `p` instead of the host platform when choosing from an index.
+    pub fn with_platform(mut self, p: Platform) -> Self {
+        self.platform = p;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+    pub fn snapshotter(&self) -> &OverlaySnapshotter {
+        &self.snapshots
+    }
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// Validates a manifest or index (size, JSON, media type) and stores it; returns its
+    /// digest and effective media type. For the registry client after fetching one.
+    pub fn store_manifest(
+        &self,
+        bytes: &[u8],
+        declared_media_type: Option<&str>,
+    ) -> Result<(Digest, String)> {
+        let (mt, _) = parse_manifest(bytes, declared_media_type, "manifest")?;
+        Ok((self.content.write_bytes(bytes)?, mt))
+    }
+
+    /// Reads a stored manifest or index: its bytes, media type and parsed form.
+    pub fn read_manifest(&self, digest: &Digest) -> Result<(Vec<u8>, String, ManifestDoc)> {
+        let bytes = self.content.read_limited(digest, MAX_MANIFEST_SIZE)?;
+        let (mt, doc) = parse_manifest(&bytes, None, digest.as_str())?;
+        Ok((bytes, mt, doc))
+    }
+
+    /// The manifest of an image, as bytes and media type (what a push sends).
+    pub fn manifest_bytes(&self, image: &Image) -> Result<(Vec<u8>, String)> {
+        let bytes = self
+            .content
+            .read_limited(&image.manifest_digest, MAX_MANIFEST_SIZE)?;
+        Ok((bytes, image.manifest_media_type.clone()))
+    }
+
+    /// Given an index or manifest digest, the manifest for this store's platform.
+    pub fn resolve_platform_manifest(&self, digest: &Digest) -> Result<(Digest, String, Manifest)> {
+        let (_, mt, doc) = self.read_manifest(digest)?;
+        match doc {
+            ManifestDoc::Manifest(m) => Ok((digest.clone(), mt, *m)),
+            ManifestDoc::Index(idx) => {
+                let d = select_platform(&idx, digest, &self.platform)?
+                    .digest
+                    .clone();
+                let (_, mt, doc) = self.read_manifest(&d)?;
+                match doc {
+                    ManifestDoc::Manifest(m) => Ok((d, mt, *m)),
+                    ManifestDoc::Index(_) => Err(Error::UnsupportedMediaType {
+                        media_type: mt,
+                        object: format!("{d} (nested index)"),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Makes an image from blobs already in the content store: `manifest_digest` is a
+    /// manifest or an index (then the platform's manifest is used); unpacks missing layers;
+    /// records the image, tags `reference` (unless it has only a digest) and records the
+    /// repo digest. Idempotent.
+    pub fn register(&self, reference: &Reference, manifest_digest: &Digest) -> Result<Image> {
+        let id = self.register_untagged(manifest_digest)?;
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        if reference.tag.is_some() || reference.digest.is_none() {
+            tag_tx(&tx, &reference.with_tag_only(), &id)?;
+        }
+        let repo_digest = Reference {
+            tag: None,
+            digest: Some(manifest_digest.clone()),
+            ..reference.clone()
+        };
+        tx.execute(
+            "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
+            params![repo_digest.to_string(), id.as_str()],
+        )
+        .map_err(Error::db("record repo digest"))?;
+        tx.commit().map_err(Error::db("commit"))?;
+        drop(conn);
+        self.get(&id)
+    }
+
+    /// As `register` without a reference (a dangling image, e.g. `load` of an untagged one).
+    /// Returns the image ID.
+    pub fn register_untagged(&self, manifest_digest: &Digest) -> Result<Digest> {
+        let (mdigest, mt, m) = self.resolve_platform_manifest(manifest_digest)?;
+        if !self.content.has(&m.config.digest) {
+            return Err(Error::BlobNotFound {
+                digest: m.config.digest.clone(),
+            });
+        }
+        let config_bytes = self
+            .content
+            .read_limited(&m.config.digest, MAX_CONFIG_SIZE)?;
+        let config = ImageConfig::parse(&config_bytes, m.config.digest.as_str())?;
+        let diff_ids = config.rootfs.diff_ids.clone();
+        let layers: Vec<&manifest::Descriptor> = m.layers.iter().collect();
+        if diff_ids.len() != layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "image {}: manifest has {} layers but config has {} diff IDs",
+                m.config.digest,
+                layers.len(),
+                diff_ids.len()
+            )));
+        }
+        for l in &layers {
+            if !manifest::is_layer_type(&l.media_type) {
+                return Err(Error::UnsupportedMediaType {
+                    media_type: l.media_type.clone(),
+                    object: format!("layer {}", l.digest),
+                });
+            }
+        }
+        let chains = chain_ids(&diff_ids);
+        let mut size = 0u64;
+        for (i, l) in layers.iter().enumerate() {
+            let parent = if i == 0 {
+                None
+            } else {
+                Some(chains[i - 1].to_string())
+            };
+            size += self.unpack_layer(&l.digest, &diff_ids[i], &chains[i], parent.as_deref())?;
+        }
+        let id = m.config.digest.clone();
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT manifest_digest FROM images WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Error::db("look up image"))?;
+        match exists {
+            Some(_) => {
+                // same config from another manifest (e.g. recompressed): keep the newest
+                tx.execute(
+                    "UPDATE images SET manifest_digest = ?2, manifest_media_type = ?3 WHERE id = ?1",
+                    params![id.as_str(), mdigest.as_str(), mt],
+                )
+                .map_err(Error::db("update image"))?;
+                tx.execute(
+                    "DELETE FROM image_layers WHERE image_id = ?1",
+                    [id.as_str()],
+                )
+                .map_err(Error::db("update image layers"))?;
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO images (id, manifest_digest, manifest_media_type, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id.as_str(), mdigest.as_str(), mt, config.created, size as i64, now()],
+                )
+                .map_err(Error::db("insert image"))?;
+            }
+        }
+        for (i, l) in layers.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO image_layers (image_id, idx, blob_digest, diff_id, chain_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id.as_str(), i as i64, l.digest.as_str(), diff_ids[i].as_str(), chains[i].as_str()],
+            )
+            .map_err(Error::db("insert image layer"))?;
+        }
+        for d in [&mdigest, &id, manifest_digest] {
+            tx.execute(
+                "INSERT OR IGNORE INTO image_blobs (image_id, digest) VALUES (?1, ?2)",
+                params![id.as_str(), d.as_str()],
+            )
+            .map_err(Error::db("record image blob"))?;
+        }
+        tx.commit().map_err(Error::db("commit"))?;
+        tracing::info!(image = %id, manifest = %mdigest, layers = layers.len(), "image registered");
+        Ok(id)
+    }
+
+    /// Unpacks layer blob `blob` as snapshot `chain` over `parent` unless it exists; returns
+    /// the layer's unpacked size. Processes that unpack the same layer serialise on a lock
+    /// file, so it is done once.
+    fn unpack_layer(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain: &Digest,
+        parent: Option<&str>,
+    ) -> Result<u64> {
+        let key = chain.to_string();
+        if self.snapshots.exists(&key)? {
+            return self.snapshots.recorded_size(&key);
+        }
+        let locks = self.snapshots.root().join("locks");
+        fs::create_dir_all(&locks).map_err(|e| Error::io("create directory", &locks, e))?;
+        let lock_path = locks.join(chain.hex());
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open lock file", &lock_path, e))?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| Error::io("lock", &lock_path, errno.into()))?;
+        if self.snapshots.exists(&key)? {
+            return self.snapshots.recorded_size(&key);
+        }
+        let tmp_key = format!("extract-{}-{}", std::process::id(), chain.hex());
+        // a previous attempt of this process id that crashed
+        if self.snapshots.exists(&tmp_key)? {
+            self.snapshots.remove(&tmp_key)?;
+        }
+        self.snapshots.prepare(&tmp_key, parent)?;
+        let result = (|| {
+            let dir = self.snapshots.upper_dir(&tmp_key)?;
+            let f = self.content.open_blob(blob)?;
+            // verify the compressed blob as it streams, too: a corrupted blob on disk must not
+            // become a layer
+            let mut dr = crate::digest::DigestReader::new(f);
+            let stats = extract::extract_layer(&mut dr, &dir, blob.as_str(), Some(diff_id))?;
+            std::io::copy(&mut dr, &mut std::io::sink())
+                .map_err(|e| Error::io("read blob", self.content.blob_path(blob), e))?;
+            let (actual, _) = dr.finish();
+            if &actual != blob {
+                return Err(Error::BlobDigestMismatch {
+                    expected: blob.clone(),
+                    actual,
+                });
+            }
+            self.snapshots.commit(&key, &tmp_key)?;
+            self.snapshots.set_size(&key, stats.size)?;
+            Ok(stats.size)
+        })();
+        if result.is_err() {
+            if let Err(e) = self.snapshots.remove(&tmp_key) {
+                tracing::warn!(key = tmp_key, error = %e, "could not remove failed extraction snapshot");
+            }
+        }
+        result
+    }
+
+    /// The image with this exact ID.
+    pub fn get(&self, id: &Digest) -> Result<Image> {
+        let conn = self.db.lock();
+        let row: Option<(String, String, Option<String>, i64, String)> = conn
+            .query_row(
+                "SELECT manifest_digest, manifest_media_type, created, size, added FROM images WHERE id = ?1",
+                [id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(Error::db("look up image"))?;
+        let Some((mdigest, mt, _created, size, added)) = row else {
+            return Err(Error::ImageNotFound {
+                reference: id.to_string(),
+            });
+        };
+        let tags = query_strings(
+            &conn,
+            "SELECT reference FROM tags WHERE image_id = ?1 ORDER BY tagged_at, reference",
+            id,
+        )?;
+        let digests = query_strings(
+            &conn,
+            "SELECT reference FROM repo_digests WHERE image_id = ?1 ORDER BY reference",
+            id,
+        )?;
+        drop(conn);
+        let manifest_digest: Digest = mdigest.parse()?;
+        let (_, _, doc) = self.read_manifest(&manifest_digest)?;
+        let ManifestDoc::Manifest(manifest) = doc else {
+            return Err(Error::UnsupportedMediaType {
+                media_type: mt,
+                object: format!("image {id} manifest"),
+            });
+        };
+        let config = ImageConfig::parse(
+            &self.content.read_limited(id, MAX_CONFIG_SIZE)?,
+            id.as_str(),
+        )?;
+        let diff_ids = config.rootfs.diff_ids.clone();
+        Ok(Image {
+            id: id.clone(),
+            manifest_digest,
+            manifest_media_type: mt,
+            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            chain_ids: chain_ids(&diff_ids),
+            diff_ids,
+            created: config.created_time(),
+            manifest: *manifest,
+            config,
+            repo_tags: tags.iter().filter_map(|t| t.parse().ok()).collect(),
+            repo_digests: digests.iter().filter_map(|t| t.parse().ok()).collect(),
+            size: size as u64,
+            added,
+        })
+    }
+
+    /// Finds an image as Docker does: by reference (tag or digest), by full image ID
+    /// (`sha256:...` or 64 hex), or by an unambiguous prefix of the ID.
+    pub fn resolve(&self, s: &str) -> Result<Image> {
+        let not_found = || Error::ImageNotFound {
+            reference: s.to_string(),
+        };
+        if let Ok(d) = s.parse::<Digest>() {
+            return self.get(&d).map_err(|_| not_found());
+        }
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(d) = Digest::from_hex(s) {
+                return self.get(&d).map_err(|_| not_found());
+            }
+        }
+        if let Ok(r) = s.parse::<Reference>() {
+            let conn = self.db.lock();
+            let id: Option<String> = if r.digest.is_some() {
+                let rd = Reference {
+                    tag: None,
+                    ..r.clone()
+                };
+                conn.query_row(
+                    "SELECT image_id FROM repo_digests WHERE reference = ?1",
+                    [rd.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(Error::db("look up reference"))?
+            } else {
+                conn.query_row(
+                    "SELECT image_id FROM tags WHERE reference = ?1",
+                    [r.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(Error::db("look up reference"))?
+            };
+            drop(conn);
+            if let Some(id) = id {
+                return self.get(&id.parse()?);
+            }
+        }
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        if !hex.is_empty()
+            && hex.len() < 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            let conn = self.db.lock();
+            let mut st = conn
+                .prepare("SELECT id FROM images WHERE id LIKE ?1")
+                .map_err(Error::db("look up image ID"))?;
+            let ids: Vec<String> = st
+                .query_map([format!("sha256:{hex}%")], |r| r.get(0))
+                .map_err(Error::db("look up image ID"))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(Error::db("look up image ID"))?;
+            drop(st);
+            drop(conn);
+            match ids.len() {
+                0 => {}
+                1 => return self.get(&ids[0].parse()?),
+                n => {
+                    return Err(Error::ImageAmbiguous {
+                        reference: s.to_string(),
+                        count: n,
+                    })
+                }
+            }
+        }
+        Err(not_found())
+    }
+
+    /// Every image, newest first.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let ids: Vec<String> = {
+            let conn = self.db.lock();
+            let mut st = conn
+                .prepare("SELECT id FROM images ORDER BY created DESC, added DESC")
+                .map_err(Error::db("list images"))?;
+            let rows = st
+                .query_map([], |r| r.get(0))
+                .map_err(Error::db("list images"))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(Error::db("list images"))?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(&id.parse()?) {
+                Ok(img) => out.push(img),
+                // a broken image must not hide the others
+                Err(e) => {
+                    tracing::warn!(image = %id, error = %e, "image unreadable, skipped in list")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tags `image` as `reference` (moving the tag if it named another image).
+    pub fn tag(&self, image: &Image, reference: &Reference) -> Result<()> {
+        if reference.digest.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to create a tag with a digest reference: {reference}"
+            )));
+        }
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        tag_tx(&tx, &reference.with_tag_only(), &image.id)?;
+        tx.commit().map_err(Error::db("commit"))
+    }
+
+    /// Removes the tag `reference`; returns the image it named.
+    pub fn untag(&self, reference: &Reference) -> Result<Digest> {
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let r = reference.with_tag_only().to_string();
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT image_id FROM tags WHERE reference = ?1",
+                [&r],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(Error::db("look up tag"))?;
+        let Some(id) = id else {
+            return Err(Error::ImageNotFound {
+                reference: reference.familiar(),
+            });
+        };
+        tx.execute("DELETE FROM tags WHERE reference = ?1", [&r])
+            .map_err(Error::db("delete tag"))?;
+        tx.execute(
+            "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'untag', ?3)",
+            params![r, id, now()],
+        )
+        .map_err(Error::db("record tag history"))?;
+        tx.commit().map_err(Error::db("commit"))?;
+        id.parse()
+    }
+
+    /// The history of a tag or of every tag: (reference, image ID, action, time).
+    pub fn tag_history(
+        &self,
+        reference: Option<&Reference>,
+    ) -> Result<Vec<(String, String, String, String)>> {
+        let conn = self.db.lock();
+        let mut st = conn
+            .prepare("SELECT reference, image_id, action, at FROM tag_history WHERE ?1 IS NULL OR reference = ?1 ORDER BY seq")
+            .map_err(Error::db("read tag history"))?;
+        let r = reference.map(|r| r.with_tag_only().to_string());
+        let rows = st
+            .query_map([r], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .map_err(Error::db("read tag history"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Error::db("read tag history"))
+    }
+
+    /// `docker rmi` semantics: a tag reference untags, and deletes the image if that was its
+    /// last tag; an ID deletes the image, which needs `force` if it has tags in more than one
+    /// repository or containers use it. Content no image needs any more is deleted too.
+    pub fn remove(&self, s: &str, force: bool) -> Result<Vec<RemoveAction>> {
+        let img = self.resolve(s)?;
+        let mut actions = Vec::new();
+        let by_ref = s.parse::<Reference>().ok().filter(|r| {
+            let rt = r.with_tag_only();
+            r.digest.is_none() && img.repo_tags.contains(&rt)
+        });
+        if let Some(r) = by_ref {
+            self.untag(&r)?;
+            actions.push(RemoveAction::Untagged(r.familiar()));
+            if img.repo_tags.len() > 1 {
+                return Ok(actions);
+            }
+        } else {
+            let repos: BTreeSet<String> = img.repo_tags.iter().map(|r| r.name()).collect();
+            if repos.len() > 1 && !force {
+                return Err(Error::ImageInUse {
+                    reference: s.to_string(),
+                    reason: format!("image is referenced in multiple repositories ({}); use -f to remove it anyway", repos.len()),
+                });
+            }
+        }
+        let users = self.containers_using(&img)?;
+        if !users.is_empty() && !force {
+            return Err(Error::ImageInUse {
+                reference: s.to_string(),
+                reason: format!(
+                    "image {} is being used by container(s) {}",
+                    img.id.short(),
+                    users.join(", ")
+                ),
+            });
+        }
+        {
+            let mut conn = self.db.lock();
+            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let tags = query_strings(
+                &tx,
+                "SELECT reference FROM tags WHERE image_id = ?1",
+                &img.id,
+            )?;
+            for t in &tags {
+                tx.execute(
+                    "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'untag', ?3)",
+                    params![t, img.id.as_str(), now()],
+                )
+                .map_err(Error::db("record tag history"))?;
+                if let Ok(r) = t.parse::<Reference>() {
+                    actions.push(RemoveAction::Untagged(r.familiar()));
+                }
+            }
+            for d in query_strings(
+                &tx,
+                "SELECT reference FROM repo_digests WHERE image_id = ?1",
+                &img.id,
+            )? {
+                if let Ok(r) = d.parse::<Reference>() {
+                    actions.push(RemoveAction::Untagged(r.familiar()));
+                }
+            }
+            tx.execute("DELETE FROM images WHERE id = ?1", [img.id.as_str()])
+                .map_err(Error::db("delete image"))?;
+            tx.commit().map_err(Error::db("commit"))?;
+        }
+        actions.push(RemoveAction::Deleted(img.id.clone()));
+        self.collect(Some(&img), Duration::ZERO)?;
+        Ok(actions)
+    }
+
+    /// Container owners of leases on snapshots over this image's top layer.
+    fn containers_using(&self, img: &Image) -> Result<Vec<String>> {
+        let Some(top) = img.top_snapshot() else {
+            return Ok(Vec::new());
+        };
+        let conn = self.db.lock();
+        let mut st = conn
+            .prepare("SELECT l.owner FROM leases l JOIN snapshots s ON s.key = l.snapshot_key WHERE s.parent = ?1 OR s.key = ?1")
+            .map_err(Error::db("look up leases"))?;
+        let rows = st
+            .query_map([top], |r| r.get::<_, String>(0))
+            .map_err(Error::db("look up leases"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Error::db("look up leases"))
+    }
+
+    /// A container's writable snapshot over `image` (`key` is usually the container ID),
+    /// held by a lease for the container until [`ImageStore::remove_container_snapshot`].
+    pub fn prepare_container(&self, key: &str, image: &Image) -> Result<Vec<Mount>> {
+        let parent = image.top_snapshot();
+        let mounts = self.snapshots.prepare(key, parent.as_deref())?;
+        self.add_container_ref(key, key)?;
+        Ok(mounts)
+    }
+
+    /// Holds snapshot `snapshot_key` (and its parents) for `owner` against gc and `rmi`.
+    pub fn add_container_ref(&self, snapshot_key: &str, owner: &str) -> Result<()> {
+        self.snapshots.add_lease(snapshot_key, owner)
+    }
+
+    /// Drops the lease and removes a container's snapshot.
+    pub fn remove_container_snapshot(&self, key: &str) -> Result<()> {
+        self.snapshots.remove_lease(key, key)?;
+        self.snapshots.remove(key)
+    }
+
+    /// Removes blobs and snapshots no image references and no lease holds (blobs and layer
+    /// snapshots younger than [`GC_GRACE`] are kept: a pull may be about to register them).
+    pub fn gc(&self) -> Result<GcReport> {
+        self.collect(None, GC_GRACE)
+    }
+
+    /// Blobs and layer snapshots every image (and every lease) needs.
+    fn live_sets(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        let conn = self.db.lock();
+        let mut blobs = HashSet::new();
+        let mut snaps = HashSet::new();
+        for (q, is_blob) in [
+            ("SELECT digest FROM image_blobs", true),
+            ("SELECT blob_digest FROM image_layers", true),
+            ("SELECT chain_id FROM image_layers", false),
+            ("SELECT snapshot_key FROM leases", false),
+        ] {
+            let set = if is_blob { &mut blobs } else { &mut snaps };
+            let mut st = conn.prepare(q).map_err(Error::db("gc scan"))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(Error::db("gc scan"))?;
+            for r in rows {
+                set.insert(r.map_err(Error::db("gc scan"))?);
+            }
+        }
+        Ok((blobs, snaps))
+    }
+
+    fn collect(&self, only: Option<&Image>, grace: Duration) -> Result<GcReport> {
+        let (live_blobs, live_snaps) = self.live_sets()?;
+        let mut report = GcReport::default();
+        // snapshots: keep the live ones and their ancestors; remove the rest children first
+        let all = self.snapshots.list()?;
+        let by_key: std::collections::HashMap<&str, &crate::snapshot::Info> =
+            all.iter().map(|i| (i.key.as_str(), i)).collect();
+        let mut keep: HashSet<String> = HashSet::new();
+        for k in &live_snaps {
+            let mut cur = by_key.get(k.as_str()).copied();
+            while let Some(i) = cur {
+                if !keep.insert(i.key.clone()) {
+                    break;
+                }
+                cur = i.parent.as_deref().and_then(|p| by_key.get(p).copied());
+            }
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        let candidates: HashSet<String> = match only {
+            Some(img) => img.chain_ids.iter().map(|c| c.to_string()).collect(),
+            None => all.iter().map(|i| i.key.clone()).collect(),
+        };
+        let mut doomed: Vec<&crate::snapshot::Info> = all
+            .iter()
+            .filter(|i| candidates.contains(&i.key) && !keep.contains(&i.key))
+            .filter(|i| i.kind == Kind::Committed || only.is_none())
+            .filter(|i| {
+                chrono::DateTime::parse_from_rfc3339(&i.created)
+                    .map(|t| t.with_timezone(&chrono::Utc) < cutoff)
+                    .unwrap_or(true)
+            })
+            .collect();
+        // children before parents: higher ids were created later
+        doomed.sort_by_key(|i| std::cmp::Reverse(i.id));
+        for i in doomed {
+            match self.snapshots.remove(&i.key) {
+                Ok(()) => report.snapshots.push(i.key.clone()),
+                Err(e) => tracing::debug!(key = i.key, error = %e, "snapshot kept"),
+            }
+        }
+        let blob_candidates: Vec<Digest> = match only {
+            Some(img) => {
+                let mut v = img.layers.clone();
+                v.push(img.id.clone());
+                v.push(img.manifest_digest.clone());
+                v.extend(img.repo_digests.iter().filter_map(|r| r.digest.clone()));
+                v
+            }
+            None => self.content.list()?,
+        };
+        let sys_cutoff = SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        for d in blob_candidates {
+            if live_blobs.contains(d.as_str()) {
+                continue;
+            }
+            let p = self.content.blob_path(&d);
+            let Ok(md) = fs::metadata(&p) else { continue };
+            if md.modified().map(|t| t > sys_cutoff).unwrap_or(false) {
+                continue;
+            }
+            self.content.delete(&d)?;
+            report.bytes += md.len();
+            report.blobs.push(d);
+        }
+        if only.is_none() {
+            self.snapshots.remove_orphan_dirs()?;
+        }
+        Ok(report)
+    }
+
+    /// Images with no tag (what `docker images -f dangling=true` shows).
+    pub fn dangling(&self) -> Result<Vec<Image>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|i| i.repo_tags.is_empty())
+            .collect())
+    }
+
+    /// Whether some container lease holds a snapshot over this image.
+    pub fn in_use(&self, img: &Image) -> Result<bool> {
+        Ok(!self.containers_using(img)?.is_empty())
+    }
+}
+
+fn tag_tx(tx: &rusqlite::Transaction<'_>, r: &Reference, id: &Digest) -> Result<()> {
+    let r = r.to_string();
+    let old: Option<String> = tx
+        .query_row(
+            "SELECT image_id FROM tags WHERE reference = ?1",
+            [&r],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(Error::db("look up tag"))?;
+    if old.as_deref() == Some(id.as_str()) {
+        return Ok(());
+    }
+    let at = now();
+    if let Some(old) = old {
+        tx.execute(
+            "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'untag', ?3)",
+            params![r, old, at],
+        )
+        .map_err(Error::db("record tag history"))?;
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO tags (reference, image_id, tagged_at) VALUES (?1, ?2, ?3)",
+        params![r, id.as_str(), at],
+    )
+    .map_err(Error::db("tag"))?;
+    tx.execute(
+        "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'tag', ?3)",
+        params![r, id.as_str(), at],
+    )
+    .map_err(Error::db("record tag history"))?;
+    Ok(())
+}
+
+fn query_strings(conn: &rusqlite::Connection, q: &str, id: &Digest) -> Result<Vec<String>> {
+    let mut st = conn.prepare(q).map_err(Error::db("query"))?;
+    let rows = st
+        .query_map([id.as_str()], |r| r.get::<_, String>(0))
+        .map_err(Error::db("query"))?;
+    rows.collect::<std::result::Result<_, _>>()
+        .map_err(Error::db("query"))
+}
