@@ -1,1 +1,478 @@
-//! placeholder
+//! Raw Linux system calls that nix lacks (or wraps in a way berth cannot use), each in a safe
+//! function that states what it guarantees. This is the one crate of berth where `unsafe`
+//! lives for process creation and file resolution; everything else calls these wrappers.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// The result of [`clone_fork`], as `fork(2)` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the new process.
+    Child,
+    /// In the caller; the new process's pid (as seen from the caller's pid namespace).
+    Parent(i32),
+}
+
+/// `fork(2)` that also creates the namespaces in `flags` (`CLONE_NEW*`) for the child, in one
+/// system call, so that a container's first process is born inside its namespaces (pid 1 of a
+/// new pid namespace) without an intermediate process.
+///
+/// nix's `clone` needs a separate stack and a callback; this uses the kernel's fork-like form of
+/// `clone` (no new stack: the child continues on a copy of the caller's), which is what glibc's
+/// `fork` does.
+///
+/// The caller must be single-threaded (as with `fork`): the child gets a copy of only the calling
+/// thread, so a lock held by another thread would never be released. The runtime's commands run
+/// before any thread is started, which is why this is sound there; the function checks it and
+/// refuses otherwise.
+pub fn clone_fork(flags: i32) -> io::Result<Forked> {
+    if thread_count()? != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::Other,
+            "clone_fork called from a multi-threaded process",
+        ));
+    }
+    let flags = (flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: SYS_clone with a null stack behaves like fork(2): the child continues on a copy of
+    // the parent's address space. The process is single-threaded (checked above), so no lock
+    // held by another thread is copied in a locked state. Pointer arguments are null, which is
+    // valid when CLONE_PARENT_SETTID/CHILD_SETTID/SETTLS are not in `flags`; callers pass only
+    // CLONE_NEW* flags, which the mask below enforces.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags & NAMESPACE_FLAGS_AND_SIGNAL,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP) as libc::c_ulong
+    | 0xff;
+
+/// Number of threads of the calling process, from /proc/self/stat (field 20).
+fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name (field 2) may contain spaces and parentheses; fields after it start
+    // after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/self/stat"))?;
+    rest.split_whitespace()
+        .nth(17)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/self/stat"))
+}
+
+/// `RESOLVE_*` flags of openat2(2).
+pub mod resolve {
+    pub const NO_XDEV: u64 = 0x01;
+    pub const NO_MAGICLINKS: u64 = 0x02;
+    pub const NO_SYMLINKS: u64 = 0x04;
+    pub const BENEATH: u64 = 0x08;
+    pub const IN_ROOT: u64 = 0x10;
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2(2): open `path` relative to `dir` with `resolve` restrictions. With
+/// [`resolve::IN_ROOT`], every `..` and absolute symlink stays inside `dir`, which is how berth
+/// makes sure that a symlink in an image never sends a mount or a write to the host.
+/// nix 0.29 has no openat2. The returned descriptor is owned by the caller.
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let c = cstring(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
+    loop {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` a properly laid out open_how
+        // that outlive the call; the size passed is the struct's size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a new descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        // EAGAIN: a concurrent rename raced with RESOLVE_IN_ROOT's checks; retry.
+        if err.raw_os_error() != Some(libc::EAGAIN) && err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Mark every descriptor from `first` up as close-on-exec (close_range(2) with
+/// CLOSE_RANGE_CLOEXEC), so that nothing the runtime or its caller opened reaches the
+/// container's process (CVE-2024-21626 leaked such a descriptor). Falls back to walking
+/// /proc/self/fd on kernels before 5.11.
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags; it touches no
+    // memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number only changes its flags; a number that was the
+        // read_dir's own (now closed) descriptor fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Clear close-on-exec on one descriptor (for the `--preserve-fds` the caller asked to pass).
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD only changes the descriptor's flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// pidfd_open(2): a descriptor that refers to one process for good, so that a signal or a wait
+/// can never hit a recycled pid.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed (the kernel fills in SI_USER); no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Join a new session keyring with this name, so containers do not share the caller's keys
+/// (keyctl(2) KEYCTL_JOIN_SESSION_KEYRING; nix has no keyctl).
+pub fn join_session_keyring(name: &str) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "keyring name has a NUL"))?;
+    // SAFETY: `c` is a valid C string that outlives the call.
+    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// setdomainname(2) (nix has sethostname only).
+pub fn set_domainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Make `fd` the controlling terminal of the calling process (ioctl TIOCSCTTY), after setsid.
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal); no memory is passed.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Open a new pseudo-terminal pair through `ptmx` (the container's /dev/ptmx, so the pair lives
+/// in the container's devpts). Returns (master, slave path).
+pub fn open_pty(ptmx: &Path) -> io::Result<(OwnedFd, String)> {
+    let c = cstring(ptmx)?;
+    // SAFETY: a valid C string; the returned descriptor is checked and owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(fd, libc::TIOCSPTLCK, &mut unlock) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes an unsigned int through the pointer, valid for the call.
+    if unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let dir = ptmx
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // /dev/ptmx is a symlink to pts/ptmx; the slave lives beside pts/ptmx.
+    let pts_dir = if dir.ends_with("/pts") {
+        dir
+    } else {
+        format!("{dir}/pts")
+    };
+    Ok((master, format!("{pts_dir}/{n}")))
+}
+
+/// Set the window size of a terminal.
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize through the pointer, valid for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// ioprio_set(2) for the calling process (nix has none).
+pub fn set_io_priority(class: i32, level: i32) -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let value = (class << 13) | level;
+    // SAFETY: integer arguments only.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// execve(2) that returns only on failure. Arguments are prepared by the caller so that the
+/// moment between the last security step (seccomp) and exec does no allocation.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: all pointers point into CStrings that outlive the call and both arrays are
+    // NULL-terminated.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// True when the running executable is a sealed memfd (see [`reexec_from_sealed_copy`]).
+pub fn running_from_sealed_copy() -> bool {
+    match std::fs::File::open("/proc/self/exe") {
+        Ok(f) => {
+            // SAFETY: F_GET_SEALS on a valid descriptor returns an integer; no memory passed.
+            let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
+            seals > 0 && seals & libc::F_SEAL_WRITE != 0
+        }
+        Err(_) => false,
+    }
+}
+
+/// Re-execute the current program from a sealed, read-only in-memory copy of itself.
+///
+/// Why: a process inside a container can reach the runtime's executable through
+/// /proc/<pid>/exe while the runtime joins it, and — if that file is writable — overwrite the
+/// host's binary (CVE-2019-5736). After this call, /proc/self/exe is a memfd sealed against
+/// writes, so there is nothing on the host to overwrite. The copy is done in the kernel
+/// (sendfile), and the re-exec happens only when the binary's own file is writable: an
+/// installation on a read-only mount skips it.
+///
+/// Returns only on failure.
+pub fn reexec_from_sealed_copy() -> io::Error {
+    match reexec_inner() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn reexec_inner() -> io::Result<Never> {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    let exe = std::fs::File::open("/proc/self/exe")?;
+    let size = exe.metadata()?.len() as usize;
+    let mfd = memfd_create(
+        c"berth-runtime",
+        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )
+    .map_err(io::Error::from)?;
+    let mut off: i64 = 0;
+    while (off as usize) < size {
+        let left = size - off as usize;
+        let n = nix::sys::sendfile::sendfile64(&mfd, &exe, Some(&mut off), left)
+            .map_err(io::Error::from)?;
+        if n == 0 {
+            break;
+        }
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS on our own memfd takes an integer; no memory is passed.
+    if unsafe { libc::fcntl(mfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| {
+            use std::os::unix::ffi::OsStrExt;
+            CString::new(a.as_bytes()).unwrap_or_default()
+        })
+        .collect();
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            use std::os::unix::ffi::OsStrExt;
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            CString::new(b).unwrap_or_default()
+        })
+        .collect();
+    nix::unistd::fexecve(mfd.as_raw_fd(), &args, &env).map_err(io::Error::from)?;
+    Err(io::Error::new(io::ErrorKind::Other, "fexecve returned"))
+}
+
+/// Whether the running executable's file can be written by root (its mount is not read-only).
+pub fn executable_is_writable() -> bool {
+    match nix::sys::statvfs::statvfs("/proc/self/exe") {
+        Ok(s) => !s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        Err(_) => true,
+    }
+}
+
+/// The process's start time (field 22 of /proc/<pid>/stat), used with the pid to tell a
+/// container's process from a later process that reused its pid.
+pub fn process_start_time(pid: i32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // after ')' the first field is the state (field 3); starttime is field 22
+    fields
+        .get(19)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+}
+
+/// The state letter of a process (R, S, D, Z, T, ...), or None when it is gone.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().next()?.chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_count_is_read() {
+        // the test harness runs tests on threads, so there is at least one
+        assert!(thread_count().unwrap() >= 1);
+    }
+
+    #[test]
+    fn start_time_of_self_is_stable() {
+        let pid = std::process::id() as i32;
+        let a = process_start_time(pid).unwrap();
+        let b = process_start_time(pid).unwrap();
+        assert_eq!(a, b);
+        assert!(process_state(pid).is_some());
+        assert!(process_state(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn openat2_in_root_stays_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("escape")).unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/marker"), b"in").unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        use std::os::fd::AsFd;
+        let fd = openat2(
+            root.as_fd(),
+            Path::new("escape/marker"),
+            libc::O_RDONLY,
+            0,
+            resolve::IN_ROOT,
+        )
+        .unwrap();
+        let got = std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(got, "in");
+        let err = openat2(
+            root.as_fd(),
+            Path::new("../../../../etc/hostname"),
+            libc::O_RDONLY,
+            0,
+            resolve::BENEATH,
+        )
+        .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EXDEV));
+    }
+}
