@@ -1,0 +1,76 @@
+//! What the registry client needs of the local image store, as a small trait: the content
+//! store to read and write blobs, `register` once a pulled image's blobs are all present,
+//! the manifest of a local image to push, and which repositories on a registry are known to
+//! hold an image's blobs (for cross-repository mounts). `ImageStore` implements it; tests
+//! may pass their own.
+
+use berth_image::content::ContentStore;
+use berth_image::digest::Digest;
+use berth_image::reference::Reference;
+use berth_image::store::ImageStore;
+
+pub type StoreResult<T> = std::result::Result<T, berth_image::error::Error>;
+
+pub trait LocalImages: Send + Sync + 'static {
+    /// The blobs.
+    fn content(&self) -> &ContentStore;
+
+    /// Records `reference` as the image whose manifest (with config and layers, all in the
+    /// content store) is `manifest`; returns the image ID.
+    fn register(&self, reference: &Reference, manifest: &Digest) -> StoreResult<Digest>;
+
+    /// The manifest digest of the local image `reference` names.
+    fn manifest_of(&self, reference: &Reference) -> StoreResult<Digest>;
+
+    /// Repositories on the registry of `reference` (other than its own) that are known to
+    /// hold the blobs of the image being pushed: a push mounts from them instead of
+    /// uploading.
+    fn mount_sources(&self, _reference: &Reference) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Remembers that the image is now in the registry as `reference` (by `manifest`), so
+    /// later pushes to other repositories of that registry can mount from it.
+    fn record_pushed(&self, _reference: &Reference, _manifest: &Digest) {}
+}
+
+impl LocalImages for ImageStore {
+    fn content(&self) -> &ContentStore {
+        ImageStore::content(self)
+    }
+
+    fn register(&self, reference: &Reference, manifest: &Digest) -> StoreResult<Digest> {
+        ImageStore::register(self, reference, manifest).map(|image| image.id)
+    }
+
+    fn manifest_of(&self, reference: &Reference) -> StoreResult<Digest> {
+        self.resolve(&reference.to_string())
+            .map(|image| image.manifest_digest)
+    }
+
+    fn mount_sources(&self, reference: &Reference) -> Vec<String> {
+        // Repo digests are recorded when an image is pulled from or pushed to a repository,
+        // so they say where its blobs are known to be (tags alone do not).
+        let Ok(image) = self.resolve(&reference.to_string()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for r in &image.repo_digests {
+            if r.registry == reference.registry
+                && r.repository != reference.repository
+                && !out.contains(&r.repository)
+            {
+                out.push(r.repository.clone());
+            }
+        }
+        out
+    }
+
+    fn record_pushed(&self, reference: &Reference, manifest: &Digest) {
+        // Registering again is cheap (layers are already unpacked) and records the repo
+        // digest; failing to record it only costs a later mount, so it is logged.
+        if let Err(e) = ImageStore::register(self, reference, manifest) {
+            tracing::warn!(reference = %reference, error = %e, "could not record the pushed repo digest");
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Pull: resolve a tag or digest to a manifest (choosing the platform from an index),
+//! verify every byte against its digest, fetch config and layers in parallel (bounded),
+//! streaming each to the content store on a blocking thread so no layer is ever held in
+//! memory, skip what the store already has, then register the image.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use berth_image::digest::Digest;
+use berth_image::manifest::{self as im, ManifestDoc, Platform};
+use berth_image::reference::Reference;
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+use crate::client::{failure, RepositoryClient};
+use crate::error::{Error, HttpFailure, Result};
+use crate::local::LocalImages;
+use crate::progress::Progress;
+use crate::store_err;
+
+/// Attempts of one blob download: a connection that breaks mid-body restarts the blob.
+const BLOB_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// The platform to choose from an index; the host's when `None`.
+    pub platform: Option<Platform>,
+    /// Blobs downloaded at once.
+    pub concurrency: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: None,
+            concurrency: 6,
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The digest of the image manifest registered (the platform's, if an index was pulled).
+    pub manifest_digest: Digest,
+    /// The digest of the index or list the manifest was chosen from, if any.
+    pub index_digest: Option<Digest>,
+    /// The digest the reference resolved to (index or manifest), which `Digest:` prints.
+    pub resolved_digest: Digest,
+    pub image_id: Digest,
+    /// Blobs downloaded.
+    pub fetched: Vec<Digest>,
+    /// Blobs already in the store.
+    pub skipped: Vec<Digest>,
+    pub bytes_downloaded: u64,
+}
+
+/// A manifest as fetched and verified.
+pub(crate) struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+    pub content_type: Option<String>,
+}
+
+/// GETs a manifest by tag or digest and verifies it: against the digest asked for, and
+/// against `Docker-Content-Digest` when the registry sends one.
+pub(crate) async fn fetch_manifest(
+    client: &RepositoryClient,
+    reference: &str,
+    expected: Option<&Digest>,
+) -> Result<FetchedManifest> {
+    let wrap = |cause| Error::FetchManifest {
+        registry: client.registry().to_string(),
+        repository: client.repository().to_string(),
+        reference: reference.to_string(),
+        cause,
+    };
+    let url = client.url(&format!("manifests/{reference}"))?;
+    let accept = im::MANIFEST_ACCEPT.join(", ");
+    let resp = client
+        .send(|http| http.get(url.clone()).header(ACCEPT, accept.as_str()))
+        .await
+        .map_err(wrap)?;
+    if !resp.status().is_success() {
+        return Err(wrap(failure(resp).await));
+    }
+    let parse_err = |reason: String| Error::ParseManifest {
+        registry: client.registry().to_string(),
+        repository: client.repository().to_string(),
+        reference: reference.to_string(),
+        reason,
+    };
+    if resp.content_length().unwrap_or(0) > im::MAX_MANIFEST_SIZE {
+        return Err(parse_err(format!(
+            "{} bytes is more than the {} allowed",
+            resp.content_length().unwrap_or(0),
+            im::MAX_MANIFEST_SIZE
+        )));
+    }
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
+    let header_digest = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<Digest>().ok());
+    let mut bytes = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| wrap(HttpFailure::Transport(e)))?;
+        if (bytes.len() + chunk.len()) as u64 > im::MAX_MANIFEST_SIZE {
+            return Err(parse_err(format!(
+                "more than the {} bytes allowed",
+                im::MAX_MANIFEST_SIZE
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let digest = Digest::of(&bytes);
+    let mismatch = |expected: &Digest| Error::DigestMismatch {
+        registry: client.registry().to_string(),
+        repository: client.repository().to_string(),
+        what: "manifest",
+        expected: expected.to_string(),
+        actual: digest.to_string(),
+    };
+    if let Some(e) = expected {
+        if *e != digest {
+            return Err(mismatch(e));
+        }
+    }
+    if let Some(h) = &header_digest {
+        if *h != digest {
+            return Err(mismatch(h));
+        }
+    }
+    Ok(FetchedManifest {
+        bytes,
+        digest,
+        content_type,
+    })
+}
+
+/// One blob to fetch.
+#[derive(Clone)]
+struct BlobJob {
+    digest: Digest,
+    size: u64,
+    /// Layers are shown in progress; the config is not (as Docker does).
+    show: bool,
+}
+
+enum Chunk {
+    Data(bytes::Bytes),
+    End,
+}
+
+/// Streams one blob into the content store, verifying size as it arrives and digest at the
+/// end; retried from the start when the connection breaks.
+async fn fetch_blob(
+    client: &RepositoryClient,
+    store: &Arc<dyn LocalImages>,
+    job: &BlobJob,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let mut attempt = 1;
+    loop {
+        match fetch_blob_once(client, store, job, progress).await {
+            Err(Error::FetchBlob {
+                cause: HttpFailure::Transport(e),
+                ..
+            }) if attempt < BLOB_ATTEMPTS => {
+                tracing::debug!(digest = %job.digest, error = %e, attempt, "blob download broke; restarting it");
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn fetch_blob_once(
+    client: &RepositoryClient,
+    store: &Arc<dyn LocalImages>,
+    job: &BlobJob,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let wrap = |cause| Error::FetchBlob {
+        registry: client.registry().to_string(),
+        repository: client.repository().to_string(),
+        digest: job.digest.to_string(),
+        cause,
+    };
+    let url = client.url(&format!("blobs/{}", job.digest))?;
+    let resp = client
+        .send(|http| http.get(url.clone()))
+        .await
+        .map_err(wrap)?;
+    if !resp.status().is_success() {
+        return Err(wrap(failure(resp).await));
+    }
+    let size_mismatch = |actual: u64| Error::SizeMismatch {
+        registry: client.registry().to_string(),
+        repository: client.repository().to_string(),
+        digest: job.digest.to_string(),
+        expected: job.size,
+        actual,
+    };
+    if let Some(len) = resp.content_length() {
+        if len != job.size {
+            return Err(size_mismatch(len));
+        }
+    }
+
+    // The writer is blocking file I/O (and may wait on another writer's lock): it runs on
+    // its own thread, fed through a bounded channel so a slow disk slows the download
+    // instead of filling memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(64);
+    let content = store.content().clone();
+    let digest = job.digest.clone();
+    let size = job.size;
+    let writer = tokio::task::spawn_blocking(move || -> Result<(), berth_image::error::Error> {
+        let mut w = content.writer(&digest, Some(size))?;
+        let present = w.already_present();
+        while let Some(c) = rx.blocking_recv() {
+            match c {
+                Chunk::Data(b) => {
+                    if !present {
+                        w.write_all(&b).map_err(|e| {
+                            berth_image::error::Error::io(
+                                "write blob",
+                                content.blob_path(&digest),
+                                e,
+                            )
+                        })?;
+                    }
+                }
+                Chunk::End => {
+                    w.commit()?;
+                    return Ok(());
+                }
+            }
+        }
+        // The sender went away without End: the download failed; dropping the writer
+        // removes its temporary file.
+        Ok(())
+    });
+
+    let started = Instant::now();
+    let mut received: u64 = 0;
+    let mut stream = resp
+        .bytes_stream()
+        .map_err(|e| wrap(HttpFailure::Transport(e)));
+    let mut outcome: Result<()> = Ok(());
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        received += chunk.len() as u64;
+        if received > job.size {
+            // A registry must not make us write more than the manifest promised.
+            outcome = Err(size_mismatch(received));
+            break;
+        }
+        if job.show {
+            progress.bytes(&job.digest, "Downloading", received, job.size);
+        }
+        if tx.send(Chunk::Data(chunk)).await.is_err() {
+            break; // the writer failed; its error is reported below
+        }
+    }
+    if outcome.is_ok() {
+        if received != job.size {
+            outcome = Err(size_mismatch(received));
+        } else {
+            if job.show {
+                progress.status(&job.digest, "Verifying Checksum");
+            }
+            let _ = tx.send(Chunk::End).await;
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| Error::Internal(format!("blob writer thread: {e}")))?;
+    outcome?;
+    written.map_err(|e| match e {
+        berth_image::error::Error::BlobDigestMismatch { expected, actual } => {
+            Error::DigestMismatch {
+                registry: client.registry().to_string(),
+                repository: client.repository().to_string(),
+                what: "blob",
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            }
+        }
+        berth_image::error::Error::BlobSizeMismatch { actual, .. } => size_mismatch(actual),
+        e => store_err("write blob", job.digest.to_string(), e),
+    })?;
+    tracing::debug!(
+        digest = %job.digest,
+        size = job.size,
+        ms = started.elapsed().as_millis() as u64,
+        "blob downloaded"
+    );
+    Ok(received)
+}
+
+/// Pulls `reference` into `store`.
+pub(crate) async fn pull(
+    client: &RepositoryClient,
+    store: Arc<dyn LocalImages>,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<PullReport> {
+    let t0 = Instant::now();
+    let by = match &reference.digest {
+        Some(d) => d.to_string(),
+        None => reference.tag_or_latest().to_string(),
+    };
+    progress.line(&format!("{by}: Pulling from {}", reference.repository));
+    let top = fetch_manifest(client, &by, reference.digest.as_ref()).await?;
+    let parse = |m: &FetchedManifest, what: &str| {
+        im::parse_manifest(&m.bytes, m.content_type.as_deref(), what).map_err(|e| {
+            Error::ParseManifest {
+                registry: client.registry().to_string(),
+                repository: client.repository().to_string(),
+                reference: what.to_string(),
+                reason: e.to_string(),
+            }
+        })
+    };
+    let resolved_digest = top.digest.clone();
+    let (manifest, fetched_manifest, index_digest) = match parse(&top, &by)? {
+        (_, ManifestDoc::Manifest(m)) => (*m, top, None),
+        (_, ManifestDoc::Index(idx)) => {
+            let want = opts.platform.clone().unwrap_or_else(Platform::host);
+            let desc = im::select_platform(&idx, &top.digest, &want).map_err(|e| {
+                Error::SelectPlatform {
+                    registry: client.registry().to_string(),
+                    repository: client.repository().to_string(),
+                    reference: by.clone(),
+                    platform: want.to_string(),
+                    available: match e {
+                        berth_image::error::Error::PlatformNotFound { available, .. } => available,
+                        e => e.to_string(),
+                    },
+                }
+            })?;
+            let d = desc.digest.clone();
+            let child = fetch_manifest(client, d.as_str(), Some(&d)).await?;
+            match parse(&child, d.as_str())? {
+                (_, ManifestDoc::Manifest(m)) => {
+                    let content = store.content().clone();
+                    let idx_bytes = top.bytes.clone();
+                    // Kept so the index digest a user pulled by stays resolvable.
+                    tokio::task::spawn_blocking(move || content.write_bytes(&idx_bytes))
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))?
+                        .map_err(|e| store_err("write index", top.digest.to_string(), e))?;
+                    (*m, child, Some(top.digest.clone()))
+                }
+                (_, ManifestDoc::Index(_)) => {
+                    return Err(Error::ParseManifest {
+                        registry: client.registry().to_string(),
+                        repository: client.repository().to_string(),
+                        reference: d.to_string(),
+                        reason: "an index nested in an index is not supported".into(),
+                    })
+                }
+            }
+        }
+    };
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "manifest resolved");
+
+    let mut jobs = vec![BlobJob {
+        digest: manifest.config.digest.clone(),
+        size: manifest.config.size,
+        show: false,
+    }];
+    for l in &manifest.layers {
+        if l.urls.as_ref().map(|u| !u.is_empty()).unwrap_or(false)
+            && l.media_type.contains("foreign")
+        {
+            return Err(Error::ParseManifest {
+                registry: client.registry().to_string(),
+                repository: client.repository().to_string(),
+                reference: fetched_manifest.digest.to_string(),
+                reason: format!("foreign layer {} is not supported", l.digest),
+            });
+        }
+        if !jobs.iter().any(|j| j.digest == l.digest) {
+            jobs.push(BlobJob {
+                digest: l.digest.clone(),
+                size: l.size,
+                show: true,
+            });
+        }
+    }
+
+    let mut skipped = Vec::new();
+    let mut todo = Vec::new();
+    for j in jobs {
+        if store.content().has(&j.digest) {
+            if j.show {
+                progress.status(&j.digest, "Already exists");
+            }
+            skipped.push(j.digest);
+        } else {
+            if j.show {
+                progress.status(&j.digest, "Pulling fs layer");
+            }
+            todo.push(j);
+        }
+    }
+
+    let t1 = Instant::now();
+    let concurrency = opts.concurrency.max(1);
+    let results: Vec<Result<(Digest, u64)>> = futures_util::stream::iter(todo.iter())
+        .map(|j| {
+            let store = &store;
+            async move {
+                let n = fetch_blob(client, store, j, progress).await?;
+                if j.show {
+                    progress.status(&j.digest, "Download complete");
+                }
+                Ok((j.digest.clone(), n))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut fetched = Vec::new();
+    let mut bytes_downloaded = 0;
+    for r in results {
+        let (d, n) = r?;
+        fetched.push(d);
+        bytes_downloaded += n;
+    }
+    let download_ms = t1.elapsed().as_millis() as u64;
+    tracing::debug!(
+        ms = download_ms,
+        bytes = bytes_downloaded,
+        blobs = fetched.len(),
+        "blobs downloaded"
+    );
+
+    // The manifest goes in last: it is what makes the image complete.
+    let t2 = Instant::now();
+    let content = store.content().clone();
+    let mbytes = fetched_manifest.bytes.clone();
+    let manifest_digest = fetched_manifest.digest.clone();
+    let store2 = store.clone();
+    let reference2 = reference.clone();
+    let md = manifest_digest.clone();
+    let image_id = tokio::task::spawn_blocking(move || {
+        content
+            .write_bytes(&mbytes)
+            .map_err(|e| store_err("write manifest", md.to_string(), e))?;
+        store2
+            .register(&reference2, &md)
+            .map_err(|e| store_err("register image", reference2.to_string(), e))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("register thread: {e}")))??;
+    tracing::debug!(
+        ms = t2.elapsed().as_millis() as u64,
+        "image registered (layers unpacked)"
+    );
+    for l in &manifest.layers {
+        if fetched.contains(&l.digest) {
+            progress.status(&l.digest, "Pull complete");
+        }
+    }
+    tracing::debug!(total_ms = t0.elapsed().as_millis() as u64, "pull done");
+    Ok(PullReport {
+        manifest_digest,
+        index_digest,
+        resolved_digest,
+        image_id,
+        fetched,
+        skipped,
+        bytes_downloaded,
+    })
+}
