@@ -173,6 +173,9 @@ fn layer_tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
         h.set_mtime(1_700_000_000);
         h.set_cksum();
         b.append_data(&mut h, name, data.as_slice()).unwrap();
@@ -541,4 +544,56 @@ async fn tampered_blob_is_refused() {
     );
     // Nothing of the bad blob was kept.
     assert!(!dst.content.has(&layers[1]));
+}
+
+/// The image crate's real store on both sides: the pulled image is registered (layers
+/// unpacked, tag recorded) in a fresh data root, with the same manifest digest and image ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_store_roundtrip() {
+    if !have_registry("image_store_roundtrip") {
+        return;
+    }
+    use berth_image::store::ImageStore;
+    let reg = TestRegistry::start(None);
+    let creds = tempfile::tempdir().unwrap();
+    let r = client(&creds.path().join("config.json"));
+    let reference = reg.reference("berth/store:1");
+
+    // Build with the test store's helper, then hand the blobs to a real ImageStore.
+    let scratch = TestStore::new();
+    let (md, _) = build_image(&scratch, &reference, 100_000);
+    let src_root = tempfile::tempdir().unwrap();
+    let src = Arc::new(ImageStore::open(src_root.path()).unwrap());
+    for d in scratch.content.list().unwrap() {
+        src.content()
+            .write_bytes(&scratch.content.read(&d).unwrap())
+            .unwrap();
+    }
+    let src_image = src.register(&reference, &md).unwrap();
+    r.push(src.clone(), &reference, &PushOptions::default(), silent())
+        .await
+        .unwrap();
+
+    let dst_root = tempfile::tempdir().unwrap();
+    let dst = Arc::new(ImageStore::open(dst_root.path()).unwrap());
+    let pulled = r
+        .pull(dst.clone(), &reference, &PullOptions::default(), &progress::Silent)
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest_digest, md);
+    assert_eq!(pulled.image_id, src_image.id);
+    let image = dst.resolve(&reference.to_string()).unwrap();
+    assert_eq!(image.id, src_image.id);
+    assert_eq!(image.manifest_digest, md);
+    assert_eq!(image.layers, src_image.layers);
+
+    // The pushed repository is now a known source: a push to another repository of the
+    // same registry mounts instead of uploading.
+    let other = reg.reference("berth/store-copy:1");
+    src.tag(&src_image, &other).unwrap();
+    let pushed = r
+        .push(src.clone(), &other, &PushOptions::default(), silent())
+        .await
+        .unwrap();
+    assert_eq!(pushed.mounted.len(), 4, "{pushed:?}");
 }
