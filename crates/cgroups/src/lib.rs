@@ -9,13 +9,24 @@
 //! - `apply(pid)` puts a process in it; `set(resources)` writes limits; `freeze`/`thaw`;
 //!   `pids()`; `stats()`; `destroy()` removes every directory it made (after the processes
 //!   are gone; it kills stragglers with SIGKILL and waits for them first).
-//! - `mounts()` tells the runtime what to mount at /sys/fs/cgroup inside a container.
+//! - `container_mount()` tells the runtime what to mount at /sys/fs/cgroup inside a container.
+//!
+//! Unsafe code is denied everywhere but in `v2::bpf`, the one module that issues the raw
+//! `bpf(2)` calls for the v2 device controller.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
+
+mod common;
+mod devices;
+mod mountinfo;
+pub mod v1;
+pub mod v2;
+
+pub use mountinfo::{CgroupMounts, V1Hierarchy};
 use serde::{Deserialize, Serialize};
 
 /// Which cgroup hierarchy the host uses.
@@ -59,6 +70,22 @@ pub enum Error {
     Unsupported(String, String),
     #[error("device cgroup program: {0}")]
     Bpf(String),
+    /// A resource value the spec allows syntactically but the kernel cannot take
+    /// (swap below the memory limit, a bad device access string, a unified key with `/`).
+    #[error("invalid linux.resources.{field}: {reason}")]
+    InvalidResource { field: String, reason: String },
+    #[error("failed to send SIGKILL to pid {pid}: {source}")]
+    Kill { pid: i32, source: nix::errno::Errno },
+    #[error("timed out {what} {path}")]
+    Timeout { what: String, path: PathBuf },
+}
+
+impl Error {
+    /// True when the error is "no such file or directory" (a cgroup that is gone, a knob
+    /// this kernel lacks).
+    pub fn is_not_found(&self) -> bool {
+        common::is_not_found(self)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -202,27 +229,107 @@ pub trait CgroupManager {
     fn path(&self) -> &str;
 }
 
-/// Tell which hierarchy the host has (/sys/fs/cgroup is cgroup2 → V2).
+/// Tell which hierarchy the host has (/sys/fs/cgroup is cgroup2 → V2). Anything else,
+/// including a host where /sys/fs/cgroup cannot be examined, is V1: `create` then fails with
+/// an error that names the missing hierarchy.
 pub fn detect() -> Hierarchy {
-    todo_contract()
+    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
+        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => Hierarchy::V2,
+        _ => Hierarchy::V1,
+    }
 }
 
-/// Create (or reuse) the container's cgroup at `cgroups_path` (absolute, relative to each
-/// hierarchy's root; a relative path is put under the runtime's parent, `berth/<id>` when empty).
+/// Create (or reuse) the container's cgroup at `cgroups_path` (absolute or relative, both
+/// taken relative to each hierarchy's root; `None` or empty gives `/berth/<id>`). Paths with
+/// `..` and systemd's `slice:prefix:name` form are refused with [`Error::InvalidPath`].
 pub fn create(cgroups_path: Option<&str>, id: &str) -> Result<AnyManager> {
-    let _ = (cgroups_path, id);
-    todo_contract()
+    let path = common::normalize_cgroups_path(cgroups_path, id)?;
+    let mounts = mountinfo::read()?;
+    match detect() {
+        Hierarchy::V1 => Ok(AnyManager::V1(v1::Manager::create(path, &mounts)?)),
+        Hierarchy::V2 => Ok(AnyManager::V2(v2::Manager::create(path, &mounts)?)),
+    }
 }
 
-/// Open an existing cgroup (made by `create`) without changing it.
+/// Open an existing cgroup (made by `create`) without changing it. Pass the value
+/// [`CgroupManager::path`] returned at create time. Nothing is checked on disk: a cgroup that
+/// is already gone makes `destroy` succeed and reads fail with a NotFound
+/// ([`Error::is_not_found`]); [`AnyManager::exists`] asks explicitly.
 pub fn open(cgroups_path: &str) -> Result<AnyManager> {
-    let _ = cgroups_path;
-    todo_contract()
+    let path = common::normalize_existing(cgroups_path)?;
+    let mounts = mountinfo::read()?;
+    match detect() {
+        Hierarchy::V1 => Ok(AnyManager::V1(v1::Manager::open(path, &mounts)?)),
+        Hierarchy::V2 => Ok(AnyManager::V2(v2::Manager::open(path, &mounts)?)),
+    }
 }
 
 /// Dispatches to the backend the host has.
-pub enum AnyManager {}
+#[derive(Debug)]
+pub enum AnyManager {
+    V1(v1::Manager),
+    V2(v2::Manager),
+}
 
-fn todo_contract() -> ! {
-    panic!("berth-cgroups: not written yet")
+impl AnyManager {
+    /// Which backend this is.
+    pub fn hierarchy(&self) -> Hierarchy {
+        match self {
+            AnyManager::V1(_) => Hierarchy::V1,
+            AnyManager::V2(_) => Hierarchy::V2,
+        }
+    }
+
+    /// Whether the container's cgroup directory exists (in any v1 hierarchy).
+    pub fn exists(&self) -> bool {
+        match self {
+            AnyManager::V1(m) => m.exists(),
+            AnyManager::V2(m) => m.exists(),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $m:ident => $e:expr) => {
+        match $self {
+            AnyManager::V1($m) => $e,
+            AnyManager::V2($m) => $e,
+        }
+    };
+}
+
+impl CgroupManager for AnyManager {
+    fn apply(&self, pid: i32) -> Result<()> {
+        dispatch!(self, m => m.apply(pid))
+    }
+    fn set(&self, resources: &LinuxResources) -> Result<()> {
+        dispatch!(self, m => m.set(resources))
+    }
+    fn freeze(&self) -> Result<()> {
+        dispatch!(self, m => m.freeze())
+    }
+    fn thaw(&self) -> Result<()> {
+        dispatch!(self, m => m.thaw())
+    }
+    fn is_frozen(&self) -> Result<bool> {
+        dispatch!(self, m => m.is_frozen())
+    }
+    fn pids(&self) -> Result<Vec<i32>> {
+        dispatch!(self, m => m.pids())
+    }
+    fn stats(&self) -> Result<Stats> {
+        dispatch!(self, m => m.stats())
+    }
+    fn destroy(&self) -> Result<()> {
+        dispatch!(self, m => m.destroy())
+    }
+    fn oom_kills(&self) -> Result<u64> {
+        dispatch!(self, m => m.oom_kills())
+    }
+    fn container_mount(&self) -> ContainerMount {
+        dispatch!(self, m => m.container_mount())
+    }
+    fn path(&self) -> &str {
+        dispatch!(self, m => m.path())
+    }
 }
