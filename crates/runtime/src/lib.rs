@@ -1,1 +1,61 @@
-//! placeholder
+//! berth's OCI runtime: turns a bundle (config.json + rootfs) into a process that is isolated
+//! (namespaces), limited (cgroups, through berth-cgroups) and confined (capabilities, seccomp,
+//! no_new_privs), with the lifecycle of the OCI runtime spec: create, start, state, kill,
+//! delete, plus exec, pause, resume, update, ps, events. The runc-compatible command line lives
+//! in the berth binary; this crate is the library behind it and behind the engine.
+//!
+//! The runtime's own process is single-threaded: it forks the container's init directly into
+//! its namespaces with one clone, without re-executing itself.
+
+pub mod channel;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod init;
+pub mod namespaces;
+pub mod personality;
+pub mod process;
+pub mod rootfs;
+pub mod seccomp;
+pub mod spec;
+pub mod sysctl;
+pub mod tty;
+pub mod wait;
+
+pub use container::create::CreateOptions;
+pub use container::exec::ExecOptions;
+pub use container::{Container, OciState, Status};
+pub use error::{Error, Result};
+
+use std::path::PathBuf;
+
+/// The runtime, rooted at its state directory (`--root`, /run/berth by default).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime { root: root.into() }
+    }
+
+    pub fn load(&self, id: &str) -> Result<Container> {
+        Container::load(&self.root, id)
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>> {
+        Container::list(&self.root)
+    }
+}
+
+/// CVE-2019-5736: before the runtime creates or joins a container, make it run from a sealed
+/// in-memory copy of its binary, so that no process of a container can overwrite the host's
+/// file through /proc/<pid>/exe. Skipped when the binary sits on a read-only mount (nothing to
+/// overwrite) or already runs from such a copy.
+pub fn protect_binary() {
+    if berth_sys::executable_is_writable() && !berth_sys::running_from_sealed_copy() {
+        let e = berth_sys::reexec_from_sealed_copy();
+        tracing::warn!(error = %e, "could not re-execute from a sealed copy; continuing");
+    }
+}

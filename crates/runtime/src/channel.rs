@@ -1,0 +1,76 @@
+//! The channel between the runtime and the process it creates: a SOCK_SEQPACKET pair (one
+//! message per send, so no framing), close-on-exec on both ends so that a successful exec in
+//! the child reads as end-of-file in the parent.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub enum Msg {
+    /// parent → child: the cgroup and the id mappings are in place; go on.
+    Go,
+    /// child → parent: namespaces exist, run createRuntime (and prestart) hooks now.
+    RunRuntimeHooks,
+    /// parent → child: those hooks are done.
+    HooksDone,
+    /// child → parent: the container is created and waits for `start`.
+    Ready,
+    /// child → parent: setup failed.
+    Failed(String),
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("socketpair", e))?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        let data = serde_json::to_vec(msg)
+            .map_err(|e| Error::sys("encode message", std::io::Error::other(e)))?;
+        loop {
+            match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("send to the container process", e)),
+            }
+        }
+    }
+
+    /// The next message, or None at end of file (the peer exec'd or exited).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    return serde_json::from_slice(&buf[..n])
+                        .map(Some)
+                        .map_err(|e| Error::sys("decode message", std::io::Error::other(e)))
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                // ECONNRESET: the peer died with the message unread
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
+                Err(e) => return Err(Error::sys("receive from the container process", e)),
+            }
+        }
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}

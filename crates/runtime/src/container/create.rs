@@ -1,0 +1,390 @@
+//! `create`: from a bundle to a container whose init process waits for `start`.
+//!
+//! One clone creates the init process inside its new namespaces; the runtime then puts it in
+//! its cgroup and writes its id mappings, lets it set up the root filesystem, runs the hooks
+//! that belong to the runtime namespace, records the state and returns. If anything fails, the
+//! guard undoes it all: the process is killed, the cgroup and the state directory removed.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use berth_cgroups::CgroupManager;
+use oci_spec::runtime::Spec;
+
+use crate::channel::{self, Msg};
+use crate::container::{Container, OciState, Record, Status, OCI_VERSION};
+use crate::error::{Error, Result};
+use crate::init::{self, InitArgs};
+use crate::namespaces;
+use crate::Runtime;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// Foreground `run` with a terminal and no console socket: use our own terminal.
+    pub inherit_tty: bool,
+}
+
+/// Undo a half-made container on any failure.
+struct Cleanup<'a> {
+    dir: &'a Path,
+    cgroup: Option<berth_cgroups::AnyManager>,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!(error = %e, "failed to remove the cgroup of a failed create");
+            }
+        }
+        let _ = fs::remove_dir_all(self.dir);
+    }
+}
+
+/// The devices every container may use whatever its rules say (the same list runc and Docker
+/// allow): appended after the spec's rules, so a spec's "deny all" keeps /dev/null working.
+pub fn with_default_device_rules(
+    r: &oci_spec::runtime::LinuxResources,
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let Some(rules) = r.devices() else {
+        return r.clone();
+    };
+    let mut rules = rules.clone();
+    let rule = |typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(true);
+        d.set_typ(Some(typ));
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_access(Some(access.to_string()));
+        d
+    };
+    rules.extend([
+        rule(T::C, None, None, "m"),
+        rule(T::B, None, None, "m"),
+        rule(T::C, Some(1), Some(3), "rwm"),
+        rule(T::C, Some(1), Some(8), "rwm"),
+        rule(T::C, Some(1), Some(7), "rwm"),
+        rule(T::C, Some(5), Some(0), "rwm"),
+        rule(T::C, Some(1), Some(5), "rwm"),
+        rule(T::C, Some(1), Some(9), "rwm"),
+        rule(T::C, Some(136), None, "rwm"),
+        rule(T::C, Some(5), Some(2), "rwm"),
+    ]);
+    let mut out = r.clone();
+    out.set_devices(Some(rules));
+    out
+}
+
+pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
+    let bundle = fs::canonicalize(bundle).map_err(|e| Error::io("open bundle", bundle, e))?;
+    let cfg = bundle.join("config.json");
+    let spec = Spec::load(&cfg).map_err(|e| Error::LoadSpec {
+        path: cfg.clone(),
+        reason: e.to_string(),
+    })?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("root.path is missing".into()))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let rootfs = fs::canonicalize(&rootfs).map_err(|e| Error::io("open rootfs", &rootfs, e))?;
+    if !rootfs.is_dir() {
+        return Err(Error::InvalidSpec(format!(
+            "root.path {} is not a directory",
+            rootfs.display()
+        )));
+    }
+    if spec.process().is_none() {
+        return Err(Error::InvalidSpec("process is missing".into()));
+    }
+    Ok((bundle, spec, rootfs))
+}
+
+fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
+    let mut s = String::new();
+    for m in maps {
+        s.push_str(&format!(
+            "{} {} {}\n",
+            m.container_id(),
+            m.host_id(),
+            m.size()
+        ));
+    }
+    let path = format!("/proc/{pid}/{file}");
+    fs::write(&path, s).map_err(|e| Error::io("write id mapping", path, e))
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    let mut s = String::new();
+    for (clock, v) in offsets {
+        // oci-spec keeps each offset as a string "secs nanosecs" or "secs"
+        let clock = match clock.as_str() {
+            "monotonic" | "boottime" => clock,
+            other => {
+                return Err(Error::InvalidSpec(format!(
+                    "time offset for unknown clock {other:?}"
+                )))
+            }
+        };
+        let mut parts = v.split_whitespace();
+        let secs: i64 = parts.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "time offset {v:?} for {clock} is not a number of seconds"
+            ))
+        })?;
+        let nanos: u32 = parts.next().map(|x| x.parse().unwrap_or(0)).unwrap_or(0);
+        s.push_str(&format!("{clock} {secs} {nanos}\n"));
+    }
+    fs::write("/proc/self/timens_offsets", s)
+        .map_err(|e| Error::io("write time offsets", "/proc/self/timens_offsets", e))
+}
+
+/// Write a file atomically (temporary name, fsync, rename), for pid files that a supervisor
+/// may read at any moment.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+}
+
+impl Runtime {
+    /// Create the container; returns once its init waits for `start`.
+    pub fn create(&self, o: &CreateOptions) -> Result<Container> {
+        crate::container::validate_id(&o.id)?;
+        let (bundle, spec, rootfs) = load_bundle(&o.bundle)?;
+        let plan = namespaces::plan(&spec)?;
+
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|e| Error::io("create runtime root", &self.root, e))?;
+        let dir = self.root.join(&o.id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(o.id.clone()))
+            }
+            Err(e) => return Err(Error::io("create state directory", &dir, e)),
+        }
+        let mut guard = Cleanup {
+            dir: &dir,
+            cgroup: None,
+            pid: None,
+            armed: true,
+        };
+        let spec_json = serde_json::to_vec(&spec)
+            .map_err(|e| Error::sys("encode spec", std::io::Error::other(e)))?;
+        fs::write(dir.join("config.json"), spec_json)
+            .map_err(|e| Error::io("write", dir.join("config.json"), e))?;
+
+        let linux = spec.linux().as_ref();
+        let cg_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned());
+        let cgroup = berth_cgroups::create(cg_path.as_deref(), &o.id)?;
+        let cgroup_mount = cgroup.container_mount();
+        let cgroup_path = cgroup.path().to_string();
+        guard.cgroup = Some(cgroup);
+        if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+            let r = with_default_device_rules(r);
+            guard.cgroup.as_ref().map(|c| c.set(&r)).transpose()?;
+        }
+
+        let fifo_path = dir.join("exec.fifo");
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::sys(format!("mkfifo {}", fifo_path.display()), e))?;
+        // Read-write, so that opening never blocks; init blocks on read until `start` writes.
+        let fifo: std::os::fd::OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&fifo_path)
+            .map_err(|e| Error::io("open", &fifo_path, e))?
+            .into();
+
+        let console = match &o.console_socket {
+            Some(p) => Some(
+                std::os::unix::net::UnixStream::connect(p)
+                    .map_err(|e| Error::io("connect to console socket", p, e))?,
+            ),
+            None => None,
+        };
+
+        // pid and time namespaces apply to the children of whoever enters them: enter (or
+        // create) them here, just before the clone.
+        for j in plan.joins.iter().filter(|j| {
+            matches!(
+                j.typ,
+                oci_spec::runtime::LinuxNamespaceType::Pid
+                    | oci_spec::runtime::LinuxNamespaceType::Time
+            )
+        }) {
+            namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
+        }
+        if plan.new_time {
+            nix::sched::unshare(namespaces::flag(
+                oci_spec::runtime::LinuxNamespaceType::Time,
+            ))
+            .map_err(|e| Error::sys("unshare time namespace", e))?;
+            write_time_offsets(&spec)?;
+        }
+
+        let owner = "root".to_string();
+        let created = chrono::Utc::now();
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let mut state_for_hooks = OciState {
+            oci_version: OCI_VERSION.into(),
+            id: o.id.clone(),
+            status: Status::Creating,
+            pid: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created,
+            annotations: annotations.clone(),
+            owner: owner.clone(),
+        };
+
+        let hooks = spec.hooks().clone();
+        let (parent_chan, child_chan) = channel::pair()?;
+        let joined_types: Vec<_> = plan.types.clone();
+        let new_user = plan.new_user;
+        match berth_sys::clone_fork(plan.clone_flags.bits()).map_err(|e| Error::sys("clone", e))? {
+            berth_sys::Forked::Child => {
+                drop(parent_chan);
+                init::run(InitArgs {
+                    id: o.id.clone(),
+                    spec,
+                    bundle,
+                    rootfs,
+                    chan: child_chan,
+                    plan,
+                    fifo,
+                    console,
+                    cgroup_mount,
+                    no_pivot: o.no_pivot,
+                    no_new_keyring: o.no_new_keyring,
+                    preserve_fds: o.preserve_fds,
+                    inherit_tty: o.inherit_tty,
+                    state_for_hooks,
+                })
+            }
+            berth_sys::Forked::Parent(pid) => {
+                drop(child_chan);
+                drop(fifo);
+                drop(console);
+                guard.pid = Some(pid);
+                if let Some(cg) = &guard.cgroup {
+                    cg.apply(pid)?;
+                }
+                if new_user {
+                    let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;
+                    write_id_map(pid, "uid_map", l.uid_mappings().as_deref().unwrap_or(&[]))?;
+                    write_id_map(pid, "gid_map", l.gid_mappings().as_deref().unwrap_or(&[]))?;
+                }
+                parent_chan.send(&Msg::Go)?;
+                state_for_hooks.pid = pid;
+                loop {
+                    match parent_chan.recv()? {
+                        Some(Msg::RunRuntimeHooks) => {
+                            if let Some(h) = &hooks {
+                                crate::hooks::run(
+                                    h.prestart().as_deref().unwrap_or(&[]),
+                                    &state_for_hooks,
+                                )?;
+                                crate::hooks::run(
+                                    h.create_runtime().as_deref().unwrap_or(&[]),
+                                    &state_for_hooks,
+                                )?;
+                            }
+                            parent_chan.send(&Msg::HooksDone)?;
+                        }
+                        Some(Msg::Ready) => break,
+                        Some(Msg::Failed(m)) => return Err(Error::Init(m)),
+                        Some(other) => {
+                            return Err(Error::Init(format!("unexpected message {other:?}")))
+                        }
+                        None => {
+                            return Err(Error::Init(
+                                "the container's init process exited during setup".into(),
+                            ))
+                        }
+                    }
+                }
+                let pid_start = berth_sys::process_start_time(pid)
+                    .map_err(|e| Error::sys("read the start time of init", e))?;
+                let c = Container {
+                    dir: dir.clone(),
+                    record: Record {
+                        id: o.id.clone(),
+                        pid,
+                        pid_start,
+                        bundle: state_for_hooks.bundle.clone(),
+                        rootfs: state_for_hooks.rootfs.clone(),
+                        created,
+                        cgroup_path,
+                        annotations,
+                        namespaces: joined_types
+                            .iter()
+                            .map(|t| {
+                                let n = namespaces::proc_name(*t);
+                                (n.to_string(), PathBuf::from(format!("/proc/{pid}/ns/{n}")))
+                            })
+                            .collect(),
+                        owner,
+                        user_ns: joined_types
+                            .contains(&oci_spec::runtime::LinuxNamespaceType::User),
+                    },
+                };
+                c.save()?;
+                if let Some(p) = &o.pid_file {
+                    write_atomic(p, pid.to_string().as_bytes())?;
+                }
+                guard.armed = false;
+                Ok(c)
+            }
+        }
+    }
+}

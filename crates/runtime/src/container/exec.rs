@@ -1,0 +1,202 @@
+//! `exec`: run another process inside a running container. The runtime enters the container's
+//! pid (and time) namespace for its children, clones, and the child joins the rest (user
+//! first, mount last), is put in the container's cgroup, and goes through the same final steps
+//! as init: user, capabilities, seccomp, exec.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use berth_cgroups::CgroupManager;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::channel::{self, Msg};
+use crate::container::Status;
+use crate::error::{Error, Result};
+use crate::namespaces;
+use crate::Runtime;
+
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: i32,
+}
+
+pub enum ExecOutcome {
+    /// `--detach`: the process runs on; its pid.
+    Detached(i32),
+    /// The process's exit code.
+    Exited(i32),
+}
+
+impl Runtime {
+    pub fn exec(&self, id: &str, o: ExecOptions) -> Result<ExecOutcome> {
+        let c = self.load(id)?;
+        let status = c.status();
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "exec",
+            });
+        }
+        let spec = c.spec()?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        // Open the container's namespaces through its init, now (pinning them).
+        let mut nss: Vec<(LinuxNamespaceType, OwnedFd, PathBuf)> = Vec::new();
+        let own_ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).ok();
+        for (name, _) in &c.record.namespaces {
+            let Some(t) = namespaces::from_proc_name(name) else {
+                continue;
+            };
+            let path = PathBuf::from(format!("/proc/{}/ns/{name}", c.record.pid));
+            // joining the namespace we are already in would be refused for user namespaces
+            if std::fs::read_link(&path).ok() == own_ns(name) {
+                continue;
+            }
+            let f = File::open(&path).map_err(|e| Error::io("open namespace", &path, e))?;
+            nss.push((t, f.into(), path));
+        }
+        if !c.init_alive() {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: "stopped".into(),
+                op: "exec",
+            });
+        }
+        nss.sort_by_key(|(t, _, _)| match t {
+            LinuxNamespaceType::User => 0,
+            LinuxNamespaceType::Mount => 2,
+            _ => 1,
+        });
+        for (t, fd, path) in &nss {
+            if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+                namespaces::enter(fd.as_fd(), *t, path)?;
+            }
+        }
+        let cgroup = berth_cgroups::open(&c.record.cgroup_path)?;
+        let console = match &o.console_socket {
+            Some(p) => Some(
+                std::os::unix::net::UnixStream::connect(p)
+                    .map_err(|e| Error::io("connect to console socket", p, e))?,
+            ),
+            None => None,
+        };
+        let in_user_ns = c.record.user_ns;
+        let sigs = if o.detach {
+            None
+        } else {
+            Some(crate::wait::block_forwarded()?)
+        };
+        let (parent_chan, child_chan) = channel::pair()?;
+        match berth_sys::clone_fork(0).map_err(|e| Error::sys("clone", e))? {
+            berth_sys::Forked::Child => {
+                drop(parent_chan);
+                if let Some(s) = &sigs {
+                    let _ = s.thread_unblock();
+                }
+                let err = match exec_child(
+                    &child_chan,
+                    &nss,
+                    &o.process,
+                    seccomp.as_ref(),
+                    console.as_ref(),
+                    o.preserve_fds,
+                    in_user_ns,
+                ) {
+                    Ok(never) => match never {},
+                    Err(e) => e,
+                };
+                let _ = child_chan.send(&Msg::Failed(err.to_string()));
+                std::process::exit(1);
+            }
+            berth_sys::Forked::Parent(pid) => {
+                drop(child_chan);
+                drop(console);
+                let fail = |e: Error| {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::SIGKILL,
+                    );
+                    let _ = crate::wait::reap(pid);
+                    e
+                };
+                if let Err(e) = cgroup.apply(pid) {
+                    return Err(fail(e.into()));
+                }
+                parent_chan.send(&Msg::Go).map_err(fail)?;
+                // End of file means the exec succeeded (the channel is close-on-exec).
+                match parent_chan.recv() {
+                    Ok(None) => {}
+                    Ok(Some(Msg::Failed(m))) => {
+                        let _ = crate::wait::reap(pid);
+                        return Err(Error::Init(m));
+                    }
+                    Ok(Some(other)) => {
+                        return Err(fail(Error::Init(format!("unexpected message {other:?}"))))
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+                if let Some(p) = &o.pid_file {
+                    crate::container::create::write_atomic(p, pid.to_string().as_bytes())?;
+                }
+                match sigs {
+                    None => Ok(ExecOutcome::Detached(pid)),
+                    Some(set) => Ok(ExecOutcome::Exited(crate::wait::forward_and_wait(
+                        pid, &set,
+                    )?)),
+                }
+            }
+        }
+    }
+}
+
+enum Never {}
+
+fn exec_child(
+    chan: &channel::Channel,
+    nss: &[(LinuxNamespaceType, OwnedFd, PathBuf)],
+    p: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    console: Option<&std::os::unix::net::UnixStream>,
+    preserve_fds: i32,
+    in_user_ns: bool,
+) -> Result<Never> {
+    // not reachable through /proc/<pid>/exe by the container while we still run berth's code
+    let _ = nix::sys::prctl::set_dumpable(false);
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| Error::sys("prctl PR_SET_PDEATHSIG", e))?;
+    match chan.recv()? {
+        Some(Msg::Go) => {}
+        _ => return Err(Error::Init("the runtime went away".into())),
+    }
+    for (t, fd, path) in nss {
+        if !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+            namespaces::enter(fd.as_fd(), *t, path)?;
+        }
+    }
+    crate::process::chdir(p)?;
+    let prepared = crate::process::prepare(p, seccomp)?;
+    crate::process::set_rlimits(p)?;
+    if let Some(adj) = p.oom_score_adj() {
+        let _ = std::fs::write("/proc/self/oom_score_adj", adj.to_string());
+    }
+    if p.terminal().unwrap_or(false) {
+        match console {
+            Some(sock) => crate::tty::attach_new_pty(sock, p)?,
+            None => {
+                let _ = nix::unistd::setsid();
+                let _ = berth_sys::set_controlling_terminal(std::io::stdin().as_fd());
+            }
+        }
+    }
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    Err(crate::process::finish_and_exec(
+        p,
+        prepared,
+        preserve_fds,
+        in_user_ns,
+    ))
+}

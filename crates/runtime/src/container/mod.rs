@@ -1,0 +1,279 @@
+//! A container as the runtime keeps it between commands: a directory under the runtime root
+//! holding `state.json` (what `state` reports), `config.json` (the spec as it was at create,
+//! so a later change to the bundle cannot alter `exec` or `delete`) and, until `start`, the
+//! `exec.fifo` that holds the init process before it runs the user's program.
+//! One file per operation lives beside this one.
+
+pub mod create;
+pub mod exec;
+pub mod ops;
+pub mod start;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// OCI runtime statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What berth records about a container (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of `pid` (clock ticks since boot), to tell our process from one that reused
+    /// the pid after ours died.
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub cgroup_path: String,
+    #[serde(default)]
+    pub annotations: std::collections::HashMap<String, String>,
+    /// Namespaces the container has (type → /proc/<pid>/ns path at create), for `exec`.
+    #[serde(default)]
+    pub namespaces: Vec<(String, PathBuf)>,
+    #[serde(default)]
+    pub owner: String,
+    /// True when the container was created with a new user namespace.
+    #[serde(default)]
+    pub user_ns: bool,
+}
+
+/// The OCI `state` output (plus runc's `rootfs`, `created`, `owner`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OciState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub annotations: std::collections::HashMap<String, String>,
+    pub owner: String,
+}
+
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A container found under the runtime root.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub dir: PathBuf,
+    pub record: Record,
+}
+
+/// Refuse ids that could escape the state directory or confuse tools.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && !id.starts_with('.')
+        && !id.starts_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_string()))
+    }
+}
+
+impl Container {
+    pub fn state_dir(root: &Path, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        Ok(root.join(id))
+    }
+
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        let dir = Self::state_dir(root, id)?;
+        let path = dir.join("state.json");
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let record: Record = serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
+            id: id.to_string(),
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Container { dir, record })
+    }
+
+    /// Write state.json atomically (temporary name, fsync, rename).
+    pub fn save(&self) -> Result<()> {
+        let path = self.dir.join("state.json");
+        let tmp = self.dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(&self.record)
+            .map_err(|e| Error::sys("encode state", std::io::Error::other(e)))?;
+        {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+            f.write_all(&data)
+                .map_err(|e| Error::io("write", &tmp, e))?;
+            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        }
+        fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+    }
+
+    /// The spec saved at create.
+    pub fn spec(&self) -> Result<Spec> {
+        let path = self.dir.join("config.json");
+        Spec::load(&path).map_err(|e| Error::LoadSpec {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.dir.join("exec.fifo")
+    }
+
+    /// True while the container's init process is the one we started.
+    pub fn init_alive(&self) -> bool {
+        match berth_sys::process_start_time(self.record.pid) {
+            Ok(t) => {
+                t == self.record.pid_start && berth_sys::process_state(self.record.pid) != Some('Z')
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        if self.record.pid <= 0 {
+            return Status::Creating;
+        }
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        if self.fifo_path().exists() {
+            return Status::Created;
+        }
+        if let Ok(m) = berth_cgroups::open(&self.record.cgroup_path) {
+            use berth_cgroups::CgroupManager;
+            if m.is_frozen().unwrap_or(false) {
+                return Status::Paused;
+            }
+        }
+        Status::Running
+    }
+
+    pub fn oci_state(&self) -> OciState {
+        let status = self.status();
+        OciState {
+            oci_version: OCI_VERSION.to_string(),
+            id: self.record.id.clone(),
+            status,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.record.pid
+            },
+            bundle: self.record.bundle.clone(),
+            rootfs: self.record.rootfs.clone(),
+            created: self.record.created,
+            annotations: self.record.annotations.clone(),
+            owner: self.record.owner.clone(),
+        }
+    }
+
+    /// Every container under `root`.
+    pub fn list(root: &Path) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io("read directory", root, e)),
+        };
+        for e in entries.flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                if let Ok(c) = Container::load(root, name) {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.record.created.cmp(&b.record.created));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        for good in ["a", "abc-123_X.y", "0"] {
+            assert!(validate_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", "..", "../x", "a/b", "-x", ".x", "a b", "x\0"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn state_round_trip_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Container::load(dir.path(), "nope"),
+            Err(Error::NotFound(_))
+        ));
+        let cdir = dir.path().join("c1");
+        fs::create_dir(&cdir).unwrap();
+        let c = Container {
+            dir: cdir.clone(),
+            record: Record {
+                id: "c1".into(),
+                pid: i32::MAX,
+                pid_start: 1,
+                bundle: "/b".into(),
+                rootfs: "/b/rootfs".into(),
+                created: chrono::Utc::now(),
+                cgroup_path: "/berth/c1".into(),
+                annotations: Default::default(),
+                namespaces: vec![],
+                owner: "root".into(),
+                user_ns: false,
+            },
+        };
+        c.save().unwrap();
+        let back = Container::load(dir.path(), "c1").unwrap();
+        assert_eq!(back.record.bundle, PathBuf::from("/b"));
+        // a pid that does not exist means the container has stopped
+        assert_eq!(back.status(), Status::Stopped);
+        fs::write(cdir.join("state.json"), b"{garbage").unwrap();
+        assert!(matches!(
+            Container::load(dir.path(), "c1"),
+            Err(Error::CorruptState { .. })
+        ));
+    }
+}

@@ -1,0 +1,80 @@
+//! OCI hooks: programs run at fixed points of the lifecycle with the container's state on
+//! their standard input. A hook that fails (non-zero exit, timeout) fails the operation,
+//! except poststart and poststop, whose failures are only logged, as the spec says.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+
+use oci_spec::runtime::Hook;
+
+use crate::container::OciState;
+use crate::error::{Error, Result};
+
+/// Run `hooks` in order with `state` on stdin.
+pub fn run(hooks: &[Hook], state: &OciState) -> Result<()> {
+    let json = serde_json::to_vec(state)
+        .map_err(|e| Error::sys("encode state for hooks", std::io::Error::other(e)))?;
+    for h in hooks {
+        run_one(h, &json)?;
+    }
+    Ok(())
+}
+
+fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
+    let fail = |reason: String| Error::Hook {
+        path: h.path().clone(),
+        reason,
+    };
+    let mut cmd = Command::new(h.path());
+    if let Some(args) = h.args() {
+        if let Some(first) = args.first() {
+            use std::os::unix::process::CommandExt;
+            cmd.arg0(first);
+        }
+        cmd.args(args.iter().skip(1));
+    }
+    cmd.env_clear();
+    for kv in h.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // a hook that does not read its input must not fail the write (EPIPE)
+        let _ = stdin.write_all(state);
+    }
+    let status = match h.timeout() {
+        Some(t) if t <= 0 => return Err(fail(format!("timeout {t} must be positive"))),
+        Some(t) => {
+            let pidfd = berth_sys::pidfd_open(child.id() as i32)
+                .map_err(|e| fail(format!("pidfd_open: {e}")))?;
+            let mut fds = [nix::poll::PollFd::new(
+                pidfd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = (t as u64 * 1000).min(i32::MAX as u64) as i32;
+            let ready = nix::poll::poll(
+                &mut fds,
+                nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
+            )
+            .map_err(|e| fail(format!("wait: {e}")))?;
+            if ready == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("timed out after {t}s")));
+            }
+            child.wait()
+        }
+        None => child.wait(),
+    }
+    .map_err(|e| fail(format!("wait: {e}")))?;
+    if !status.success() {
+        return Err(fail(format!("exited with {status}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The container's first process, from the moment clone returns in the child until it execs
+//! the user's program. It runs single-threaded, in the namespaces it was born in, and talks to
+//! the runtime only through its [`Channel`]. Any failure is sent to the runtime as text and
+//! ends the process: nothing here may panic or return.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use berth_cgroups::ContainerMount;
+use oci_spec::runtime::Spec;
+
+use crate::channel::{Channel, Msg};
+use crate::container::{OciState, Status};
+use crate::error::{Error, Result};
+use crate::namespaces::Plan;
+use crate::rootfs;
+
+pub struct InitArgs {
+    pub id: String,
+    pub spec: Spec,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub chan: Channel,
+    pub plan: Plan,
+    /// The exec fifo, opened read-write: init blocks reading it until `start` writes.
+    pub fifo: OwnedFd,
+    pub console: Option<std::os::unix::net::UnixStream>,
+    pub cgroup_mount: ContainerMount,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// `run` in the foreground without a console socket: the terminal is our own stdin.
+    pub inherit_tty: bool,
+    pub state_for_hooks: OciState,
+}
+
+/// Never returns: either execs the user's program or exits with status 1 after reporting why.
+pub fn run(args: InitArgs) -> ! {
+    let err = match init(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = args.chan.send(&Msg::Failed(err.to_string()));
+    std::process::exit(1)
+}
+
+enum Never {}
+
+fn expect(chan: &Channel, want: Msg) -> Result<()> {
+    match chan.recv()? {
+        Some(m) if m == want => Ok(()),
+        Some(other) => Err(Error::Init(format!("unexpected message {other:?}"))),
+        None => Err(Error::Init("the runtime went away during setup".into())),
+    }
+}
+
+fn init(a: &InitArgs) -> Result<Never> {
+    // While the runtime sets us up, a process of the container must not be able to open our
+    // /proc/<pid>/exe or memory (CVE-2019-5736); exec resets this for the user's program.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // If the runtime dies before we are created, die too instead of waiting forever.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| Error::sys("prctl PR_SET_PDEATHSIG", e))?;
+    expect(&a.chan, Msg::Go)?;
+
+    let spec = &a.spec;
+    let plan = &a.plan;
+    if plan.new_user {
+        // The mappings are written; become root of the new namespace (if 0 is mapped).
+        let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+        let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    }
+    for j in &plan.joins {
+        crate::namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
+    }
+    if plan.new_cgroup {
+        // After the runtime put us in the container's cgroup, so that it becomes our root.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| Error::sys("unshare cgroup namespace", e))?;
+    }
+    if !a.no_new_keyring {
+        // Best effort, as in runc: some kernels or user namespaces refuse keyrings.
+        if let Err(e) = berth_sys::join_session_keyring(&format!("_ses.{}", a.id)) {
+            tracing::debug!(error = %e, "no new session keyring");
+        }
+    }
+    if let Some(h) = spec.hostname() {
+        nix::unistd::sethostname(h).map_err(|e| Error::sys(format!("sethostname {h:?}"), e))?;
+    }
+    if let Some(d) = spec.domainname() {
+        berth_sys::set_domainname(d).map_err(|e| Error::sys(format!("setdomainname {d:?}"), e))?;
+    }
+
+    let ctx = rootfs::RootfsContext {
+        spec,
+        rootfs: &a.rootfs,
+        bundle: &a.bundle,
+        cgroup_mount: &a.cgroup_mount,
+        new_cgroup_ns: plan.new_cgroup,
+        user_ns: plan
+            .types
+            .contains(&oci_spec::runtime::LinuxNamespaceType::User),
+    };
+    let root_fd = rootfs::prepare(&ctx)?;
+    drop(root_fd);
+
+    if let Some(h) = spec.hooks() {
+        let runtime_hooks =
+            h.prestart().iter().flatten().count() + h.create_runtime().iter().flatten().count();
+        if runtime_hooks > 0 {
+            a.chan.send(&Msg::RunRuntimeHooks)?;
+            expect(&a.chan, Msg::HooksDone)?;
+        }
+        if let Some(hooks) = h.create_container() {
+            crate::hooks::run(hooks, &a.state_for_hooks)?;
+        }
+    }
+
+    rootfs::pivot(&a.rootfs, a.no_pivot)?;
+    rootfs::finalize(spec)?;
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            crate::sysctl::write(k, v, plan)?;
+        }
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("the spec has no process".into()))?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            Error::io(
+                "write oom_score_adj (lowering it needs CAP_SYS_RESOURCE)",
+                "/proc/self/oom_score_adj",
+                e,
+            )
+        })?;
+    }
+    if process.apparmor_profile().is_some() {
+        tracing::warn!("apparmorProfile is ignored: berth does not apply AppArmor profiles");
+    }
+    if process.selinux_label().is_some() {
+        tracing::warn!("selinuxLabel is ignored: berth does not apply SELinux labels");
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        crate::personality::apply(p)?;
+    }
+    crate::process::chdir(process)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let prepared = crate::process::prepare(process, seccomp)?;
+    crate::process::set_rlimits(process)?;
+    if process.terminal().unwrap_or(false) {
+        setup_terminal(a, process)?;
+    }
+
+    // Created: the runtime records us and returns; we wait for `start`.
+    nix::sys::prctl::set_pdeathsig(None).map_err(|e| Error::sys("prctl PR_SET_PDEATHSIG", e))?;
+    a.chan.send(&Msg::Ready)?;
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(a.fifo.as_raw_fd(), &mut b) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("wait for start", e)),
+        }
+    }
+    if let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
+        let mut st = a.state_for_hooks.clone();
+        st.status = Status::Running;
+        crate::hooks::run(hooks, &st)?;
+    }
+    Err(crate::process::finish_and_exec(
+        process,
+        prepared,
+        a.preserve_fds,
+        plan.types
+            .contains(&oci_spec::runtime::LinuxNamespaceType::User),
+    ))
+}
+
+/// A new pseudo-terminal inside the container; the master goes to whoever listens on the
+/// console socket (conmon, containerd's shim, ...), the slave becomes our stdio and
+/// controlling terminal.
+fn setup_terminal(a: &InitArgs, p: &oci_spec::runtime::Process) -> Result<()> {
+    let Some(sock) = &a.console else {
+        if a.inherit_tty {
+            nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
+            // fd 0 is our stdin, which `run` checked is a terminal.
+            let stdin = std::io::stdin();
+            let _ = berth_sys::set_controlling_terminal(stdin.as_fd());
+            return Ok(());
+        }
+        return Err(Error::InvalidSpec(
+            "process.terminal is true but no --console-socket was given".into(),
+        ));
+    };
+    crate::tty::attach_new_pty(sock, p)
+}

@@ -1,0 +1,197 @@
+//! Seccomp: the spec's filter compiled with libseccomp (the library runc, crun and youki use;
+//! it knows every architecture's syscall table and generates the BPF).
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+
+use crate::error::{Error, Result};
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: Option<u32>) -> ScmpAction {
+    match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.or(default_errno).unwrap_or(libc::EPERM as u32) as i32)
+        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.or(default_errno).unwrap_or(libc::EPERM as u32) as u16)
+        }
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+    }
+}
+
+fn arch(a: &Arch) -> ScmpArch {
+    match a {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+    }
+}
+
+fn op(o: LinuxSeccompOperator) -> Option<ScmpCompareOp> {
+    Some(match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        LinuxSeccompOperator::ScmpCmpMaskedEq => return None,
+    })
+}
+
+/// Build the filter for `s`. Nothing is loaded yet: [`load`] does that at the last moment.
+pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+    let err = |what: String, e: libseccomp::error::SeccompError| {
+        Error::Init(format!("seccomp: {what}: {e}"))
+    };
+    let default_errno = s.default_errno_ret();
+    let default = action(s.default_action(), default_errno, None);
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("new filter".into(), e))?;
+    if s.listener_path().is_some() {
+        return Err(Error::Unsupported(
+            "seccomp listenerPath".into(),
+            "the seccomp notify agent protocol is not implemented".into(),
+        ));
+    }
+    for a in s.architectures().iter().flatten() {
+        let a = arch(a);
+        match ctx.add_arch(a) {
+            Ok(_) => {}
+            Err(e) => return Err(err(format!("add architecture {a:?}"), e)),
+        }
+    }
+    // The kernel refuses to install a filter without NNP or CAP_SYS_ADMIN; berth decides the
+    // order itself, so libseccomp must not set no_new_privs on its own.
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| err("disable automatic no_new_privs".into(), e))?;
+    for f in s.flags().iter().flatten() {
+        match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
+        }
+        .map_err(|e| err(format!("flag {f:?}"), e))?;
+    }
+    for rule in s.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret(), default_errno);
+        if act == default {
+            // libseccomp refuses a rule equal to the default action; it would change nothing.
+            continue;
+        }
+        let mut conds = Vec::new();
+        for a in rule.args().iter().flatten() {
+            let c = match op(a.op()) {
+                Some(o) => ScmpArgCompare::new(a.index() as u32, o, a.value()),
+                None => ScmpArgCompare::new(
+                    a.index() as u32,
+                    ScmpCompareOp::MaskedEqual(a.value()),
+                    a.value_two().unwrap_or(0),
+                ),
+            };
+            conds.push(c);
+        }
+        for name in rule.names() {
+            let sc = match ScmpSyscall::from_name(name) {
+                Ok(sc) => sc,
+                // A profile written for a newer kernel names syscalls this libseccomp does not
+                // know; like runc, skip them rather than refuse the container.
+                Err(_) => {
+                    tracing::debug!(syscall = %name, "unknown syscall in seccomp profile, skipped");
+                    continue;
+                }
+            };
+            let res = if conds.is_empty() {
+                ctx.add_rule(act, sc)
+            } else {
+                // Conditions on the same argument in one rule are an OR in the spec (Docker's
+                // profile relies on it for clone flags); libseccomp would AND them, so they
+                // become separate rules.
+                let idx: Vec<usize> = rule.args().iter().flatten().map(|a| a.index()).collect();
+                let same_arg = idx.iter().enumerate().any(|(i, x)| idx[..i].contains(x));
+                if same_arg {
+                    let mut r = Ok(&mut ctx);
+                    for c in &conds {
+                        r = ctx.add_rule_conditional(act, sc, std::slice::from_ref(c));
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    r.map(|_| ())
+                        .map_err(|e| err(format!("rule for {name}"), e))?;
+                    continue;
+                }
+                ctx.add_rule_conditional(act, sc, &conds)
+            };
+            res.map_err(|e| err(format!("rule for {name}"), e))?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Install the filter on the calling thread.
+pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
+    ctx.load()
+        .map_err(|e| Error::Init(format!("seccomp: load filter: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_style_profile_compiles() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["read", "write", "exit_group", "no_such_syscall_xyz"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+                          {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}
+            ]
+        }"#;
+        let s: LinuxSeccomp = serde_json::from_str(json).unwrap();
+        let ctx = compile(&s).unwrap();
+        let bpf = ctx.export_bpf_mem().unwrap();
+        assert!(!bpf.is_empty());
+    }
+
+    #[test]
+    fn listener_is_refused_clearly() {
+        let s: LinuxSeccomp = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock"}"#,
+        )
+        .unwrap();
+        let e = compile(&s).err().unwrap().to_string();
+        assert!(e.contains("listenerPath"), "{e}");
+    }
+}
