@@ -577,7 +577,12 @@ async fn image_store_roundtrip() {
     let dst_root = tempfile::tempdir().unwrap();
     let dst = Arc::new(ImageStore::open(dst_root.path()).unwrap());
     let pulled = r
-        .pull(dst.clone(), &reference, &PullOptions::default(), &progress::Silent)
+        .pull(
+            dst.clone(),
+            &reference,
+            &PullOptions::default(),
+            &progress::Silent,
+        )
         .await
         .unwrap();
     assert_eq!(pulled.manifest_digest, md);
