@@ -104,8 +104,8 @@ async fn serve(
                         &[("Content-Type", "application/json")],
                         br#"{"token":"tok-123"}"#,
                     )
-                } else if path.starts_with("/storage/") {
-                    match blobs.get(&path[9..]) {
+                } else if let Some(d) = path.strip_prefix("/storage/") {
+                    match blobs.get(d) {
                         Some((_, b)) => resp(200, &[], b),
                         None => resp(404, &[], b""),
                     }
