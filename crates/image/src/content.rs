@@ -166,39 +166,32 @@ impl ContentStore {
     }
 
     /// Copies everything `r` yields into a blob, computing its digest (for content whose
-    /// digest is not known in advance, e.g. a layer we compress ourselves).
+    /// digest is not known in advance).
     pub fn write_from_reader(&self, r: &mut dyn Read) -> Result<(Digest, u64)> {
+        let mut w = self.ingest()?;
+        io::copy(r, &mut w).map_err(|e| Error::io("copy into", &w.tmp, e))?;
+        w.commit()
+    }
+
+    /// A writer for a blob whose digest is known only at the end (a layer we compress
+    /// ourselves); `commit()` returns digest and size.
+    pub fn ingest(&self) -> Result<IngestWriter> {
         let suffix: u64 = rand::thread_rng().gen();
         let tmp = self
             .root
             .join("ingest")
             .join(format!("unknown.{suffix:016x}.tmp"));
-        let guard = TempGuard(tmp.clone());
-        let mut file =
-            File::create(&tmp).map_err(|e| Error::io("create temporary blob", &tmp, e))?;
-        let mut digester = Digester::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read blob source for", &tmp, e)),
-            };
-            digester.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", &tmp, e))?;
-        }
-        let size = digester.len();
-        let digest = digester.finish();
-        file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-        drop(file);
-        let dest = self.blob_path(&digest);
-        // rename over an existing identical blob is harmless
-        fs::rename(&tmp, &dest).map_err(|e| Error::io("rename blob into place", &dest, e))?;
-        std::mem::forget(guard);
-        sync_dir(dest.parent().unwrap_or(&self.root));
-        Ok((digest, size))
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create temporary blob", &tmp, e))?;
+        Ok(IngestWriter {
+            store: self.clone(),
+            file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
+            tmp,
+            digester: Digester::new(),
+        })
     }
 
     /// Deletes a blob (no error if absent).
@@ -239,6 +232,63 @@ fn sync_dir(dir: &Path) {
     // Makes the rename durable; failure only weakens crash safety, so it is logged.
     if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
         tracing::warn!(dir = %dir.display(), error = %e, "fsync of directory failed");
+    }
+}
+
+/// See [`ContentStore::ingest`]. Dropped without `commit()`, it deletes its temporary file.
+pub struct IngestWriter {
+    store: ContentStore,
+    file: Option<io::BufWriter<File>>,
+    tmp: PathBuf,
+    digester: Digester,
+}
+
+impl IngestWriter {
+    /// Fsyncs and renames the blob into place under its digest.
+    pub fn commit(mut self) -> Result<(Digest, u64)> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("ingest writer already committed".into()))?;
+        let file = file
+            .into_inner()
+            .map_err(|e| Error::io("flush", &self.tmp, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        drop(file);
+        let size = self.digester.len();
+        let digest = std::mem::take(&mut self.digester).finish();
+        let dest = self.store.blob_path(&digest);
+        // renaming over an identical existing blob is harmless
+        fs::rename(&self.tmp, &dest).map_err(|e| Error::io("rename blob into place", &dest, e))?;
+        sync_dir(dest.parent().unwrap_or(self.store.root()));
+        Ok((digest, size))
+    }
+}
+
+impl Write for IngestWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("ingest writer already committed"))?;
+        let n = f.write(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for IngestWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -494,7 +494,7 @@ impl<'l> Extractor<'l> {
                     .open_dir(tparent, false)
                     .map_err(|e| {
                         format!(
-                            "hard link target {:?}: {e}",
+                            "hard link target {:?} is not in this layer: {e}",
                             String::from_utf8_lossy(target)
                         )
                     })?

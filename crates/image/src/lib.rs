@@ -38,8 +38,10 @@
 //!   `unmount()`.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod content;
 pub mod db;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod extract;

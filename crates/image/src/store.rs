@@ -173,22 +173,35 @@ impl ImageStore {
     /// records the image, tags `reference` (unless it has only a digest) and records the
     /// repo digest. Idempotent.
     pub fn register(&self, reference: &Reference, manifest_digest: &Digest) -> Result<Image> {
+        self.register_with(reference, manifest_digest, true)
+    }
+
+    /// As `register`; `record_repo_digest` false for images that did not come from a
+    /// registry (load, import, build), which have no `RepoDigests` in Docker either.
+    pub fn register_with(
+        &self,
+        reference: &Reference,
+        manifest_digest: &Digest,
+        record_repo_digest: bool,
+    ) -> Result<Image> {
         let id = self.register_untagged(manifest_digest)?;
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(Error::db("begin"))?;
         if reference.tag.is_some() || reference.digest.is_none() {
             tag_tx(&tx, &reference.with_tag_only(), &id)?;
         }
-        let repo_digest = Reference {
-            tag: None,
-            digest: Some(manifest_digest.clone()),
-            ..reference.clone()
-        };
-        tx.execute(
-            "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
-            params![repo_digest.to_string(), id.as_str()],
-        )
-        .map_err(Error::db("record repo digest"))?;
+        if record_repo_digest {
+            let repo_digest = Reference {
+                tag: None,
+                digest: Some(manifest_digest.clone()),
+                ..reference.clone()
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
+                params![repo_digest.to_string(), id.as_str()],
+            )
+            .map_err(Error::db("record repo digest"))?;
+        }
         tx.commit().map_err(Error::db("commit"))?;
         drop(conn);
         self.get(&id)
@@ -347,6 +360,57 @@ impl ImageStore {
             }
         }
         result
+    }
+
+    /// Makes an image from a config and layer blobs already in the content store (import,
+    /// commit, build): writes the config and an OCI manifest, registers it and tags
+    /// `reference` if given.
+    pub fn create_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[crate::diff::LayerBlob],
+        reference: Option<&Reference>,
+    ) -> Result<Image> {
+        if config.rootfs.diff_ids.len() != layers.len()
+            || config
+                .rootfs
+                .diff_ids
+                .iter()
+                .zip(layers)
+                .any(|(d, l)| d != &l.diff_id)
+        {
+            return Err(Error::InvalidArgument(
+                "config rootfs.diff_ids do not match the layers".into(),
+            ));
+        }
+        let config_bytes = serde_json::to_vec(config)
+            .map_err(|e| Error::InvalidArgument(format!("serialise config: {e}")))?;
+        let config_digest = self.content.write_bytes(&config_bytes)?;
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(manifest::OCI_MANIFEST.to_string()),
+            config: manifest::Descriptor::new(
+                manifest::OCI_CONFIG,
+                config_digest,
+                config_bytes.len() as u64,
+            ),
+            layers: layers
+                .iter()
+                .map(|l| manifest::Descriptor::new(&l.media_type, l.digest.clone(), l.size))
+                .collect(),
+            annotations: None,
+            extra: Default::default(),
+        };
+        let mbytes = serde_json::to_vec(&m)
+            .map_err(|e| Error::InvalidArgument(format!("serialise manifest: {e}")))?;
+        let mdigest = self.content.write_bytes(&mbytes)?;
+        match reference {
+            Some(r) => self.register_with(r, &mdigest, false),
+            None => {
+                let id = self.register_untagged(&mdigest)?;
+                self.get(&id)
+            }
+        }
     }
 
     /// The image with this exact ID.
