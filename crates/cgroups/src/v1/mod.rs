@@ -84,7 +84,18 @@ impl Manager {
             .any(|h| join(&h.mount_point, &self.path).is_dir())
     }
 
-    /// The container's directory in the hierarchy that has `controller`.
+    /// The container's directory in the v1 hierarchy that has `controller`, if one is
+    /// mounted.
+    pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        self.dir(controller)
+    }
+
+    /// The container's directory in the hybrid cgroup2 tree (where hugetlb lives on hybrid
+    /// hosts), if the host has one with controllers.
+    pub fn unified_dir(&self) -> Option<PathBuf> {
+        self.unified.as_ref().map(|root| join(root, &self.path))
+    }
+
     fn dir(&self, controller: &str) -> Option<PathBuf> {
         self.hierarchies
             .iter()
@@ -99,10 +110,6 @@ impl Manager {
                 format!("the {controller} cgroup controller is not mounted"),
             )
         })
-    }
-
-    fn unified_dir(&self) -> Option<PathBuf> {
-        self.unified.as_ref().map(|root| join(root, &self.path))
     }
 
     /// The directory whose cgroup.procs lists the container's processes: any real

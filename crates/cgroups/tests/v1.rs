@@ -1,0 +1,360 @@
+//! The v1 backend on a real kernel (this machine is hybrid: v1 controllers plus a cgroup2
+//! tree with hugetlb). Needs root; skips with a reason elsewhere, fails under CI=true.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_cgroups::{AnyManager, CgroupManager, ContainerMount, Error, Hierarchy};
+use common::*;
+
+const CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "pids",
+];
+
+/// Check the host can run these tests; print why not otherwise.
+fn requirements() -> bool {
+    if !is_root() {
+        return !skip("not root", None);
+    }
+    if berth_cgroups::detect() != Hierarchy::V1 {
+        return !skip("host is not cgroup v1/hybrid", None);
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for c in CONTROLLERS {
+        let mounted = mountinfo.lines().any(|l| {
+            l.split(" - ").nth(1).is_some_and(|r| {
+                r.starts_with("cgroup ")
+                    && r.rsplit(' ')
+                        .next()
+                        .is_some_and(|o| o.split(',').any(|x| x == *c))
+            })
+        });
+        if !mounted {
+            return !skip(&format!("v1 controller {c} is not mounted"), None);
+        }
+    }
+    true
+}
+
+fn v1(m: &AnyManager) -> &berth_cgroups::v1::Manager {
+    match m {
+        AnyManager::V1(m) => m,
+        AnyManager::V2(_) => panic!("expected the v1 backend"),
+    }
+}
+
+fn dir(cg: &Cgroup, controller: &str) -> PathBuf {
+    v1(cg)
+        .controller_dir(controller)
+        .unwrap_or_else(|| panic!("{controller} not mounted"))
+}
+
+#[test]
+fn invalid_paths_are_refused() {
+    for bad in ["/a/../b", "system.slice:docker:abc", "/"] {
+        match berth_cgroups::create(Some(bad), "x") {
+            Err(Error::InvalidPath(..)) => {}
+            other => panic!("{bad}: expected InvalidPath, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    let limit = 32 << 20;
+    cg.set(&resources(&format!(
+        r#"{{"memory": {{"limit": {limit}, "swap": {limit}}}}}"#
+    )))
+    .unwrap();
+    assert_eq!(
+        read(&dir(&cg, "memory").join("memory.limit_in_bytes")),
+        limit.to_string()
+    );
+    let mut child = Script::spawn("head -c 200M /dev/zero | tail");
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    let (status, _, _) = child.finish(Duration::from_secs(60));
+    assert!(
+        !status.success(),
+        "the allocation beyond the limit survived"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || cg.oom_kills().unwrap() >= 1),
+        "no OOM kill counted"
+    );
+    let stats = cg.stats().unwrap();
+    let mem = stats.memory.expect("memory stats");
+    assert_eq!(mem.usage.limit, limit);
+    // The peak reached the limit (failcnt is not reliable: recent kernels leave it at 0).
+    assert!(mem.usage.max >= limit * 3 / 4, "{mem:?}");
+    assert!(mem.oom_kill >= 1);
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    cg.set(&resources(r#"{"pids": {"limit": 10}}"#)).unwrap();
+    assert_eq!(read(&dir(&cg, "pids").join("pids.max")), "10");
+    let mut child = Script::spawn(&fork_bomb_script());
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    let (status, out, err) = child.finish(Duration::from_secs(30));
+    assert!(
+        !status.success() || !out.contains("all-forked") || err.to_lowercase().contains("fork"),
+        "50 forks succeeded under pids.max=10: {status:?} {out:?} {err:?}"
+    );
+    assert!(
+        err.to_lowercase().contains("fork"),
+        "no fork failure reported: {err:?}"
+    );
+    let left = cg.pids().unwrap();
+    assert!(
+        left.len() <= 10,
+        "{} processes under pids.max=10",
+        left.len()
+    );
+    let pids = cg.stats().unwrap().pids.expect("pids stats");
+    assert_eq!(pids.limit, 10);
+    assert!(pids.current <= 10);
+}
+
+#[test]
+fn cpu_quota_shares_and_cpuset() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    // A new cpuset level is seeded from its parent, or no task could join it.
+    let cpuset = dir(&cg, "cpuset");
+    let parent_cpus = read(&cpuset.parent().unwrap().join("cpuset.cpus"));
+    assert!(!parent_cpus.is_empty());
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), parent_cpus);
+    assert!(!read(&cpuset.join("cpuset.mems")).is_empty());
+
+    cg.set(&resources(
+        r#"{"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}}"#,
+    ))
+    .unwrap();
+    let cpu = dir(&cg, "cpu");
+    assert_eq!(read(&cpu.join("cpu.shares")), "512");
+    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read(&cpuset.join("cpuset.cpus")), "0");
+    assert_eq!(read(&cpuset.join("cpuset.mems")), "0");
+
+    // A task can join and runs on the allowed cpu only.
+    let mut child = Script::spawn("grep Cpus_allowed_list /proc/self/status");
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    let (status, out, _) = child.finish(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(
+        out.trim().ends_with("\t0") || out.trim().ends_with(" 0"),
+        "{out:?}"
+    );
+
+    // Unlimited again.
+    cg.set(&resources(r#"{"cpu": {"quota": -1}}"#)).unwrap();
+    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "-1");
+}
+
+#[test]
+fn devices_deny_and_update() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    cg.set(&device_rules(false)).unwrap();
+    let list = read(&dir(&cg, "devices").join("devices.list"));
+    assert_eq!(list, "c 1:5 rwm");
+
+    let mut child = Script::spawn(DEVICE_SCRIPT);
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    let (_, out, err) = child.finish(Duration::from_secs(10));
+    assert!(out.contains("zero-ok"), "{out:?} {err:?}");
+    assert!(out.contains("null-denied"), "{out:?} {err:?}");
+
+    // update: the new list replaces the old one.
+    cg.set(&device_rules(true)).unwrap();
+    let mut child = Script::spawn(DEVICE_SCRIPT);
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    let (_, out, err) = child.finish(Duration::from_secs(10));
+    assert!(out.contains("null-ok"), "{out:?} {err:?}");
+}
+
+#[test]
+fn freeze_and_thaw() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    let tmp = tempfile::tempdir().unwrap();
+    let counter = tmp.path().join("n");
+    let mut child = Script::spawn(&format!(
+        "i=0; while :; do i=$((i+1)); echo $i > {}; sleep 0.02; done",
+        counter.display()
+    ));
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    assert!(eventually(Duration::from_secs(5), || counter.exists()));
+
+    cg.freeze().unwrap();
+    assert!(cg.is_frozen().unwrap());
+    assert_eq!(read(&dir(&cg, "freezer").join("freezer.state")), "FROZEN");
+    let frozen_at = read(&counter);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read(&counter), frozen_at, "a frozen task kept running");
+
+    cg.thaw().unwrap();
+    assert!(!cg.is_frozen().unwrap());
+    assert!(
+        eventually(Duration::from_secs(5), || read(&counter) != frozen_at),
+        "the task did not resume after thaw"
+    );
+    // destroy must cope with a frozen container.
+    cg.freeze().unwrap();
+    cg.destroy().unwrap();
+    assert!(!cg.exists());
+}
+
+#[test]
+fn stats_and_pids() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    let mut child = Script::spawn("exec sleep 100");
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    assert!(eventually(Duration::from_secs(5), || {
+        std::fs::read_link(format!("/proc/{}/exe", child.pid()))
+            .is_ok_and(|p| p.to_string_lossy().contains("sleep"))
+    }));
+    assert_eq!(cg.pids().unwrap(), vec![child.pid()]);
+    let stats = cg.stats().unwrap();
+    assert_eq!(stats.pids.as_ref().unwrap().current, 1);
+    let mem = stats.memory.as_ref().unwrap();
+    assert!(mem.usage.usage > 0, "memory usage is 0");
+    assert!(!mem.raw.is_empty());
+    let cpu = stats.cpu.as_ref().unwrap();
+    assert!(cpu.usage.total > 0, "cpu usage is 0");
+    assert!(!cpu.usage.percpu.is_empty());
+    assert!(stats.blkio.is_some());
+    // Serialises like runc's events --stats.
+    let json = serde_json::to_value(&stats).unwrap();
+    assert!(json["cpu"]["throttling"]["throttledPeriods"].is_u64());
+}
+
+#[test]
+fn hugetlb_limit_in_the_hybrid_tree() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    let Some(unified) = v1(&cg).unified_dir() else {
+        skip(
+            "no cgroup2 tree with controllers beside v1 (not hybrid)",
+            None,
+        );
+        return;
+    };
+    if v1(&cg).controller_dir("hugetlb").is_some() || !unified.join("hugetlb.2MB.max").exists() {
+        skip("hugetlb 2MB is not in the hybrid cgroup2 tree here", None);
+        return;
+    }
+    cg.set(&resources(
+        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(&unified.join("hugetlb.2MB.max")), "4194304");
+    let stats = cg.stats().unwrap();
+    assert!(stats.hugetlb.contains_key("2MB"), "{:?}", stats.hugetlb);
+    // The process joins the cgroup2 tree too, so the limit applies to it.
+    let mut child = Script::spawn("exec sleep 100");
+    cg.apply(child.pid()).unwrap();
+    child.start();
+    assert_eq!(read(&unified.join("cgroup.procs")), child.pid().to_string());
+}
+
+#[test]
+fn container_mount_lists_every_hierarchy() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let path = unique_path();
+    let cg = Cgroup::create(&path);
+    let ContainerMount::V1(mounts) = cg.container_mount() else {
+        panic!("v1 host must give V1 mounts");
+    };
+    for c in CONTROLLERS {
+        let m = mounts
+            .iter()
+            .find(|m| m.options.split(',').any(|o| o == *c))
+            .unwrap_or_else(|| panic!("no mount for {c}: {mounts:?}"));
+        assert!(m.host_path.ends_with(path.trim_start_matches('/')));
+        assert!(m.host_path.is_dir(), "{}", m.host_path.display());
+    }
+    if let Some(systemd) = mounts.iter().find(|m| m.options.contains("name=systemd")) {
+        assert_eq!(systemd.name, "systemd");
+        assert_eq!(systemd.options, "none,name=systemd");
+        assert!(systemd.host_path.is_dir());
+    }
+}
+
+#[test]
+fn destroy_kills_and_removes_everything() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let top = unique_path();
+    let path = format!("{top}/pod/ctr");
+    let cg = Cgroup::create(&path);
+    // open() sees the same cgroup.
+    let reopened = berth_cgroups::open(&path).unwrap();
+    assert!(reopened.exists());
+    assert_eq!(reopened.path(), path);
+    let mut child = Script::spawn("exec sleep 100");
+    reopened.apply(child.pid()).unwrap();
+    child.start();
+    let ContainerMount::V1(mounts) = cg.container_mount() else {
+        panic!("v1 host must give V1 mounts");
+    };
+    reopened.destroy().unwrap();
+    let (status, _, _) = child.finish(Duration::from_secs(10));
+    assert!(!status.success(), "the process survived destroy");
+    for m in &mounts {
+        assert!(
+            !m.host_path.exists(),
+            "{} left behind",
+            m.host_path.display()
+        );
+        let top_dir = m.host_path.parent().unwrap().parent().unwrap();
+        assert!(!top_dir.exists(), "{} left behind", top_dir.display());
+    }
+    if let Some(u) = v1(&cg).unified_dir() {
+        assert!(!u.exists(), "{} left behind", u.display());
+    }
+    assert!(!cg.exists());
+    // Destroying what is gone is success.
+    reopened.destroy().unwrap();
+}
