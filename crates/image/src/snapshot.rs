@@ -493,9 +493,25 @@ impl Snapshotter for OverlaySnapshotter {
 /// kernels it falls back to `mount(2)`, shortening the paths by naming their common parent
 /// through `/proc/self/fd/<fd>` (a few characters per layer instead of the full path).
 pub fn mount(mounts: &[Mount], target: &Path) -> Result<()> {
+    mount_with(mounts, target, MountMethod::Auto)
+}
+
+/// How [`mount_with`] mounts overlays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountMethod {
+    /// The new mount API with `lowerdir+`, falling back to `mount(2)` if the kernel lacks it.
+    Auto,
+    /// Only `mount(2)` (with `/proc/self/fd` shortening for long layer lists): tests of the
+    /// fallback path.
+    Classic,
+}
+
+/// [`mount`] with a chosen method.
+pub fn mount_with(mounts: &[Mount], target: &Path, method: MountMethod) -> Result<()> {
     for m in mounts {
         match m.fstype.as_str() {
             "bind" => mount_bind(m, target)?,
+            "overlay" if method == MountMethod::Classic => mount_overlay_classic(m, target)?,
             "overlay" => mount_overlay(m, target)?,
             other => {
                 return Err(Error::Mount {
