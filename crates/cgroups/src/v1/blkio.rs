@@ -80,7 +80,12 @@ fn weight_file(dir: &Path, knob: &str) -> Result<PathBuf> {
 pub(super) fn stats(dir: &Path) -> Result<BlkioStats> {
     let read = |file: &str| -> Result<Vec<BlkioEntry>> {
         let path = dir.join(file);
-        parse_entries(&path, &read_string(&path)?)
+        match read_string(&path) {
+            Ok(text) => parse_entries(&path, &text),
+            // Kernels without CONFIG_BLK_DEV_THROTTLING have no such files: no numbers.
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     };
     Ok(BlkioStats {
         io_service_bytes_recursive: read("blkio.throttle.io_service_bytes_recursive")?,

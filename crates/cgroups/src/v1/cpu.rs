@@ -9,6 +9,17 @@ use super::{write_i64, write_optional};
 use crate::common::{read_flat_keyed, write_file};
 use crate::{Error, Result, Throttling};
 
+/// Whether any field for the cpu controller (not cpuset) is set.
+pub(super) fn wants_cpu_controller(cpu: &LinuxCpu) -> bool {
+    cpu.shares().is_some_and(|s| s != 0)
+        || cpu.quota().is_some_and(|q| q != 0)
+        || cpu.period().is_some_and(|p| p != 0)
+        || cpu.burst().is_some()
+        || cpu.idle().is_some()
+        || cpu.realtime_runtime().is_some_and(|r| r != 0)
+        || cpu.realtime_period().is_some_and(|p| p != 0)
+}
+
 pub(super) fn set(dir: &Path, cpu: &LinuxCpu) -> Result<()> {
     if let Some(shares) = cpu.shares() {
         if shares != 0 {

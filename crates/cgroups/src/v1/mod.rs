@@ -35,7 +35,7 @@ impl Manager {
     /// Make the container's directory in every mounted v1 hierarchy (and in the hybrid
     /// cgroup2 tree), preparing each new cpuset level so it can take tasks.
     pub fn create(path: String, mounts: &CgroupMounts) -> Result<Self> {
-        let manager = Self::open(path, mounts)?;
+        let mut manager = Self::open(path, mounts)?;
         for h in &manager.hierarchies {
             let is_cpuset = h.controllers.iter().any(|c| c == "cpuset");
             common::create_levels(&h.mount_point, &manager.path, |parent, dir| {
@@ -46,7 +46,19 @@ impl Manager {
             })?;
         }
         if let Some(root) = &manager.unified {
-            crate::v2::create_dir(root, &manager.path)?;
+            match crate::v2::create_dir(root, &manager.path) {
+                Ok(_) => {}
+                // A read-only or foreign cgroup2 tree (berth itself in a container): the v1
+                // hierarchies are what matters; only hugetlb is lost, and `set` says so.
+                Err(Error::Create { path, source })
+                    if source.kind() == std::io::ErrorKind::PermissionDenied
+                        || source.raw_os_error() == Some(libc::EROFS) =>
+                {
+                    tracing::warn!(path = %path.display(), error = %source, "not using the hybrid cgroup2 tree");
+                    manager.unified = None;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(manager)
     }
@@ -155,7 +167,9 @@ impl CgroupManager for Manager {
                     cpu,
                 )?;
             }
-            cpu::set(&self.require("cpu", "linux.resources.cpu")?, cpu)?;
+            if cpu::wants_cpu_controller(cpu) {
+                cpu::set(&self.require("cpu", "linux.resources.cpu")?, cpu)?;
+            }
         }
         if let Some(mem) = r.memory() {
             memory::set(&self.require("memory", "linux.resources.memory")?, mem)?;
