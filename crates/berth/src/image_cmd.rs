@@ -59,6 +59,12 @@ pub enum ImageSub {
     Import(ImportArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
+    /// Mount a writable snapshot of IMAGE at DIR (for tests and debugging)
+    #[command(hide = true)]
+    Mount { image: String, dir: PathBuf },
+    /// Unmount DIR and remove the snapshot `image mount` made for it
+    #[command(hide = true)]
+    Unmount { dir: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -216,7 +222,35 @@ fn run_inner(cmd: ImageCommand, data_root: &Path) -> anyhow::Result<i32> {
         ImageCommand::Import(a) | ImageCommand::Image(ImageSub::Import(a)) => import(&open()?, &a),
         ImageCommand::Image(ImageSub::Inspect(a)) => inspect(&open()?, &a),
         ImageCommand::Image(ImageSub::Prune(a)) => prune(&open()?, &a),
+        ImageCommand::Image(ImageSub::Mount { image, dir }) => mount(&open()?, &image, &dir),
+        ImageCommand::Image(ImageSub::Unmount { dir }) => unmount(&open()?, &dir),
     }
+}
+
+fn mount_key(dir: &Path) -> anyhow::Result<String> {
+    let abs = fs::canonicalize(dir).with_context(|| format!("resolve {}", dir.display()))?;
+    Ok(format!(
+        "mount-{}",
+        berth_image::Digest::of(abs.as_os_str().as_encoded_bytes()).short()
+    ))
+}
+
+fn mount(store: &ImageStore, image: &str, dir: &Path) -> anyhow::Result<i32> {
+    let img = store.resolve(image)?;
+    let key = mount_key(dir)?;
+    let mounts = store.prepare_container(&key, &img)?;
+    if let Err(e) = berth_image::snapshot::mount(&mounts, dir) {
+        let _ = store.remove_container_snapshot(&key);
+        return Err(e.into());
+    }
+    Ok(0)
+}
+
+fn unmount(store: &ImageStore, dir: &Path) -> anyhow::Result<i32> {
+    let key = mount_key(dir)?;
+    berth_image::snapshot::unmount(dir)?;
+    store.remove_container_snapshot(&key)?;
+    Ok(0)
 }
 
 // ---- images ----
