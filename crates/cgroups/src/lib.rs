@@ -7,9 +7,24 @@
 //! - `create(path, id)` makes (or reuses) the container's cgroup(s) and returns a manager.
 //! - `open(path)` re-opens an existing cgroup for `state`, `kill`, `delete`, `update`, `events`.
 //! - `apply(pid)` puts a process in it; `set(resources)` writes limits; `freeze`/`thaw`;
-//!   `pids()`; `stats()`; `destroy()` removes every directory it made (after the processes
-//!   are gone; it kills stragglers with SIGKILL and waits for them first).
+//!   `pids()`; `stats()`; `destroy()` kills stragglers with SIGKILL, waits for them, then
+//!   removes the container's directory (and its sub-cgroups) in every hierarchy, and every
+//!   parent left empty, up to but not including the hierarchy root.
 //! - `container_mount()` tells the runtime what to mount at /sys/fs/cgroup inside a container.
+//!
+//! Decisions worth knowing:
+//! - Hybrid hosts: the v1 backend also makes the container's directory in the cgroup2 tree
+//!   (when that tree offers a controller) and puts its processes there, because that is
+//!   where hugetlb lives on such hosts; `hugepageLimits` go to `hugetlb.<size>.max` there
+//!   unless a v1 hugetlb hierarchy is mounted.
+//! - Devices: rules are applied in order, the last match wins, nothing matching is denied
+//!   (v1: "deny all" then the rules as `devices.allow`/`devices.deny` lines; v2: an eBPF
+//!   program, replaced on `update`). An allow rule covers a request only if it grants every
+//!   requested access; a deny rule blocks a request that asks for any access it names.
+//! - Fields without a kernel knob on this host (v1 kernel memory on new kernels, v2
+//!   swappiness, disableOOMKiller, leafWeight) are ignored with a `tracing` warning; fields
+//!   that would silently lose a limit the user asked for (realtime on v2, blkio weight without
+//!   a proportional I/O scheduler, a missing controller) fail with [`Error::Unsupported`].
 //!
 //! Unsafe code is denied everywhere but in `v2::bpf`, the one module that issues the raw
 //! `bpf(2)` calls for the v2 device controller.

@@ -358,3 +358,76 @@ fn destroy_kills_and_removes_everything() {
     // Destroying what is gone is success.
     reopened.destroy().unwrap();
 }
+
+#[test]
+fn memory_and_pids_knobs() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    cg.set(&resources(
+        r#"{"memory": {"limit": 67108864, "reservation": 16777216, "swappiness": 10,
+                       "disableOOMKiller": true},
+            "pids": {"limit": -1}}"#,
+    ))
+    .unwrap();
+    let mem = dir(&cg, "memory");
+    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "67108864");
+    assert_eq!(read(&mem.join("memory.soft_limit_in_bytes")), "16777216");
+    assert_eq!(read(&mem.join("memory.swappiness")), "10");
+    assert!(read(&mem.join("memory.oom_control")).contains("oom_kill_disable 1"));
+    assert_eq!(read(&dir(&cg, "pids").join("pids.max")), "max");
+    // Raising the limit above memory+swap, then unlimited: the write order keeps the kernel's
+    // memsw >= memory invariant.
+    if mem.join("memory.memsw.limit_in_bytes").exists() {
+        cg.set(&resources(
+            r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#,
+        ))
+        .unwrap();
+        cg.set(&resources(
+            r#"{"memory": {"limit": 134217728, "swap": 268435456}}"#,
+        ))
+        .unwrap();
+        assert_eq!(read(&mem.join("memory.limit_in_bytes")), "134217728");
+        assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), "268435456");
+        cg.set(&resources(r#"{"memory": {"limit": -1, "swap": -1}}"#))
+            .unwrap();
+        let unlimited: u64 = read(&mem.join("memory.limit_in_bytes")).parse().unwrap();
+        assert!(unlimited > 1 << 60);
+    }
+    let err = cg
+        .set(&resources(
+            r#"{"memory": {"limit": 33554432, "swap": 1048576}}"#,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidResource { .. }), "{err}");
+}
+
+#[test]
+fn blkio_throttles() {
+    if !requirements() {
+        return;
+    }
+    let Some(disk) = first_disk() else {
+        skip("no block device to throttle", None);
+        return;
+    };
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    let (major, minor) = disk.split_once(':').unwrap();
+    cg.set(&resources(&format!(
+        r#"{{"blockIO": {{"throttleReadBpsDevice": [{{"major": {major}, "minor": {minor}, "rate": 1048576}}],
+                         "throttleWriteIopsDevice": [{{"major": {major}, "minor": {minor}, "rate": 100}}]}}}}"#
+    )))
+    .unwrap();
+    let blkio = dir(&cg, "blkio");
+    assert_eq!(
+        read(&blkio.join("blkio.throttle.read_bps_device")),
+        format!("{disk} 1048576")
+    );
+    assert_eq!(
+        read(&blkio.join("blkio.throttle.write_iops_device")),
+        format!("{disk} 100")
+    );
+}

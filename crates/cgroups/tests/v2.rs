@@ -339,3 +339,41 @@ fn destroy_kills_and_removes_everything() {
     assert!(!top_dir.exists(), "{} left behind", top_dir.display());
     reopened.destroy().unwrap();
 }
+
+#[test]
+fn memory_and_io_knobs() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    cg.set(&resources(
+        r#"{"memory": {"limit": 67108864, "reservation": 16777216, "swap": 134217728},
+            "pids": {"limit": 0}}"#,
+    ))
+    .unwrap();
+    let d = dir(&cg);
+    assert_eq!(read(&d.join("memory.max")), "67108864");
+    assert_eq!(read(&d.join("memory.low")), "16777216");
+    if d.join("memory.swap.max").exists() {
+        assert_eq!(read(&d.join("memory.swap.max")), "67108864");
+    }
+    assert_eq!(read(&d.join("pids.max")), "max");
+    cg.set(&resources(r#"{"memory": {"limit": -1, "swap": -1}}"#))
+        .unwrap();
+    assert_eq!(read(&d.join("memory.max")), "max");
+    let Some(disk) = first_disk() else {
+        println!("SKIP (io part): no block device in this VM");
+        return;
+    };
+    let (major, minor) = disk.split_once(':').unwrap();
+    cg.set(&resources(&format!(
+        r#"{{"blockIO": {{"throttleReadBpsDevice": [{{"major": {major}, "minor": {minor}, "rate": 1048576}}]}}}}"#
+    )))
+    .unwrap();
+    assert!(
+        read(&d.join("io.max")).contains(&format!("{disk} rbps=1048576")),
+        "{}",
+        read(&d.join("io.max"))
+    );
+}

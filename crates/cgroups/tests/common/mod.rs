@@ -192,3 +192,15 @@ pub fn fork_bomb_script() -> String {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// "major:minor" of the first whole disk in /proc/partitions, for I/O throttle tests.
+pub fn first_disk() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/partitions").ok()?;
+    text.lines().skip(2).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let name = *f.get(3)?;
+        let whole = std::path::Path::new("/sys/block").join(name).exists();
+        let skip = name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram");
+        (whole && !skip).then(|| format!("{}:{}", f[0], f[1]))
+    })
+}
