@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_cgroups::{AnyManager, CgroupManager, ContainerMount, Error, Hierarchy};
+use common::suite;
 use common::*;
 
 const CONTROLLERS: &[&str] = &[
@@ -53,12 +54,7 @@ fn dir(cg: &Cgroup, controller: &str) -> PathBuf {
 
 #[test]
 fn invalid_paths_are_refused() {
-    for bad in ["/a/../b", "system.slice:docker:abc", "/"] {
-        match berth_cgroups::create(Some(bad), "x") {
-            Err(Error::InvalidPath(..)) => {}
-            other => panic!("{bad}: expected InvalidPath, got {other:?}"),
-        }
-    }
+    suite::invalid_paths_are_refused();
 }
 
 #[test]
@@ -68,33 +64,15 @@ fn memory_limit_oom_kills() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    let limit = 32 << 20;
-    cg.set(&resources(&format!(
-        r#"{{"memory": {{"limit": {limit}, "swap": {limit}}}}}"#
-    )))
-    .unwrap();
+    let mem = suite::memory_limit_oom_kills(&cg);
+    let d = dir(&cg, "memory");
     assert_eq!(
-        read(&dir(&cg, "memory").join("memory.limit_in_bytes")),
-        limit.to_string()
+        read(&d.join("memory.limit_in_bytes")),
+        suite::OOM_LIMIT.to_string()
     );
-    let mut child = Script::spawn("head -c 200M /dev/zero | tail");
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (status, _, _) = child.finish(Duration::from_secs(60));
-    assert!(
-        !status.success(),
-        "the allocation beyond the limit survived"
-    );
-    assert!(
-        eventually(Duration::from_secs(5), || cg.oom_kills().unwrap() >= 1),
-        "no OOM kill counted"
-    );
-    let stats = cg.stats().unwrap();
-    let mem = stats.memory.expect("memory stats");
-    assert_eq!(mem.usage.limit, limit);
+    assert!(keyed(&d.join("memory.oom_control"), "oom_kill") >= 1);
     // The peak reached the limit (failcnt is not reliable: recent kernels leave it at 0).
-    assert!(mem.usage.max >= limit * 3 / 4, "{mem:?}");
-    assert!(mem.oom_kill >= 1);
+    assert!(mem.usage.max >= suite::OOM_LIMIT * 3 / 4, "{mem:?}");
 }
 
 #[test]
@@ -104,29 +82,8 @@ fn pids_limit_stops_forks() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    cg.set(&resources(r#"{"pids": {"limit": 10}}"#)).unwrap();
+    suite::pids_limit_stops_forks(&cg);
     assert_eq!(read(&dir(&cg, "pids").join("pids.max")), "10");
-    let mut child = Script::spawn(&fork_bomb_script());
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (status, out, err) = child.finish(Duration::from_secs(30));
-    assert!(
-        !status.success() || !out.contains("all-forked") || err.to_lowercase().contains("fork"),
-        "50 forks succeeded under pids.max=10: {status:?} {out:?} {err:?}"
-    );
-    assert!(
-        err.to_lowercase().contains("fork"),
-        "no fork failure reported: {err:?}"
-    );
-    let left = cg.pids().unwrap();
-    assert!(
-        left.len() <= 10,
-        "{} processes under pids.max=10",
-        left.len()
-    );
-    let pids = cg.stats().unwrap().pids.expect("pids stats");
-    assert_eq!(pids.limit, 10);
-    assert!(pids.current <= 10);
 }
 
 #[test]
@@ -177,24 +134,9 @@ fn devices_deny_and_update() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    cg.set(&device_rules(false)).unwrap();
-    let list = read(&dir(&cg, "devices").join("devices.list"));
-    assert_eq!(list, "c 1:5 rwm");
-
-    let mut child = Script::spawn(DEVICE_SCRIPT);
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (_, out, err) = child.finish(Duration::from_secs(10));
-    assert!(out.contains("zero-ok"), "{out:?} {err:?}");
-    assert!(out.contains("null-denied"), "{out:?} {err:?}");
-
-    // update: the new list replaces the old one.
-    cg.set(&device_rules(true)).unwrap();
-    let mut child = Script::spawn(DEVICE_SCRIPT);
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (_, out, err) = child.finish(Duration::from_secs(10));
-    assert!(out.contains("null-ok"), "{out:?} {err:?}");
+    suite::devices_deny_and_update(&cg);
+    // The kernel's own list after the last update: everything denied but /dev/zero.
+    assert_eq!(read(&dir(&cg, "devices").join("devices.list")), "c 1:5 rwm");
 }
 
 #[test]
@@ -204,33 +146,10 @@ fn freeze_and_thaw() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    let tmp = tempfile::tempdir().unwrap();
-    let counter = tmp.path().join("n");
-    let mut child = Script::spawn(&format!(
-        "i=0; while :; do i=$((i+1)); echo $i > {}; sleep 0.02; done",
-        counter.display()
-    ));
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    assert!(eventually(Duration::from_secs(5), || counter.exists()));
-
-    cg.freeze().unwrap();
-    assert!(cg.is_frozen().unwrap());
-    assert_eq!(read(&dir(&cg, "freezer").join("freezer.state")), "FROZEN");
-    let frozen_at = read(&counter);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(read(&counter), frozen_at, "a frozen task kept running");
-
-    cg.thaw().unwrap();
-    assert!(!cg.is_frozen().unwrap());
-    assert!(
-        eventually(Duration::from_secs(5), || read(&counter) != frozen_at),
-        "the task did not resume after thaw"
-    );
-    // destroy must cope with a frozen container.
-    cg.freeze().unwrap();
-    cg.destroy().unwrap();
-    assert!(!cg.exists());
+    let state = dir(&cg, "freezer").join("freezer.state");
+    suite::freeze_and_thaw(&cg, |frozen| {
+        assert_eq!(read(&state), if frozen { "FROZEN" } else { "THAWED" });
+    });
 }
 
 #[test]
@@ -240,26 +159,9 @@ fn stats_and_pids() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    let mut child = Script::spawn("exec sleep 100");
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    assert!(eventually(Duration::from_secs(5), || {
-        std::fs::read_link(format!("/proc/{}/exe", child.pid()))
-            .is_ok_and(|p| p.to_string_lossy().contains("sleep"))
-    }));
-    assert_eq!(cg.pids().unwrap(), vec![child.pid()]);
-    let stats = cg.stats().unwrap();
-    assert_eq!(stats.pids.as_ref().unwrap().current, 1);
-    let mem = stats.memory.as_ref().unwrap();
-    assert!(mem.usage.usage > 0, "memory usage is 0");
-    assert!(!mem.raw.is_empty());
-    let cpu = stats.cpu.as_ref().unwrap();
-    assert!(cpu.usage.total > 0, "cpu usage is 0");
-    assert!(!cpu.usage.percpu.is_empty());
+    let stats = suite::stats_and_pids(&cg);
+    assert!(!stats.cpu.as_ref().unwrap().usage.percpu.is_empty());
     assert!(stats.blkio.is_some());
-    // Serialises like runc's events --stats.
-    let json = serde_json::to_value(&stats).unwrap();
-    assert!(json["cpu"]["throttling"]["throttledPeriods"].is_u64());
 }
 
 #[test]
@@ -326,37 +228,14 @@ fn destroy_kills_and_removes_everything() {
         return;
     }
     let _serial = serial();
-    let top = unique_path();
-    let path = format!("{top}/pod/ctr");
-    let cg = Cgroup::create(&path);
-    // open() sees the same cgroup.
-    let reopened = berth_cgroups::open(&path).unwrap();
-    assert!(reopened.exists());
-    assert_eq!(reopened.path(), path);
-    let mut child = Script::spawn("exec sleep 100");
-    reopened.apply(child.pid()).unwrap();
-    child.start();
-    let ContainerMount::V1(mounts) = cg.container_mount() else {
-        panic!("v1 host must give V1 mounts");
-    };
-    reopened.destroy().unwrap();
-    let (status, _, _) = child.finish(Duration::from_secs(10));
-    assert!(!status.success(), "the process survived destroy");
-    for m in &mounts {
-        assert!(
-            !m.host_path.exists(),
-            "{} left behind",
-            m.host_path.display()
-        );
-        let top_dir = m.host_path.parent().unwrap().parent().unwrap();
-        assert!(!top_dir.exists(), "{} left behind", top_dir.display());
-    }
-    if let Some(u) = v1(&cg).unified_dir() {
-        assert!(!u.exists(), "{} left behind", u.display());
-    }
-    assert!(!cg.exists());
-    // Destroying what is gone is success.
-    reopened.destroy().unwrap();
+    suite::destroy_kills_and_removes_everything(|cg| {
+        let ContainerMount::V1(mounts) = cg.container_mount() else {
+            panic!("v1 host must give V1 mounts");
+        };
+        let mut dirs: Vec<PathBuf> = mounts.into_iter().map(|m| m.host_path).collect();
+        dirs.extend(v1(cg).unified_dir());
+        dirs
+    });
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_cgroups::{AnyManager, CgroupManager, ContainerMount, Error, Hierarchy};
+use common::suite;
 use common::*;
 
 const REQUIRE: &str = "BERTH_REQUIRE_CGROUP2";
@@ -44,24 +45,9 @@ fn dir(cg: &Cgroup) -> PathBuf {
     }
 }
 
-fn events(path: &std::path::Path, key: &str) -> u64 {
-    read(path)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{key} "))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn invalid_paths_are_refused() {
-    for bad in ["/a/../b", "system.slice:docker:abc", "/"] {
-        match berth_cgroups::create(Some(bad), "x") {
-            Err(Error::InvalidPath(..)) => {}
-            other => panic!("{bad}: expected InvalidPath, got {other:?}"),
-        }
-    }
+    suite::invalid_paths_are_refused();
 }
 
 #[test]
@@ -96,33 +82,14 @@ fn memory_limit_oom_kills() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    let limit: u64 = 32 << 20;
-    cg.set(&resources(&format!(
-        r#"{{"memory": {{"limit": {limit}, "swap": {limit}}}}}"#
-    )))
-    .unwrap();
+    suite::memory_limit_oom_kills(&cg);
     let d = dir(&cg);
-    assert_eq!(read(&d.join("memory.max")), limit.to_string());
+    assert_eq!(read(&d.join("memory.max")), suite::OOM_LIMIT.to_string());
     if d.join("memory.swap.max").exists() {
         // OCI swap is memory+swap: equal to the limit means no swap at all.
         assert_eq!(read(&d.join("memory.swap.max")), "0");
     }
-    let mut child = Script::spawn("head -c 200M /dev/zero | tail");
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (status, _, _) = child.finish(Duration::from_secs(120));
-    assert!(
-        !status.success(),
-        "the allocation beyond the limit survived"
-    );
-    assert!(
-        eventually(Duration::from_secs(5), || cg.oom_kills().unwrap() >= 1),
-        "no OOM kill counted"
-    );
-    assert!(events(&d.join("memory.events"), "oom_kill") >= 1);
-    let mem = cg.stats().unwrap().memory.expect("memory stats");
-    assert_eq!(mem.usage.limit, limit);
-    assert!(mem.oom_kill >= 1);
+    assert!(keyed(&d.join("memory.events"), "oom_kill") >= 1);
 }
 
 #[test]
@@ -132,26 +99,9 @@ fn pids_limit_stops_forks() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    cg.set(&resources(r#"{"pids": {"limit": 10}}"#)).unwrap();
+    suite::pids_limit_stops_forks(&cg);
     assert_eq!(read(&dir(&cg).join("pids.max")), "10");
-    let mut child = Script::spawn(&fork_bomb_script());
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (_, _, err) = child.finish(Duration::from_secs(60));
-    assert!(
-        err.to_lowercase().contains("fork"),
-        "no fork failure reported: {err:?}"
-    );
-    let left = cg.pids().unwrap();
-    assert!(
-        left.len() <= 10,
-        "{} processes under pids.max=10",
-        left.len()
-    );
-    let pids = cg.stats().unwrap().pids.expect("pids stats");
-    assert_eq!(pids.limit, 10);
-    assert!(pids.current <= 10);
-    assert!(events(&dir(&cg).join("pids.events"), "max") >= 1);
+    assert!(keyed(&dir(&cg).join("pids.events"), "max") >= 1);
 }
 
 #[test]
@@ -194,33 +144,9 @@ fn devices_ebpf_deny_and_update() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    cg.set(&device_rules(false)).unwrap();
-    let mut child = Script::spawn(DEVICE_SCRIPT);
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (_, out, err) = child.finish(Duration::from_secs(20));
-    assert!(out.contains("zero-ok"), "{out:?} {err:?}");
-    assert!(out.contains("null-denied"), "{out:?} {err:?}");
-
-    // update: the new program replaces the old one (were the old one still attached, it
-    // would still deny /dev/null).
-    cg.set(&device_rules(true)).unwrap();
-    let mut child = Script::spawn(DEVICE_SCRIPT);
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (_, out, err) = child.finish(Duration::from_secs(20));
-    assert!(
-        out.contains("zero-ok") && out.contains("null-ok"),
-        "{out:?} {err:?}"
-    );
-
-    // And back: denial returns.
-    cg.set(&device_rules(false)).unwrap();
-    let mut child = Script::spawn(DEVICE_SCRIPT);
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    let (_, out, err) = child.finish(Duration::from_secs(20));
-    assert!(out.contains("null-denied"), "{out:?} {err:?}");
+    // v2 has no devices files: only the eBPF program can be doing this. Were an update to
+    // leave the previous program attached, /dev/null would stay denied after the update.
+    suite::devices_deny_and_update(&cg);
 }
 
 #[test]
@@ -230,34 +156,14 @@ fn freeze_and_thaw() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    let tmp = tempfile::tempdir().unwrap();
-    let counter = tmp.path().join("n");
-    let mut child = Script::spawn(&format!(
-        "i=0; while :; do i=$((i+1)); echo $i > {}; sleep 0.02; done",
-        counter.display()
-    ));
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    assert!(eventually(Duration::from_secs(10), || counter.exists()
-        && !read(&counter).is_empty()));
-
-    cg.freeze().unwrap();
-    assert!(cg.is_frozen().unwrap());
-    assert_eq!(read(&dir(&cg).join("cgroup.freeze")), "1");
-    assert_eq!(events(&dir(&cg).join("cgroup.events"), "frozen"), 1);
-    let frozen_at = read(&counter);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(read(&counter), frozen_at, "a frozen task kept running");
-
-    cg.thaw().unwrap();
-    assert!(!cg.is_frozen().unwrap());
-    assert!(
-        eventually(Duration::from_secs(10), || read(&counter) != frozen_at),
-        "the task did not resume after thaw"
-    );
-    cg.freeze().unwrap();
-    cg.destroy().unwrap();
-    assert!(!cg.exists());
+    let d = dir(&cg);
+    suite::freeze_and_thaw(&cg, |frozen| {
+        assert_eq!(
+            read(&d.join("cgroup.freeze")),
+            if frozen { "1" } else { "0" }
+        );
+        assert_eq!(keyed(&d.join("cgroup.events"), "frozen"), u64::from(frozen));
+    });
 }
 
 #[test]
@@ -267,25 +173,8 @@ fn stats_and_pids() {
     }
     let _serial = serial();
     let cg = Cgroup::create(&unique_path());
-    let mut child = Script::spawn("exec sleep 100");
-    cg.apply(child.pid()).unwrap();
-    child.start();
-    assert!(eventually(Duration::from_secs(10), || {
-        std::fs::read_link(format!("/proc/{}/exe", child.pid()))
-            .is_ok_and(|p| p.to_string_lossy().contains("sleep"))
-    }));
-    assert_eq!(cg.pids().unwrap(), vec![child.pid()]);
-    let stats = cg.stats().unwrap();
-    assert_eq!(stats.pids.as_ref().unwrap().current, 1);
-    let mem = stats.memory.as_ref().unwrap();
-    assert!(mem.usage.usage > 0, "memory usage is 0");
-    assert!(mem.raw.contains_key("anon"));
-    assert!(
-        stats.cpu.as_ref().unwrap().usage.total > 0,
-        "cpu usage is 0"
-    );
-    let json = serde_json::to_value(&stats).unwrap();
-    assert!(json["cpu"]["throttling"]["throttledPeriods"].is_u64());
+    let stats = suite::stats_and_pids(&cg);
+    assert!(stats.memory.as_ref().unwrap().raw.contains_key("anon"));
 }
 
 #[test]
@@ -322,22 +211,7 @@ fn destroy_kills_and_removes_everything() {
         return;
     }
     let _serial = serial();
-    let top = unique_path();
-    let path = format!("{top}/pod/ctr");
-    let cg = Cgroup::create(&path);
-    let reopened = berth_cgroups::open(&path).unwrap();
-    assert!(reopened.exists());
-    let mut child = Script::spawn("exec sleep 100");
-    reopened.apply(child.pid()).unwrap();
-    child.start();
-    let leaf = dir(&cg);
-    reopened.destroy().unwrap();
-    let (status, _, _) = child.finish(Duration::from_secs(20));
-    assert!(!status.success(), "the process survived destroy");
-    assert!(!leaf.exists(), "{} left behind", leaf.display());
-    let top_dir = leaf.parent().unwrap().parent().unwrap();
-    assert!(!top_dir.exists(), "{} left behind", top_dir.display());
-    reopened.destroy().unwrap();
+    suite::destroy_kills_and_removes_everything(|cg| vec![dir(cg)]);
 }
 
 #[test]

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub mod suite;
+
 use berth_cgroups::{AnyManager, CgroupManager};
 
 /// cgroups are host-global: one test at a time per binary.
@@ -153,6 +155,18 @@ pub fn read(path: &std::path::Path) -> String {
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .trim()
         .to_string()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (memory.events, cgroup.events, ...); 0
+/// when absent.
+pub fn keyed(path: &std::path::Path, key: &str) -> u64 {
+    read(path)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{key} "))
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0)
 }
 
 /// Resources from JSON, as the runtime gets them from config.json.
