@@ -18,7 +18,11 @@ pub struct RuntimeArgs {
 }
 
 #[derive(Parser)]
-#[command(name = "berth-runtime", version, about = "berth's OCI runtime (runc-compatible)")]
+#[command(
+    name = "berth-runtime",
+    version,
+    about = "berth's OCI runtime (runc-compatible)"
+)]
 struct Cli {
     /// Directory for the containers' state.
     #[arg(long, default_value = "/run/berth", global = true)]
@@ -245,7 +249,11 @@ impl Logger {
         let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
         let file = self.path.as_ref().and_then(|p| {
-            std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
         });
         let builder = tracing_subscriber::fmt().with_env_filter(filter);
         let _ = match (file, self.json) {
@@ -254,14 +262,21 @@ impl Logger {
                 .with_current_span(false)
                 .with_writer(std::sync::Mutex::new(f))
                 .try_init(),
-            (Some(f), false) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init(),
+            (Some(f), false) => builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init(),
             (None, _) => builder.with_writer(std::io::stderr).try_init(),
         };
     }
 
     fn error(&self, msg: &str) {
         if let Some(p) = &self.path {
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
                 let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
                 let line = if self.json {
                     serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
@@ -307,8 +322,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 .and_then(|s| s.process().as_ref())
                 .and_then(|p| p.terminal())
                 .unwrap_or(false);
-            let inherit_tty = wants_tty && c.console_socket.is_none() && std::io::stdin().is_terminal();
-            let sigs = if detach { None } else { Some(berth_runtime::wait::block_forwarded()?) };
+            let inherit_tty =
+                wants_tty && c.console_socket.is_none() && std::io::stdin().is_terminal();
+            let sigs = if detach {
+                None
+            } else {
+                Some(berth_runtime::wait::block_forwarded()?)
+            };
             let container = rt.create(&create_opts(&c, inherit_tty))?;
             if let Err(e) = rt.start(&c.id) {
                 let _ = rt.delete(&c.id, true);
@@ -327,7 +347,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&c.oci_state())?);
         }
         Cmd::Kill { all, id, signal } => {
-            let sig = berth_runtime::container::ops::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
+            let sig = berth_runtime::container::ops::parse_signal(
+                signal.as_deref().unwrap_or("SIGTERM"),
+            )?;
             rt.kill(&id, sig, all)?;
         }
         Cmd::Delete { force, id } => rt.delete(&id, force)?,
@@ -352,7 +374,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             berth_runtime::protect_binary();
             if process_label.is_some() || apparmor.is_some() {
-                tracing::warn!("--process-label and --apparmor are ignored: berth applies no LSM labels");
+                tracing::warn!(
+                    "--process-label and --apparmor are ignored: berth applies no LSM labels"
+                );
             }
             let p = match process {
                 Some(path) => {
@@ -432,12 +456,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(code);
             }
         }
-        Cmd::Ps { format, id, ps_args } => {
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => {
             let pids = rt.pids(&id)?;
             if format == "json" {
                 println!("{}", serde_json::to_string(&pids)?);
             } else if format == "table" {
-                let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
+                let args = if ps_args.is_empty() {
+                    vec!["-ef".to_string()]
+                } else {
+                    ps_args
+                };
                 let out = std::process::Command::new("ps")
                     .args(&args)
                     .output()
@@ -451,7 +483,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     .ok_or_else(|| anyhow!("ps output has no PID column"))?;
                 println!("{header}");
                 for l in lines {
-                    if let Some(pid) = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()) {
+                    if let Some(pid) = l
+                        .split_whitespace()
+                        .nth(col)
+                        .and_then(|p| p.parse::<i32>().ok())
+                    {
                         if pids.contains(&pid) {
                             println!("{l}");
                         }
@@ -473,7 +509,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let states: Vec<_> = list.iter().map(|c| c.oci_state()).collect();
                 println!("{}", serde_json::to_string(&states)?);
             } else {
-                println!("{:<12} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+                println!(
+                    "{:<12} {:<8} {:<10} {:<40} {:<32} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
                 for c in &list {
                     let s = c.oci_state();
                     println!(
@@ -494,12 +533,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 bail!("{} exists: remove it first", path.display());
             }
             let spec = berth_runtime::spec::default_spec(rootless);
-            spec.save(&path).map_err(|e| anyhow!("write {}: {e}", path.display()))?;
+            spec.save(&path)
+                .map_err(|e| anyhow!("write {}: {e}", path.display()))?;
         }
         Cmd::Features => {
-            println!("{}", serde_json::to_string_pretty(&berth_runtime::spec::features())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&berth_runtime::spec::features())?
+            );
         }
-        Cmd::Events { stats, interval, id } => {
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => {
             let emit = |rt: &Runtime| -> anyhow::Result<()> {
                 let s = rt.stats(&id)?;
                 let ev = serde_json::json!({"type": "stats", "id": id, "data": s});
@@ -511,7 +558,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 emit(&rt)?;
                 return Ok(0);
             }
-            let secs: f64 = interval.trim_end_matches('s').parse().context("--interval")?;
+            let secs: f64 = interval
+                .trim_end_matches('s')
+                .parse()
+                .context("--interval")?;
             if secs <= 0.0 {
                 bail!("--interval must be positive");
             }
@@ -550,8 +600,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     std::io::stdin().read_to_string(&mut s)?;
                     serde_json::from_str(&s).context("parse resources from stdin")?
                 }
-                Some(path) => serde_json::from_slice(&std::fs::read(path).with_context(|| format!("read {path}"))?)
-                    .with_context(|| format!("parse resources {path}"))?,
+                Some(path) => serde_json::from_slice(
+                    &std::fs::read(path).with_context(|| format!("read {path}"))?,
+                )
+                .with_context(|| format!("parse resources {path}"))?,
                 None => LinuxResources::default(),
             };
             apply_update_flags(
@@ -602,7 +654,8 @@ fn parse_size(s: &str) -> anyhow::Result<i64> {
         _ => (t, 1),
     };
     let n: i64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}"))?;
-    n.checked_mul(mul).ok_or_else(|| anyhow!("size {s:?} is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| anyhow!("size {s:?} is too large"))
 }
 
 fn apply_update_flags(r: &mut LinuxResources, f: UpdateFlags) -> anyhow::Result<()> {
@@ -663,14 +716,53 @@ mod tests {
 
     #[test]
     fn runc_command_lines_parse() {
-        let parse = |v: &[&str]| Cli::try_parse_from(std::iter::once("berth-runtime").chain(v.iter().copied()));
+        let parse = |v: &[&str]| {
+            Cli::try_parse_from(std::iter::once("berth-runtime").chain(v.iter().copied()))
+        };
         // containerd's shim
-        assert!(parse(&["--root", "/run/x", "--log", "/tmp/l.json", "--log-format", "json", "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "abc"]).is_ok());
-        assert!(parse(&["--root", "/run/x", "exec", "--process", "/tmp/p.json", "--detach", "--pid-file", "/tmp/p.pid", "abc"]).is_ok());
+        assert!(parse(&[
+            "--root",
+            "/run/x",
+            "--log",
+            "/tmp/l.json",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/b/init.pid",
+            "abc"
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "--root",
+            "/run/x",
+            "exec",
+            "--process",
+            "/tmp/p.json",
+            "--detach",
+            "--pid-file",
+            "/tmp/p.pid",
+            "abc"
+        ])
+        .is_ok());
         assert!(parse(&["kill", "--all", "abc", "9"]).is_ok());
         assert!(parse(&["delete", "--force", "abc"]).is_ok());
         // conmon
-        assert!(parse(&["--systemd-cgroup", "create", "--bundle", "/b", "--pid-file", "/p", "--no-new-keyring", "--console-socket", "/s", "abc"]).is_ok());
+        assert!(parse(&[
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--no-new-keyring",
+            "--console-socket",
+            "/s",
+            "abc"
+        ])
+        .is_ok());
         assert!(parse(&["exec", "abc", "sh", "-c", "echo hi"]).is_ok());
         assert!(parse(&["update", "--memory", "32m", "abc"]).is_ok());
     }

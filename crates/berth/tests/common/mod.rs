@@ -56,7 +56,11 @@ pub fn busybox_rootfs(dir: &Path) {
             let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
         }
     }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
 
@@ -71,16 +75,24 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle whose config.json is `berth runtime spec`'s default, with `args`.
     pub fn new(prefix: &str, args: &[&str]) -> Bundle {
-        let dir = tempfile::Builder::new().prefix("berth-e2e").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e")
+            .tempdir()
+            .unwrap();
         busybox_rootfs(&dir.path().join("rootfs"));
         let out = Command::new(berth())
             .args(["runtime", "spec", "--bundle"])
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut spec: Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
         spec["process"]["terminal"] = Value::Bool(false);
         spec["process"]["args"] = args.iter().map(|a| Value::String(a.to_string())).collect();
         let id = unique_id(prefix);
@@ -123,25 +135,36 @@ impl Bundle {
         self.runtime(&["run", "--bundle", &bundle, &self.id])
     }
 
-    /// Write the spec and `create` (stdio to /dev/null, so the caller is not held).
+    /// Write the spec and `create`. The container's init inherits stdio, so stdout goes to
+    /// /dev/null and stderr to a file: a pipe would hold the caller until the container exits.
     pub fn create(&self) -> Output {
         self.write_spec();
         let bundle = self.path().to_str().unwrap().to_string();
-        Command::new(berth())
+        let errf = self.path().join("create.err");
+        let status = Command::new(berth())
             .arg("runtime")
             .arg("--root")
             .arg(self.root())
             .args(["create", "--bundle", &bundle, &self.id])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
+            .stderr(std::fs::File::create(&errf).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&errf).unwrap_or_default(),
+        }
     }
 
     pub fn state(&self) -> Value {
         let out = self.runtime(&["state", &self.id]);
-        assert!(out.status.success(), "state: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "state: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
