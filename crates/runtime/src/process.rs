@@ -314,6 +314,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("is a directory"));
-        assert!(find_executable("/etc/hostname", "", Path::new("/")).is_err());
+        let f = tempfile::NamedTempFile::new().unwrap();
+        assert!(
+            find_executable(f.path().to_str().unwrap(), "", Path::new("/"))
+                .unwrap_err()
+                .to_string()
+                .contains("permission denied")
+        );
     }
 }

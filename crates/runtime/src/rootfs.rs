@@ -134,45 +134,88 @@ pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path) -> std::io::Result<OwnedFd
     berth_sys::openat2(root, rel, libc::O_PATH, 0, IN_ROOT)
 }
 
-/// mkdir -p inside `root`; returns an O_PATH descriptor of the directory.
+/// mkdir -p inside `root`; returns an O_PATH descriptor of the directory. A symlink on the
+/// way (even a dangling one, as images have) is followed inside the root, and the directories
+/// it points to are created there, never on the host.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
-    match berth_sys::openat2(root, rel, libc::O_PATH | libc::O_DIRECTORY, 0, IN_ROOT) {
+    let open_dir = |p: &Path| {
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
+        berth_sys::openat2(root, p, libc::O_PATH | libc::O_DIRECTORY, 0, IN_ROOT)
+    };
+    match open_dir(rel) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => return Err(Error::io("open in rootfs", rel, e)),
     }
+    // Components still to walk, front first; `cur` is what has been made so far.
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
     let mut cur = PathBuf::new();
-    let mut dir = berth_sys::openat2(
-        root,
-        Path::new("."),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        IN_ROOT,
-    )
-    .map_err(|e| Error::io("open rootfs", ".", e))?;
-    for comp in rel.components() {
-        let Component::Normal(name) = comp else {
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            cur.pop();
             continue;
-        };
-        cur.push(name);
-        match berth_sys::openat2(root, &cur, libc::O_PATH | libc::O_DIRECTORY, 0, IN_ROOT) {
-            Ok(fd) => dir = fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                match nix::sys::stat::mkdirat(
-                    Some(dir.as_raw_fd()),
-                    name,
-                    Mode::from_bits_truncate(0o755),
-                ) {
-                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                    Err(e) => return Err(Error::io("mkdir in rootfs", &cur, e.into())),
-                }
-                dir = berth_sys::openat2(root, &cur, libc::O_PATH | libc::O_DIRECTORY, 0, IN_ROOT)
-                    .map_err(|e| Error::io("open in rootfs", &cur, e))?;
-            }
-            Err(e) => return Err(Error::io("open in rootfs", &cur, e)),
         }
+        let next = cur.join(&name);
+        match open_dir(&next) {
+            Ok(_) => {
+                cur = next;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(Error::io("open in rootfs", &next, e)),
+        }
+        let parent = open_dir(&cur).map_err(|e| Error::io("open in rootfs", &cur, e))?;
+        if let Ok(target) = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_os_str()) {
+            {
+                // a dangling symlink: continue from where it points, inside the root
+                links += 1;
+                if links > 40 {
+                    return Err(Error::io(
+                        "resolve in rootfs",
+                        &next,
+                        std::io::Error::from_raw_os_error(libc::ELOOP),
+                    ));
+                }
+                let target = PathBuf::from(target);
+                let mut rest: Vec<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                while let Some(n) = rest.pop() {
+                    todo.push_front(n);
+                }
+                continue;
+            }
+        }
+        match nix::sys::stat::mkdirat(
+            Some(parent.as_raw_fd()),
+            name.as_os_str(),
+            Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(Error::io("mkdir in rootfs", &next, e.into())),
+        }
+        cur = next;
     }
-    Ok(dir)
+    open_dir(&cur).map_err(|e| Error::io("open in rootfs", &cur, e))
 }
 
 /// Create an empty file (a bind-mount target) inside `root` unless something exists there.

@@ -30,8 +30,7 @@ pub enum Forked {
 /// refuses otherwise.
 pub fn clone_fork(flags: i32) -> io::Result<Forked> {
     if thread_count()? != 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
+        return Err(io::Error::other(
             "clone_fork called from a multi-threaded process",
         ));
     }
@@ -393,7 +392,7 @@ fn reexec_inner() -> io::Result<Never> {
         })
         .collect();
     nix::unistd::fexecve(mfd.as_raw_fd(), &args, &env).map_err(io::Error::from)?;
-    Err(io::Error::new(io::ErrorKind::Other, "fexecve returned"))
+    Err(io::Error::other("fexecve returned"))
 }
 
 /// Whether the running executable's file can be written by root (its mount is not read-only).

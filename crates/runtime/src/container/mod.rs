@@ -221,7 +221,7 @@ impl Container {
                 }
             }
         }
-        out.sort_by(|a, b| a.record.created.cmp(&b.record.created));
+        out.sort_by_key(|c| c.record.created);
         Ok(out)
     }
 }
