@@ -236,10 +236,17 @@ fn memory_and_io_knobs() {
     cg.set(&resources(r#"{"memory": {"limit": -1, "swap": -1}}"#))
         .unwrap();
     assert_eq!(read(&d.join("memory.max")), "max");
+    if d.join("io.weight").exists() {
+        cg.set(&resources(r#"{"blockIO": {"weight": 500}}"#))
+            .unwrap();
+        // 1 + (500 - 10) * 9999 / 990
+        assert!(read(&d.join("io.weight")).starts_with("default 4950"));
+    }
     let Some(disk) = first_disk() else {
-        println!("SKIP (io part): no block device in this VM");
+        println!("SKIP (io.max part): no block device here");
         return;
     };
+    println!("throttling {disk}");
     let (major, minor) = disk.split_once(':').unwrap();
     cg.set(&resources(&format!(
         r#"{{"blockIO": {{"throttleReadBpsDevice": [{{"major": {major}, "minor": {minor}, "rate": 1048576}}]}}}}"#
@@ -250,4 +257,30 @@ fn memory_and_io_knobs() {
         "{}",
         read(&d.join("io.max"))
     );
+}
+
+#[test]
+fn hugetlb_limit() {
+    if !requirements() {
+        return;
+    }
+    let _serial = serial();
+    let cg = Cgroup::create(&unique_path());
+    let d = dir(&cg);
+    if !d.join("hugetlb.2MB.max").exists() {
+        skip("no hugetlb 2MB pages in this cgroup v2 tree", Some(REQUIRE));
+        return;
+    }
+    cg.set(&resources(
+        r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(&d.join("hugetlb.2MB.max")), "4194304");
+    assert!(cg.stats().unwrap().hugetlb.contains_key("2MB"));
+    let err = cg
+        .set(&resources(
+            r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(..)), "{err}");
 }

@@ -207,14 +207,31 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// "major:minor" of the first whole disk in /proc/partitions, for I/O throttle tests.
+/// "major:minor" of a block device to throttle: the first whole disk in /proc/partitions,
+/// else a loop device (a VM booted on 9p has no disk; the kernel takes io.max for loop too).
 pub fn first_disk() -> Option<String> {
     let text = std::fs::read_to_string("/proc/partitions").ok()?;
-    text.lines().skip(2).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let name = *f.get(3)?;
-        let whole = std::path::Path::new("/sys/block").join(name).exists();
-        let skip = name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram");
-        (whole && !skip).then(|| format!("{}:{}", f[0], f[1]))
-    })
+    let devices: Vec<(String, String)> = text
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = *f.get(3)?;
+            std::path::Path::new("/sys/block")
+                .join(name)
+                .exists()
+                .then(|| (name.to_string(), format!("{}:{}", f[0], f[1])))
+        })
+        .collect();
+    let virtual_dev =
+        |n: &str| n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram");
+    devices
+        .iter()
+        .find(|(n, _)| !virtual_dev(n))
+        .or_else(|| devices.iter().find(|(n, _)| n.starts_with("loop")))
+        .map(|(_, d)| d.clone())
+        .or_else(|| {
+            let dev = std::fs::read_to_string("/sys/block/loop0/dev").ok()?;
+            Some(dev.trim().to_string())
+        })
 }
