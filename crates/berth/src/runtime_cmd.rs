@@ -533,8 +533,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 bail!("{} exists: remove it first", path.display());
             }
             let spec = berth_runtime::spec::default_spec(rootless);
-            spec.save(&path)
-                .map_err(|e| anyhow!("write {}: {e}", path.display()))?;
+            let mut data = serde_json::to_vec_pretty(&spec)?;
+            data.push(b'\n');
+            std::fs::write(&path, data).with_context(|| format!("write {}", path.display()))?;
         }
         Cmd::Features => {
             println!(

@@ -7,14 +7,23 @@ use serde_json::json;
 /// runc's default spec (oci-spec carries the same one), with `sh` as the program and a
 /// terminal, as `runc spec` writes. With `rootless`, a user namespace mapping the caller.
 pub fn default_spec(rootless: bool) -> Spec {
-    let mut spec = Spec::default();
-    if rootless {
-        spec = Spec::rootless(
+    let spec = if rootless {
+        Spec::rootless(
             nix::unistd::getuid().as_raw(),
             nix::unistd::getgid().as_raw(),
-        );
+        )
+    } else {
+        Spec::default()
+    };
+    // oci-spec's default names another runtime and allows every device; berth's, like runc's,
+    // runs a terminal, is called after itself, and denies devices beyond the standard ones.
+    let mut v = serde_json::to_value(&spec).unwrap_or_default();
+    v["hostname"] = json!("berth");
+    v["process"]["terminal"] = json!(true);
+    if !rootless {
+        v["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
     }
-    spec
+    serde_json::from_value(v).unwrap_or(spec)
 }
 
 pub fn features() -> serde_json::Value {

@@ -1,0 +1,47 @@
+#!/bin/bash
+# berth's whole test suite on a Debian 12 machine, as root: installs what the tests need,
+# checks formatting and lints, runs every crate's unit and integration tests on this kernel,
+# the cgroup v2 tests in a VM, and the interoperability scripts (docker, skopeo).
+# CI runs exactly this (.ci/run).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+need=()
+for p in busybox-static libseccomp-dev pkg-config gcc docker-registry apache2-utils skopeo \
+         runc docker.io python3; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian's docker-registry package starts a registry on :5000 at install; the tests start
+# their own on free ports, so the system one is not needed.
+systemctl disable --now docker-registry >/dev/null 2>&1 || true
+
+results=()
+fail=0
+step() {
+  local name=$1; shift
+  echo "=== test.sh: $name" >&2
+  if "$@"; then results+=("ok    $name"); else results+=("FAIL  $name"); fail=1; fi
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test (unit + integration on this kernel)" cargo test --workspace
+step "cgroup v2 tests in a VM" bash .ci/cgroup2-vm-tests
+step "interop: docker load/save" bash tests/interop-docker.sh "$repo/target/debug/berth"
+if [ -f tests/registry/skopeo.sh ]; then
+  step "interop: skopeo <-> registry" bash tests/registry/skopeo.sh "$repo/target/debug/berth"
+fi
+
+echo
+echo "=== test.sh summary"
+printf '%s\n' "${results[@]}"
+passed=$(printf '%s\n' "${results[@]}" | grep -c '^ok' || true)
+failed=$(printf '%s\n' "${results[@]}" | grep -c '^FAIL' || true)
+echo "steps: $passed passed, $failed failed"
+exit $fail
