@@ -339,3 +339,64 @@ pub(crate) fn write_optional(path: &Path, data: &str, field: &str) -> Result<()>
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_and_dirs_follow_mountinfo() {
+        let mounts = crate::mountinfo::parse(
+            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+             41 31 0:38 / /nonexistent/unified rw - cgroup2 cgroup2 rw\n",
+        );
+        let m = Manager::open("/docker/abc".to_string(), &mounts).unwrap();
+        // The cgroup2 mount offers no controllers (cannot even be read): not used.
+        assert_eq!(m.unified_dir(), None);
+        // cpu and cpuacct share one co-mounted hierarchy.
+        assert_eq!(
+            m.controller_dir("cpuacct"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/docker/abc"))
+        );
+        assert_eq!(m.controller_dir("cpu"), m.controller_dir("cpuacct"));
+        assert_eq!(m.controller_dir("pids"), None);
+        let ContainerMount::V1(v1) = m.container_mount() else {
+            panic!("v1 manager must give V1 mounts");
+        };
+        let summary: Vec<(String, String, PathBuf)> = v1
+            .into_iter()
+            .map(|e| (e.name, e.options, e.host_path))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "cpu,cpuacct".to_string(),
+                    "cpu,cpuacct".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/docker/abc")
+                ),
+                (
+                    "memory".to_string(),
+                    "memory".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/memory/docker/abc")
+                ),
+                (
+                    "systemd".to_string(),
+                    "none,name=systemd".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/systemd/docker/abc")
+                ),
+            ]
+        );
+        // A request for an unmounted controller is refused by name.
+        let err = m
+            .set(
+                &serde_json::from_str(r#"{"pids": {"limit": 5}}"#)
+                    .expect("valid LinuxResources JSON"),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("pids"), "{err}");
+        assert!(Manager::open("/x".to_string(), &CgroupMounts::default()).is_err());
+    }
+}
