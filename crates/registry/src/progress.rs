@@ -18,6 +18,9 @@ pub trait Progress: Send + Sync {
     fn bytes(&self, blob: &Digest, verb: &str, done: u64, total: u64);
     /// A line not about one blob (`latest: Pulling from x`, `Digest: ...`).
     fn line(&self, text: &str);
+    /// Every blob is done: bars stop redrawing and stay as they are, so what is printed
+    /// next (by this or by the caller) lands below them.
+    fn finish(&self) {}
 }
 
 /// Reports nothing (library use, tests).
@@ -47,6 +50,7 @@ impl Progress for Plain {
 /// A bar per blob on a terminal.
 pub struct Bars {
     multi: MultiProgress,
+    finished: std::sync::atomic::AtomicBool,
     bars: Mutex<HashMap<Digest, ProgressBar>>,
     style_bytes: ProgressStyle,
     style_msg: ProgressStyle,
@@ -69,6 +73,7 @@ impl Bars {
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            finished: std::sync::atomic::AtomicBool::new(false),
             bars: Mutex::new(HashMap::new()),
             style_bytes,
             style_msg,
@@ -111,14 +116,26 @@ impl Progress for Bars {
         });
     }
     fn line(&self, text: &str) {
-        // Before any bar exists, a line printed through MultiProgress may be held back.
+        // Before any bar exists, and after they are finished, a line printed through
+        // MultiProgress may be held back or drawn over.
         let empty = self.bars.lock().map(|b| b.is_empty()).unwrap_or(false);
-        if empty {
+        if empty || self.finished.load(std::sync::atomic::Ordering::Relaxed) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
         } else {
             let _ = self.multi.println(text);
         }
+    }
+    fn finish(&self) {
+        let bars = match self.bars.lock() {
+            Ok(b) => b,
+            Err(p) => p.into_inner(),
+        };
+        for b in bars.values() {
+            b.finish();
+        }
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -290,8 +290,9 @@ async fn fetch_blob_once(
     let written = writer
         .await
         .map_err(|e| Error::Internal(format!("blob writer thread: {e}")))?;
-    outcome?;
-    written.map_err(|e| match e {
+    // The writer's own failure (disk full, digest mismatch) explains a short stream, so it
+    // is reported first; when the network failed, the writer just discarded its file.
+    let written = written.map_err(|e| match e {
         berth_image::error::Error::BlobDigestMismatch { expected, actual } => {
             Error::DigestMismatch {
                 registry: client.registry().to_string(),
@@ -303,7 +304,9 @@ async fn fetch_blob_once(
         }
         berth_image::error::Error::BlobSizeMismatch { actual, .. } => size_mismatch(actual),
         e => store_err("write blob", job.digest.to_string(), e),
-    })?;
+    });
+    written?;
+    outcome?;
     tracing::debug!(
         digest = %job.digest,
         size = job.size,
@@ -446,6 +449,13 @@ pub(crate) async fn pull(
         bytes_downloaded += n;
     }
     let download_ms = t1.elapsed().as_millis() as u64;
+    // Docker shows the unpacking as "Extracting"; berth unpacks in `register`, all layers
+    // in one call, so they all say so until it returns.
+    for j in &todo {
+        if j.show {
+            progress.status(&j.digest, "Extracting");
+        }
+    }
     tracing::debug!(
         ms = download_ms,
         bytes = bytes_downloaded,
@@ -480,6 +490,7 @@ pub(crate) async fn pull(
             progress.status(&l.digest, "Pull complete");
         }
     }
+    progress.finish();
     tracing::debug!(total_ms = t0.elapsed().as_millis() as u64, "pull done");
     Ok(PullReport {
         manifest_digest,

@@ -447,6 +447,7 @@ pub(crate) async fn push(
             });
         }
     }
+    progress.finish();
     progress.line(&format!(
         "{}: digest: {} size: {}",
         report.tag,
