@@ -247,6 +247,50 @@ impl OverlaySnapshotter {
         }
     }
 
+    /// Commits active snapshot `key` as `name` with parent key `parent` (which need not be
+    /// committed yet: layers are unpacked in parallel and each commits when done; an image is
+    /// registered only once its whole chain exists) and its unpacked size.
+    pub(crate) fn commit_as(
+        &self,
+        name: &str,
+        key: &str,
+        parent: Option<&str>,
+        size: u64,
+    ) -> Result<()> {
+        let info = self.stat(key)?;
+        if info.kind != Kind::Active || info.parent.is_some() {
+            return Err(Error::SnapshotState {
+                key: key.to_string(),
+                reason: "only a parentless active snapshot can be committed onto a parent".into(),
+            });
+        }
+        {
+            let mut conn = self.db.lock();
+            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let taken: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM snapshots WHERE key = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(Error::db("look up snapshot"))?;
+            if taken > 0 {
+                return Err(Error::SnapshotExists {
+                    key: name.to_string(),
+                });
+            }
+            tx.execute(
+                "UPDATE snapshots SET key = ?1, kind = 'committed', parent = ?2, size = ?3 WHERE key = ?4",
+                params![name, parent, size as i64, key],
+            )
+            .map_err(Error::db("commit snapshot"))?;
+            tx.commit().map_err(Error::db("commit"))?;
+        }
+        let work = self.dir(info.id).join("work");
+        let _ = fs::remove_dir_all(&work);
+        Ok(())
+    }
+
     /// Records the unpacked size of a committed layer (known from extraction, so no walk).
     pub fn set_size(&self, key: &str, size: u64) -> Result<()> {
         let conn = self.db.lock();

@@ -239,14 +239,10 @@ impl ImageStore {
             }
         }
         let chains = chain_ids(&diff_ids);
+        self.unpack_layers(&layers, &diff_ids, &chains)?;
         let mut size = 0u64;
-        for (i, l) in layers.iter().enumerate() {
-            let parent = if i == 0 {
-                None
-            } else {
-                Some(chains[i - 1].to_string())
-            };
-            size += self.unpack_layer(&l.digest, &diff_ids[i], &chains[i], parent.as_deref())?;
+        for c in &chains {
+            size += self.snapshots.recorded_size(c.as_str())?;
         }
         let id = m.config.digest.clone();
         let mut conn = self.db.lock();
@@ -300,19 +296,82 @@ impl ImageStore {
         Ok(id)
     }
 
-    /// Unpacks layer blob `blob` as snapshot `chain` over `parent` unless it exists; returns
-    /// the layer's unpacked size. Processes that unpack the same layer serialise on a lock
-    /// file, so it is done once.
+    /// Unpacks the layers that are not yet snapshots, several at once: a layer's directory
+    /// does not depend on its parent's content (only the mount stacks them), so each is
+    /// extracted on its own and committed with its parent's key. Decompression is CPU-bound,
+    /// so this uses every core where Docker unpacks one layer after the other.
+    fn unpack_layers(
+        &self,
+        layers: &[&manifest::Descriptor],
+        diff_ids: &[Digest],
+        chains: &[Digest],
+    ) -> Result<()> {
+        let mut todo = Vec::new();
+        for (i, c) in chains.iter().enumerate().take(layers.len()) {
+            if !self.snapshots.exists(c.as_str())? {
+                todo.push(i);
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(todo.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let errors = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(&i) = todo.get(n) else { break };
+                    if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let parent = if i == 0 {
+                        None
+                    } else {
+                        Some(chains[i - 1].to_string())
+                    };
+                    if let Err(e) = self.unpack_layer(
+                        &layers[i].digest,
+                        &diff_ids[i],
+                        &chains[i],
+                        parent.as_deref(),
+                    ) {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((i, e));
+                    }
+                });
+            }
+        });
+        let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        errors.sort_by_key(|(i, _)| *i);
+        match errors.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Unpacks layer blob `blob` as committed snapshot `chain` (recording `parent` as its
+    /// parent key) unless it exists. Processes that unpack the same layer serialise on a
+    /// lock file, so it is done once; only one lock is held at a time (no lock-order
+    /// deadlock between processes unpacking overlapping images).
     fn unpack_layer(
         &self,
         blob: &Digest,
         diff_id: &Digest,
         chain: &Digest,
         parent: Option<&str>,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         let key = chain.to_string();
         if self.snapshots.exists(&key)? {
-            return self.snapshots.recorded_size(&key);
+            return Ok(());
         }
         let locks = self.snapshots.root().join("locks");
         fs::create_dir_all(&locks).map_err(|e| Error::io("create directory", &locks, e))?;
@@ -326,14 +385,14 @@ impl ImageStore {
         let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, errno)| Error::io("lock", &lock_path, errno.into()))?;
         if self.snapshots.exists(&key)? {
-            return self.snapshots.recorded_size(&key);
+            return Ok(());
         }
         let tmp_key = format!("extract-{}-{}", std::process::id(), chain.hex());
         // a previous attempt of this process id that crashed
         if self.snapshots.exists(&tmp_key)? {
             self.snapshots.remove(&tmp_key)?;
         }
-        self.snapshots.prepare(&tmp_key, parent)?;
+        self.snapshots.prepare(&tmp_key, None)?;
         let result = (|| {
             let dir = self.snapshots.upper_dir(&tmp_key)?;
             let f = self.content.open_blob(blob)?;
@@ -350,9 +409,10 @@ impl ImageStore {
                     actual,
                 });
             }
-            self.snapshots.commit(&key, &tmp_key)?;
-            self.snapshots.set_size(&key, stats.size)?;
-            Ok(stats.size)
+            self.snapshots
+                .commit_as(&key, &tmp_key, parent, stats.size)?;
+            tracing::debug!(layer = %blob, chain = %chain, size = stats.size, entries = stats.entries, "layer unpacked");
+            Ok(())
         })();
         if result.is_err() {
             if let Err(e) = self.snapshots.remove(&tmp_key) {
@@ -800,8 +860,21 @@ impl ImageStore {
                     .unwrap_or(true)
             })
             .collect();
-        // children before parents: higher ids were created later
-        doomed.sort_by_key(|i| std::cmp::Reverse(i.id));
+        // children before parents: deepest in its chain first (layers unpacked in parallel
+        // do not have ids in chain order)
+        let depth = |key: &str| -> usize {
+            let mut d = 0usize;
+            let mut k: Option<String> = Some(key.to_string());
+            while let Some(i) = k.as_deref().and_then(|k| by_key.get(k)) {
+                d += 1;
+                k = i.parent.clone();
+                if d > by_key.len() {
+                    break;
+                }
+            }
+            d
+        };
+        doomed.sort_by_key(|i| std::cmp::Reverse(depth(&i.key)));
         for i in doomed {
             match self.snapshots.remove(&i.key) {
                 Ok(()) => report.snapshots.push(i.key.clone()),
