@@ -10,10 +10,11 @@ use crate::common::{read_string, write_file};
 use crate::{BlkioEntry, BlkioStats, Error, Result};
 
 pub(super) fn set(dir: &Path, io: &LinuxBlockIo) -> Result<()> {
-    if let Some(w) = io.weight() {
+    // 0 is "not set" (engines send it for an unset field), and not a valid weight anyway.
+    if let Some(w) = io.weight().filter(|&w| w != 0) {
         write_file(&weight_file(dir, "weight")?, &w.to_string())?;
     }
-    if let Some(w) = io.leaf_weight() {
+    if let Some(w) = io.leaf_weight().filter(|&w| w != 0) {
         write_file(&weight_file(dir, "leaf_weight")?, &w.to_string())?;
     }
     for d in io.weight_device().iter().flatten() {

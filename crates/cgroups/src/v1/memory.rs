@@ -13,7 +13,9 @@ const LIMIT: &str = "memory.limit_in_bytes";
 const MEMSW: &str = "memory.memsw.limit_in_bytes";
 
 pub(super) fn set(dir: &Path, mem: &LinuxMemory) -> Result<()> {
-    set_limit_and_swap(dir, mem.limit(), mem.swap())?;
+    // 0 means "not set", as in runc: a zero limit would kill the container on its first page.
+    let unset_zero = |v: Option<i64>| v.filter(|&v| v != 0);
+    set_limit_and_swap(dir, unset_zero(mem.limit()), unset_zero(mem.swap()))?;
     if let Some(r) = mem.reservation() {
         write_i64(
             &dir.join("memory.soft_limit_in_bytes"),

@@ -46,7 +46,8 @@ pub(super) fn set(dir: &Path, mem: &LinuxMemory) -> Result<()> {
         Some(s) => swap_max(mem.limit(), s)?,
         None => None,
     };
-    if let Some(l) = mem.limit() {
+    // 0 means "not set", as in runc: a zero limit would kill the container on its first page.
+    if let Some(l) = mem.limit().filter(|&l| l != 0) {
         let value = limit_value("memory.limit", l)?;
         // Lowering memory.max below the usage makes the kernel reclaim; if it cannot, the
         // write still succeeds and the OOM killer acts, as with v1.
