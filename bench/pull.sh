@@ -71,7 +71,7 @@ fi
 
 # 2. Three small layers on top: an app directory, a config change, many small files.
 mkdir -p "$tmp/l2/opt/app" "$tmp/l3/etc" "$tmp/l4/usr/share/bench"
-head -c 8000000 /dev/urandom > "$tmp/l2/opt/app/payload.bin"
+head -c 30000000 /dev/urandom > "$tmp/l2/opt/app/payload.bin"
 echo "bench=1" > "$tmp/l3/etc/bench.conf"
 i=0
 while [ $i -lt 500 ]; do

@@ -4,11 +4,11 @@
 #   1. skopeo copies an OCI layout into the registry; `berth pull` gets it; the digests agree.
 #   2. `berth push` sends it to an empty registry on the same address; `skopeo inspect` sees
 #      the same manifest digest and layers, and skopeo can copy it back out.
-# The OCI layout comes from `berth save` when berth can write one, else from
-# tests/registry/make-oci-layout.sh over a busybox rootfs plus a small layer.
+# The OCI layout is berth's own (`berth import` of a busybox rootfs, `berth save
+# --oci-layout`) when this berth has those commands, else tests/registry/make-oci-layout.sh's
+# over the same rootfs plus a small layer.
 #
-#   tests/registry/skopeo.sh            # uses target/debug/berth (built if missing)
-#   BERTH=/path/to/berth tests/registry/skopeo.sh
+#   tests/registry/skopeo.sh [BERTH]    # default target/debug/berth (built if missing)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -26,7 +26,7 @@ for tool in skopeo /usr/bin/docker-registry; do
     fi
 done
 
-BERTH=${BERTH:-$repo/target/debug/berth}
+BERTH=${1:-${BERTH:-$repo/target/debug/berth}}
 if [ ! -x "$BERTH" ]; then
     (cd "$repo" && cargo build -q -p berth)
 fi
@@ -43,10 +43,19 @@ reg=127.0.0.1:$port
 start_registry "$tmp/reg1" "$port"
 
 # An OCI layout to start from.
-"$repo/tests/make-busybox-rootfs.sh" "$tmp/rootfs" >/dev/null
-mkdir -p "$tmp/top/etc"
-echo "built for the skopeo interop test" > "$tmp/top/etc/motd"
-"$here/make-oci-layout.sh" "$tmp/oci" 1 "$tmp/rootfs" "$tmp/top" >/dev/null
+export BERTH_DATA_ROOT="$tmp/berth-src"
+"$repo/tests/make-busybox-rootfs.sh" "$tmp/rootfs" "$tmp/rootfs.tar" >/dev/null
+if "$BERTH" save --help 2>/dev/null | grep -q -- --oci-layout &&
+    "$BERTH" import "$tmp/rootfs.tar" interop-src:1 >/dev/null &&
+    "$BERTH" save --oci-layout "$tmp/oci" interop-src:1; then
+    echo "OCI layout written by berth save --oci-layout"
+else
+    rm -rf "$tmp/oci"
+    mkdir -p "$tmp/top/etc"
+    echo "built for the skopeo interop test" > "$tmp/top/etc/motd"
+    "$here/make-oci-layout.sh" "$tmp/oci" 1 "$tmp/rootfs" "$tmp/top" >/dev/null
+    echo "OCI layout written by make-oci-layout.sh (this berth cannot export one)"
+fi
 
 echo "== skopeo copy oci: -> $reg/interop/x:1"
 skopeo copy -q --dest-tls-verify=false "oci:$tmp/oci:1" "docker://$reg/interop/x:1"
@@ -71,4 +80,12 @@ skopeo copy -q --src-tls-verify=false "docker://$reg/interop/x:1" "oci:$tmp/back
 back=$(skopeo inspect --format '{{.Digest}}' "oci:$tmp/back:1")
 [ "$back" = "$want" ] || { echo "FAIL: copied back $back, expected $want" >&2; exit 1; }
 echo "ok: skopeo sees $inspected"
+
+echo "== berth tag + push to another repository of the same registry: mounted, not uploaded"
+"$BERTH" tag "$reg/interop/x:1" "$reg/interop/copy:2"
+"$BERTH" push "$reg/interop/copy:2" | tee "$tmp/push2.out"
+grep -q "Mounted from interop/x" "$tmp/push2.out" || { echo "FAIL: no cross-repository mount" >&2; exit 1; }
+copy=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$reg/interop/copy:2")
+[ "$copy" = "$want" ] || { echo "FAIL: copy has $copy, expected $want" >&2; exit 1; }
+echo "ok: mounted, skopeo sees $copy"
 echo "PASS: skopeo interop"
