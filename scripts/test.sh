@@ -9,7 +9,7 @@ cd "$repo"
 
 need=()
 for p in busybox-static libseccomp-dev pkg-config gcc docker-registry apache2-utils skopeo \
-         runc docker.io python3; do
+         runc docker.io podman python3; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -33,6 +33,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (unit + integration on this kernel)" cargo test --workspace
 step "cgroup v2 tests in a VM" bash .ci/cgroup2-vm-tests
+step "engines: docker and podman drive berth-runtime" bash tests/engines.sh "$repo/target/debug/berth"
 step "interop: docker load/save" bash tests/interop-docker.sh "$repo/target/debug/berth"
 if [ -f tests/registry/skopeo.sh ]; then
   step "interop: skopeo <-> registry" bash tests/registry/skopeo.sh "$repo/target/debug/berth"

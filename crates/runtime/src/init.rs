@@ -117,12 +117,13 @@ fn init(a: &InitArgs) -> Result<Never> {
     }
 
     rootfs::pivot(&a.rootfs, a.no_pivot)?;
-    rootfs::finalize(spec)?;
+    // sysctls before the read-only paths: /proc/sys is one of them
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
             crate::sysctl::write(k, v, plan)?;
         }
     }
+    rootfs::finalize(spec)?;
     let process = spec
         .process()
         .as_ref()
