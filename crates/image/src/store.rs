@@ -422,6 +422,84 @@ impl ImageStore {
         result
     }
 
+    /// `docker commit`: the changes in container snapshot `key` (prepared over `base`, or over
+    /// nothing) become a new layer on top of `base`'s; `config` replaces the runtime config
+    /// (None keeps the base's); `created_by`/`comment` go into the history.
+    pub fn commit_container(
+        &self,
+        key: &str,
+        base: Option<&Image>,
+        config: Option<manifest::ContainerConfig>,
+        created_by: &str,
+        comment: Option<&str>,
+        reference: Option<&Reference>,
+    ) -> Result<Image> {
+        let upper = self.snapshots.upper_dir(key)?;
+        let layer = crate::diff::diff_to_blob(&self.content, &upper)?;
+        let mut layers: Vec<crate::diff::LayerBlob> = match base {
+            Some(b) => b
+                .manifest
+                .layers
+                .iter()
+                .zip(&b.diff_ids)
+                .map(|(d, diff_id)| crate::diff::LayerBlob {
+                    digest: d.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    size: d.size,
+                    media_type: d.media_type.clone(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        layers.push(layer);
+        let now = now();
+        let p = &self.platform;
+        let mut cfg = match base {
+            Some(b) => b.config.clone(),
+            None => ImageConfig {
+                created: None,
+                author: None,
+                architecture: p.architecture.clone(),
+                os: p.os.clone(),
+                variant: p.variant.clone(),
+                config: None,
+                rootfs: manifest::RootFs {
+                    typ: "layers".into(),
+                    diff_ids: vec![],
+                },
+                history: None,
+                extra: Default::default(),
+            },
+        };
+        cfg.created = Some(now.clone());
+        if config.is_some() {
+            cfg.config = config;
+        }
+        cfg.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+        cfg.history
+            .get_or_insert_with(Vec::new)
+            .push(manifest::History {
+                created: Some(now),
+                created_by: Some(created_by.to_string()),
+                comment: comment.map(str::to_string),
+                ..Default::default()
+            });
+        self.create_image(&cfg, &layers, reference)
+    }
+
+    /// How many images use the layer snapshot `chain_id` (its reference count).
+    pub fn layer_refcount(&self, chain_id: &Digest) -> Result<usize> {
+        let conn = self.db.lock();
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(DISTINCT image_id) FROM image_layers WHERE chain_id = ?1",
+                [chain_id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("count layer references"))?;
+        Ok(n as usize)
+    }
+
     /// Makes an image from a config and layer blobs already in the content store (import,
     /// commit, build): writes the config and an OCI manifest, registers it and tags
     /// `reference` if given.
@@ -701,10 +779,24 @@ impl ImageStore {
             let rt = r.with_tag_only();
             r.digest.is_none() && img.repo_tags.contains(&rt)
         });
+        let users = self.containers_using(&img)?;
+        let in_use = |reference: &str| Error::ImageInUse {
+            reference: reference.to_string(),
+            reason: format!(
+                "image {} is being used by container(s) {} (use -f to remove anyway)",
+                img.id.short(),
+                users.join(", ")
+            ),
+        };
         if let Some(r) = by_ref {
+            let last = img.repo_tags.len() <= 1;
+            // check before changing anything: a refused rmi leaves the tag in place
+            if last && !users.is_empty() && !force {
+                return Err(in_use(s));
+            }
             self.untag(&r)?;
             actions.push(RemoveAction::Untagged(r.familiar()));
-            if img.repo_tags.len() > 1 {
+            if !last {
                 return Ok(actions);
             }
         } else {
@@ -715,17 +807,9 @@ impl ImageStore {
                     reason: format!("image is referenced in multiple repositories ({}); use -f to remove it anyway", repos.len()),
                 });
             }
-        }
-        let users = self.containers_using(&img)?;
-        if !users.is_empty() && !force {
-            return Err(Error::ImageInUse {
-                reference: s.to_string(),
-                reason: format!(
-                    "image {} is being used by container(s) {}",
-                    img.id.short(),
-                    users.join(", ")
-                ),
-            });
+            if !users.is_empty() && !force {
+                return Err(in_use(s));
+            }
         }
         {
             let mut conn = self.db.lock();
@@ -803,6 +887,11 @@ impl ImageStore {
     /// snapshots younger than [`GC_GRACE`] are kept: a pull may be about to register them).
     pub fn gc(&self) -> Result<GcReport> {
         self.collect(None, GC_GRACE)
+    }
+
+    /// `gc` with another grace period (zero when nothing can be pulling, e.g. in tests).
+    pub fn gc_with_grace(&self, grace: Duration) -> Result<GcReport> {
+        self.collect(None, grace)
     }
 
     /// Blobs and layer snapshots every image (and every lease) needs.
@@ -909,6 +998,27 @@ impl ImageStore {
         }
         if only.is_none() {
             self.snapshots.remove_orphan_dirs()?;
+            // lock files and abandoned temporary blobs of crashed writers; a day old, so no
+            // live writer can be using them
+            let day_ago = SystemTime::now()
+                .checked_sub(Duration::from_secs(24 * 3600))
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            for dir in [
+                self.content.root().join("ingest"),
+                self.snapshots.root().join("locks"),
+            ] {
+                let Ok(rd) = fs::read_dir(&dir) else { continue };
+                for ent in rd.flatten() {
+                    let old = ent
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .map(|t| t < day_ago)
+                        .unwrap_or(false);
+                    if old {
+                        let _ = fs::remove_file(ent.path());
+                    }
+                }
+            }
         }
         Ok(report)
     }

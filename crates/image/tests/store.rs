@@ -1,0 +1,251 @@
+//! The image store end to end (needs root to unpack layers): registering from blobs and from
+//! an index (platform choice), concurrent registration of one image by two store handles,
+//! diff ID verification, tags and their history, rmi rules (multiple repositories,
+//! containers), commit of a container's changes, and gc with leases.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use berth_image::manifest::{self, Descriptor, Index, Platform};
+use berth_image::{Digest, Error, ImageStore, Reference, Snapshotter};
+use common::RawTar;
+
+fn root_or_skip(test: &str) -> bool {
+    common::require(
+        common::is_root(),
+        test,
+        "needs root to unpack layers (chown, mknod)",
+    )
+}
+
+#[test]
+fn register_from_index_picks_platform_and_verifies() {
+    if !root_or_skip("register_from_index") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let img = common::make_image(&store, &[common::layer(&[("a", Some(b"1"))])], "base:1");
+    // an index with this platform's manifest and a foreign one whose blobs are absent
+    let msize = store.content().size(&img.manifest_digest).unwrap();
+    let mut here = Descriptor::new(&img.manifest_media_type, img.manifest_digest.clone(), msize);
+    here.platform = Some(Platform::host());
+    let mut foreign = Descriptor::new(manifest::OCI_MANIFEST, Digest::of(b"absent"), 10);
+    foreign.platform = Some(Platform::new("linux", "s390x", None));
+    let idx = Index {
+        schema_version: 2,
+        media_type: Some(manifest::OCI_INDEX.into()),
+        manifests: vec![foreign, here],
+        annotations: None,
+        extra: Default::default(),
+    };
+    let (idx_digest, mt) = store
+        .store_manifest(&serde_json::to_vec(&idx).unwrap(), None)
+        .unwrap();
+    assert_eq!(mt, manifest::OCI_INDEX);
+    let r: Reference = "localhost:5000/multi:v1".parse().unwrap();
+    let got = store.register(&r, &idx_digest).unwrap();
+    assert_eq!(got.id, img.id);
+    assert_eq!(got.manifest_digest, img.manifest_digest);
+    // pulled by the index digest: that is the repo digest
+    assert_eq!(got.repo_digests[0].digest.as_ref(), Some(&idx_digest));
+    assert_eq!(
+        store
+            .resolve(&format!("localhost:5000/multi@{idx_digest}"))
+            .unwrap()
+            .id,
+        img.id
+    );
+    // an s390x store refuses it, naming what is available
+    let s390 = ImageStore::open(tmp.path())
+        .unwrap()
+        .with_platform(Platform::new("linux", "s390x", None));
+    let err = s390.register(&r, &idx_digest).unwrap_err();
+    assert!(matches!(err, Error::BlobNotFound { .. }), "{err}");
+    let arm = ImageStore::open(tmp.path())
+        .unwrap()
+        .with_platform(Platform::new("linux", "riscv64", None));
+    let err = arm.register(&r, &idx_digest).unwrap_err().to_string();
+    assert!(
+        err.contains("linux/riscv64") && err.contains("linux/s390x"),
+        "{err}"
+    );
+    // (un)pushed manifest bytes are what a push sends
+    let (bytes, mt) = store.manifest_bytes(&got).unwrap();
+    assert_eq!(Digest::of(&bytes), got.manifest_digest);
+    assert_eq!(mt, manifest::OCI_MANIFEST);
+}
+
+#[test]
+fn wrong_diff_id_is_refused_and_leaves_nothing() {
+    if !root_or_skip("wrong_diff_id") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let layer = berth_image::diff::tar_to_blob(
+        store.content(),
+        &common::layer(&[("x", Some(b"x"))])[..],
+        "l",
+    )
+    .unwrap();
+    let mut bad = layer.clone();
+    bad.diff_id = Digest::of(b"not the layer");
+    let p = Platform::host();
+    let cfg = berth_image::ImageConfig {
+        created: None,
+        author: None,
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        variant: None,
+        config: None,
+        rootfs: manifest::RootFs {
+            typ: "layers".into(),
+            diff_ids: vec![bad.diff_id.clone()],
+        },
+        history: None,
+        extra: Default::default(),
+    };
+    let err = store.create_image(&cfg, &[bad], None).unwrap_err();
+    assert!(matches!(err, Error::DiffIdMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(layer.diff_id.as_str()), "{err}");
+    assert!(
+        store.snapshotter().list().unwrap().is_empty(),
+        "the failed layer must not stay"
+    );
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn concurrent_register_unpacks_once() {
+    if !root_or_skip("concurrent_register") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let layers: Vec<Vec<u8>> = (0..4)
+        .map(|i| common::layer(&[(&format!("f{i}"), Some(&vec![b'x'; 100_000][..]))]))
+        .collect();
+    let img = common::make_image(&store, &layers, "conc:1");
+    // forget the image and its snapshots, keep the blobs
+    for c in img.chain_ids.iter().rev() {
+        store
+            .db()
+            .lock()
+            .execute("DELETE FROM image_layers WHERE chain_id = ?1", [c.as_str()])
+            .unwrap();
+    }
+    store.db().lock().execute("DELETE FROM images", []).unwrap();
+    for c in img.chain_ids.iter().rev() {
+        store.snapshotter().remove(c.as_str()).unwrap();
+    }
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let root = tmp.path().to_path_buf();
+            let md = img.manifest_digest.clone();
+            s.spawn(move || {
+                let st = ImageStore::open(&root).unwrap();
+                let r: Reference = format!("conc:t{t}").parse().unwrap();
+                st.register(&r, &md).unwrap();
+            });
+        }
+    });
+    let snaps = store.snapshotter().list().unwrap();
+    assert_eq!(snaps.len(), 4, "{snaps:?}");
+    let img2 = store.resolve("conc:t0").unwrap();
+    assert_eq!(img2.id, img.id);
+    assert_eq!(store.layer_refcount(&img.chain_ids[0]).unwrap(), 1);
+}
+
+#[test]
+fn tags_rmi_commit_gc() {
+    if !root_or_skip("tags_rmi_commit_gc") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let img = common::make_image(
+        &store,
+        &[common::layer(&[("etc/", None), ("etc/os", Some(b"base"))])],
+        "app:1",
+    );
+    store.tag(&img, &"other/app:2".parse().unwrap()).unwrap();
+    // by ID with tags in two repositories: refused without force
+    let err = store.remove(img.id.as_str(), false).unwrap_err();
+    assert_eq!(err.kind(), berth_image::ErrorKind::Conflict, "{err}");
+    // a container over the image holds it
+    store.prepare_container("ctr1", &img).unwrap();
+    let up = store.snapshotter().upper_dir("ctr1").unwrap();
+    fs::write(up.join("added"), b"by the container").unwrap();
+    let err = store.remove("app:1", false);
+    assert!(err.is_ok(), "untagging one of two tags is fine: {err:?}");
+    let err = store.remove("other/app:2", false).unwrap_err();
+    assert!(err.to_string().contains("ctr1"), "{err}");
+    // commit the container's change as a new image on top
+    let committed = store
+        .commit_container(
+            "ctr1",
+            Some(&img),
+            None,
+            "berth commit ctr1",
+            Some("test"),
+            Some(&"app:committed".parse().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(committed.layers.len(), 2);
+    assert_eq!(committed.chain_ids[0], img.chain_ids[0]);
+    let top = store
+        .snapshotter()
+        .upper_dir(&committed.top_snapshot().unwrap())
+        .unwrap();
+    assert_eq!(fs::read(top.join("added")).unwrap(), b"by the container");
+    assert_eq!(store.layer_refcount(&img.chain_ids[0]).unwrap(), 2);
+    // history of tags
+    let h = store.tag_history(Some(&"app:1".parse().unwrap())).unwrap();
+    let actions: Vec<&str> = h.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(actions, vec!["tag", "untag"]);
+    // force removal works while the container exists, its layers stay for it
+    store.remove("other/app:2", true).unwrap();
+    assert!(store
+        .snapshotter()
+        .exists(img.chain_ids[0].as_str())
+        .unwrap());
+    // once the container is gone and the committed image too, gc leaves nothing
+    store.remove_container_snapshot("ctr1").unwrap();
+    store.remove("app:committed", false).unwrap();
+    let report = store.gc_with_grace(Duration::ZERO).unwrap();
+    let _ = report;
+    assert!(store.snapshotter().list().unwrap().is_empty());
+    assert!(
+        store.content().list().unwrap().is_empty(),
+        "{:?}",
+        store.content().list().unwrap()
+    );
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn missing_layer_blob_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let layer = RawTar::new().file("x", b"x").finish();
+    let diff_id = Digest::of(&layer);
+    let cfg = serde_json::json!({"architecture": Platform::host().architecture, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
+    let cfg_digest = store
+        .content()
+        .write_bytes(&serde_json::to_vec(&cfg).unwrap())
+        .unwrap();
+    let absent = Digest::of(b"absent layer");
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::DOCKER_MANIFEST,
+        "config": {"mediaType": manifest::DOCKER_CONFIG, "digest": cfg_digest, "size": 10},
+        "layers": [{"mediaType": manifest::DOCKER_LAYER_GZIP, "digest": absent, "size": 10}]});
+    let (md, _) = store
+        .store_manifest(&serde_json::to_vec(&m).unwrap(), None)
+        .unwrap();
+    let err = store.register(&"x:1".parse().unwrap(), &md).unwrap_err();
+    assert!(err.to_string().contains(absent.as_str()), "{err}");
+    assert_eq!(err.kind(), berth_image::ErrorKind::NotFound);
+}
