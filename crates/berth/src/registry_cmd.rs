@@ -83,10 +83,13 @@ fn registry(data_root: &Path) -> anyhow::Result<Registry> {
     )?)
 }
 
+fn open_image_store(data_root: &Path) -> anyhow::Result<berth_image::store::ImageStore> {
+    berth_image::store::ImageStore::open(data_root)
+        .with_context(|| format!("open the image store in {}", data_root.display()))
+}
+
 fn open_store(data_root: &Path) -> anyhow::Result<Arc<dyn LocalImages>> {
-    let store = berth_image::store::ImageStore::open(data_root)
-        .with_context(|| format!("open the image store in {}", data_root.display()))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(open_image_store(data_root)?))
 }
 
 fn parse_reference(name: &str) -> anyhow::Result<Reference> {
@@ -107,7 +110,12 @@ async fn run_async(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let reg = registry(data_root)?;
-            let store = open_store(data_root)?;
+            // The store picks the manifest from an index by its platform: the same one.
+            let store = open_image_store(data_root)?;
+            let store: Arc<dyn LocalImages> = match &platform {
+                Some(p) => Arc::new(store.with_platform(p.clone())),
+                None => Arc::new(store),
+            };
             let progress: Box<dyn berth_registry::Progress> = if quiet {
                 Box::new(progress::Silent)
             } else {

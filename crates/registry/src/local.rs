@@ -16,7 +16,9 @@ pub trait LocalImages: Send + Sync + 'static {
     fn content(&self) -> &ContentStore;
 
     /// Records `reference` as the image whose manifest (with config and layers, all in the
-    /// content store) is `manifest`; returns the image ID.
+    /// content store) is `manifest`; returns the image ID. `manifest` may be an index: the
+    /// store then picks its platform's entry, which must be the platform the pull chose
+    /// (`ImageStore::with_platform` when it is not the host's).
     fn register(&self, reference: &Reference, manifest: &Digest) -> StoreResult<Digest>;
 
     /// The manifest digest of the local image `reference` names.

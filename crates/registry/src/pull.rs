@@ -471,12 +471,16 @@ pub(crate) async fn pull(
     let store2 = store.clone();
     let reference2 = reference.clone();
     let md = manifest_digest.clone();
+    // Registered under what the reference resolved to (the index, when there is one), as
+    // Docker records it: that is the digest `docker pull` and `berth images --digests` show
+    // and the one that pulls the same image again.
+    let registered = resolved_digest.clone();
     let image_id = tokio::task::spawn_blocking(move || {
         content
             .write_bytes(&mbytes)
             .map_err(|e| store_err("write manifest", md.to_string(), e))?;
         store2
-            .register(&reference2, &md)
+            .register(&reference2, &registered)
             .map_err(|e| store_err("register image", reference2.to_string(), e))
     })
     .await

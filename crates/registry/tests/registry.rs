@@ -602,3 +602,107 @@ async fn image_store_roundtrip() {
         .unwrap();
     assert_eq!(pushed.mounted.len(), 4, "{pushed:?}");
 }
+
+/// An index with an amd64 and an arm64 image: the host's (or `--platform`'s) manifest is
+/// pulled, the image is recorded under the index digest as Docker does, and a platform the
+/// index lacks is a NotFound naming what there is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_pull_selects_platform() {
+    if !have_registry("index_pull_selects_platform") {
+        return;
+    }
+    use berth_image::manifest::Platform;
+    use berth_image::store::ImageStore;
+    let reg = TestRegistry::start(None);
+    let creds = tempfile::tempdir().unwrap();
+    let r = client(&creds.path().join("config.json"));
+    let amd = reg.reference("berth/multi:amd64");
+    let arm = reg.reference("berth/multi:arm64");
+    let src = TestStore::new();
+    let (amd_md, _) = build_image(&src, &amd, 1000);
+    let (arm_md, _) = build_image(&src, &arm, 2000);
+    for rf in [&amd, &arm] {
+        r.push(src.clone(), rf, &PushOptions::default(), silent())
+            .await
+            .unwrap();
+    }
+    let size = |d: &Digest| src.content.size(d).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm_md.to_string(),
+             "size": size(&arm_md), "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd_md.to_string(),
+             "size": size(&amd_md), "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    });
+    let index = serde_json::to_vec(&index).unwrap();
+    let index_d = Digest::of(&index);
+    let put = reqwest::Client::new()
+        .put(format!(
+            "http://{}/v2/berth/multi/manifests/multi",
+            reg.addr
+        ))
+        .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        .body(index)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text().await);
+
+    let multi = reg.reference("berth/multi:multi");
+    let root = tempfile::tempdir().unwrap();
+    let store = Arc::new(ImageStore::open(root.path()).unwrap());
+    let pulled = r
+        .pull(
+            store.clone(),
+            &multi,
+            &PullOptions::default(),
+            &progress::Silent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest_digest, amd_md);
+    assert_eq!(pulled.resolved_digest, index_d);
+    assert_eq!(pulled.index_digest.as_ref(), Some(&index_d));
+    let image = store.resolve(&multi.to_string()).unwrap();
+    assert_eq!(image.manifest_digest, amd_md);
+    assert!(
+        image
+            .repo_digests
+            .iter()
+            .any(|d| d.digest.as_ref() == Some(&index_d)),
+        "{:?}",
+        image.repo_digests
+    );
+
+    // --platform linux/arm64: the other image, with a store that picks the same entry.
+    let arm_platform = Platform::parse("linux/arm64").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        ImageStore::open(root.path())
+            .unwrap()
+            .with_platform(arm_platform.clone()),
+    );
+    let opts = PullOptions {
+        platform: Some(arm_platform),
+        ..PullOptions::default()
+    };
+    let pulled = r
+        .pull(store.clone(), &multi, &opts, &progress::Silent)
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest_digest, arm_md);
+
+    let opts = PullOptions {
+        platform: Some(Platform::parse("linux/riscv64").unwrap()),
+        ..PullOptions::default()
+    };
+    let e = r
+        .pull(TestStore::new(), &multi, &opts, &progress::Silent)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), berth_registry::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("linux/arm64/v8, linux/amd64"), "{e}");
+}
