@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use berth_runtime::container::exec::ExecOutcome;
 use berth_runtime::{CreateOptions, ExecOptions, Runtime, Status};
 use clap::{Parser, Subcommand};
-use oci_spec::runtime::{LinuxResources, Process, Spec};
+use oci_spec::runtime::{LinuxResources, Process};
 
 #[derive(clap::Args)]
 pub struct RuntimeArgs {
@@ -316,14 +316,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
             berth_runtime::protect_binary();
-            let spec = Spec::load(c.bundle.join("config.json")).ok();
-            let wants_tty = spec
-                .as_ref()
-                .and_then(|s| s.process().as_ref())
-                .and_then(|p| p.terminal())
-                .unwrap_or(false);
-            let inherit_tty =
-                wants_tty && c.console_socket.is_none() && std::io::stdin().is_terminal();
+            // init uses our terminal only when the spec asks for one
+            let inherit_tty = c.console_socket.is_none() && std::io::stdin().is_terminal();
             let sigs = if detach {
                 None
             } else {

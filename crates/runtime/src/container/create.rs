@@ -376,6 +376,14 @@ impl Runtime {
                         owner,
                         user_ns: joined_types
                             .contains(&oci_spec::runtime::LinuxNamespaceType::User),
+                        has_poststart: hooks
+                            .as_ref()
+                            .and_then(|h| h.poststart().as_ref())
+                            .is_some_and(|v| !v.is_empty()),
+                        has_poststop: hooks
+                            .as_ref()
+                            .and_then(|h| h.poststop().as_ref())
+                            .is_some_and(|v| !v.is_empty()),
                     },
                 };
                 c.save()?;

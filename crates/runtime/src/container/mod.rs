@@ -62,6 +62,16 @@ pub struct Record {
     /// True when the container was created with a new user namespace.
     #[serde(default)]
     pub user_ns: bool,
+    /// Whether the spec has poststart / poststop hooks, so that `start` and `delete` read the
+    /// saved spec only when they have hooks to run.
+    #[serde(default = "yes")]
+    pub has_poststart: bool,
+    #[serde(default = "yes")]
+    pub has_poststop: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The OCI `state` output (plus runc's `rootfs`, `created`, `owner`).
@@ -263,6 +273,8 @@ mod tests {
                 namespaces: vec![],
                 owner: "root".into(),
                 user_ns: false,
+                has_poststart: false,
+                has_poststop: false,
             },
         };
         c.save().unwrap();

@@ -103,7 +103,11 @@ impl Runtime {
             Ok(cg) => cg.destroy()?,
             Err(e) => tracing::debug!(error = %e, "cgroup already gone"),
         }
-        let spec = c.spec().ok();
+        let spec = if c.record.has_poststop {
+            c.spec().ok()
+        } else {
+            None
+        };
         let state = c.oci_state();
         std::fs::remove_dir_all(&c.dir).map_err(|e| Error::io("remove state", &c.dir, e))?;
         if let Some(h) = spec

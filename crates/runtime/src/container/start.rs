@@ -41,12 +41,14 @@ impl Runtime {
             .map_err(|e| Error::io("write", &fifo, e))?;
         drop(f);
         std::fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
-        let spec = c.spec()?;
-        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-            let mut st = c.oci_state();
-            st.status = Status::Running;
-            if let Err(e) = crate::hooks::run(h, &st) {
-                tracing::warn!(container = id, error = %e, "poststart hook failed");
+        if c.record.has_poststart {
+            let spec = c.spec()?;
+            if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+                let mut st = c.oci_state();
+                st.status = Status::Running;
+                if let Err(e) = crate::hooks::run(h, &st) {
+                    tracing::warn!(container = id, error = %e, "poststart hook failed");
+                }
             }
         }
         Ok(())
