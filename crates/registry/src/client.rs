@@ -327,13 +327,11 @@ impl RepositoryClient {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            let rb = build();
+            let req = build().build().map_err(HttpFailure::Transport)?;
             if count {
-                if let Some(req) = rb.try_clone().and_then(|r| r.build().ok()) {
-                    self.count(req.method());
-                }
+                self.count(req.method());
             }
-            match rb.send().await {
+            match self.http.execute(req).await {
                 Ok(resp) if resp.status().is_server_error() && attempt < ATTEMPTS => {
                     tracing::debug!(status = %resp.status(), url = %resp.url(), attempt, "retrying after server error");
                 }
