@@ -765,6 +765,46 @@ mod tests {
     }
 
     #[test]
+    fn compressed_layers_and_diff_ids() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o4755);
+        h.set_uid(nix::unistd::geteuid().as_raw() as u64);
+        h.set_gid(nix::unistd::getegid().as_raw() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_size(5);
+        b.append_data(&mut h, "bin/tool", &b"hello"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let diff_id = Digest::of(&tar);
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        for (name, data) in [("tar", &tar), ("gzip", &gz), ("zstd", &zst)] {
+            let dir = tempfile::tempdir().unwrap();
+            let st = extract_layer(&data[..], dir.path(), name, Some(&diff_id)).unwrap();
+            assert_eq!(st.diff_id, diff_id, "{name}");
+            assert_eq!(st.size, 5);
+            let md = std::fs::metadata(dir.path().join("bin/tool")).unwrap();
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            assert_eq!(
+                md.permissions().mode() & 0o7777,
+                0o4755,
+                "{name}: setuid kept"
+            );
+            assert_eq!(md.mtime(), 1_600_000_000);
+            let wrong = Digest::of(b"other");
+            let dir2 = tempfile::tempdir().unwrap();
+            let err = extract_layer(&data[..], dir2.path(), name, Some(&wrong)).unwrap_err();
+            assert!(matches!(err, Error::DiffIdMismatch { .. }), "{name}: {err}");
+        }
+    }
+
+    #[test]
     fn magic() {
         assert_eq!(
             detect_compression(&[0x1f, 0x8b, 8]).unwrap(),

@@ -144,7 +144,9 @@ impl OverlaySnapshotter {
 
     fn create(&self, key: &str, parent: Option<&str>, kind: Kind) -> Result<Info> {
         let mut conn = self.db.lock();
-        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
         let exists: Option<i64> = tx
             .query_row("SELECT id FROM snapshots WHERE key = ?1", [key], |r| {
                 r.get(0)
@@ -266,7 +268,9 @@ impl OverlaySnapshotter {
         }
         {
             let mut conn = self.db.lock();
-            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(Error::db("begin"))?;
             let taken: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM snapshots WHERE key = ?1",
@@ -399,7 +403,9 @@ impl Snapshotter for OverlaySnapshotter {
         }
         {
             let mut conn = self.db.lock();
-            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(Error::db("begin"))?;
             let taken: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM snapshots WHERE key = ?1",
@@ -437,7 +443,9 @@ impl Snapshotter for OverlaySnapshotter {
         let info = self.stat(key)?;
         {
             let mut conn = self.db.lock();
-            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(Error::db("begin"))?;
             let children: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM snapshots WHERE parent = ?1",

@@ -186,7 +186,9 @@ impl ImageStore {
     ) -> Result<Image> {
         let id = self.register_untagged(manifest_digest)?;
         let mut conn = self.db.lock();
-        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
         if reference.tag.is_some() || reference.digest.is_none() {
             tag_tx(&tx, &reference.with_tag_only(), &id)?;
         }
@@ -210,6 +212,9 @@ impl ImageStore {
     /// As `register` without a reference (a dangling image, e.g. `load` of an untagged one).
     /// Returns the image ID.
     pub fn register_untagged(&self, manifest_digest: &Digest) -> Result<Digest> {
+        // shared with other registrations, exclusive with collection: a layer found present
+        // here cannot be collected before the image that needs it is recorded
+        let _gc = self.gc_lock(false)?;
         let (mdigest, mt, m) = self.resolve_platform_manifest(manifest_digest)?;
         if !self.content.has(&m.config.digest) {
             return Err(Error::BlobNotFound {
@@ -246,7 +251,9 @@ impl ImageStore {
         }
         let id = m.config.digest.clone();
         let mut conn = self.db.lock();
-        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
         let exists: Option<String> = tx
             .query_row(
                 "SELECT manifest_digest FROM images WHERE id = ?1",
@@ -716,7 +723,9 @@ impl ImageStore {
             )));
         }
         let mut conn = self.db.lock();
-        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
         tag_tx(&tx, &reference.with_tag_only(), &image.id)?;
         tx.commit().map_err(Error::db("commit"))
     }
@@ -724,7 +733,9 @@ impl ImageStore {
     /// Removes the tag `reference`; returns the image it named.
     pub fn untag(&self, reference: &Reference) -> Result<Digest> {
         let mut conn = self.db.lock();
-        let tx = conn.transaction().map_err(Error::db("begin"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
         let r = reference.with_tag_only().to_string();
         let id: Option<String> = tx
             .query_row(
@@ -813,7 +824,9 @@ impl ImageStore {
         }
         {
             let mut conn = self.db.lock();
-            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(Error::db("begin"))?;
             let tags = query_strings(
                 &tx,
                 "SELECT reference FROM tags WHERE image_id = ?1",
@@ -917,7 +930,25 @@ impl ImageStore {
         Ok((blobs, snaps))
     }
 
+    /// The store-wide lock between registration (shared) and collection (exclusive).
+    fn gc_lock(&self, exclusive: bool) -> Result<nix::fcntl::Flock<fs::File>> {
+        let p = self.root.join("gc.lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::io("open lock file", &p, e))?;
+        let arg = if exclusive {
+            nix::fcntl::FlockArg::LockExclusive
+        } else {
+            nix::fcntl::FlockArg::LockShared
+        };
+        nix::fcntl::Flock::lock(f, arg).map_err(|(_, errno)| Error::io("lock", &p, errno.into()))
+    }
+
     fn collect(&self, only: Option<&Image>, grace: Duration) -> Result<GcReport> {
+        let _gc = self.gc_lock(true)?;
         let (live_blobs, live_snaps) = self.live_sets()?;
         let mut report = GcReport::default();
         // snapshots: keep the live ones and their ancestors; remove the rest children first
