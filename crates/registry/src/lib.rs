@@ -105,8 +105,18 @@ impl Registry {
         access: Access,
         mount_sources: Vec<String>,
     ) -> Result<RepositoryClient> {
-        let creds = self.credentials.get(&reference.registry)?;
-        RepositoryClient::connect(
+        // Credentials kept by a helper (Docker Desktop's `credsStore`) are not readable here;
+        // public images must still pull, so the helper only matters if the registry then
+        // asks for a login, and the error says so.
+        let (creds, helper_note) = match self.credentials.get(&reference.registry) {
+            Ok(c) => (c, None),
+            Err(e @ Error::CredentialHelper { .. }) => {
+                tracing::warn!(error = %e, "continuing without credentials");
+                (None, Some(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        let r = RepositoryClient::connect(
             self.http.clone(),
             &self.settings,
             &reference.registry,
@@ -116,7 +126,24 @@ impl Registry {
             access,
             mount_sources,
         )
-        .await
+        .await;
+        match (r, helper_note) {
+            (
+                Err(Error::Authenticate {
+                    registry,
+                    repository,
+                    status,
+                    reason,
+                }),
+                Some(note),
+            ) => Err(Error::Authenticate {
+                registry,
+                repository,
+                status,
+                reason: format!("{reason}; {note}"),
+            }),
+            (r, _) => r,
+        }
     }
 
     /// Pulls `reference` (by tag or digest) into `store` and registers it.

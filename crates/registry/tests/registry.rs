@@ -310,6 +310,13 @@ async fn push_then_pull_into_empty_store() {
         assert_eq!(dst.content.read(l).unwrap(), src.content.read(l).unwrap());
     }
 
+    // A credential helper in config.json does not stop an anonymous pull.
+    std::fs::write(
+        creds.path().join("config.json"),
+        r#"{"credsStore": "desktop"}"#,
+    )
+    .unwrap();
+
     // Pulled again: nothing downloaded.
     let again = r
         .pull(
@@ -502,6 +509,23 @@ async fn basic_auth() {
         .unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
     assert!(r.logout(Some(&reg.addr)).unwrap());
+
+    // Docker Desktop's credential helper: not supported, and the 401 says why.
+    std::fs::write(&creds_file, r#"{"auths": {}, "credsStore": "desktop"}"#).unwrap();
+    let e = r
+        .pull(
+            TestStore::new(),
+            &reference,
+            &PullOptions::default(),
+            &progress::Silent,
+        )
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("401") && msg.contains("docker-credential-desktop"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
