@@ -20,22 +20,33 @@
 //!   fsyncs, renames; concurrent writers of one digest do the work once), `write_bytes`,
 //!   `delete`, `list`.
 //! - [`store::ImageStore`] — `open(data_root)` (content in `<data_root>/content`, SQLite in
-//!   `<data_root>/berth.db`, snapshots in `<data_root>/snapshots`); `content()`;
+//!   `<data_root>/berth.db` (WAL), snapshots in `<data_root>/snapshots`); `content()`;
 //!   `store_manifest(bytes, media_type) -> (Digest, media type)` (validates and stores a
 //!   fetched manifest or index); `read_manifest(digest)`; `resolve_platform_manifest(digest)`
 //!   (index → this platform's manifest); `register(&Reference, &manifest_or_index_digest) ->
-//!   Image` once manifest, config and layers are in the content store; `resolve(str)`;
-//!   `list()`; `get(&id)`; `tag`; `untag`; `remove(str, force)`; `gc()`;
-//!   `manifest_bytes(&Image) -> (bytes, media type)` (what a push sends);
-//!   `prepare_container(key, &Image) -> Vec<Mount>`, `add_container_ref`,
-//!   `remove_container_snapshot` (for the engine).
+//!   Image` once manifest, config and layers are in the content store (unpacks missing layers,
+//!   in parallel; records the tag and the repo digest); `register_with(.., record_repo_digest)`;
+//!   `resolve(str)` (reference, `name@digest`, full or short ID); `get(&id)`; `list()`; `tag`;
+//!   `untag`; `tag_history`; `remove(str, force) -> Vec<RemoveAction>` (docker rmi rules);
+//!   `gc()` / `gc_with_grace`; `manifest_bytes(&Image) -> (bytes, media type)` (what a push
+//!   sends); for the engine: `prepare_container(key, &Image) -> Vec<Mount>` (leased),
+//!   `add_container_ref`, `remove_container_snapshot`, `commit_container(key, base, config,
+//!   created_by, comment, reference) -> Image`, `create_image(config, layers, reference)`,
+//!   `layer_refcount`.
 //! - [`store::Image`] — `id` (config digest), `manifest_digest`, `manifest_media_type`,
 //!   `manifest`, `config` ([`manifest::ImageConfig`], unknown fields kept), `layers`,
-//!   `diff_ids`, `chain_ids`, `repo_tags`, `repo_digests`, `size`, `created`.
+//!   `diff_ids`, `chain_ids`, `repo_tags`, `repo_digests`, `size`, `created`,
+//!   `top_snapshot()`.
 //! - [`manifest`] — media type constants, `MANIFEST_ACCEPT`, `parse_manifest`,
-//!   `select_platform`, `Platform::host()`, `ImageConfig`, `chain_ids`.
-//! - [`snapshot`] — `Snapshotter` trait, `OverlaySnapshotter`, `Mount` (data), `mount()` /
-//!   `unmount()`.
+//!   `select_platform`, `Platform::host()/parse()`, `ImageConfig`, `chain_ids`.
+//! - [`snapshot`] — `Snapshotter` trait (prepare/view/mounts/commit/remove/stat/usage/list),
+//!   `OverlaySnapshotter`, `Mount` (data), `mount()` / `mount_with()` / `unmount()`.
+//! - [`extract`] — `extract_layer(reader, dir, name, expected_diff_id)` (contained unpacking).
+//! - [`diff`] — `write_diff(upper, w)`, `diff_to_blob(content, upper) -> LayerBlob`,
+//!   `tar_to_blob`.
+//! - [`archive`] — `save`, `load`, `load_oci_dir`, `export_oci_layout`, `import`.
+//! - [`error::Error`] with `kind() -> ErrorKind` (NotFound, AlreadyExists, InvalidArgument,
+//!   Conflict, Unavailable, Internal) for the API's status mapping.
 #![forbid(unsafe_code)]
 
 pub mod archive;
