@@ -517,3 +517,26 @@ fn bad_input_gets_clear_errors() {
     assert!(b2.cgroup_dirs().is_empty());
     assert!(!b2.root().join(&b2.id).exists());
 }
+
+#[test]
+fn the_runtime_runs_from_a_sealed_copy_of_itself() {
+    if require_root() {
+        return;
+    }
+    // CVE-2019-5736: while berth sets up or joins a container, /proc/<its pid>/exe must not be
+    // the host's binary file. A createRuntime hook is a child of the runtime: it looks at its
+    // parent's exe and tries to open it for writing.
+    let mut b = Bundle::new("cve", &["true"]);
+    let log = b.path().join("exe.log");
+    b.spec["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c",
+        format!("readlink /proc/$PPID/exe > {0}; (echo x >> /proc/$PPID/exe) 2>> {0} || echo write-refused >> {0}", log.display())]}]});
+    ok(&b.run());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("/memfd:berth-runtime"),
+        "runtime exe is {text}"
+    );
+    assert!(text.contains("write-refused"), "{text}");
+    let meta = std::fs::metadata(berth()).unwrap();
+    assert!(meta.len() > 0);
+}
