@@ -199,24 +199,70 @@ pub fn diff_to_blob(content: &ContentStore, upper: &Path) -> Result<LayerBlob> {
     })
 }
 
-/// Stores a layer tar stream (plain, gzip or zstd) as a gzip-compressed layer blob,
-/// computing its diff ID on the way (for `import`).
+/// A reader that copies everything read through it into a writer (the compressed bytes of
+/// an already-compressed layer on their way into the content store).
+struct TeeRead<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: Write> Read for TeeRead<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Stores a layer tar stream as a layer blob, computing its diff ID on the way (for
+/// `import`). A gzip or zstd stream is stored as it is (no recompression: the costly part of
+/// importing a big compressed rootfs); a plain tar is gzip-compressed.
 pub fn tar_to_blob(content: &ContentStore, r: impl Read, what: &str) -> Result<LayerBlob> {
-    let mut input = crate::extract::decompress(r, what)?;
-    let ingest = content.ingest()?;
-    let gz = flate2::write::GzEncoder::new(ingest, flate2::Compression::fast());
-    let mut tee = TeeDigest::new(gz);
-    io::copy(&mut input, &mut tee).map_err(|e| Error::io("read layer", what, e))?;
-    let (diff_id, gz) = tee.finish();
-    let ingest = gz
-        .finish()
-        .map_err(|e| Error::io("compress layer", what, e))?;
-    let (digest, size) = ingest.commit()?;
+    let mut br = io::BufReader::with_capacity(1 << 20, r);
+    let head = io::BufRead::fill_buf(&mut br).map_err(|e| Error::io("read layer", what, e))?;
+    let compression =
+        crate::extract::detect_compression(head).map_err(|reason| Error::ExtractLayer {
+            layer: what.to_string(),
+            reason,
+        })?;
+    let media_type = match compression {
+        crate::extract::Compression::Gzip => manifest::OCI_LAYER_GZIP,
+        crate::extract::Compression::Zstd => manifest::OCI_LAYER_ZSTD,
+        crate::extract::Compression::None => {
+            let ingest = content.ingest()?;
+            let gz = flate2::write::GzEncoder::new(ingest, flate2::Compression::fast());
+            let mut tee = TeeDigest::new(gz);
+            io::copy(&mut br, &mut tee).map_err(|e| Error::io("read layer", what, e))?;
+            let (diff_id, gz) = tee.finish();
+            let ingest = gz
+                .finish()
+                .map_err(|e| Error::io("compress layer", what, e))?;
+            let (digest, size) = ingest.commit()?;
+            return Ok(LayerBlob {
+                digest,
+                diff_id,
+                size,
+                media_type: manifest::OCI_LAYER_GZIP.to_string(),
+            });
+        }
+    };
+    let mut tee = TeeRead {
+        inner: br,
+        out: content.ingest()?,
+    };
+    let mut digester = Digester::new();
+    {
+        let mut plain = crate::extract::decompress(&mut tee, what)?;
+        io::copy(&mut plain, &mut digester).map_err(|e| Error::io("decompress layer", what, e))?;
+    }
+    // whatever follows the compressed stream belongs to the blob too
+    io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::io("read layer", what, e))?;
+    let (digest, size) = tee.out.commit()?;
     Ok(LayerBlob {
         digest,
-        diff_id,
+        diff_id: digester.finish(),
         size,
-        media_type: manifest::OCI_LAYER_GZIP.to_string(),
+        media_type: media_type.to_string(),
     })
 }
 
@@ -236,6 +282,34 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn compressed_imports_are_stored_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "f", &b"abc"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&tar).unwrap();
+        let gz = e.finish().unwrap();
+        let l = tar_to_blob(&cs, &gz[..], "gz").unwrap();
+        assert_eq!(l.digest, Digest::of(&gz));
+        assert_eq!(l.diff_id, Digest::of(&tar));
+        assert_eq!(l.media_type, manifest::OCI_LAYER_GZIP);
+        let zst = zstd::encode_all(&tar[..], 1).unwrap();
+        let l = tar_to_blob(&cs, &zst[..], "zst").unwrap();
+        assert_eq!((l.digest, l.diff_id), (Digest::of(&zst), Digest::of(&tar)));
+        let l = tar_to_blob(&cs, &tar[..], "plain").unwrap();
+        assert_eq!(l.diff_id, Digest::of(&tar));
+        assert_eq!(cs.read(&l.digest).unwrap()[..2], [0x1f, 0x8b]);
     }
 
     // needs CAP_MKNOD and trusted.* xattrs (root)
