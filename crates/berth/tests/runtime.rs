@@ -540,3 +540,60 @@ fn the_runtime_runs_from_a_sealed_copy_of_itself() {
     let meta = std::fs::metadata(berth()).unwrap();
     assert!(meta.len() > 0);
 }
+
+#[test]
+fn no_pivot_domainname_oom_score_adj_and_time_namespace() {
+    if require_root() {
+        return;
+    }
+    let mut b = Bundle::new(
+        "misc",
+        &["sh", "-c", "cat /proc/sys/kernel/domainname; cat /proc/self/oom_score_adj; cut -d' ' -f1 /proc/uptime; ls /proc/self/root/ | wc -l"],
+    );
+    b.spec["domainname"] = json!("berth.test");
+    b.spec["process"]["oomScoreAdj"] = json!(500);
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    // a boot clock ten days ahead of the host's
+    b.spec["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000, "nanosecs": 0}});
+    b.write_spec();
+    let bundle = b.path().to_str().unwrap().to_string();
+    let out = b.runtime(&["run", "--no-pivot", "--bundle", &bundle, &b.id]);
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "berth.test", "{text}");
+    assert_eq!(lines[1], "500", "{text}");
+    let uptime: f64 = lines[2].parse().unwrap();
+    assert!(
+        uptime >= 864000.0,
+        "boottime offset not applied: uptime {uptime}"
+    );
+}
+
+#[test]
+fn update_changes_a_running_containers_limits() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("update", &["sleep", "100"]);
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    ok(&b.runtime(&["update", "--memory", "64m", "--pids-limit", "20", &b.id]));
+    let ev = ok(&b.runtime(&["events", "--stats", &b.id]));
+    let v: Value = serde_json::from_str(&ev).unwrap();
+    assert_eq!(
+        v["data"]["memory"]["usage"]["limit"].as_u64(),
+        Some(64 << 20),
+        "{ev}"
+    );
+    assert_eq!(v["data"]["pids"]["limit"].as_u64(), Some(20), "{ev}");
+    // resources from a file (-r), as containerd passes them
+    let r = b.path().join("r.json");
+    std::fs::write(&r, br#"{"pids": {"limit": 30}}"#).unwrap();
+    ok(&b.runtime(&["update", "-r", r.to_str().unwrap(), &b.id]));
+    let ev = ok(&b.runtime(&["events", "--stats", &b.id]));
+    let v: Value = serde_json::from_str(&ev).unwrap();
+    assert_eq!(v["data"]["pids"]["limit"].as_u64(), Some(30), "{ev}");
+}

@@ -97,13 +97,54 @@ pub fn with_default_device_rules(
     out
 }
 
-pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
+/// Time namespace offsets: clock name → (seconds, nanoseconds).
+pub(crate) type TimeOffsets = Vec<(String, i64, u32)>;
+
+/// Parse config.json. The spec's `linux.timeOffsets` is an object per clock
+/// (`{"secs": .., "nanosecs": ..}`), which oci-spec 0.7 models as a string: when the file has
+/// one, it is taken out of the document before oci-spec sees it.
+pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
+    let bad = |reason: String| Error::LoadSpec {
+        path: cfg.to_path_buf(),
+        reason,
+    };
+    let data = fs::read(cfg).map_err(|e| bad(e.to_string()))?;
+    if !data.windows(11).any(|w| w == b"timeOffsets") {
+        let spec = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
+        return Ok((spec, Vec::new()));
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
+    let mut offsets = Vec::new();
+    if let Some(obj) = v
+        .get_mut("linux")
+        .and_then(|l| l.as_object_mut())
+        .and_then(|l| l.remove("timeOffsets"))
+    {
+        let map = obj
+            .as_object()
+            .ok_or_else(|| bad("linux.timeOffsets must be an object".into()))?;
+        for (clock, o) in map {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(bad(format!("linux.timeOffsets: unknown clock {clock:?}")));
+            }
+            let secs = o.get("secs").and_then(|x| x.as_i64()).unwrap_or(0);
+            let nanos = o.get("nanosecs").and_then(|x| x.as_u64()).unwrap_or(0);
+            if nanos >= 1_000_000_000 {
+                return Err(bad(format!(
+                    "linux.timeOffsets.{clock}.nanosecs must be below 1e9"
+                )));
+            }
+            offsets.push((clock.clone(), secs, nanos as u32));
+        }
+    }
+    let spec = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+    Ok((spec, offsets))
+}
+
+pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf, TimeOffsets)> {
     let bundle = fs::canonicalize(bundle).map_err(|e| Error::io("open bundle", bundle, e))?;
     let cfg = bundle.join("config.json");
-    let spec = Spec::load(&cfg).map_err(|e| Error::LoadSpec {
-        path: cfg.clone(),
-        reason: e.to_string(),
-    })?;
+    let (spec, offsets) = parse_config(&cfg)?;
     let root = spec
         .root()
         .as_ref()
@@ -123,7 +164,7 @@ pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf)> {
     if spec.process().is_none() {
         return Err(Error::InvalidSpec("process is missing".into()));
     }
-    Ok((bundle, spec, rootfs))
+    Ok((bundle, spec, rootfs, offsets))
 }
 
 fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
@@ -140,32 +181,12 @@ fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]
     fs::write(&path, s).map_err(|e| Error::io("write id mapping", path, e))
 }
 
-fn write_time_offsets(spec: &Spec) -> Result<()> {
-    let Some(offsets) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.time_offsets().as_ref())
-    else {
+fn write_time_offsets(offsets: &TimeOffsets) -> Result<()> {
+    if offsets.is_empty() {
         return Ok(());
-    };
+    }
     let mut s = String::new();
-    for (clock, v) in offsets {
-        // oci-spec keeps each offset as a string "secs nanosecs" or "secs"
-        let clock = match clock.as_str() {
-            "monotonic" | "boottime" => clock,
-            other => {
-                return Err(Error::InvalidSpec(format!(
-                    "time offset for unknown clock {other:?}"
-                )))
-            }
-        };
-        let mut parts = v.split_whitespace();
-        let secs: i64 = parts.next().and_then(|x| x.parse().ok()).ok_or_else(|| {
-            Error::InvalidSpec(format!(
-                "time offset {v:?} for {clock} is not a number of seconds"
-            ))
-        })?;
-        let nanos: u32 = parts.next().map(|x| x.parse().unwrap_or(0)).unwrap_or(0);
+    for (clock, secs, nanos) in offsets {
         s.push_str(&format!("{clock} {secs} {nanos}\n"));
     }
     fs::write("/proc/self/timens_offsets", s)
@@ -193,7 +214,7 @@ impl Runtime {
     /// Create the container; returns once its init waits for `start`.
     pub fn create(&self, o: &CreateOptions) -> Result<Container> {
         crate::container::validate_id(&o.id)?;
-        let (bundle, spec, rootfs) = load_bundle(&o.bundle)?;
+        let (bundle, spec, rootfs, time_offsets) = load_bundle(&o.bundle)?;
         let plan = namespaces::plan(&spec)?;
 
         fs::DirBuilder::new()
@@ -269,7 +290,7 @@ impl Runtime {
                 oci_spec::runtime::LinuxNamespaceType::Time,
             ))
             .map_err(|e| Error::sys("unshare time namespace", e))?;
-            write_time_offsets(&spec)?;
+            write_time_offsets(&time_offsets)?;
         }
 
         let owner = "root".to_string();
