@@ -107,6 +107,15 @@ chroot "$mnt" /bin/sh -c "$cmd2" >"$tmp/berth-run2.out"
 diff -u "$tmp/berth-run2.out" "$tmp/docker-run2.out"
 grep -q "vi gone" "$tmp/berth-run2.out"
 echo "ok: same ID ($did), same output, whiteout applied"
+# the same listing, byte for byte, in Docker's table layout
+fmt='table {{.Repository}}\t{{.Tag}}\t{{.ID}}'
+d images --filter reference='dk-busybox' --format "$fmt" >"$tmp/docker-images.out"
+"$berth" images --filter reference='dk-busybox' --format "$fmt" >"$tmp/berth-images.out"
+diff -u "$tmp/docker-images.out" "$tmp/berth-images.out"
+d history -q dk-busybox:latest | head -1 >"$tmp/docker-history.out"
+"$berth" history -q dk-busybox:latest | head -1 >"$tmp/berth-history.out"
+diff -u "$tmp/docker-history.out" "$tmp/berth-history.out"
+echo "ok: images table and history ID as docker prints them"
 
 echo "== 3. berth save of the docker image -> docker load"
 d rmi -f dk-busybox:latest >/dev/null

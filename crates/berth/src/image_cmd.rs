@@ -448,11 +448,44 @@ struct Filters {
     dangling: Option<bool>,
     before: Option<DateTime<Utc>>,
     since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
     labels: Vec<(String, Option<String>)>,
+}
+
+/// `until=` takes a duration before now (`24h`, `90m`, `30s`) or a timestamp (RFC 3339 or
+/// Unix seconds), as Docker's prune filters do.
+fn parse_until(v: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(secs) = v.parse::<i64>() {
+        return DateTime::from_timestamp(secs, 0).ok_or_else(|| anyhow!("invalid timestamp {v:?}"));
+    }
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in v.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num.parse().map_err(|_| anyhow!("invalid duration {v:?}"))?;
+        num.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => bail!("invalid duration {v:?} (use h, m, s)"),
+        };
+    }
+    if !num.is_empty() {
+        bail!("invalid duration {v:?}: missing unit");
+    }
+    Ok(Utc::now() - chrono::Duration::seconds(total))
 }
 
 fn parse_filters(store: &ImageStore, raw: &[String]) -> anyhow::Result<Filters> {
     let mut f = Filters {
+        until: None,
         reference: vec![],
         dangling: None,
         before: None,
@@ -474,6 +507,7 @@ fn parse_filters(store: &ImageStore, raw: &[String]) -> anyhow::Result<Filters> 
             }
             "before" => f.before = store.resolve(v)?.created,
             "since" => f.since = store.resolve(v)?.created,
+            "until" => f.until = Some(parse_until(v)?),
             "label" => {
                 let (lk, lv) = match v.split_once('=') {
                     Some((a, b)) => (a.to_string(), Some(b.to_string())),
@@ -500,6 +534,11 @@ fn image_matches(f: &Filters, img: &Image) -> bool {
     }
     if let (Some(s), Some(c)) = (f.since, img.created) {
         if c <= s {
+            return false;
+        }
+    }
+    if let (Some(u), Some(c)) = (f.until, img.created) {
+        if c >= u {
             return false;
         }
     }
