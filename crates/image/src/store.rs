@@ -303,6 +303,23 @@ impl ImageStore {
         Ok(id)
     }
 
+    /// Unpacks one layer blob (already in the content store) as the snapshot for `chain_id`,
+    /// unless it exists. For a registry client that wants unpacking to overlap downloads: call
+    /// it for each layer as soon as its blob is committed (diff IDs from the config, chain IDs
+    /// from [`manifest::chain_ids`], `parent` the previous layer's chain ID); `register` then
+    /// finds the snapshots present. Safe to call concurrently, also from several processes.
+    pub fn unpack_layer_blob(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+    ) -> Result<()> {
+        let _gc = self.gc_lock(false)?;
+        let parent = parent.map(|p| p.to_string());
+        self.unpack_layer(blob, diff_id, chain_id, parent.as_deref())
+    }
+
     /// Unpacks the layers that are not yet snapshots, several at once: a layer's directory
     /// does not depend on its parent's content (only the mount stacks them), so each is
     /// extracted on its own and committed with its parent's key. Decompression is CPU-bound,

@@ -249,3 +249,70 @@ fn missing_layer_blob_is_named() {
     assert!(err.to_string().contains(absent.as_str()), "{err}");
     assert_eq!(err.kind(), berth_image::ErrorKind::NotFound);
 }
+
+#[test]
+fn layers_unpacked_ahead_are_reused_by_register() {
+    if !root_or_skip("unpack_ahead") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let l1 = berth_image::diff::tar_to_blob(
+        store.content(),
+        &common::layer(&[("a", Some(b"1"))])[..],
+        "l1",
+    )
+    .unwrap();
+    let l2 = berth_image::diff::tar_to_blob(
+        store.content(),
+        &common::layer(&[("b", Some(b"2"))])[..],
+        "l2",
+    )
+    .unwrap();
+    let chains = manifest::chain_ids(&[l1.diff_id.clone(), l2.diff_id.clone()]);
+    // the top layer first, as a download that finished early would
+    store
+        .unpack_layer_blob(&l2.digest, &l2.diff_id, &chains[1], Some(&chains[0]))
+        .unwrap();
+    store
+        .unpack_layer_blob(&l1.digest, &l1.diff_id, &chains[0], None)
+        .unwrap();
+    let before: Vec<i64> = store
+        .snapshotter()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    let p = Platform::host();
+    let cfg = berth_image::ImageConfig {
+        created: None,
+        author: None,
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        variant: None,
+        config: None,
+        rootfs: manifest::RootFs {
+            typ: "layers".into(),
+            diff_ids: vec![l1.diff_id.clone(), l2.diff_id.clone()],
+        },
+        history: None,
+        extra: Default::default(),
+    };
+    let img = store
+        .create_image(&cfg, &[l1, l2], Some(&"ahead:1".parse().unwrap()))
+        .unwrap();
+    let after: Vec<i64> = store
+        .snapshotter()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(before, after, "register must reuse the snapshots");
+    let dirs = store
+        .snapshotter()
+        .chain_dirs(&img.top_snapshot().unwrap())
+        .unwrap();
+    assert!(dirs[0].join("b").exists() && dirs[1].join("a").exists());
+}
