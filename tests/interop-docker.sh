@@ -108,7 +108,7 @@ diff -u "$tmp/berth-run2.out" "$tmp/docker-run2.out"
 grep -q "vi gone" "$tmp/berth-run2.out"
 echo "ok: same ID ($did), same output, whiteout applied"
 # the same listing, byte for byte, in Docker's table layout
-fmt='table {{.Repository}}\t{{.Tag}}\t{{.ID}}'
+fmt='table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}'
 d images --filter reference='dk-busybox' --format "$fmt" >"$tmp/docker-images.out"
 "$berth" images --filter reference='dk-busybox' --format "$fmt" >"$tmp/berth-images.out"
 diff -u "$tmp/docker-images.out" "$tmp/berth-images.out"
