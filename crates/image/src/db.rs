@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     size INTEGER NOT NULL DEFAULT 0,
     created TEXT NOT NULL
 );
+-- blobs held by something other than an image (a build's cache, a pull in progress)
+CREATE TABLE IF NOT EXISTS blob_leases (
+    digest TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (digest, owner)
+);
 CREATE TABLE IF NOT EXISTS leases (
     snapshot_key TEXT NOT NULL,
     owner TEXT NOT NULL,

@@ -33,7 +33,8 @@
 //!   `add_container_ref`, `remove_container_snapshot`, `commit_container(key, base, config,
 //!   created_by, comment, reference) -> Image`, `create_image(config, layers, reference)`,
 //!   `layer_refcount`; `unpack_layer_blob(blob, diff_id, chain_id, parent)` to unpack a layer
-//!   as soon as its download is done (register then reuses it).
+//!   as soon as its download is done (register then reuses it); `add_blob_ref` /
+//!   `remove_blob_refs` to hold blobs (builds) against gc.
 //! - [`store::Image`] — `id` (config digest), `manifest_digest`, `manifest_media_type`,
 //!   `manifest`, `config` ([`manifest::ImageConfig`], unknown fields kept), `layers`,
 //!   `diff_ids`, `chain_ids`, `repo_tags`, `repo_digests`, `size`, `created`,

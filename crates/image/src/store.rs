@@ -907,6 +907,28 @@ impl ImageStore {
         self.snapshots.add_lease(snapshot_key, owner)
     }
 
+    /// Holds blob `digest` for `owner` (a build's cache, a pull in progress) against gc.
+    pub fn add_blob_ref(&self, digest: &Digest, owner: &str) -> Result<()> {
+        let conn = self.db.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO blob_leases (digest, owner, created) VALUES (?1, ?2, ?3)",
+            params![digest.as_str(), owner, now()],
+        )
+        .map_err(Error::db("add blob lease"))?;
+        Ok(())
+    }
+
+    /// Drops `owner`'s holds on blobs (all of them if `digest` is None).
+    pub fn remove_blob_refs(&self, owner: &str, digest: Option<&Digest>) -> Result<()> {
+        let conn = self.db.lock();
+        conn.execute(
+            "DELETE FROM blob_leases WHERE owner = ?1 AND (?2 IS NULL OR digest = ?2)",
+            params![owner, digest.map(|d| d.as_str())],
+        )
+        .map_err(Error::db("remove blob lease"))?;
+        Ok(())
+    }
+
     /// Drops the lease and removes a container's snapshot.
     pub fn remove_container_snapshot(&self, key: &str) -> Result<()> {
         self.snapshots.remove_lease(key, key)?;
@@ -932,6 +954,7 @@ impl ImageStore {
         for (q, is_blob) in [
             ("SELECT digest FROM image_blobs", true),
             ("SELECT blob_digest FROM image_layers", true),
+            ("SELECT digest FROM blob_leases", true),
             ("SELECT chain_id FROM image_layers", false),
             ("SELECT snapshot_key FROM leases", false),
         ] {

@@ -316,3 +316,22 @@ fn layers_unpacked_ahead_are_reused_by_register() {
         .unwrap();
     assert!(dirs[0].join("b").exists() && dirs[1].join("a").exists());
 }
+
+#[test]
+fn blob_leases_hold_against_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let kept = store.content().write_bytes(b"build cache").unwrap();
+    let loose = store.content().write_bytes(b"nobody's").unwrap();
+    store.add_blob_ref(&kept, "build-1").unwrap();
+    let r = store.gc_with_grace(Duration::ZERO).unwrap();
+    assert_eq!(r.blobs, vec![loose.clone()]);
+    assert!(store.content().has(&kept));
+    store.remove_blob_refs("build-1", None).unwrap();
+    store.gc_with_grace(Duration::ZERO).unwrap();
+    assert!(!store.content().has(&kept));
+    // the default grace keeps fresh blobs (a pull may be about to register them)
+    let fresh = store.content().write_bytes(b"fresh").unwrap();
+    store.gc().unwrap();
+    assert!(store.content().has(&fresh));
+}
