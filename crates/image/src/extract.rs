@@ -805,6 +805,82 @@ mod tests {
     }
 
     #[test]
+    fn fifos_xattrs_links_and_times() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIP: fifos_xattrs_links_and_times needs root (chown to other owners)");
+            return;
+        }
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut b = tar::Builder::new(Vec::new());
+        let hdr = |kind: tar::EntryType, mode: u32, size: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(1234);
+            h.set_gid(5678);
+            h.set_mtime(1_500_000_000);
+            h.set_size(size);
+            h
+        };
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.berth", &b"hello"[..]),
+            ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..]),
+        ])
+        .unwrap();
+        b.append_data(
+            &mut hdr(tar::EntryType::Regular, 0o640, 4),
+            "d/file",
+            &b"data"[..],
+        )
+        .unwrap();
+        b.append_data(&mut hdr(tar::EntryType::Fifo, 0o600, 0), "d/pipe", &[][..])
+            .unwrap();
+        b.append_link(
+            &mut hdr(tar::EntryType::Symlink, 0o777, 0),
+            "d/link",
+            "file",
+        )
+        .unwrap();
+        b.append_link(
+            &mut hdr(tar::EntryType::Link, 0o777, 0),
+            "d/hardlink-to-symlink",
+            "d/link",
+        )
+        .unwrap();
+        b.append_data(&mut hdr(tar::EntryType::Directory, 0o750, 0), "d/", &[][..])
+            .unwrap();
+        let tar = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        extract_layer(&tar[..], dir.path(), "meta", None).unwrap();
+        let p = dir.path();
+        let f = std::fs::metadata(p.join("d/file")).unwrap();
+        assert_eq!(
+            (f.uid(), f.gid(), f.mode() & 0o7777, f.mtime()),
+            (1234, 5678, 0o640, 1_500_000_000)
+        );
+        // user xattrs need file system support; the overlay one must never be applied
+        if let Ok(Some(v)) = xattr::get(p.join("d/file"), "user.berth") {
+            assert_eq!(v, b"hello");
+        }
+        assert_eq!(
+            xattr::get(p.join("d/file"), "trusted.overlay.redirect").unwrap(),
+            None
+        );
+        assert!(std::fs::symlink_metadata(p.join("d/pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        let l = std::fs::symlink_metadata(p.join("d/link")).unwrap();
+        assert!(l.file_type().is_symlink());
+        assert_eq!((l.uid(), l.mtime()), (1234, 1_500_000_000));
+        let h = std::fs::symlink_metadata(p.join("d/hardlink-to-symlink")).unwrap();
+        assert!(h.file_type().is_symlink() && h.ino() == l.ino());
+        // the directory's time is set after its entries were made
+        let d = std::fs::metadata(p.join("d")).unwrap();
+        assert_eq!((d.mode() & 0o7777, d.mtime()), (0o750, 1_500_000_000));
+    }
+
+    #[test]
     fn magic() {
         assert_eq!(
             detect_compression(&[0x1f, 0x8b, 8]).unwrap(),
