@@ -232,3 +232,79 @@ impl RawTarEmpty {
         tar::Builder::new(Vec::new()).into_inner().unwrap()
     }
 }
+
+/// What `docker save` of Docker 25+ writes: an OCI layout (uncompressed layer tars under
+/// blobs/, an OCI manifest, index.json with the image name) plus manifest.json whose Layers
+/// point into blobs/, and LayerSources / repositories that berth ignores.
+#[test]
+fn docker25_style_archive_loads_with_its_manifest() {
+    if !common::require(
+        common::is_root(),
+        "docker25 archive",
+        "needs root to unpack layers",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let l1 = common::layer(&[("etc/", None), ("etc/issue", Some(b"berth"))]);
+    let l2 = common::RawTar::new()
+        .file("etc/.wh.issue", b"")
+        .file("new", b"n")
+        .finish();
+    let (d1, d2) = (Digest::of(&l1), Digest::of(&l2));
+    let config = serde_json::json!({"architecture": berth_image::Platform::host().architecture, "os": "linux",
+        "created": "2024-05-01T00:00:00Z", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [d1, d2]}});
+    let cbytes = serde_json::to_vec(&config).unwrap();
+    let cd = Digest::of(&cbytes);
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": berth_image::manifest::OCI_MANIFEST,
+        "config": {"mediaType": berth_image::manifest::OCI_CONFIG, "digest": cd, "size": cbytes.len()},
+        "layers": [{"mediaType": berth_image::manifest::OCI_LAYER_TAR, "digest": d1, "size": l1.len()},
+                   {"mediaType": berth_image::manifest::OCI_LAYER_TAR, "digest": d2, "size": l2.len()}]});
+    let mbytes = serde_json::to_vec(&manifest).unwrap();
+    let md = Digest::of(&mbytes);
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": berth_image::manifest::OCI_INDEX,
+        "manifests": [{"mediaType": berth_image::manifest::OCI_MANIFEST, "digest": md, "size": mbytes.len(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/d25:latest", "org.opencontainers.image.ref.name": "latest"}}]});
+    let mj = serde_json::json!([{"Config": format!("blobs/sha256/{}", cd.hex()), "RepoTags": ["d25:latest"],
+        "Layers": [format!("blobs/sha256/{}", d1.hex()), format!("blobs/sha256/{}", d2.hex())],
+        "LayerSources": {}}]);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: String, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    for (d, data) in [
+        (&d1, &l1[..]),
+        (&d2, &l2[..]),
+        (&cd, &cbytes[..]),
+        (&md, &mbytes[..]),
+    ] {
+        add(format!("blobs/sha256/{}", d.hex()), data);
+    }
+    add("index.json".into(), &serde_json::to_vec(&index).unwrap());
+    add("manifest.json".into(), &serde_json::to_vec(&mj).unwrap());
+    add("oci-layout".into(), br#"{"imageLayoutVersion": "1.0.0"}"#);
+    add("repositories".into(), br#"{"d25":{"latest":"x"}}"#);
+    let bytes = b.into_inner().unwrap();
+    let s = store(&tmp.path().join("s"));
+    let loaded = archive::load(&s, &bytes[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    let img = s.resolve("d25").unwrap();
+    assert_eq!(img.id, cd);
+    assert_eq!(img.manifest_digest, md, "docker's own manifest is kept");
+    let top = s
+        .snapshotter()
+        .upper_dir(&img.top_snapshot().unwrap())
+        .unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &fs::symlink_metadata(top.join("etc/issue"))
+            .unwrap()
+            .file_type()
+    ));
+}
