@@ -9,8 +9,14 @@
 #
 # Docker runs as a private dockerd (own data root, exec root, socket; no bridge, no iptables)
 # so the machine's own Docker, if any, is untouched. hyperfine times both, with a --prepare
-# that empties the store before every run; the ratio berth/docker is printed (goal: <= 0.40).
-# Then one berth pull with RUST_LOG=debug shows where berth's time goes.
+# that gives each run an empty store on a freshly made ext4 file system (a loop device):
+# on a disk shared with busy builds, ext4's allocator slows creating files right after many
+# were deleted (find_inode_bit -> recently_deleted), which made runs vary from 3 s to 13 s;
+# a fresh file system is what "an empty store" means and treats both the same. dockerd is
+# restarted on its fresh file system before each of its runs (not timed). The ratio
+# berth/docker is printed (goal: <= 0.40). Then one berth pull with RUST_LOG=debug shows
+# where berth's time goes (download vs unpack), and one with the blobs already in the store
+# shows the unpack alone.
 #
 #   bench/pull.sh                    # builds target/release/berth if missing
 #   BERTH=/path/to/berth RUNS=10 bench/pull.sh
@@ -40,14 +46,9 @@ if [ ! -x "$BERTH" ]; then
 fi
 
 tmp=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
-dockerd_pid=
 cleanup() {
-    if [ -n "$dockerd_pid" ]; then
-        kill "$dockerd_pid" 2>/dev/null || true
-        wait "$dockerd_pid" 2>/dev/null || true
-        # dockerd leaves its overlay mounts behind if killed mid-pull
-        grep " $tmp/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-    fi
+    [ -x "$tmp/dockerd-stop.sh" ] && "$tmp/dockerd-stop.sh"
+    grep " $tmp/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     stop_registry
     rm -rf "$tmp"
 }
@@ -97,27 +98,52 @@ start_registry "$tmp/registry" "$port"
 image=$reg/seed/debian:1
 rm -rf "$tmp/seedroot"
 
-# 4. A private dockerd.
-mkdir -p "$tmp/docker" "$tmp/docker-exec"
-dockerd --data-root "$tmp/docker" --exec-root "$tmp/docker-exec" -H "unix://$tmp/d.sock" \
-    --pidfile "$tmp/docker.pid" --bridge none --iptables=false --ip6tables=false \
-    --insecure-registry "$reg" >"$tmp/dockerd.log" 2>&1 &
-dockerd_pid=$!
+# 4. Fresh file systems: one for berth's data root, one for dockerd's (restarted on it).
+truncate -s 3G "$tmp/berth.img" "$tmp/docker.img"
+mkdir -p "$tmp/berthfs" "$tmp/dockerfs" "$tmp/docker-exec"
+cat > "$tmp/freshfs.sh" <<SH
+#!/bin/sh
+# freshfs.sh IMG MNT: an empty ext4 file system on IMG mounted at MNT (inode tables written
+# now, so no lazy initialisation runs in the background during a timed pull)
+umount "\$2" 2>/dev/null || true
+mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "\$1"
+mount -o loop "\$1" "\$2"
+sync
+SH
+cat > "$tmp/dockerd-stop.sh" <<SH
+#!/bin/sh
+pid=\$(cat "$tmp/docker.pid" 2>/dev/null) || exit 0
+kill "\$pid" 2>/dev/null || exit 0
+while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done
+grep " $tmp/dockerfs/\| $tmp/docker-exec/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "\$m"; done
+rm -f "$tmp/docker.pid"
+SH
+cat > "$tmp/dockerd-fresh.sh" <<SH
+#!/bin/sh
+# a private dockerd on a fresh file system, ready to pull
+"$tmp/dockerd-stop.sh"
+"$tmp/freshfs.sh" "$tmp/docker.img" "$tmp/dockerfs"
+setsid dockerd --data-root "$tmp/dockerfs" --exec-root "$tmp/docker-exec" -H "unix://$tmp/d.sock" \\
+    --pidfile "$tmp/docker.pid" --bridge none --iptables=false --ip6tables=false \\
+    --storage-driver overlay2 --insecure-registry "$reg" >>"$tmp/dockerd.log" 2>&1 < /dev/null &
 i=0
 until docker -H "unix://$tmp/d.sock" version >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -lt 300 ] || { tail -20 "$tmp/dockerd.log" >&2; exit 1; }
+    i=\$((i + 1))
+    [ \$i -lt 300 ] || { tail -20 "$tmp/dockerd.log" >&2; exit 1; }
     sleep 0.1
 done
+SH
+chmod +x "$tmp/freshfs.sh" "$tmp/dockerd-stop.sh" "$tmp/dockerd-fresh.sh"
+"$tmp/dockerd-fresh.sh"
 D="docker -H unix://$tmp/d.sock"
 driver=$($D info --format '{{.Driver}}')
 
 # 5. Time both, each from an empty store.
 echo "image $image: $(($size / 1000000)) MB compressed, $(($usize / 1000000)) MB unpacked, 4 layers; docker storage driver $driver" >&2
 hyperfine --runs "$RUNS" --export-json "$tmp/hf.json" \
-    --prepare "rm -rf $tmp/berthroot; sync" \
-    "$BERTH --data-root $tmp/berthroot pull -q $image" \
-    --prepare "$D rmi -f $image >/dev/null 2>&1; $D image prune -af >/dev/null 2>&1; sync" \
+    --prepare "$tmp/freshfs.sh $tmp/berth.img $tmp/berthfs" \
+    "$BERTH --data-root $tmp/berthfs/root pull -q $image" \
+    --prepare "$tmp/dockerd-fresh.sh" \
     "$D pull -q $image"
 python3 - "$tmp/hf.json" <<'PY'
 import json, sys
@@ -127,8 +153,19 @@ print(f"berth pull: {b:.3f} s Â± {r[0]['stddev']:.3f}   docker pull: {d:.3f} s Â
 print(f"ratio berth/docker: {b / d:.2f} (goal <= 0.40)")
 PY
 
-# 6. Where berth's time goes: one run with the debug breakdown (manifest, download, unpack).
-rm -rf "$tmp/berthroot"; sync
-RUST_LOG=berth_registry=debug "$BERTH" --data-root "$tmp/berthroot" pull -q "$image" 2>&1 >/dev/null |
-    grep -E "manifest resolved|blob downloaded|blobs downloaded|image registered|pull done" |
-    sed 's/\x1b\[[0-9;]*m//g'
+# 6. Where berth's time goes: one run with the debug breakdown (manifest, download, unpack),
+# then the unpack alone: the same pull with every blob already in the store (nothing to
+# download), snapshots and database removed.
+"$tmp/freshfs.sh" "$tmp/berth.img" "$tmp/berthfs"
+echo "berth breakdown (RUST_LOG=berth_registry=debug):"
+RUST_LOG=berth_registry=debug "$BERTH" --data-root "$tmp/berthfs/root" pull -q "$image" 2>&1 >/dev/null |
+    grep -E "manifest resolved|blob received|blob downloaded|blobs downloaded|image registered|pull done" |
+    sed 's/\x1b\[[0-9;]*m//g; s/^[^ ]* *DEBUG berth_registry::pull: /  /'
+mv "$tmp/berthfs/root/content" "$tmp/berthfs/content"
+rm -rf "$tmp/berthfs/root"; mkdir -p "$tmp/berthfs/root"
+mv "$tmp/berthfs/content" "$tmp/berthfs/root/content"
+sync; sleep 31 # let ext4 forget the files just deleted (see above)
+start=$(date +%s.%N)
+"$BERTH" --data-root "$tmp/berthfs/root" pull -q "$image" >/dev/null
+end=$(date +%s.%N)
+echo "berth pull with all blobs present (unpack + register only): $(python3 -c "print(round($end - $start, 2))") s"

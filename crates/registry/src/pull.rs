@@ -280,6 +280,11 @@ async fn fetch_blob_once(
         if received != job.size {
             outcome = Err(size_mismatch(received));
         } else {
+            tracing::debug!(
+                digest = %job.digest,
+                ms = started.elapsed().as_millis() as u64,
+                "blob received"
+            );
             if job.show {
                 progress.status(&job.digest, "Verifying Checksum");
             }
@@ -311,7 +316,7 @@ async fn fetch_blob_once(
         digest = %job.digest,
         size = job.size,
         ms = started.elapsed().as_millis() as u64,
-        "blob downloaded"
+        "blob downloaded (received, verified, synced)"
     );
     Ok(received)
 }
