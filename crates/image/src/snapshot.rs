@@ -227,6 +227,11 @@ impl OverlaySnapshotter {
                     ),
                     format!("upperdir={}", s(&dir.join("fs"))),
                     format!("workdir={}", s(&dir.join("work"))),
+                    // a renamed directory must be copied up whole, not recorded as a
+                    // redirect xattr: the upper directory is turned into a layer by reading
+                    // it alone (diff.rs), which a redirect (or metacopy, which needs it)
+                    // would break. Some kernels enable redirect_dir by default.
+                    "redirect_dir=off".into(),
                 ],
             }]),
             Kind::View if lowers.len() <= 1 => Ok(vec![Mount {

@@ -114,6 +114,11 @@ fn union_semantics() {
     assert_eq!(fs::read(l0.join("kept")).unwrap(), b"lower");
     assert!(l0.join("merged/old").exists());
 
+    // redirect_dir=off: renaming a lower directory is refused with EXDEV (tools then copy),
+    // so the upper directory alone always describes the change
+    let err = fs::rename(c2.join("merged"), c2.join("moved")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EXDEV), "{err}");
+
     // the diff of c1's upper: changed file, new file, whiteout, opaque dir
     drop(g1);
     let up = store.snapshotter().upper_dir("c1").unwrap();
