@@ -21,6 +21,19 @@ pub trait LocalImages: Send + Sync + 'static {
     /// (`ImageStore::with_platform` when it is not the host's).
     fn register(&self, reference: &Reference, manifest: &Digest) -> StoreResult<Digest>;
 
+    /// Unpacks one layer (its blob already in the content store) so that `register` finds
+    /// it done; called as each download finishes so unpacking overlaps the others. Stores
+    /// that unpack nothing need not implement it.
+    fn unpack_layer(
+        &self,
+        _blob: &Digest,
+        _diff_id: &Digest,
+        _chain_id: &Digest,
+        _parent: Option<&Digest>,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// The manifest digest of the local image `reference` names.
     fn manifest_of(&self, reference: &Reference) -> StoreResult<Digest>;
 
@@ -43,6 +56,16 @@ impl LocalImages for ImageStore {
 
     fn register(&self, reference: &Reference, manifest: &Digest) -> StoreResult<Digest> {
         ImageStore::register(self, reference, manifest).map(|image| image.id)
+    }
+
+    fn unpack_layer(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+    ) -> StoreResult<()> {
+        self.unpack_layer_blob(blob, diff_id, chain_id, parent)
     }
 
     fn manifest_of(&self, reference: &Reference) -> StoreResult<Digest> {

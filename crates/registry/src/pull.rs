@@ -321,6 +321,68 @@ async fn fetch_blob_once(
     Ok(received)
 }
 
+/// One layer to unpack as soon as its blob is in the store.
+struct UnpackStep {
+    blob: Digest,
+    diff_id: Digest,
+    chain_id: Digest,
+    parent: Option<Digest>,
+}
+
+/// The layers' diff IDs and chain IDs from the image config (already in the store). Empty
+/// when the config cannot tell (unreadable, or not one diff ID per layer): `register` then
+/// unpacks everything and reports what is wrong.
+async fn unpack_plan(store: &Arc<dyn LocalImages>, manifest: &im::Manifest) -> Vec<UnpackStep> {
+    let content = store.content().clone();
+    let config = manifest.config.digest.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let bytes = content.read_limited(&config, im::MAX_CONFIG_SIZE).ok()?;
+        im::ImageConfig::parse(&bytes, config.as_str()).ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(cfg) = parsed else {
+        return Vec::new();
+    };
+    let diff_ids = cfg.rootfs.diff_ids;
+    if diff_ids.len() != manifest.layers.len() {
+        return Vec::new();
+    }
+    let chains = im::chain_ids(&diff_ids);
+    manifest
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| UnpackStep {
+            blob: l.digest.clone(),
+            diff_id: diff_ids[i].clone(),
+            chain_id: chains[i].clone(),
+            parent: i.checked_sub(1).map(|p| chains[p].clone()),
+        })
+        .collect()
+}
+
+async fn unpack(store: &Arc<dyn LocalImages>, step: &UnpackStep) -> Result<()> {
+    let t = Instant::now();
+    let store = store.clone();
+    let (blob, diff_id, chain_id, parent) = (
+        step.blob.clone(),
+        step.diff_id.clone(),
+        step.chain_id.clone(),
+        step.parent.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        store
+            .unpack_layer(&blob, &diff_id, &chain_id, parent.as_ref())
+            .map_err(|e| store_err("unpack layer", blob.to_string(), e))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("unpack thread: {e}")))??;
+    tracing::debug!(blob = %step.blob, ms = t.elapsed().as_millis() as u64, "layer unpacked");
+    Ok(())
+}
+
 /// Pulls `reference` into `store`.
 pub(crate) async fn pull(
     client: &RepositoryClient,
@@ -389,11 +451,6 @@ pub(crate) async fn pull(
     };
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "manifest resolved");
 
-    let mut jobs = vec![BlobJob {
-        digest: manifest.config.digest.clone(),
-        size: manifest.config.size,
-        show: false,
-    }];
     for l in &manifest.layers {
         if l.urls.as_ref().map(|u| !u.is_empty()).unwrap_or(false)
             && l.media_type.contains("foreign")
@@ -405,6 +462,29 @@ pub(crate) async fn pull(
                 reason: format!("foreign layer {} is not supported", l.digest),
             });
         }
+    }
+    let t1 = Instant::now();
+    let mut fetched = Vec::new();
+    let mut skipped = Vec::new();
+    let mut bytes_downloaded = 0;
+
+    // The config first: it is small, and its diff IDs let each layer be unpacked as soon as
+    // its download finishes, while the others are still arriving.
+    let config_job = BlobJob {
+        digest: manifest.config.digest.clone(),
+        size: manifest.config.size,
+        show: false,
+    };
+    if store.content().has(&config_job.digest) {
+        skipped.push(config_job.digest.clone());
+    } else {
+        bytes_downloaded += fetch_blob(client, &store, &config_job, progress).await?;
+        fetched.push(config_job.digest.clone());
+    }
+    let plan = unpack_plan(&store, &manifest).await;
+
+    let mut jobs: Vec<BlobJob> = Vec::new();
+    for l in &manifest.layers {
         if !jobs.iter().any(|j| j.digest == l.digest) {
             jobs.push(BlobJob {
                 digest: l.digest.clone(),
@@ -413,60 +493,90 @@ pub(crate) async fn pull(
             });
         }
     }
-
-    let mut skipped = Vec::new();
-    let mut todo = Vec::new();
-    for j in jobs {
-        if store.content().has(&j.digest) {
-            if j.show {
-                progress.status(&j.digest, "Already exists");
-            }
-            skipped.push(j.digest);
-        } else {
-            if j.show {
-                progress.status(&j.digest, "Pulling fs layer");
-            }
-            todo.push(j);
-        }
+    let mut present = Vec::new();
+    for j in &jobs {
+        let has = store.content().has(&j.digest);
+        progress.status(
+            &j.digest,
+            if has {
+                "Already exists"
+            } else {
+                "Pulling fs layer"
+            },
+        );
+        present.push(has);
     }
 
-    let t1 = Instant::now();
-    let concurrency = opts.concurrency.max(1);
-    let results: Vec<Result<(Digest, u64)>> = futures_util::stream::iter(todo.iter())
-        .map(|j| {
-            let store = &store;
-            async move {
-                let n = fetch_blob(client, store, j, progress).await?;
-                if j.show {
-                    progress.status(&j.digest, "Download complete");
+    // Downloads and unpacks are bounded separately: a layer waiting for a CPU to unpack on
+    // must not hold a connection another layer could download on.
+    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
+    let unpackers = tokio::sync::Semaphore::new(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    );
+    let results: Vec<Result<(Digest, Option<u64>, bool)>> =
+        futures_util::stream::iter(jobs.iter().zip(present.iter()))
+            .map(|(j, has)| {
+                let store = &store;
+                let plan = &plan;
+                let downloads = &downloads;
+                let unpackers = &unpackers;
+                async move {
+                    let mut n = None;
+                    if !*has {
+                        let _slot = downloads
+                            .acquire()
+                            .await
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                        n = Some(fetch_blob(client, store, j, progress).await?);
+                        progress.status(&j.digest, "Download complete");
+                    }
+                    let mut unpacked = false;
+                    for step in plan.iter().filter(|s| s.blob == j.digest) {
+                        let _cpu = unpackers
+                            .acquire()
+                            .await
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                        if !*has {
+                            progress.status(&j.digest, "Extracting");
+                        }
+                        unpack(store, step).await?;
+                        unpacked = true;
+                    }
+                    if unpacked && !*has {
+                        progress.status(&j.digest, "Pull complete");
+                    }
+                    Ok((j.digest.clone(), n, unpacked))
                 }
-                Ok((j.digest.clone(), n))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let mut fetched = Vec::new();
-    let mut bytes_downloaded = 0;
+            })
+            .buffer_unordered(jobs.len().max(1))
+            .collect()
+            .await;
+    let mut late = Vec::new();
     for r in results {
-        let (d, n) = r?;
-        fetched.push(d);
-        bytes_downloaded += n;
-    }
-    let download_ms = t1.elapsed().as_millis() as u64;
-    // Docker shows the unpacking as "Extracting"; berth unpacks in `register`, all layers
-    // in one call, so they all say so until it returns.
-    for j in &todo {
-        if j.show {
-            progress.status(&j.digest, "Extracting");
+        let (d, n, unpacked) = r?;
+        match n {
+            Some(n) => {
+                bytes_downloaded += n;
+                if !unpacked {
+                    late.push(d.clone());
+                }
+                fetched.push(d);
+            }
+            None => skipped.push(d),
         }
     }
     tracing::debug!(
-        ms = download_ms,
+        ms = t1.elapsed().as_millis() as u64,
         bytes = bytes_downloaded,
         blobs = fetched.len(),
-        "blobs downloaded"
+        "blobs downloaded and layers unpacked"
     );
+    // Layers the plan did not cover (no usable config) are unpacked by `register`.
+    for d in &late {
+        progress.status(d, "Extracting");
+    }
 
     // The manifest goes in last: it is what makes the image complete.
     let t2 = Instant::now();
@@ -490,14 +600,9 @@ pub(crate) async fn pull(
     })
     .await
     .map_err(|e| Error::Internal(format!("register thread: {e}")))??;
-    tracing::debug!(
-        ms = t2.elapsed().as_millis() as u64,
-        "image registered (layers unpacked)"
-    );
-    for l in &manifest.layers {
-        if fetched.contains(&l.digest) {
-            progress.status(&l.digest, "Pull complete");
-        }
+    tracing::debug!(ms = t2.elapsed().as_millis() as u64, "image registered");
+    for d in &late {
+        progress.status(d, "Pull complete");
     }
     progress.finish();
     tracing::debug!(total_ms = t0.elapsed().as_millis() as u64, "pull done");

@@ -615,6 +615,9 @@ async fn image_store_roundtrip() {
     assert_eq!(image.id, src_image.id);
     assert_eq!(image.manifest_digest, md);
     assert_eq!(image.layers, src_image.layers);
+    // Every layer was unpacked (during the download, then found by register).
+    let top = image.top_snapshot().expect("top snapshot");
+    assert!(dst.snapshotter().exists(&top).unwrap());
 
     // The pushed repository is now a known source: a push to another repository of the
     // same registry mounts instead of uploading.
