@@ -450,18 +450,20 @@ impl<'l> Extractor<'l> {
                     .open_dir(parent, true)?
                     .try_clone()
                     .map_err(|e| e.to_string())?;
-                self.remove_if_exists(&dir, name)?;
-                let fd = rfs::openat(
-                    &dir,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| format!("create file: {}", errno_str(e)))?;
+                let fd = self
+                    .create_replacing(&dir, name, || {
+                        rfs::openat(
+                            &dir,
+                            name,
+                            OFlags::WRONLY
+                                | OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o600),
+                        )
+                    })
+                    .map_err(|e| format!("create file: {e}"))?;
                 let mut f = File::from(fd);
                 let n = io::copy(data, &mut f).map_err(|e| format!("write file: {e}"))?;
                 if n != m.size {
@@ -476,10 +478,9 @@ impl<'l> Extractor<'l> {
                     .open_dir(parent, true)?
                     .try_clone()
                     .map_err(|e| e.to_string())?;
-                self.remove_if_exists(&dir, name)?;
                 // the target is stored as is: it is resolved only inside the container
-                rfs::symlinkat(target, &dir, name)
-                    .map_err(|e| format!("symlink: {}", errno_str(e)))?;
+                self.create_replacing(&dir, name, || rfs::symlinkat(target, &dir, name))
+                    .map_err(|e| format!("symlink: {e}"))?;
                 self.set_at_meta(&dir, name, m, true)?;
             }
             T::Link => {
@@ -582,6 +583,24 @@ impl<'l> Extractor<'l> {
         .map_err(|e| format!("create whiteout for {target:?}: {}", errno_str(e)))?;
         let _ = m;
         Ok(())
+    }
+
+    /// Runs `create` (an O_EXCL-style creation of `name` in `dir`); if something is already
+    /// there (an earlier entry of the same name), removes it and tries once more. Cheaper
+    /// than a stat before every entry, since in a fresh layer nothing usually is.
+    fn create_replacing<T>(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        create: impl Fn() -> rustix::io::Result<T>,
+    ) -> std::result::Result<T, String> {
+        match create() {
+            Err(Errno::EXIST) => {
+                self.remove_at(dir, name)?;
+                create().map_err(errno_str)
+            }
+            other => other.map_err(errno_str),
+        }
     }
 
     fn remove_if_exists(&mut self, dir: &OwnedFd, name: &[u8]) -> std::result::Result<(), String> {
@@ -878,6 +897,46 @@ mod tests {
         // the directory's time is set after its entries were made
         let d = std::fs::metadata(p.join("d")).unwrap();
         assert_eq!((d.mode() & 0o7777, d.mtime()), (0o750, 1_500_000_000));
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let me = (
+            nix::unistd::geteuid().as_raw() as u64,
+            nix::unistd::getegid().as_raw() as u64,
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |kind: tar::EntryType, path: &str, data: &[u8], link: Option<&str>| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o755);
+            h.set_uid(me.0);
+            h.set_gid(me.1);
+            h.set_mtime(1);
+            h.set_size(data.len() as u64);
+            match link {
+                Some(l) => b.append_link(&mut h, path, l).unwrap(),
+                None => b.append_data(&mut h, path, data).unwrap(),
+            }
+        };
+        add(tar::EntryType::Regular, "f", b"old", None);
+        add(tar::EntryType::Regular, "f", b"new", None);
+        add(tar::EntryType::Directory, "d/", b"", None);
+        add(tar::EntryType::Regular, "d/inner", b"x", None);
+        add(tar::EntryType::Regular, "d", b"now a file", None);
+        add(tar::EntryType::Symlink, "s", b"", Some("/etc/passwd"));
+        add(tar::EntryType::Regular, "s", b"not through the link", None);
+        let tar = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        extract_layer(&tar[..], dir.path(), "dups", None).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
+        assert_eq!(std::fs::read(dir.path().join("d")).unwrap(), b"now a file");
+        let s = std::fs::symlink_metadata(dir.path().join("s")).unwrap();
+        assert!(s.is_file());
+        assert_eq!(
+            std::fs::read(dir.path().join("s")).unwrap(),
+            b"not through the link"
+        );
     }
 
     #[test]
