@@ -159,7 +159,7 @@ PY
 "$tmp/freshfs.sh" "$tmp/berth.img" "$tmp/berthfs"
 echo "berth breakdown (RUST_LOG=berth_registry=debug):"
 RUST_LOG=berth_registry=debug "$BERTH" --data-root "$tmp/berthfs/root" pull -q "$image" 2>&1 >/dev/null |
-    grep -E "manifest resolved|blob received|blob downloaded|blobs downloaded|image registered|pull done" |
+    grep -E "manifest resolved|blob received|blob downloaded|layer unpacked|blobs downloaded|image registered|pull done" |
     sed 's/\x1b\[[0-9;]*m//g; s/^[^ ]* *DEBUG berth_registry::pull: /  /'
 mv "$tmp/berthfs/root/content" "$tmp/berthfs/content"
 rm -rf "$tmp/berthfs/root"; mkdir -p "$tmp/berthfs/root"
