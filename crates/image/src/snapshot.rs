@@ -656,6 +656,9 @@ fn mount_overlay_new_api(m: &Mount, target: &Path) -> std::result::Result<(), (b
             format!("fsopen: {e}"),
         )
     })?;
+    // what /proc/self/mountinfo shows as the source, as with mount(2)
+    fsconfig_set_string(&fs, "source", m.source.as_str())
+        .map_err(|e| (false, format!("source {}: {e}", m.source)))?;
     let (lowers, rest) = split_overlay_options(m);
     for l in &lowers {
         fsconfig_set_string(&fs, "lowerdir+", l.as_str())
