@@ -310,12 +310,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let rt = Runtime::new(&cli.root);
     match cli.command {
         Cmd::Create(c) => {
-            berth_runtime::protect_binary();
+            berth_runtime::protect_binary(berth_runtime::wants_shared_propagation(&c.bundle));
             rt.create(&create_opts(&c, false))?;
         }
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
-            berth_runtime::protect_binary();
+            berth_runtime::protect_binary(berth_runtime::wants_shared_propagation(&c.bundle));
             // init uses our terminal only when the spec asks for one
             let inherit_tty = c.console_socket.is_none() && std::io::stdin().is_terminal();
             let sigs = if detach {
@@ -366,7 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             id,
             command,
         } => {
-            berth_runtime::protect_binary();
+            berth_runtime::protect_binary(false);
             if process_label.is_some() || apparmor.is_some() {
                 tracing::warn!(
                     "--process-label and --apparmor are ignored: berth applies no LSM labels"

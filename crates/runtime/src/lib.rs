@@ -49,13 +49,32 @@ impl Runtime {
     }
 }
 
-/// CVE-2019-5736: before the runtime creates or joins a container, make it run from a sealed
-/// in-memory copy of its binary, so that no process of a container can overwrite the host's
-/// file through /proc/<pid>/exe. Skipped when the binary sits on a read-only mount (nothing to
-/// overwrite) or already runs from such a copy.
-pub fn protect_binary() {
-    if berth_sys::executable_is_writable() && !berth_sys::running_from_sealed_copy() {
-        let e = berth_sys::reexec_from_sealed_copy();
-        tracing::warn!(error = %e, "could not re-execute from a sealed copy; continuing");
+/// CVE-2019-5736: before the runtime creates or joins a container, make sure no process of
+/// a container can overwrite the host's binary through /proc/<pid>/exe. Nothing to do when the
+/// binary sits on a read-only mount (or we already re-executed). Otherwise re-execute through
+/// a read-only bind mount of the binary in a private (slave) mount namespace — one exec, no
+/// copy — or, when `shared_propagation` is asked for (the container's mounts must propagate
+/// back to the host, which a slave namespace would stop), from a sealed in-memory copy.
+pub fn protect_binary(shared_propagation: bool) {
+    if !berth_sys::executable_is_writable() || berth_sys::running_from_sealed_copy() {
+        return;
+    }
+    let e = if shared_propagation {
+        berth_sys::reexec_from_sealed_copy()
+    } else {
+        let e = berth_sys::reexec_from_readonly_bind();
+        tracing::debug!(error = %e, "read-only bind re-exec failed; copying the binary instead");
+        berth_sys::reexec_from_sealed_copy()
+    };
+    tracing::warn!(error = %e, "could not re-execute from a protected binary; continuing");
+}
+
+/// Whether a bundle's config asks for mounts that propagate back to the host ("shared" or
+/// "rshared"), judged from the raw file so that no second parse is needed.
+pub fn wants_shared_propagation(bundle: &std::path::Path) -> bool {
+    match std::fs::read(bundle.join("config.json")) {
+        // matches "shared" and "rshared"
+        Ok(d) => d.windows(7).any(|w| w == b"shared\""),
+        Err(_) => false,
     }
 }

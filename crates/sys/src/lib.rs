@@ -376,23 +376,82 @@ fn reexec_inner() -> io::Result<Never> {
     if unsafe { libc::fcntl(mfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let args: Vec<CString> = std::env::args_os()
-        .map(|a| {
-            use std::os::unix::ffi::OsStrExt;
-            CString::new(a.as_bytes()).unwrap_or_default()
-        })
-        .collect();
-    let env: Vec<CString> = std::env::vars_os()
+    let args = current_args();
+    let env = current_env();
+    nix::unistd::fexecve(mfd.as_raw_fd(), &args, &env).map_err(io::Error::from)?;
+    Err(io::Error::other("fexecve returned"))
+}
+
+/// Re-execute the current program through a read-only bind mount of its own file, made in a
+/// new mount namespace of this process that receives the host's mount events but sends none
+/// back (MS_SLAVE). Afterwards /proc/self/exe is on a read-only mount, so writing through it
+/// fails with EROFS (CVE-2019-5736), at the cost of one exec instead of copying the binary.
+///
+/// Not for callers whose children need mounts to propagate back to the host (shared
+/// propagation): their namespace would be a slave. Returns only on failure; on failure the
+/// caller may still be in the new mount namespace, which is harmless.
+pub fn reexec_from_readonly_bind() -> io::Error {
+    match readonly_bind_inner() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn readonly_bind_inner() -> io::Result<Never> {
+    use nix::mount::{mount, MsFlags};
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    if exe.to_string_lossy().ends_with(" (deleted)") {
+        return Err(io::Error::other("the running binary was replaced on disk"));
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)?;
+    mount(
+        Some(&exe),
+        &exe,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)?;
+    mount(
+        None::<&str>,
+        &exe,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)?;
+    let path = cstring(&exe)?;
+    let args = current_args();
+    let env = current_env();
+    nix::unistd::execve(&path, &args, &env).map_err(io::Error::from)?;
+    Err(io::Error::other("execve returned"))
+}
+
+fn current_args() -> Vec<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect()
+}
+
+fn current_env() -> Vec<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::vars_os()
         .map(|(k, v)| {
-            use std::os::unix::ffi::OsStrExt;
             let mut b = k.as_bytes().to_vec();
             b.push(b'=');
             b.extend_from_slice(v.as_bytes());
             CString::new(b).unwrap_or_default()
         })
-        .collect();
-    nix::unistd::fexecve(mfd.as_raw_fd(), &args, &env).map_err(io::Error::from)?;
-    Err(io::Error::other("fexecve returned"))
+        .collect()
 }
 
 /// Whether the running executable's file can be written by root (its mount is not read-only).
