@@ -312,7 +312,34 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
-        match berth_sys::clone_fork(plan.clone_flags.bits()).map_err(|e| Error::sys("clone", e))? {
+        // On cgroup v2 the init is born in its cgroup (no move, no RCU wait); v1 moves it.
+        let cgroup_dir = match guard.cgroup.as_ref() {
+            Some(berth_cgroups::AnyManager::V2(m)) => fs::File::open(m.dir()).ok(),
+            _ => None,
+        };
+        let forked = match &cgroup_dir {
+            Some(dir) => {
+                match berth_sys::clone_fork_into_cgroup(plan.clone_flags.bits(), dir.as_fd()) {
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
+                        ) =>
+                    {
+                        None
+                    }
+                    other => Some(other.map_err(|e| Error::sys("clone3", e))?),
+                }
+            }
+            None => None,
+        };
+        let born_in_cgroup = forked.is_some();
+        let forked = match forked {
+            Some(f) => f,
+            None => berth_sys::clone_fork(plan.clone_flags.bits())
+                .map_err(|e| Error::sys("clone", e))?,
+        };
+        match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
                 init::run(InitArgs {
@@ -337,8 +364,10 @@ impl Runtime {
                 drop(fifo);
                 drop(console);
                 guard.pid = Some(pid);
-                if let Some(cg) = &guard.cgroup {
-                    cg.apply(pid)?;
+                if !born_in_cgroup {
+                    if let Some(cg) = &guard.cgroup {
+                        cg.apply(pid)?;
+                    }
                 }
                 if new_user {
                     let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;

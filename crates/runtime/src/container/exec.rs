@@ -91,7 +91,30 @@ impl Runtime {
             Some(crate::wait::block_forwarded()?)
         };
         let (parent_chan, child_chan) = channel::pair()?;
-        match berth_sys::clone_fork(0).map_err(|e| Error::sys("clone", e))? {
+        let cgroup_dir = match &cgroup {
+            berth_cgroups::AnyManager::V2(m) => File::open(m.dir()).ok(),
+            _ => None,
+        };
+        let forked = match &cgroup_dir {
+            Some(dir) => match berth_sys::clone_fork_into_cgroup(0, dir.as_fd()) {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
+                    ) =>
+                {
+                    None
+                }
+                other => Some(other.map_err(|e| Error::sys("clone3", e))?),
+            },
+            None => None,
+        };
+        let born_in_cgroup = forked.is_some();
+        let forked = match forked {
+            Some(f) => f,
+            None => berth_sys::clone_fork(0).map_err(|e| Error::sys("clone", e))?,
+        };
+        match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
                 if let Some(s) = &sigs {
@@ -123,8 +146,10 @@ impl Runtime {
                     let _ = crate::wait::reap(pid);
                     e
                 };
-                if let Err(e) = cgroup.apply(pid) {
-                    return Err(fail(e.into()));
+                if !born_in_cgroup {
+                    if let Err(e) = cgroup.apply(pid) {
+                        return Err(fail(e.into()));
+                    }
                 }
                 parent_chan.send(&Msg::Go).map_err(fail)?;
                 // End of file means the exec succeeded (the channel is close-on-exec).
