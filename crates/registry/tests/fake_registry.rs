@@ -55,6 +55,8 @@ fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Resp {
 struct State {
     log: Vec<String>,
     manifest_503_sent: bool,
+    /// The first GET of the layer is cut off halfway (a connection reset mid-body).
+    layer_cut_sent: bool,
     scopes: Vec<String>,
 }
 
@@ -94,6 +96,7 @@ async fn serve(
             let bearer_ok = auth == "Bearer tok-123";
             let challenge =
                 format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake-registry\"");
+            let mut cut = false;
             let r = {
                 let mut st = state.lock().unwrap();
                 st.log.push(format!("{method} {path}"));
@@ -106,7 +109,13 @@ async fn serve(
                     )
                 } else if let Some(d) = path.strip_prefix("/storage/") {
                     match blobs.get(d) {
-                        Some((_, b)) => resp(200, &[], b),
+                        Some((mt, b)) => {
+                            if mt == "layer" && !st.layer_cut_sent {
+                                st.layer_cut_sent = true;
+                                cut = true;
+                            }
+                            resp(200, &[], b)
+                        }
                         None => resp(404, &[], b""),
                     }
                 } else if !bearer_ok {
@@ -151,6 +160,10 @@ async fn serve(
             }
             out.push_str("\r\n");
             let _ = sock.write_all(out.as_bytes()).await;
+            if cut {
+                let _ = sock.write_all(&r.body[..r.body.len() / 2]).await;
+                return; // dropped: the client sees the body end early
+            }
             if method != "HEAD" {
                 let _ = sock.write_all(&r.body).await;
             }
@@ -192,7 +205,7 @@ async fn bearer_token_retry_redirect_and_index() {
         ("application/vnd.oci.image.index.v1+json".to_string(), index),
     );
     blobs.insert(md.to_string(), (oci_m.clone(), manifest));
-    blobs.insert(ld.to_string(), (String::new(), layer.clone()));
+    blobs.insert(ld.to_string(), ("layer".to_string(), layer.clone()));
     blobs.insert(cd.to_string(), (String::new(), config));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -228,6 +241,14 @@ async fn bearer_token_retry_redirect_and_index() {
     {
         let st = state.lock().unwrap();
         assert!(st.manifest_503_sent);
+        // The layer download broken halfway was started again and completed.
+        assert!(st.layer_cut_sent);
+        let layer_gets = st
+            .log
+            .iter()
+            .filter(|l| **l == format!("GET /storage/{ld}"))
+            .count();
+        assert_eq!(layer_gets, 2, "{:?}", st.log);
         assert_eq!(
             st.scopes.len(),
             1,
