@@ -105,6 +105,10 @@ async fn run_async(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32
             name,
         } => {
             let reference = parse_reference(&name)?;
+            let last = name.rsplit('/').next().unwrap_or(&name);
+            if !quiet && !last.contains(':') && !last.contains('@') {
+                println!("Using default tag: latest");
+            }
             let platform = platform
                 .map(|p| Platform::parse(&p))
                 .transpose()
