@@ -105,10 +105,7 @@ async fn run_async(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32
             name,
         } => {
             let reference = parse_reference(&name)?;
-            let last = name.rsplit('/').next().unwrap_or(&name);
-            if !quiet && !last.contains(':') && !last.contains('@') {
-                println!("Using default tag: latest");
-            }
+            say_default_tag(&name, quiet);
             let platform = platform
                 .map(|p| Platform::parse(&p))
                 .transpose()
@@ -150,6 +147,7 @@ async fn run_async(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32
             name,
         } => {
             let reference = parse_reference(&name)?;
+            say_default_tag(&name, quiet);
             let reg = registry(data_root)?;
             let store = open_store(data_root)?;
             let progress: Arc<dyn berth_registry::Progress> = if quiet {
@@ -229,6 +227,14 @@ async fn run_async(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32
             }
             Ok(0)
         }
+    }
+}
+
+/// Docker says so when a name without tag or digest is taken as `:latest`.
+fn say_default_tag(name: &str, quiet: bool) {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if !quiet && !last.contains(':') && !last.contains('@') {
+        println!("Using default tag: latest");
     }
 }
 
