@@ -1,7 +1,8 @@
 //! Pull: resolve a tag or digest to a manifest (choosing the platform from an index),
-//! verify every byte against its digest, fetch config and layers in parallel (bounded),
-//! streaming each to the content store on a blocking thread so no layer is ever held in
-//! memory, skip what the store already has, then register the image.
+//! verify every byte against its digest, fetch the config and then the layers in parallel
+//! (bounded), streaming each to the content store on a blocking thread so no layer is ever
+//! held in memory, unpack each layer as soon as it is committed while the others download,
+//! skip what the store already has, then register the image.
 
 use std::io::Write;
 use std::sync::Arc;
