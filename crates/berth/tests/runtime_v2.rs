@@ -95,8 +95,8 @@ fn v2_cpu_max_and_weight_hold_and_stats_read_back() {
     let used = v["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
     assert!(used > 10_000_000, "the loop did not run: {ev}");
     assert!(
-        used < 450_000_000,
-        "cpu.max of 0.1 CPU not enforced: {used} ns in 1.5 s"
+        used < allowed_ns,
+        "cpu.max of 0.1 CPU not enforced: {used} ns used in {elapsed_ns} ns"
     );
     assert!(v["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
     assert!(
