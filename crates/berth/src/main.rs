@@ -11,7 +11,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth", version, about = "A container engine for Linux")]
 struct Cli {
     /// Where berth keeps images, containers and its database.
-    #[arg(long, global = true, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_DATA_ROOT",
+        default_value = "/var/lib/berth"
+    )]
     data_root: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,

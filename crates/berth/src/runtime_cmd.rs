@@ -135,6 +135,9 @@ enum Cmd {
         cap: Vec<String>,
         #[arg(long, default_value_t = 0)]
         preserve_fds: i32,
+        /// Exec even when the container is paused (the process then waits, frozen).
+        #[arg(long)]
+        ignore_paused: bool,
         /// Accepted for compatibility: exec always joins the container's cgroup.
         #[arg(long, hide = true)]
         cgroup: Option<String>,
@@ -363,6 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             cap,
             preserve_fds,
             cgroup: _,
+            ignore_paused,
             id,
             command,
         } => {
@@ -419,9 +423,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     if !cap.is_empty() {
                         let mut caps = p.capabilities().clone().unwrap_or_default();
                         for name in cap {
-                            let c: oci_spec::runtime::Capability = name
-                                .parse()
-                                .map_err(|_| anyhow!("unknown capability {name:?}"))?;
+                            let c: oci_spec::runtime::Capability =
+                                serde_json::from_value(serde_json::Value::String(name.clone()))
+                                    .map_err(|_| anyhow!("unknown capability {name:?}"))?;
                             let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                                 let mut s = s.clone().unwrap_or_default();
                                 s.insert(c);
@@ -444,6 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     pid_file,
                     detach,
                     preserve_fds,
+                    ignore_paused,
                 },
             )?;
             if let ExecOutcome::Exited(code) = outcome {

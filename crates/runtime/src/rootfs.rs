@@ -26,6 +26,10 @@ pub struct MountOptions {
     pub clear: MsFlags,
     pub propagation: Vec<MsFlags>,
     pub data: Vec<String>,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): set and cleared with mount_setattr
+    /// (AT_RECURSIVE) on the whole tree, after the mount.
+    pub rec_set: u64,
+    pub rec_clear: u64,
 }
 
 /// Parse `options` as mount(8) does.
@@ -35,32 +39,41 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions> {
         clear: MsFlags::empty(),
         propagation: Vec::new(),
         data: Vec::new(),
+        rec_set: 0,
+        rec_clear: 0,
     };
     for opt in options {
+        if let Some((set, clear)) = recursive_attr(opt) {
+            o.rec_set = (o.rec_set & !clear) | set;
+            o.rec_clear = (o.rec_clear & !set) | clear;
+            continue;
+        }
         let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "ro" | "rro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" | "rrw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "suid" | "rsuid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nosuid" | "rnosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "dev" | "rdev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "nodev" | "rnodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "exec" | "rexec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "noexec" | "rnoexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "nosymfollow" => (MsFlags::from_bits_retain(256), MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MsFlags::from_bits_retain(256)),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
             "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
             "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
             "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
             "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
             "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
             "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" | "ratime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" | "rnoatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" | "rdiratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" | "rnodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" | "rrelatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" | "rnorelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" | "rstrictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" | "rnostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
             "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
             "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
@@ -90,6 +103,31 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions> {
         o.clear |= clear;
     }
     Ok(o)
+}
+
+/// mount_setattr(2) attributes of the recursive options: (set, clear).
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    use berth_sys::mount_attr as a;
+    Some(match opt {
+        "rro" => (a::RDONLY, 0),
+        "rrw" => (0, a::RDONLY),
+        "rnosuid" => (a::NOSUID, 0),
+        "rsuid" => (0, a::NOSUID),
+        "rnodev" => (a::NODEV, 0),
+        "rdev" => (0, a::NODEV),
+        "rnoexec" => (a::NOEXEC, 0),
+        "rexec" => (0, a::NOEXEC),
+        "rnodiratime" => (a::NODIRATIME, 0),
+        "rdiratime" => (0, a::NODIRATIME),
+        "rrelatime" => (a::RELATIME, a::ATIME_MASK),
+        "rnorelatime" | "ratime" => (a::RELATIME, a::ATIME_MASK),
+        "rnoatime" => (a::NOATIME, a::ATIME_MASK),
+        "rstrictatime" => (a::STRICTATIME, a::ATIME_MASK),
+        "rnostrictatime" => (a::RELATIME, a::ATIME_MASK),
+        "rnosymfollow" => (a::NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, a::NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 /// `rootfsPropagation` and the propagation options of a mount.
@@ -507,6 +545,20 @@ fn apply_propagation(
     opts: &MountOptions,
     m: &Mount,
 ) -> Result<()> {
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        let target = open_in_root(root, rel).map_err(|e| Error::io("open in rootfs", rel, e))?;
+        berth_sys::mount_setattr_recursive(target.as_fd(), opts.rec_set, opts.rec_clear).map_err(
+            |e| {
+                Error::sys(
+                    format!(
+                        "set recursive mount attributes on {}",
+                        m.destination().display()
+                    ),
+                    e,
+                )
+            },
+        )?;
+    }
     if opts.propagation.is_empty() {
         return Ok(());
     }

@@ -510,6 +510,55 @@ fn current_env() -> Vec<CString> {
         .collect()
 }
 
+/// MOUNT_ATTR_* values of mount_setattr(2).
+pub mod mount_attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    pub const ATIME_MASK: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x20_0000;
+}
+
+/// mount_setattr(2) with AT_RECURSIVE on the mount `target` refers to: the recursive mount
+/// options (`rro`, `rnosuid`, ...) that mount(2) cannot express. nix 0.29 has no wrapper.
+pub fn mount_setattr_recursive(target: BorrowedFd<'_>, set: u64, clear: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: the path is a valid empty C string, `attr` a properly laid out mount_attr of the
+    // size passed; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether the running executable's file can be written by root (its mount is not read-only).
 pub fn executable_is_writable() -> bool {
     match nix::sys::statvfs::statvfs("/proc/self/exe") {

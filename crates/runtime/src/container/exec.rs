@@ -22,6 +22,8 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: i32,
+    /// Allow exec into a paused container (runc refuses it unless asked).
+    pub ignore_paused: bool,
 }
 
 pub enum ExecOutcome {
@@ -35,7 +37,8 @@ impl Runtime {
     pub fn exec(&self, id: &str, o: ExecOptions) -> Result<ExecOutcome> {
         let c = self.load(id)?;
         let status = c.status();
-        if !matches!(status, Status::Running | Status::Created) {
+        let paused_ok = o.ignore_paused && status == Status::Paused;
+        if !matches!(status, Status::Running | Status::Created) && !paused_ok {
             return Err(Error::WrongState {
                 id: id.into(),
                 status: status.to_string(),
