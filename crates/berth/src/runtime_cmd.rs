@@ -289,7 +289,7 @@ impl Logger {
                 let _ = writeln!(f, "{line}");
             }
         }
-        eprintln!("berth-runtime: {msg}");
+        eprintln!("berth-runtime: error: {msg}");
     }
 }
 
