@@ -426,6 +426,13 @@ async fn basic_auth() {
     if !have_registry("basic_auth") {
         return;
     }
+    if Command::new("htpasswd").arg("-h").output().is_err() {
+        if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+            panic!("basic_auth: htpasswd (apache2-utils) not installed");
+        }
+        eprintln!("SKIP: basic_auth: htpasswd (apache2-utils) not installed (run tests/registry/setup.sh)");
+        return;
+    }
     let reg = TestRegistry::start(Some(("alice", "s3cret")));
     let creds = tempfile::tempdir().unwrap();
     let creds_file = creds.path().join("config.json");
