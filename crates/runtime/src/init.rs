@@ -32,6 +32,8 @@ pub struct InitArgs {
     /// `run` in the foreground without a console socket: the terminal is our own stdin.
     pub inherit_tty: bool,
     pub state_for_hooks: OciState,
+    /// Set once `start` released us: errors after it go to stderr.
+    pub started: std::cell::Cell<bool>,
 }
 
 /// Never returns: either execs the user's program or exits with status 1 after reporting why.
@@ -40,7 +42,11 @@ pub fn run(args: InitArgs) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = args.chan.send(&Msg::Failed(err.to_string()));
+    // Before `start` the runtime reads this; after it (the runtime has returned) the only
+    // witness is the container's stderr, as with runc.
+    if args.chan.send(&Msg::Failed(err.to_string())).is_err() || args.started.get() {
+        eprintln!("berth-runtime: error: {err}");
+    }
     std::process::exit(1)
 }
 
@@ -156,6 +162,14 @@ fn init(a: &InitArgs) -> Result<Never> {
 
     // Created: the runtime records us and returns; we wait for `start`.
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| Error::sys("prctl PR_SET_PDEATHSIG", e))?;
+    // Credentials, capabilities and seccomp now, so that their errors belong to `create`.
+    crate::process::finish(
+        process,
+        &prepared,
+        a.preserve_fds,
+        plan.types
+            .contains(&oci_spec::runtime::LinuxNamespaceType::User),
+    )?;
     a.chan.send(&Msg::Ready)?;
     let mut b = [0u8; 1];
     loop {
@@ -165,6 +179,7 @@ fn init(a: &InitArgs) -> Result<Never> {
             Err(e) => return Err(Error::sys("wait for start", e)),
         }
     }
+    a.started.set(true);
     if let Some(hooks) = spec
         .hooks()
         .as_ref()
@@ -174,13 +189,7 @@ fn init(a: &InitArgs) -> Result<Never> {
         st.status = Status::Running;
         crate::hooks::run(hooks, &st)?;
     }
-    Err(crate::process::finish_and_exec(
-        process,
-        prepared,
-        a.preserve_fds,
-        plan.types
-            .contains(&oci_spec::runtime::LinuxNamespaceType::User),
-    ))
+    Err(crate::process::exec(&prepared))
 }
 
 /// A new pseudo-terminal inside the container; the master goes to whoever listens on the

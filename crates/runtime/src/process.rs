@@ -198,11 +198,18 @@ pub fn finish_and_exec(
         Ok(()) => {}
         Err(e) => return e,
     }
+    exec(&prepared)
+}
+
+/// The final execve; returns only on failure.
+pub fn exec(prepared: &Prepared) -> Error {
     let err = berth_sys::execve(&prepared.exe, &prepared.argv, &prepared.envp);
     Error::Init(format!("exec {}: {err}", prepared.exe.to_string_lossy()))
 }
 
-fn finish(p: &Process, prepared: &Prepared, preserve_fds: i32, in_user_ns: bool) -> Result<()> {
+/// Everything but the exec: user, capabilities, no_new_privs, seccomp, descriptors. After it,
+/// only syscalls the seccomp profile allows may follow (runc's order, which profiles expect).
+pub fn finish(p: &Process, prepared: &Prepared, preserve_fds: i32, in_user_ns: bool) -> Result<()> {
     let nnp = p.no_new_privileges().unwrap_or(false);
     let caps: LinuxCapabilities = p.capabilities().clone().unwrap_or_default();
     if !nnp {

@@ -357,6 +357,7 @@ impl Runtime {
                     preserve_fds: o.preserve_fds,
                     inherit_tty: o.inherit_tty,
                     state_for_hooks,
+                    started: std::cell::Cell::new(false),
                 })
             }
             berth_sys::Forked::Parent(pid) => {
