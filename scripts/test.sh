@@ -35,9 +35,8 @@ step "cargo test (unit + integration on this kernel)" cargo test --workspace
 step "cgroup v2 tests in a VM" bash .ci/cgroup2-vm-tests
 step "engines: docker and podman drive berth-runtime" bash tests/engines.sh "$repo/target/debug/berth"
 step "interop: docker load/save" bash tests/interop-docker.sh "$repo/target/debug/berth"
-if [ -f tests/registry/skopeo.sh ]; then
-  step "interop: skopeo <-> registry" bash tests/registry/skopeo.sh "$repo/target/debug/berth"
-fi
+step "interop: skopeo <-> registry" bash tests/registry/skopeo.sh "$repo/target/debug/berth"
+step "interop: docker push/pull <-> berth through a registry" bash tests/registry/docker.sh "$repo/target/debug/berth"
 
 echo
 echo "=== test.sh summary"
