@@ -632,3 +632,61 @@ fn recursive_mount_options_reach_submounts() {
     let text = ok(&b.run());
     assert_eq!(text.trim(), "ro", "submount is not read-only: {text}");
 }
+
+#[test]
+fn seccomp_notify_hands_the_descriptor_to_the_agent() {
+    if require_root() {
+        return;
+    }
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    let mut b = Bundle::new("notify", &["sh", "-c", "mkdir /tmp/x; echo rc=$?"]);
+    let sock_path = b.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    b.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock_path,
+        "listenerMetadata": "berth-test-metadata",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    // The agent: take the message and the descriptor, check them, then close the descriptor,
+    // which makes the notified syscalls fail with ENOSYS.
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c {
+                fds.extend(f);
+            }
+        }
+        let n = msg.bytes;
+        let v: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        for fd in &fds {
+            let _ = nix::unistd::close(*fd);
+        }
+        (v, fds.len())
+    });
+    let out = b.run();
+    let (v, nfds) = agent.join().unwrap();
+    assert_eq!(nfds, 1, "no descriptor received: {v}");
+    assert_eq!(v["fds"], json!(["seccompFd"]));
+    assert_eq!(v["metadata"], "berth-test-metadata");
+    assert_eq!(v["state"]["id"], b.id.as_str());
+    assert!(v["pid"].as_i64().unwrap() > 1, "{v}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("rc=1"),
+        "mkdir was not intercepted: {text} {}",
+        stderr(&out)
+    );
+}

@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub enum Msg {
-    /// parent → child: the cgroup and the id mappings are in place; go on.
-    Go,
+    /// parent → child: the cgroup and the id mappings are in place; go on. Carries the
+    /// child's pid as the runtime sees it (for the seccomp agent).
+    Go(i32),
     /// child → parent: namespaces exist, run createRuntime (and prestart) hooks now.
     RunRuntimeHooks,
     /// parent → child: those hooks are done.

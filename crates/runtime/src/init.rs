@@ -32,6 +32,8 @@ pub struct InitArgs {
     /// `run` in the foreground without a console socket: the terminal is our own stdin.
     pub inherit_tty: bool,
     pub state_for_hooks: OciState,
+    /// The seccomp agent (listenerPath), connected by the runtime on the host.
+    pub seccomp_agent: Option<crate::seccomp::NotifyAgent>,
     /// Set once `start` released us: errors after it go to stderr.
     pub started: std::cell::Cell<bool>,
 }
@@ -67,7 +69,11 @@ fn init(a: &InitArgs) -> Result<Never> {
     // If the runtime dies before we are created, die too instead of waiting forever.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| Error::sys("prctl PR_SET_PDEATHSIG", e))?;
-    expect(&a.chan, Msg::Go)?;
+    let host_pid = match a.chan.recv()? {
+        Some(Msg::Go(pid)) => pid,
+        Some(other) => return Err(Error::Init(format!("unexpected message {other:?}"))),
+        None => return Err(Error::Init("the runtime went away during setup".into())),
+    };
 
     let spec = &a.spec;
     let plan = &a.plan;
@@ -169,6 +175,7 @@ fn init(a: &InitArgs) -> Result<Never> {
         a.preserve_fds,
         plan.types
             .contains(&oci_spec::runtime::LinuxNamespaceType::User),
+        a.seccomp_agent.as_ref().map(|ag| (ag, host_pid)),
     )?;
     a.chan.send(&Msg::Ready)?;
     let mut b = [0u8; 1];

@@ -193,8 +193,9 @@ pub fn finish_and_exec(
     prepared: Prepared,
     preserve_fds: i32,
     in_user_ns: bool,
+    agent: Option<(&crate::seccomp::NotifyAgent, i32)>,
 ) -> Error {
-    match finish(p, &prepared, preserve_fds, in_user_ns) {
+    match finish(p, &prepared, preserve_fds, in_user_ns, agent) {
         Ok(()) => {}
         Err(e) => return e,
     }
@@ -209,12 +210,21 @@ pub fn exec(prepared: &Prepared) -> Error {
 
 /// Everything but the exec: user, capabilities, no_new_privs, seccomp, descriptors. After it,
 /// only syscalls the seccomp profile allows may follow (runc's order, which profiles expect).
-pub fn finish(p: &Process, prepared: &Prepared, preserve_fds: i32, in_user_ns: bool) -> Result<()> {
+pub fn finish(
+    p: &Process,
+    prepared: &Prepared,
+    preserve_fds: i32,
+    in_user_ns: bool,
+    agent: Option<(&crate::seccomp::NotifyAgent, i32)>,
+) -> Result<()> {
     let nnp = p.no_new_privileges().unwrap_or(false);
     let caps: LinuxCapabilities = p.capabilities().clone().unwrap_or_default();
     if !nnp {
         if let Some(f) = &prepared.seccomp {
             crate::seccomp::load(f)?;
+            if let Some((agent, pid)) = agent {
+                crate::seccomp::send_to_agent(f, agent, pid)?;
+            }
         }
     }
     // Bounding set first: it needs CAP_SETPCAP, which may be dropped below.
@@ -280,6 +290,9 @@ pub fn finish(p: &Process, prepared: &Prepared, preserve_fds: i32, in_user_ns: b
             .map_err(|e| Error::sys("prctl PR_SET_NO_NEW_PRIVS", e))?;
         if let Some(f) = &prepared.seccomp {
             crate::seccomp::load(f)?;
+            if let Some((agent, pid)) = agent {
+                crate::seccomp::send_to_agent(f, agent, pid)?;
+            }
         }
     }
     // Nothing the runtime or its caller opened reaches the program, beyond stdio and the

@@ -309,6 +309,7 @@ impl Runtime {
         };
 
         let hooks = spec.hooks().clone();
+        let seccomp_agent = connect_agent(&spec, &state_for_hooks)?;
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
@@ -358,6 +359,7 @@ impl Runtime {
                     inherit_tty: o.inherit_tty,
                     state_for_hooks,
                     started: std::cell::Cell::new(false),
+                    seccomp_agent,
                 })
             }
             berth_sys::Forked::Parent(pid) => {
@@ -375,7 +377,7 @@ impl Runtime {
                     write_id_map(pid, "uid_map", l.uid_mappings().as_deref().unwrap_or(&[]))?;
                     write_id_map(pid, "gid_map", l.gid_mappings().as_deref().unwrap_or(&[]))?;
                 }
-                parent_chan.send(&Msg::Go)?;
+                parent_chan.send(&Msg::Go(pid))?;
                 state_for_hooks.pid = pid;
                 loop {
                     match parent_chan.recv()? {
@@ -446,4 +448,25 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Connect to the seccomp agent at `listenerPath`, if the spec names one: here, on the host,
+/// because the container's init cannot reach the path once its root is switched.
+pub(crate) fn connect_agent(
+    spec: &Spec,
+    state: &OciState,
+) -> Result<Option<crate::seccomp::NotifyAgent>> {
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let Some(path) = s.listener_path() else {
+        return Ok(None);
+    };
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::io("connect to the seccomp agent", path, e))?;
+    Ok(Some(crate::seccomp::NotifyAgent {
+        sock,
+        metadata: s.listener_metadata().clone().unwrap_or_default(),
+        state: state.clone(),
+    }))
 }

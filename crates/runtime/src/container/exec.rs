@@ -88,6 +88,7 @@ impl Runtime {
             None => None,
         };
         let in_user_ns = c.record.user_ns;
+        let agent = crate::container::create::connect_agent(&spec, &c.oci_state())?;
         let sigs = if o.detach {
             None
         } else {
@@ -131,6 +132,7 @@ impl Runtime {
                     console.as_ref(),
                     o.preserve_fds,
                     in_user_ns,
+                    agent.as_ref(),
                 ) {
                     Ok(never) => match never {},
                     Err(e) => e,
@@ -154,7 +156,7 @@ impl Runtime {
                         return Err(fail(e.into()));
                     }
                 }
-                parent_chan.send(&Msg::Go).map_err(fail)?;
+                parent_chan.send(&Msg::Go(pid)).map_err(fail)?;
                 // End of file means the exec succeeded (the channel is close-on-exec).
                 match parent_chan.recv() {
                     Ok(None) => {}
@@ -183,6 +185,7 @@ impl Runtime {
 
 enum Never {}
 
+#[allow(clippy::too_many_arguments)]
 fn exec_child(
     chan: &channel::Channel,
     nss: &[(LinuxNamespaceType, OwnedFd, PathBuf)],
@@ -191,15 +194,16 @@ fn exec_child(
     console: Option<&std::os::unix::net::UnixStream>,
     preserve_fds: i32,
     in_user_ns: bool,
+    agent: Option<&crate::seccomp::NotifyAgent>,
 ) -> Result<Never> {
     // not reachable through /proc/<pid>/exe by the container while we still run berth's code
     let _ = nix::sys::prctl::set_dumpable(false);
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| Error::sys("prctl PR_SET_PDEATHSIG", e))?;
-    match chan.recv()? {
-        Some(Msg::Go) => {}
+    let notify_pid = match chan.recv()? {
+        Some(Msg::Go(pid)) => pid,
         _ => return Err(Error::Init("the runtime went away".into())),
-    }
+    };
     for (t, fd, path) in nss {
         if !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
             namespaces::enter(fd.as_fd(), *t, path)?;
@@ -226,5 +230,6 @@ fn exec_child(
         prepared,
         preserve_fds,
         in_user_ns,
+        agent.map(|ag| (ag, notify_pid)),
     ))
 }
