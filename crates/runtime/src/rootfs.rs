@@ -362,7 +362,12 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<OwnedFd> {
         None,
         Path::new("/"),
     )?;
-    // pivot_root needs the new root to be a mount point, and its parent not shared.
+    // pivot_root refuses a new root whose parent mount is shared, and an unbindable parent
+    // cannot be bound: make the mount that holds the rootfs private (in this namespace only).
+    if let Some(mp) = mount_point_of(ctx.rootfs.parent().unwrap_or(Path::new("/"))) {
+        do_mount(None, &mp, None, MsFlags::MS_PRIVATE, None, &mp)?;
+    }
+    // pivot_root needs the new root to be a mount point.
     do_mount(
         Some(ctx.rootfs),
         ctx.rootfs,
@@ -889,22 +894,68 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     Ok(())
 }
 
-/// After pivot_root: masked paths, read-only paths, read-only root.
+/// The mount point (from /proc/self/mountinfo) of the mount that contains `path`.
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<PathBuf> = None;
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if path.starts_with(&mp)
+            && best
+                .as_ref()
+                .is_none_or(|b| mp.as_os_str().len() > b.as_os_str().len())
+        {
+            best = Some(mp);
+        }
+    }
+    best
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// After pivot_root: the root's propagation, masked paths, read-only paths, read-only root.
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
+    // The spec's rootfsPropagation is for the container's "/", which only exists now.
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        if let Some(flag) = propagation_flag(p) {
+            do_mount(None, Path::new("/"), None, flag, None, Path::new("/"))?;
+        }
+    }
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
         .into_iter()
         .flatten()
     {
-        readonly_path(Path::new(p))?;
+        // after pivot_root a relative path can only mean one inside the container
+        readonly_path(&Path::new("/").join(p))?;
     }
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
         .flatten()
     {
-        mask_path(Path::new(p))?;
+        mask_path(&Path::new("/").join(p))?;
     }
     if spec
         .root()
@@ -1031,5 +1082,18 @@ mod tests {
             .is_dir());
         create_file_in_root(rfd.as_fd(), Path::new("evil/file")).unwrap();
         assert!(fs::read_dir(outside.path()).unwrap().next().is_none());
+    }
+}
+
+#[cfg(test)]
+mod mountinfo_tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/x\\134"), "/x\\");
+        assert!(mount_point_of(Path::new("/proc/self")).is_some());
     }
 }
