@@ -32,7 +32,9 @@ step() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (unit + integration on this kernel)" cargo test --workspace
-step "cgroup v2 tests in a VM" bash .ci/cgroup2-vm-tests
+# through a pipe: the VM tool re-opens its output, which would truncate a log file
+vm_tests() { set -o pipefail; bash .ci/cgroup2-vm-tests 2>&1 | cat; }
+step "cgroup v2 tests in a VM" vm_tests
 step "engines: docker and podman drive berth-runtime" bash tests/engines.sh "$repo/target/debug/berth"
 step "interop: docker load/save" bash tests/interop-docker.sh "$repo/target/debug/berth"
 step "interop: skopeo <-> registry" bash tests/registry/skopeo.sh "$repo/target/debug/berth"
