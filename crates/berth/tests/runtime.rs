@@ -690,3 +690,38 @@ fn seccomp_notify_hands_the_descriptor_to_the_agent() {
         stderr(&out)
     );
 }
+
+#[test]
+fn preserve_fds_passes_only_the_callers_descriptors() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("preserve", &["ls", "-l", "/proc/self/fd/"]);
+    b.write_spec();
+    let run = |n: &str, open_fd3: bool| {
+        let redirect = if open_fd3 {
+            "exec 3</etc/hostname; "
+        } else {
+            ""
+        };
+        let cmd = format!(
+            "{redirect}exec {} runtime --root {} run --preserve-fds {n} --bundle {} {}-{n}",
+            berth().display(),
+            b.root().display(),
+            b.path().display(),
+            b.id
+        );
+        std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .output()
+            .unwrap()
+    };
+    // the caller's fd 3 is passed on
+    let text = ok(&run("1", true));
+    assert!(text.contains(" 3 -> /"), "fd 3 not passed: {text}");
+    // a large count passes whatever the caller had open (cargo's jobserver, say), but nothing
+    // of the runtime's own: its exec fifo, its sockets
+    let text = ok(&run("100", false));
+    assert!(!text.contains("exec.fifo"), "the exec fifo leaked: {text}");
+    assert!(!text.contains("socket:"), "a runtime socket leaked: {text}");
+}

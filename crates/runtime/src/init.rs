@@ -28,7 +28,8 @@ pub struct InitArgs {
     pub cgroup_mount: ContainerMount,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
-    pub preserve_fds: i32,
+    /// Descriptors the caller passes on (`--preserve-fds`), found before anything was opened.
+    pub keep_fds: Vec<i32>,
     /// `run` in the foreground without a console socket: the terminal is our own stdin.
     pub inherit_tty: bool,
     pub state_for_hooks: OciState,
@@ -172,7 +173,7 @@ fn init(a: &InitArgs) -> Result<Never> {
     crate::process::finish(
         process,
         &prepared,
-        a.preserve_fds,
+        &a.keep_fds,
         plan.types
             .contains(&oci_spec::runtime::LinuxNamespaceType::User),
         a.seccomp_agent.as_ref().map(|ag| (ag, host_pid)),

@@ -191,11 +191,11 @@ fn caps_err(what: &str, e: caps::errors::CapsError) -> Error {
 pub fn finish_and_exec(
     p: &Process,
     prepared: Prepared,
-    preserve_fds: i32,
+    keep_fds: &[i32],
     in_user_ns: bool,
     agent: Option<(&crate::seccomp::NotifyAgent, i32)>,
 ) -> Error {
-    match finish(p, &prepared, preserve_fds, in_user_ns, agent) {
+    match finish(p, &prepared, keep_fds, in_user_ns, agent) {
         Ok(()) => {}
         Err(e) => return e,
     }
@@ -213,7 +213,7 @@ pub fn exec(prepared: &Prepared) -> Error {
 pub fn finish(
     p: &Process,
     prepared: &Prepared,
-    preserve_fds: i32,
+    keep_fds: &[i32],
     in_user_ns: bool,
     agent: Option<(&crate::seccomp::NotifyAgent, i32)>,
 ) -> Result<()> {
@@ -298,11 +298,25 @@ pub fn finish(
     // Nothing the runtime or its caller opened reaches the program, beyond stdio and the
     // descriptors the caller asked to pass (LISTEN_FDS style). CVE-2024-21626 was a leaked
     // directory descriptor of the host.
-    berth_sys::cloexec_from(3 + preserve_fds).map_err(|e| Error::sys("close descriptors", e))?;
-    for fd in 3..3 + preserve_fds {
-        let _ = berth_sys::clear_cloexec(fd);
+    berth_sys::cloexec_from(3).map_err(|e| Error::sys("close descriptors", e))?;
+    for fd in keep_fds {
+        let _ = berth_sys::clear_cloexec(*fd);
     }
     Ok(())
+}
+
+/// The descriptors a caller passes with `--preserve-fds N`: those among 3..3+N that are open
+/// without close-on-exec when the runtime starts. Everything the runtime itself opens is
+/// close-on-exec, so a large N can never pass one of the runtime's own descriptors (its exec
+/// fifo, its sockets) into the container.
+pub fn inherited_fds(n: i32) -> Vec<i32> {
+    (3..3i32.saturating_add(n.max(0)))
+        .filter(|fd| {
+            nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_GETFD)
+                .map(|f| f & libc::FD_CLOEXEC == 0)
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Change to the process's working directory (inside the container), creating nothing.

@@ -214,6 +214,7 @@ impl Runtime {
     /// Create the container; returns once its init waits for `start`.
     pub fn create(&self, o: &CreateOptions) -> Result<Container> {
         crate::container::validate_id(&o.id)?;
+        let keep_fds = crate::process::inherited_fds(o.preserve_fds);
         let (bundle, spec, rootfs, time_offsets) = load_bundle(&o.bundle)?;
         let plan = namespaces::plan(&spec)?;
 
@@ -355,7 +356,7 @@ impl Runtime {
                     cgroup_mount,
                     no_pivot: o.no_pivot,
                     no_new_keyring: o.no_new_keyring,
-                    preserve_fds: o.preserve_fds,
+                    keep_fds,
                     inherit_tty: o.inherit_tty,
                     state_for_hooks,
                     started: std::cell::Cell::new(false),

@@ -35,6 +35,7 @@ pub enum ExecOutcome {
 
 impl Runtime {
     pub fn exec(&self, id: &str, o: ExecOptions) -> Result<ExecOutcome> {
+        let keep_fds = crate::process::inherited_fds(o.preserve_fds);
         let c = self.load(id)?;
         let status = c.status();
         let paused_ok = o.ignore_paused && status == Status::Paused;
@@ -130,7 +131,7 @@ impl Runtime {
                     &o.process,
                     seccomp.as_ref(),
                     console.as_ref(),
-                    o.preserve_fds,
+                    &keep_fds,
                     in_user_ns,
                     agent.as_ref(),
                 ) {
@@ -192,7 +193,7 @@ fn exec_child(
     p: &Process,
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     console: Option<&std::os::unix::net::UnixStream>,
-    preserve_fds: i32,
+    keep_fds: &[i32],
     in_user_ns: bool,
     agent: Option<&crate::seccomp::NotifyAgent>,
 ) -> Result<Never> {
@@ -228,7 +229,7 @@ fn exec_child(
     Err(crate::process::finish_and_exec(
         p,
         prepared,
-        preserve_fds,
+        keep_fds,
         in_user_ns,
         agent.map(|ag| (ag, notify_pid)),
     ))
