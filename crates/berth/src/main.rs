@@ -50,6 +50,24 @@ fn main() {
     if args.get(1).map(|a| a == "runtime").unwrap_or(false) {
         std::process::exit(runtime_cmd::main_from_args(args.split_off(2)));
     }
+    // Engines that resolve the `berth-runtime` link call the binary as `berth` with runc's
+    // global flags first; no berth command starts with them.
+    let runc_global = |a: &std::ffi::OsString| {
+        let a = a.to_string_lossy();
+        [
+            "--root",
+            "--log",
+            "--log-format",
+            "--systemd-cgroup",
+            "--criu",
+            "--rootless",
+        ]
+        .iter()
+        .any(|f| a == *f || a.starts_with(&format!("{f}=")))
+    };
+    if args.get(1).is_some_and(runc_global) {
+        std::process::exit(runtime_cmd::main_from_args(args.split_off(1)));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Runtime(_) => unreachable_runtime(),

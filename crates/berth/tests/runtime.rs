@@ -725,3 +725,59 @@ fn preserve_fds_passes_only_the_callers_descriptors() {
     assert!(!text.contains("exec.fifo"), "the exec fifo leaked: {text}");
     assert!(!text.contains("socket:"), "a runtime socket leaked: {text}");
 }
+
+#[test]
+fn proc_on_a_symlink_and_bad_oci_versions_are_refused() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("procsym", &["true"]);
+    std::fs::remove_dir(b.path().join("rootfs/proc")).unwrap();
+    std::os::unix::fs::symlink("/tmp", b.path().join("rootfs/proc")).unwrap();
+    let out = b.run();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+
+    let mut b = Bundle::new("ociver", &["true"]);
+    b.spec["ociVersion"] = json!("not-a-version");
+    let out = b.run();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("ociVersion"), "{}", stderr(&out));
+}
+
+#[test]
+fn without_a_mount_namespace_the_root_is_a_chroot() {
+    if require_root() {
+        return;
+    }
+    // nothing may be mounted (it would be the host's mount table): the rootfs's /proc stays
+    // an empty directory, and the process sees the rootfs as its root
+    let mut b = Bundle::new("nomnt", &["sh", "-c", "ls /bin/busybox; ls /proc | wc -l"]);
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "mount");
+    let text = ok(&b.run());
+    assert!(text.contains("/bin/busybox"), "{text}");
+    assert_eq!(
+        text.lines().last().unwrap().trim(),
+        "0",
+        "something was mounted on /proc: {text}"
+    );
+}
+
+#[test]
+fn start_container_hooks_inherit_the_process_environment() {
+    if require_root() {
+        return;
+    }
+    let mut b = Bundle::new("hookenv", &["true"]);
+    b.spec["process"]["env"] = json!(["PATH=/bin", "FOO=bar"]);
+    // the hook runs inside the container: write where the container can (its /tmp is the
+    // rootfs's), then read it from the host side
+    b.spec["root"]["readonly"] = json!(false);
+    b.spec["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo FOO=$FOO > /tmp/env.log"]}]});
+    ok(&b.run());
+    let text = std::fs::read_to_string(b.path().join("rootfs/tmp/env.log")).unwrap();
+    assert_eq!(text.trim(), "FOO=bar");
+}

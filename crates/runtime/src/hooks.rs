@@ -13,15 +13,25 @@ use crate::error::{Error, Result};
 
 /// Run `hooks` in order with `state` on stdin.
 pub fn run(hooks: &[Hook], state: &OciState) -> Result<()> {
+    run_with_env(hooks, state, None)
+}
+
+/// As [`run`]; a hook without its own env list gets `default_env` (the container process's,
+/// for startContainer) or, when that is None, the runtime's environment.
+pub fn run_with_env(
+    hooks: &[Hook],
+    state: &OciState,
+    default_env: Option<&[String]>,
+) -> Result<()> {
     let json = serde_json::to_vec(state)
         .map_err(|e| Error::sys("encode state for hooks", std::io::Error::other(e)))?;
     for h in hooks {
-        run_one(h, &json)?;
+        run_one(h, &json, default_env)?;
     }
     Ok(())
 }
 
-fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
+fn run_one(h: &Hook, state: &[u8], default_env: Option<&[String]>) -> Result<()> {
     let fail = |reason: String| Error::Hook {
         path: h.path().clone(),
         reason,
@@ -34,10 +44,14 @@ fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
         }
         cmd.args(args.iter().skip(1));
     }
-    cmd.env_clear();
-    for kv in h.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // A hook with an env list gets exactly that; without one it inherits the environment of
+    // whoever runs it (the runtime, or for startContainer the container's process), as runc.
+    if let Some(env) = h.env().as_deref().or(default_env) {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     cmd.stdin(Stdio::piped());

@@ -114,7 +114,19 @@ fn init(a: &InitArgs) -> Result<Never> {
             .types
             .contains(&oci_spec::runtime::LinuxNamespaceType::User),
     };
-    let root_fd = rootfs::prepare(&ctx)?;
+    // Without a mount namespace of its own, the container shares the host's mounts: nothing
+    // may be mounted (it would land on the host); its root is a plain chroot (as runc does).
+    let own_mounts = plan
+        .types
+        .contains(&oci_spec::runtime::LinuxNamespaceType::Mount);
+    if !own_mounts && spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        tracing::warn!("no mount namespace: the spec's mounts are not mounted");
+    }
+    let root_fd = if own_mounts {
+        Some(rootfs::prepare(&ctx)?)
+    } else {
+        None
+    };
     drop(root_fd);
 
     if let Some(h) = spec.hooks() {
@@ -129,14 +141,21 @@ fn init(a: &InitArgs) -> Result<Never> {
         }
     }
 
-    rootfs::pivot(&a.rootfs, a.no_pivot)?;
+    if own_mounts {
+        rootfs::pivot(&a.rootfs, a.no_pivot)?;
+    } else {
+        nix::unistd::chroot(&a.rootfs).map_err(|e| Error::sys("chroot", e))?;
+        nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))?;
+    }
     // sysctls before the read-only paths: /proc/sys is one of them
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
             crate::sysctl::write(k, v, plan)?;
         }
     }
-    rootfs::finalize(spec)?;
+    if own_mounts {
+        rootfs::finalize(spec)?;
+    }
     let process = spec
         .process()
         .as_ref()
@@ -195,7 +214,7 @@ fn init(a: &InitArgs) -> Result<Never> {
     {
         let mut st = a.state_for_hooks.clone();
         st.status = Status::Running;
-        crate::hooks::run(hooks, &st)?;
+        crate::hooks::run_with_env(hooks, &st, Some(process.env().as_deref().unwrap_or(&[])))?;
     }
     Err(crate::process::exec(&prepared))
 }

@@ -69,12 +69,14 @@ pub fn protect_binary(shared_propagation: bool) {
     tracing::warn!(error = %e, "could not re-execute from a protected binary; continuing");
 }
 
-/// Whether a bundle's config asks for mounts that propagate back to the host ("shared" or
-/// "rshared"), judged from the raw file so that no second parse is needed.
+/// Whether the container must see the host's own mount namespace: its config asks for mounts
+/// that propagate back to the host ("shared", "rshared"), or has no mount namespace at all.
+/// Judged from the raw file, so that no second parse is needed; a false "yes" only costs the
+/// slower protection.
 pub fn wants_shared_propagation(bundle: &std::path::Path) -> bool {
     match std::fs::read(bundle.join("config.json")) {
-        // matches "shared" and "rshared"
-        Ok(d) => d.windows(7).any(|w| w == b"shared\""),
+        // "shared" and "rshared"; and no namespace of type "mount"
+        Ok(d) => d.windows(7).any(|w| w == b"shared\"") || !d.windows(7).any(|w| w == b"\"mount\""),
         Err(_) => false,
     }
 }

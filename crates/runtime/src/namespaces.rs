@@ -139,11 +139,6 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         LinuxNamespaceType::Mount => 2,
         _ => 1,
     });
-    if !p.types.contains(&LinuxNamespaceType::Mount) {
-        return Err(Error::InvalidSpec(
-            "the spec must have a mount namespace: berth sets up the root filesystem in it".into(),
-        ));
-    }
     let linux = spec.linux().as_ref();
     let has_maps = linux
         .map(|l| {

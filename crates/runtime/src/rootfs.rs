@@ -130,6 +130,24 @@ fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// proc and sysfs must be mounted on a real directory: an image that makes /proc a symlink
+/// (to somewhere it controls) would otherwise decide where the kernel's view lands, and what
+/// the masked paths then fail to mask (CVE-2019-19921 class).
+fn refuse_symlink(root: BorrowedFd<'_>, rel: &Path, m: &Mount, typ: &str) -> Result<()> {
+    let fd = match berth_sys::openat2(root, rel, libc::O_PATH | libc::O_NOFOLLOW, 0, IN_ROOT) {
+        Ok(fd) => fd,
+        Err(_) => return Ok(()),
+    };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::io("stat", rel, e.into()))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(Error::InvalidSpec(format!(
+            "{typ} must be mounted on an ordinary directory, but {} is a symlink in the rootfs",
+            m.destination().display()
+        )));
+    }
+    Ok(())
+}
+
 /// `rootfsPropagation` and the propagation options of a mount.
 pub fn propagation_flag(name: &str) -> Option<MsFlags> {
     Some(match name {
@@ -472,6 +490,9 @@ fn mount_one(ctx: &RootfsContext<'_>, root: BorrowedFd<'_>, m: &Mount) -> Result
         return apply_propagation(root, &rel, &opts, m);
     }
 
+    if matches!(typ, "proc" | "sysfs") {
+        refuse_symlink(root, &rel, m, typ)?;
+    }
     let target = mkdir_all_in_root(root, &rel)?;
     let tpath = fd_path(&target);
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));

@@ -141,10 +141,32 @@ pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
     Ok((spec, offsets))
 }
 
+/// The spec's ociVersion must be a version of the 1.x runtime spec (semver, as the spec says).
+fn validate_oci_version(v: &str) -> Result<()> {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let numeric = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !numeric {
+        return Err(Error::InvalidSpec(format!(
+            "ociVersion {v:?} is not a semantic version"
+        )));
+    }
+    if parts[0] != "1" {
+        return Err(Error::InvalidSpec(format!(
+            "ociVersion {v:?} is not supported: berth implements the 1.x runtime spec"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf, TimeOffsets)> {
     let bundle = fs::canonicalize(bundle).map_err(|e| Error::io("open bundle", bundle, e))?;
     let cfg = bundle.join("config.json");
     let (spec, offsets) = parse_config(&cfg)?;
+    validate_oci_version(spec.version())?;
     let root = spec
         .root()
         .as_ref()
