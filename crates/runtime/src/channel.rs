@@ -14,6 +14,9 @@ pub enum Msg {
     /// parent → child: the cgroup and the id mappings are in place; go on. Carries the
     /// child's pid as the runtime sees it (for the seccomp agent).
     Go(i32),
+    /// parent → child: you are in the container's cgroup now (sent after Go: the move into a
+    /// v1 cgroup waits for an RCU grace period, so the child sets up mounts meanwhile).
+    Attached,
     /// child → parent: namespaces exist, run createRuntime (and prestart) hooks now.
     RunRuntimeHooks,
     /// parent → child: those hooks are done.
@@ -49,6 +52,15 @@ impl Channel {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("send to the container process", e)),
             }
+        }
+    }
+
+    /// A message already waiting, without blocking (None when there is none).
+    pub fn try_recv(&self) -> Option<Msg> {
+        let mut buf = vec![0u8; 64 * 1024];
+        match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) if n > 0 => serde_json::from_slice(&buf[..n]).ok(),
+            _ => None,
         }
     }
 

@@ -86,11 +86,20 @@ fn init(a: &InitArgs) -> Result<Never> {
     for j in &plan.joins {
         crate::namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
     }
-    if plan.new_cgroup {
-        // After the runtime put us in the container's cgroup, so that it becomes our root.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| Error::sys("unshare cgroup namespace", e))?;
-    }
+    // Once in the container's cgroup (which then becomes the root of our cgroup namespace):
+    // called before the first cgroup mount, or after the rootfs is set up.
+    let attached = std::cell::Cell::new(false);
+    let enter_cgroup = || -> Result<()> {
+        if attached.replace(true) {
+            return Ok(());
+        }
+        expect(&a.chan, Msg::Attached)?;
+        if plan.new_cgroup {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| Error::sys("unshare cgroup namespace", e))?;
+        }
+        Ok(())
+    };
     if !a.no_new_keyring {
         // Best effort, as in runc: some kernels or user namespaces refuse keyrings.
         if let Err(e) = berth_sys::join_session_keyring(&format!("_ses.{}", a.id)) {
@@ -110,6 +119,7 @@ fn init(a: &InitArgs) -> Result<Never> {
         bundle: &a.bundle,
         cgroup_mount: &a.cgroup_mount,
         new_cgroup_ns: plan.new_cgroup,
+        before_cgroup: &enter_cgroup,
         user_ns: plan
             .types
             .contains(&oci_spec::runtime::LinuxNamespaceType::User),
@@ -127,6 +137,7 @@ fn init(a: &InitArgs) -> Result<Never> {
     } else {
         None
     };
+    enter_cgroup()?;
     drop(root_fd);
 
     if let Some(h) = spec.hooks() {

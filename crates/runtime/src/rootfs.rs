@@ -357,6 +357,9 @@ pub struct RootfsContext<'a> {
     pub cgroup_mount: &'a ContainerMount,
     pub new_cgroup_ns: bool,
     pub user_ns: bool,
+    /// Called before the first cgroup mount: the process must be in its cgroup (and cgroup
+    /// namespace) by then. Idempotent.
+    pub before_cgroup: &'a dyn Fn() -> Result<()>,
 }
 
 /// Make the mount namespace private, bind the rootfs, and mount the spec's mounts inside it.
@@ -412,6 +415,9 @@ pub fn prepare(ctx: &RootfsContext<'_>) -> Result<OwnedFd> {
         }
         if dest == Path::new("dev/pts") {
             has_devpts = true;
+        }
+        if matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
+            (ctx.before_cgroup)()?;
         }
         mount_one(ctx, root.as_fd(), m)
             .map_err(|e| Error::Init(format!("mount {:?}: {e}", m.destination())))?;

@@ -390,17 +390,25 @@ impl Runtime {
                 drop(fifo);
                 drop(console);
                 guard.pid = Some(pid);
-                if !born_in_cgroup {
-                    if let Some(cg) = &guard.cgroup {
-                        cg.apply(pid)?;
-                    }
-                }
                 if new_user {
                     let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;
                     write_id_map(pid, "uid_map", l.uid_mappings().as_deref().unwrap_or(&[]))?;
                     write_id_map(pid, "gid_map", l.gid_mappings().as_deref().unwrap_or(&[]))?;
                 }
                 parent_chan.send(&Msg::Go(pid))?;
+                // The child mounts its root filesystem while we move it into its cgroup; it
+                // waits for Attached before anything that must happen inside the cgroup.
+                let attached = match (&guard.cgroup, born_in_cgroup) {
+                    (Some(cg), false) => cg.apply(pid).map_err(Error::from),
+                    _ => Ok(()),
+                };
+                // If the child failed meanwhile, its own message says why, not our EPIPE.
+                if let Err(e) = attached.and_then(|()| parent_chan.send(&Msg::Attached)) {
+                    return Err(match parent_chan.try_recv() {
+                        Some(Msg::Failed(m)) => Error::Init(m),
+                        _ => e,
+                    });
+                }
                 state_for_hooks.pid = pid;
                 loop {
                     match parent_chan.recv()? {
