@@ -31,8 +31,9 @@ for p in hyperfine runc python3; do
   dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
 done
 (cd "$repo" && cargo build --release -p berth >&2)
-# the bundle must be visible in the VM: the VM sees this machine's files read-only
-bundle=/var/tmp/berth-bench-v2-bundle
+# the bundle must be visible in the VM, which sees this machine's files read-only but has
+# its own /tmp and /var: keep it under target/
+bundle=$repo/target/bench-v2-bundle
 rm -rf "$bundle"
 bash "$repo/tests/make-busybox-rootfs.sh" "$bundle/rootfs" >/dev/null
 (cd "$bundle" && "$repo/target/release/berth" runtime spec)
