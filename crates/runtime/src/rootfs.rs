@@ -141,7 +141,7 @@ fn refuse_symlink(root: BorrowedFd<'_>, rel: &Path, m: &Mount, typ: &str) -> Res
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::io("stat", rel, e.into()))?;
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         return Err(Error::InvalidSpec(format!(
-            "{typ} must be mounted on an ordinary directory, but {} is a symlink in the rootfs",
+            "{typ} must be mounted on ordinary directory: {} is a symlink in the rootfs",
             m.destination().display()
         )));
     }
