@@ -233,33 +233,31 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
         }
         let parent = open_dir(&cur).map_err(|e| Error::io("open in rootfs", &cur, e))?;
         if let Ok(target) = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name.as_os_str()) {
-            {
-                // a dangling symlink: continue from where it points, inside the root
-                links += 1;
-                if links > 40 {
-                    return Err(Error::io(
-                        "resolve in rootfs",
-                        &next,
-                        std::io::Error::from_raw_os_error(libc::ELOOP),
-                    ));
-                }
-                let target = PathBuf::from(target);
-                let mut rest: Vec<std::ffi::OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                while let Some(n) = rest.pop() {
-                    todo.push_front(n);
-                }
-                continue;
+            // a dangling symlink: continue from where it points, inside the root
+            links += 1;
+            if links > 40 {
+                return Err(Error::io(
+                    "resolve in rootfs",
+                    &next,
+                    std::io::Error::from_raw_os_error(libc::ELOOP),
+                ));
             }
+            let target = PathBuf::from(target);
+            let mut rest: Vec<std::ffi::OsString> = target
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_os_string()),
+                    Component::ParentDir => Some("..".into()),
+                    _ => None,
+                })
+                .collect();
+            if target.is_absolute() {
+                cur = PathBuf::new();
+            }
+            while let Some(n) = rest.pop() {
+                todo.push_front(n);
+            }
+            continue;
         }
         match nix::sys::stat::mkdirat(
             Some(parent.as_raw_fd()),
