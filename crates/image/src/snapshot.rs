@@ -271,6 +271,19 @@ impl OverlaySnapshotter {
                 reason: "only a parentless active snapshot can be committed onto a parent".into(),
             });
         }
+        self.mark_committed(name, key, info.id, Some((parent, size)))
+    }
+
+    /// Turn active snapshot `key` into committed `name` in one transaction (a taken name is
+    /// refused), setting its parent and size when given; leases on it follow it. Its work
+    /// directory is no longer needed.
+    fn mark_committed(
+        &self,
+        name: &str,
+        key: &str,
+        id: i64,
+        parent_size: Option<(Option<&str>, u64)>,
+    ) -> Result<()> {
         {
             let mut conn = self.db.lock();
             let tx = conn
@@ -288,15 +301,30 @@ impl OverlaySnapshotter {
                     key: name.to_string(),
                 });
             }
-            tx.execute(
-                "UPDATE snapshots SET key = ?1, kind = 'committed', parent = ?2, size = ?3 WHERE key = ?4",
-                params![name, parent, size as i64, key],
-            )
+            match parent_size {
+                Some((parent, size)) => tx.execute(
+                    "UPDATE snapshots SET key = ?1, kind = 'committed', parent = ?2, size = ?3 WHERE key = ?4",
+                    params![name, parent, size as i64, key],
+                ),
+                None => tx.execute(
+                    "UPDATE snapshots SET key = ?1, kind = 'committed' WHERE key = ?2",
+                    params![name, key],
+                ),
+            }
             .map_err(Error::db("commit snapshot"))?;
+            tx.execute(
+                "UPDATE leases SET snapshot_key = ?1 WHERE snapshot_key = ?2",
+                params![name, key],
+            )
+            .map_err(Error::db("move leases"))?;
             tx.commit().map_err(Error::db("commit"))?;
         }
-        let work = self.dir(info.id).join("work");
-        let _ = fs::remove_dir_all(&work);
+        let work = self.dir(id).join("work");
+        if let Err(e) = fs::remove_dir_all(&work) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %work.display(), error = %e, "could not remove work directory");
+            }
+        }
         Ok(())
     }
 
@@ -406,42 +434,7 @@ impl Snapshotter for OverlaySnapshotter {
                 reason: "only an active snapshot can be committed".into(),
             });
         }
-        {
-            let mut conn = self.db.lock();
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(Error::db("begin"))?;
-            let taken: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM snapshots WHERE key = ?1",
-                    [name],
-                    |r| r.get(0),
-                )
-                .map_err(Error::db("look up snapshot"))?;
-            if taken > 0 {
-                return Err(Error::SnapshotExists {
-                    key: name.to_string(),
-                });
-            }
-            tx.execute(
-                "UPDATE snapshots SET key = ?1, kind = 'committed' WHERE key = ?2",
-                params![name, key],
-            )
-            .map_err(Error::db("commit snapshot"))?;
-            tx.execute(
-                "UPDATE leases SET snapshot_key = ?1 WHERE snapshot_key = ?2",
-                params![name, key],
-            )
-            .map_err(Error::db("move leases"))?;
-            tx.commit().map_err(Error::db("commit"))?;
-        }
-        let work = self.dir(info.id).join("work");
-        if let Err(e) = fs::remove_dir_all(&work) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %work.display(), error = %e, "could not remove work directory");
-            }
-        }
-        Ok(())
+        self.mark_committed(name, key, info.id, None)
     }
 
     fn remove(&self, key: &str) -> Result<()> {
