@@ -313,12 +313,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let rt = Runtime::new(&cli.root);
     match cli.command {
         Cmd::Create(c) => {
-            berth_runtime::protect_binary(berth_runtime::wants_shared_propagation(&c.bundle));
+            berth_runtime::protect_binary(|| berth_runtime::wants_shared_propagation(&c.bundle));
             rt.create(&create_opts(&c, false))?;
         }
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
-            berth_runtime::protect_binary(berth_runtime::wants_shared_propagation(&c.bundle));
+            berth_runtime::protect_binary(|| berth_runtime::wants_shared_propagation(&c.bundle));
             // init uses our terminal only when the spec asks for one
             let inherit_tty = c.console_socket.is_none() && std::io::stdin().is_terminal();
             let sigs = if detach {
@@ -327,7 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(berth_runtime::wait::block_forwarded()?)
             };
             let container = rt.create(&create_opts(&c, inherit_tty))?;
-            if let Err(e) = rt.start(&c.id) {
+            if let Err(e) = rt.start_container(&container) {
                 let _ = rt.delete(&c.id, true);
                 return Err(e.into());
             }
@@ -370,7 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             id,
             command,
         } => {
-            berth_runtime::protect_binary(false);
+            berth_runtime::protect_binary(|| false);
             if process_label.is_some() || apparmor.is_some() {
                 tracing::warn!(
                     "--process-label and --apparmor are ignored: berth applies no LSM labels"

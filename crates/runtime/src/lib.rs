@@ -53,13 +53,15 @@ impl Runtime {
 /// a container can overwrite the host's binary through /proc/<pid>/exe. Nothing to do when the
 /// binary sits on a read-only mount (or we already re-executed). Otherwise re-execute through
 /// a read-only bind mount of the binary in a private (slave) mount namespace — one exec, no
-/// copy — or, when `shared_propagation` is asked for (the container's mounts must propagate
-/// back to the host, which a slave namespace would stop), from a sealed in-memory copy.
-pub fn protect_binary(shared_propagation: bool) {
+/// copy — or, when `shared_propagation()` says so (the container's mounts must propagate
+/// back to the host, which a slave namespace would stop), from a sealed in-memory copy. The
+/// question is asked only when a re-exec is due, so the re-executed process does not read the
+/// bundle's config a second time.
+pub fn protect_binary(shared_propagation: impl FnOnce() -> bool) {
     if !berth_sys::executable_is_writable() || berth_sys::running_from_sealed_copy() {
         return;
     }
-    let e = if shared_propagation {
+    let e = if shared_propagation() {
         berth_sys::reexec_from_sealed_copy()
     } else {
         let e = berth_sys::reexec_from_readonly_bind();

@@ -289,13 +289,7 @@ impl Runtime {
             .map_err(|e| Error::io("open", &fifo_path, e))?
             .into();
 
-        let console = match &o.console_socket {
-            Some(p) => Some(
-                std::os::unix::net::UnixStream::connect(p)
-                    .map_err(|e| Error::io("connect to console socket", p, e))?,
-            ),
-            None => None,
-        };
+        let console = crate::container::connect_console(o.console_socket.as_deref())?;
 
         // pid and time namespaces apply to the children of whoever enters them: enter (or
         // create) them here, just before the clone.
@@ -336,33 +330,8 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
-        // On cgroup v2 the init is born in its cgroup (no move, no RCU wait); v1 moves it.
-        let cgroup_dir = match guard.cgroup.as_ref() {
-            Some(berth_cgroups::AnyManager::V2(m)) => fs::File::open(m.dir()).ok(),
-            _ => None,
-        };
-        let forked = match &cgroup_dir {
-            Some(dir) => {
-                match berth_sys::clone_fork_into_cgroup(plan.clone_flags.bits(), dir.as_fd()) {
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
-                        ) =>
-                    {
-                        None
-                    }
-                    other => Some(other.map_err(|e| Error::sys("clone3", e))?),
-                }
-            }
-            None => None,
-        };
-        let born_in_cgroup = forked.is_some();
-        let forked = match forked {
-            Some(f) => f,
-            None => berth_sys::clone_fork(plan.clone_flags.bits())
-                .map_err(|e| Error::sys("clone", e))?,
-        };
+        let (forked, born_in_cgroup) =
+            crate::container::fork_into(plan.clone_flags.bits(), guard.cgroup.as_ref())?;
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);

@@ -81,13 +81,7 @@ impl Runtime {
             }
         }
         let cgroup = berth_cgroups::open(&c.record.cgroup_path)?;
-        let console = match &o.console_socket {
-            Some(p) => Some(
-                std::os::unix::net::UnixStream::connect(p)
-                    .map_err(|e| Error::io("connect to console socket", p, e))?,
-            ),
-            None => None,
-        };
+        let console = crate::container::connect_console(o.console_socket.as_deref())?;
         let in_user_ns = c.record.user_ns;
         let agent = crate::container::create::connect_agent(&spec, &c.oci_state())?;
         let sigs = if o.detach {
@@ -96,29 +90,7 @@ impl Runtime {
             Some(crate::wait::block_forwarded()?)
         };
         let (parent_chan, child_chan) = channel::pair()?;
-        let cgroup_dir = match &cgroup {
-            berth_cgroups::AnyManager::V2(m) => File::open(m.dir()).ok(),
-            _ => None,
-        };
-        let forked = match &cgroup_dir {
-            Some(dir) => match berth_sys::clone_fork_into_cgroup(0, dir.as_fd()) {
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
-                    ) =>
-                {
-                    None
-                }
-                other => Some(other.map_err(|e| Error::sys("clone3", e))?),
-            },
-            None => None,
-        };
-        let born_in_cgroup = forked.is_some();
-        let forked = match forked {
-            Some(f) => f,
-            None => berth_sys::clone_fork(0).map_err(|e| Error::sys("clone", e))?,
-        };
+        let (forked, born_in_cgroup) = crate::container::fork_into(0, Some(&cgroup))?;
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);

@@ -99,6 +99,44 @@ pub struct Container {
     pub record: Record,
 }
 
+/// Fork a process for the container (new namespaces in `clone_flags`). On cgroup v2 it is born
+/// in the container's cgroup (clone3 CLONE_INTO_CGROUP): moving it afterwards would wait for an
+/// RCU grace period. Returns whether it was born there; if not, the caller moves it.
+pub(crate) fn fork_into(
+    clone_flags: i32,
+    cgroup: Option<&berth_cgroups::AnyManager>,
+) -> Result<(berth_sys::Forked, bool)> {
+    use std::os::fd::AsFd;
+    if let Some(berth_cgroups::AnyManager::V2(m)) = cgroup {
+        if let Ok(dir) = fs::File::open(m.dir()) {
+            match berth_sys::clone_fork_into_cgroup(clone_flags, dir.as_fd()) {
+                Ok(f) => return Ok((f, true)),
+                // kernels before 5.7 do not know clone3 or CLONE_INTO_CGROUP
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
+                    ) => {}
+                Err(e) => return Err(Error::sys("clone3", e)),
+            }
+        }
+    }
+    let f = berth_sys::clone_fork(clone_flags).map_err(|e| Error::sys("clone", e))?;
+    Ok((f, false))
+}
+
+/// Connect to the caller's console socket (`--console-socket`), on the host, before the
+/// container's process loses sight of the host's paths.
+pub(crate) fn connect_console(
+    path: Option<&Path>,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    path.map(|p| {
+        std::os::unix::net::UnixStream::connect(p)
+            .map_err(|e| Error::io("connect to console socket", p, e))
+    })
+    .transpose()
+}
+
 /// Refuse ids that could escape the state directory or confuse tools.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()

@@ -108,14 +108,13 @@ impl Runtime {
         } else {
             None
         };
-        let state = c.oci_state();
         std::fs::remove_dir_all(&c.dir).map_err(|e| Error::io("remove state", &c.dir, e))?;
         if let Some(h) = spec
             .as_ref()
             .and_then(|s| s.hooks().as_ref())
             .and_then(|h| h.poststop().as_ref())
         {
-            let mut st = state;
+            let mut st = c.oci_state();
             st.status = Status::Stopped;
             if let Err(e) = crate::hooks::run(h, &st) {
                 tracing::warn!(container = id, error = %e, "poststop hook failed");

@@ -11,6 +11,12 @@ use crate::Runtime;
 impl Runtime {
     pub fn start(&self, id: &str) -> Result<()> {
         let c = self.load(id)?;
+        self.start_container(&c)
+    }
+
+    /// `start` for a container already loaded (as `create` returns it to `run`).
+    pub fn start_container(&self, c: &crate::Container) -> Result<()> {
+        let id = c.record.id.as_str();
         let status = c.status();
         if status != Status::Created {
             return Err(Error::WrongState {
