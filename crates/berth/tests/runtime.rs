@@ -783,3 +783,82 @@ fn start_container_hooks_inherit_the_process_environment() {
     let text = std::fs::read_to_string(b.path().join("rootfs/tmp/env.log")).unwrap();
     assert_eq!(text.trim(), "FOO=bar");
 }
+
+/// Every line of /proc/<pid>/cgroup (each v1 hierarchy and the cgroup2 tree) names the
+/// container's cgroup.
+fn assert_in_container_cgroup(pid: &str, id: &str) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/berth-test/{id}");
+    for line in text.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        // a v1 hierarchy, or the hybrid cgroup2 tree when the runtime uses it (it has a
+        // controller to offer)
+        let unified_used = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+            .map(|c| !c.trim().is_empty())
+            .unwrap_or(true);
+        if line.starts_with("0::") && !unified_used {
+            continue;
+        }
+        assert_eq!(
+            path, want,
+            "pid {pid} is outside the container's cgroup: {text}"
+        );
+    }
+}
+
+#[test]
+fn init_and_exec_processes_enter_every_cgroup_hierarchy() {
+    if require_root() {
+        return;
+    }
+    // The init moves itself into the v1 hierarchies (and is born in the cgroup2 one); the
+    // same must hold with a user namespace, where it is no longer root on the host.
+    for userns in [false, true] {
+        let mut b = Bundle::new("cgin", &["sleep", "100"]);
+        if userns {
+            let ns = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.push(json!({"type": "user"}));
+            b.spec["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            b.spec["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        }
+        let out = b.create();
+        assert!(
+            out.status.success(),
+            "create (userns {userns}): {}",
+            stderr(&out)
+        );
+        let pid = b.state()["pid"].as_i64().unwrap().to_string();
+        assert_in_container_cgroup(&pid, &b.id);
+        ok(&b.runtime(&["start", &b.id]));
+        let pid_file = b.path().join("exec.pid");
+        // a detached process keeps its stdio: not the harness's pipes, or we would wait on it
+        let status = std::process::Command::new(common::berth())
+            .args([
+                "runtime",
+                "--root",
+                b.root().to_str().unwrap(),
+                "exec",
+                "--detach",
+            ])
+            .args([
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                &b.id,
+                "sleep",
+                "50",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "exec --detach (userns {userns})");
+        let exec_pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert_in_container_cgroup(exec_pid.trim(), &b.id);
+        // and the runtime's own cgroups are untouched: it is not in the container's
+        let me = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert!(!me.contains(&b.id), "{me}");
+    }
+}

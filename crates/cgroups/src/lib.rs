@@ -304,6 +304,87 @@ impl AnyManager {
     }
 }
 
+/// How a process that is about to be created gets into a container's cgroup without being
+/// moved there afterwards. Moving a process by its pid (a write to `cgroup.procs`) takes the
+/// kernel's global `cgroup_threadgroup_rwsem` for writing, and the first such write after a
+/// quiet spell waits for an RCU grace period: ~8 ms on this host, the largest single cost of
+/// starting a container on cgroup v1. Two ways avoid that lock:
+/// - in the unified hierarchy the process is born in its cgroup (`clone3` with
+///   `CLONE_INTO_CGROUP` and [`Entry::born_in`]), which takes the lock only for reading;
+/// - in a v1 hierarchy a single-threaded process moves itself by writing `0` to the `tasks`
+///   file ([`Entry::enter_self`]): migrating one thread that is `current` is the case the
+///   kernel exempts from the global lock (see `cgroup_procs_write_start`).
+///
+/// The files are opened here, by the runtime on the host, so the new process can use them from
+/// inside its new namespaces; v1 checks the credentials of whoever opened the file.
+#[derive(Debug)]
+pub struct Entry {
+    born_in: Option<(PathBuf, std::os::fd::OwnedFd)>,
+    tasks: Vec<(PathBuf, std::fs::File)>,
+}
+
+impl Entry {
+    /// The unified-hierarchy cgroup directory to create the process in, if there is one.
+    pub fn born_in(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.born_in.as_ref().map(|(_, fd)| fd.as_fd())
+    }
+
+    /// In the new process, first thing (before it allocates memory that should be charged
+    /// to the container): move the calling process into the container's cgroup in every v1
+    /// hierarchy. The process must be single-threaded: only the calling thread moves.
+    pub fn enter_self(&self) -> Result<()> {
+        use std::io::Write;
+        for (path, file) in &self.tasks {
+            let mut f: &std::fs::File = file;
+            f.write_all(b"0").map_err(|source| Error::Write {
+                path: path.clone(),
+                data: "0".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl AnyManager {
+    /// Open the files a new process needs to enter this cgroup without a move (see [`Entry`]).
+    /// A process that was not born in [`Entry::born_in`] (a kernel without `clone3`) still
+    /// needs [`CgroupManager::apply`].
+    pub fn entry(&self) -> Result<Entry> {
+        let open_dir = |dir: PathBuf| -> Result<(PathBuf, std::os::fd::OwnedFd)> {
+            std::fs::File::open(&dir)
+                .map(|f| (dir.clone(), f.into()))
+                .map_err(|source| Error::Read { path: dir, source })
+        };
+        match self {
+            AnyManager::V2(m) => Ok(Entry {
+                born_in: Some(open_dir(m.dir().to_path_buf())?),
+                tasks: Vec::new(),
+            }),
+            AnyManager::V1(m) => {
+                let mut tasks = Vec::new();
+                for dir in m.all_dirs() {
+                    let path = dir.join("tasks");
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|source| Error::Write {
+                            path: path.clone(),
+                            data: "0".into(),
+                            source,
+                        })?;
+                    tasks.push((path, f));
+                }
+                Ok(Entry {
+                    born_in: m.unified_dir().map(open_dir).transpose()?,
+                    tasks,
+                })
+            }
+        }
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $m:ident => $e:expr) => {
         match $self {

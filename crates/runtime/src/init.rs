@@ -26,6 +26,8 @@ pub struct InitArgs {
     pub fifo: OwnedFd,
     pub console: Option<std::os::unix::net::UnixStream>,
     pub cgroup_mount: ContainerMount,
+    /// How we enter the container's v1 cgroups ourselves (taken and closed first thing).
+    pub cgroup_entry: Option<berth_cgroups::Entry>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     /// Descriptors the caller passes on (`--preserve-fds`), found before anything was opened.
@@ -40,8 +42,13 @@ pub struct InitArgs {
 }
 
 /// Never returns: either execs the user's program or exits with status 1 after reporting why.
-pub fn run(args: InitArgs) -> ! {
-    let err = match init(&args) {
+pub fn run(mut args: InitArgs) -> ! {
+    // Into the cgroup before anything is allocated that should be charged to it.
+    let entered = match args.cgroup_entry.take() {
+        Some(entry) => entry.enter_self().map_err(Error::from),
+        None => Ok(()),
+    };
+    let err = match entered.and_then(|()| init(&args)) {
         Ok(never) => match never {},
         Err(e) => e,
     };

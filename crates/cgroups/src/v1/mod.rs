@@ -137,7 +137,7 @@ impl Manager {
             })
     }
 
-    fn all_dirs(&self) -> Vec<PathBuf> {
+    pub(crate) fn all_dirs(&self) -> Vec<PathBuf> {
         self.hierarchies
             .iter()
             .map(|h| join(&h.mount_point, &self.path))

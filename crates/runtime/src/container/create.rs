@@ -215,8 +215,9 @@ fn write_time_offsets(offsets: &TimeOffsets) -> Result<()> {
         .map_err(|e| Error::io("write time offsets", "/proc/self/timens_offsets", e))
 }
 
-/// Write a file atomically (temporary name, fsync, rename), for pid files that a supervisor
-/// may read at any moment.
+/// Write a file atomically (temporary name, then rename), for pid files that a supervisor
+/// may read at any moment. Like the state, a pid file need not survive a crash of the machine,
+/// so it is not fsynced.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -227,7 +228,6 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     {
         let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
         f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     }
     fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
 }
@@ -330,12 +330,14 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
-        let (forked, born_in_cgroup) =
-            crate::container::fork_into(plan.clone_flags.bits(), guard.cgroup.as_ref())?;
+        let entry = guard.cgroup.as_ref().map(|c| c.entry()).transpose()?;
+        let (forked, must_move) =
+            crate::container::fork_into(plan.clone_flags.bits(), entry.as_ref())?;
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
                 init::run(InitArgs {
+                    cgroup_entry: entry,
                     id: o.id.clone(),
                     spec,
                     bundle,
@@ -358,6 +360,7 @@ impl Runtime {
                 drop(child_chan);
                 drop(fifo);
                 drop(console);
+                drop(entry);
                 guard.pid = Some(pid);
                 if new_user {
                     let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;
@@ -365,10 +368,11 @@ impl Runtime {
                     write_id_map(pid, "gid_map", l.gid_mappings().as_deref().unwrap_or(&[]))?;
                 }
                 parent_chan.send(&Msg::Go(pid))?;
-                // The child mounts its root filesystem while we move it into its cgroup; it
-                // waits for Attached before anything that must happen inside the cgroup.
-                let attached = match (&guard.cgroup, born_in_cgroup) {
-                    (Some(cg), false) => cg.apply(pid).map_err(Error::from),
+                // Only without clone3 is the child moved by us (meanwhile it mounts its root
+                // filesystem); it waits for Attached before anything that must happen inside
+                // the cgroup, such as a new cgroup namespace.
+                let attached = match (&guard.cgroup, must_move) {
+                    (Some(cg), true) => cg.apply(pid).map_err(Error::from),
                     _ => Ok(()),
                 };
                 // If the child failed meanwhile, its own message says why, not our EPIPE.

@@ -90,23 +90,28 @@ impl Runtime {
             Some(crate::wait::block_forwarded()?)
         };
         let (parent_chan, child_chan) = channel::pair()?;
-        let (forked, born_in_cgroup) = crate::container::fork_into(0, Some(&cgroup))?;
+        let entry = cgroup.entry()?;
+        let (forked, must_move) = crate::container::fork_into(0, Some(&entry))?;
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
+                let entered = entry.enter_self().map_err(Error::from);
+                drop(entry);
                 if let Some(s) = &sigs {
                     let _ = s.thread_unblock();
                 }
-                let err = match exec_child(
-                    &child_chan,
-                    &nss,
-                    &o.process,
-                    seccomp.as_ref(),
-                    console.as_ref(),
-                    &keep_fds,
-                    in_user_ns,
-                    agent.as_ref(),
-                ) {
+                let err = match entered.and_then(|()| {
+                    exec_child(
+                        &child_chan,
+                        &nss,
+                        &o.process,
+                        seccomp.as_ref(),
+                        console.as_ref(),
+                        &keep_fds,
+                        in_user_ns,
+                        agent.as_ref(),
+                    )
+                }) {
                     Ok(never) => match never {},
                     Err(e) => e,
                 };
@@ -116,6 +121,7 @@ impl Runtime {
             berth_sys::Forked::Parent(pid) => {
                 drop(child_chan);
                 drop(console);
+                drop(entry);
                 let fail = |e: Error| {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -124,7 +130,7 @@ impl Runtime {
                     let _ = crate::wait::reap(pid);
                     e
                 };
-                if !born_in_cgroup {
+                if must_move {
                     if let Err(e) = cgroup.apply(pid) {
                         return Err(fail(e.into()));
                     }

@@ -99,26 +99,28 @@ pub struct Container {
     pub record: Record,
 }
 
-/// Fork a process for the container (new namespaces in `clone_flags`). On cgroup v2 it is born
-/// in the container's cgroup (clone3 CLONE_INTO_CGROUP): moving it afterwards would wait for an
-/// RCU grace period. Returns whether it was born there; if not, the caller moves it.
+/// Fork a process for the container (new namespaces in `clone_flags`) that enters its cgroup
+/// without being moved there (see [`berth_cgroups::Entry`]): it is born in the unified
+/// cgroup when there is one, and the child calls [`berth_cgroups::Entry::enter_self`] first
+/// thing for the v1 hierarchies. Returns whether the parent must still move the child with
+/// `apply` (a kernel without `clone3`/`CLONE_INTO_CGROUP`, before 5.7).
 pub(crate) fn fork_into(
     clone_flags: i32,
-    cgroup: Option<&berth_cgroups::AnyManager>,
+    entry: Option<&berth_cgroups::Entry>,
 ) -> Result<(berth_sys::Forked, bool)> {
-    use std::os::fd::AsFd;
-    if let Some(berth_cgroups::AnyManager::V2(m)) = cgroup {
-        if let Ok(dir) = fs::File::open(m.dir()) {
-            match berth_sys::clone_fork_into_cgroup(clone_flags, dir.as_fd()) {
-                Ok(f) => return Ok((f, true)),
-                // kernels before 5.7 do not know clone3 or CLONE_INTO_CGROUP
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
-                    ) => {}
-                Err(e) => return Err(Error::sys("clone3", e)),
+    if let Some(dir) = entry.and_then(|e| e.born_in()) {
+        match berth_sys::clone_fork_into_cgroup(clone_flags, dir) {
+            Ok(f) => return Ok((f, false)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::E2BIG)
+                ) =>
+            {
+                let f = berth_sys::clone_fork(clone_flags).map_err(|e| Error::sys("clone", e))?;
+                return Ok((f, true));
             }
+            Err(e) => return Err(Error::sys("clone3", e)),
         }
     }
     let f = berth_sys::clone_fork(clone_flags).map_err(|e| Error::sys("clone", e))?;
@@ -177,7 +179,9 @@ impl Container {
         Ok(Container { dir, record })
     }
 
-    /// Write state.json atomically (temporary name, fsync, rename).
+    /// Write state.json atomically (temporary name, then rename), so a reader never sees half
+    /// a file. No fsync: the state describes processes that do not outlive the machine, and
+    /// the ~1 ms it costs sits on the path of every container start.
     pub fn save(&self) -> Result<()> {
         let path = self.dir.join("state.json");
         let tmp = self.dir.join(".state.json.tmp");
@@ -188,7 +192,6 @@ impl Container {
             let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
             f.write_all(&data)
                 .map_err(|e| Error::io("write", &tmp, e))?;
-            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         }
         fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
     }
