@@ -87,8 +87,22 @@ fn report(r: anyhow::Result<i32>) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", error_chain(&e));
             1
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many errors already quote their
+/// cause in their own message, and `{:#}` would print it again.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }

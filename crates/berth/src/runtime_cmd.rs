@@ -227,7 +227,7 @@ pub fn main_from_args(args: Vec<OsString>) -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            log.error(&format!("{e:#}"));
+            log.error(&crate::error_chain(&e));
             1
         }
     }

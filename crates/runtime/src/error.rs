@@ -21,14 +21,16 @@ pub enum Error {
     LoadSpec { path: PathBuf, reason: String },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
-    #[error("{op} {path}: {source}")]
+    // The cause is part of the message and deliberately not a `source()`: callers print the
+    // whole chain, which would repeat it.
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{op}: {source}")]
-    Sys { op: String, source: std::io::Error },
+    #[error("{op}: {cause}")]
+    Sys { op: String, cause: std::io::Error },
     #[error(transparent)]
     Cgroup(#[from] berth_cgroups::Error),
     #[error("{0}")]
@@ -50,13 +52,13 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
     pub(crate) fn sys(op: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
         Error::Sys {
             op: op.into(),
-            source: source.into(),
+            cause: source.into(),
         }
     }
 }

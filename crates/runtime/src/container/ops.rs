@@ -108,7 +108,12 @@ impl Runtime {
         } else {
             None
         };
-        std::fs::remove_dir_all(&c.dir).map_err(|e| Error::io("remove state", &c.dir, e))?;
+        match std::fs::remove_dir_all(&c.dir) {
+            Ok(()) => {}
+            // a concurrent delete (or `run` cleaning up after its container) got there first
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && force => {}
+            Err(e) => return Err(Error::io("remove state", &c.dir, e)),
+        }
         if let Some(h) = spec
             .as_ref()
             .and_then(|s| s.hooks().as_ref())
