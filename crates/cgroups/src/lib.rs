@@ -11,6 +11,9 @@
 //!   removes the container's directory (and its sub-cgroups) in every hierarchy, and every
 //!   parent left empty, up to but not including the hierarchy root.
 //! - `container_mount()` tells the runtime what to mount at /sys/fs/cgroup inside a container.
+//! - `begin(path, id)` + `complete()` is `create` in two stages, and `birth_dir()` + `entry()`
+//!   let a new process enter the cgroup without a move by pid (see [`Entry`] for why), so a
+//!   runtime can start the container's process while its v1 directories are being made.
 //!
 //! Decisions worth knowing:
 //! - Hybrid hosts: the v1 backend also makes the container's directory in the cgroup2 tree
@@ -258,10 +261,21 @@ pub fn detect() -> Hierarchy {
 /// taken relative to each hierarchy's root; `None` or empty gives `/berth/<id>`). Paths with
 /// `..` and systemd's `slice:prefix:name` form are refused with [`Error::InvalidPath`].
 pub fn create(cgroups_path: Option<&str>, id: &str) -> Result<AnyManager> {
+    let manager = begin(cgroups_path, id)?;
+    manager.complete()?;
+    Ok(manager)
+}
+
+/// [`create`] in two stages, for a runtime that starts the container's process while its
+/// cgroups are being made: `begin` makes only the cgroup2 directory the process is born into
+/// ([`AnyManager::birth_dir`]: the whole cgroup on v2, the hybrid tree's directory on v1),
+/// and [`AnyManager::complete`] the rest (the v1 hierarchies), before the process enters
+/// them with an [`Entry`].
+pub fn begin(cgroups_path: Option<&str>, id: &str) -> Result<AnyManager> {
     let path = common::normalize_cgroups_path(cgroups_path, id)?;
     let mounts = mountinfo::read()?;
     match detect() {
-        Hierarchy::V1 => Ok(AnyManager::V1(v1::Manager::create(path, &mounts)?)),
+        Hierarchy::V1 => Ok(AnyManager::V1(v1::Manager::begin(path, &mounts)?)),
         Hierarchy::V2 => Ok(AnyManager::V2(v2::Manager::create(path, &mounts)?)),
     }
 }
@@ -304,84 +318,97 @@ impl AnyManager {
     }
 }
 
-/// How a process that is about to be created gets into a container's cgroup without being
-/// moved there afterwards. Moving a process by its pid (a write to `cgroup.procs`) takes the
-/// kernel's global `cgroup_threadgroup_rwsem` for writing, and the first such write after a
-/// quiet spell waits for an RCU grace period: ~8 ms on this host, the largest single cost of
-/// starting a container on cgroup v1. Two ways avoid that lock:
+/// How a process gets into a container's cgroup without being moved there by its pid. A move
+/// by pid (a write to `cgroup.procs`) takes the kernel's global `cgroup_threadgroup_rwsem` for
+/// writing, and the first such write after a quiet spell waits for an RCU grace period: ~8 ms
+/// on this host, once the largest single cost of starting a container on cgroup v1. Two ways
+/// avoid that lock:
 /// - in the unified hierarchy the process is born in its cgroup (`clone3` with
-///   `CLONE_INTO_CGROUP` and [`Entry::born_in`]), which takes the lock only for reading;
+///   `CLONE_INTO_CGROUP` and [`AnyManager::birth_dir`]), which takes the lock only for reading;
 /// - in a v1 hierarchy a single-threaded process moves itself by writing `0` to the `tasks`
 ///   file ([`Entry::enter_self`]): migrating one thread that is `current` is the case the
 ///   kernel exempts from the global lock (see `cgroup_procs_write_start`).
 ///
-/// The files are opened here, by the runtime on the host, so the new process can use them from
-/// inside its new namespaces; v1 checks the credentials of whoever opened the file.
+/// The files are opened by the runtime on the host; the new process may receive them over a
+/// socket ([`Entry::into_parts`], [`Entry::from_parts`]) and use them from inside its new
+/// namespaces: v1 checks the credentials of whoever opened the file.
 #[derive(Debug)]
 pub struct Entry {
-    born_in: Option<(PathBuf, std::os::fd::OwnedFd)>,
-    tasks: Vec<(PathBuf, std::fs::File)>,
+    tasks: Vec<(PathBuf, std::os::fd::OwnedFd)>,
 }
 
 impl Entry {
-    /// The unified-hierarchy cgroup directory to create the process in, if there is one.
-    pub fn born_in(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        self.born_in.as_ref().map(|(_, fd)| fd.as_fd())
-    }
-
-    /// In the new process, first thing (before it allocates memory that should be charged
-    /// to the container): move the calling process into the container's cgroup in every v1
+    /// In the new process: move the calling process into the container's cgroup in every v1
     /// hierarchy. The process must be single-threaded: only the calling thread moves.
     pub fn enter_self(&self) -> Result<()> {
-        use std::io::Write;
-        for (path, file) in &self.tasks {
-            let mut f: &std::fs::File = file;
-            f.write_all(b"0").map_err(|source| Error::Write {
+        for (path, fd) in &self.tasks {
+            nix::unistd::write(fd, b"0").map_err(|e| Error::Write {
                 path: path.clone(),
                 data: "0".into(),
-                source,
+                source: e.into(),
             })?;
         }
         Ok(())
     }
+
+    /// The files' paths (for messages) and descriptors, to send to another process.
+    pub fn into_parts(self) -> (Vec<PathBuf>, Vec<std::os::fd::OwnedFd>) {
+        self.tasks.into_iter().unzip()
+    }
+
+    /// Rebuild an entry from [`Entry::into_parts`] (paths and descriptors in the same order).
+    pub fn from_parts(paths: Vec<PathBuf>, fds: Vec<std::os::fd::OwnedFd>) -> Entry {
+        Entry {
+            tasks: paths.into_iter().zip(fds).collect(),
+        }
+    }
 }
 
 impl AnyManager {
-    /// Open the files a new process needs to enter this cgroup without a move (see [`Entry`]).
-    /// A process that was not born in [`Entry::born_in`] (a kernel without `clone3`) still
-    /// needs [`CgroupManager::apply`].
-    pub fn entry(&self) -> Result<Entry> {
-        let open_dir = |dir: PathBuf| -> Result<(PathBuf, std::os::fd::OwnedFd)> {
-            std::fs::File::open(&dir)
-                .map(|f| (dir.clone(), f.into()))
-                .map_err(|source| Error::Read { path: dir, source })
-        };
+    /// The second stage of [`begin`]: make the v1 hierarchies' directories (nothing on v2).
+    pub fn complete(&self) -> Result<()> {
         match self {
-            AnyManager::V2(m) => Ok(Entry {
-                born_in: Some(open_dir(m.dir().to_path_buf())?),
-                tasks: Vec::new(),
-            }),
-            AnyManager::V1(m) => {
-                let mut tasks = Vec::new();
-                for dir in m.all_dirs() {
-                    let path = dir.join("tasks");
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|source| Error::Write {
-                            path: path.clone(),
-                            data: "0".into(),
-                            source,
-                        })?;
-                    tasks.push((path, f));
-                }
-                Ok(Entry {
-                    born_in: m.unified_dir().map(open_dir).transpose()?,
-                    tasks,
-                })
+            AnyManager::V1(m) => m.complete(),
+            AnyManager::V2(_) => Ok(()),
+        }
+    }
+
+    /// The cgroup2 directory to create a process in (`clone3` with `CLONE_INTO_CGROUP`), if
+    /// there is one: the container's cgroup on v2, its directory in the hybrid tree on v1.
+    /// A process not born there (a kernel without `clone3`, before 5.7) needs
+    /// [`CgroupManager::apply`] instead.
+    pub fn birth_dir(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        let dir = match self {
+            AnyManager::V2(m) => Some(m.dir().to_path_buf()),
+            AnyManager::V1(m) => m.unified_dir(),
+        };
+        dir.map(|dir| {
+            std::fs::File::open(&dir)
+                .map(Into::into)
+                .map_err(|source| Error::Read { path: dir, source })
+        })
+        .transpose()
+    }
+
+    /// Open the v1 `tasks` files a process writes to enter this cgroup itself (see
+    /// [`Entry`]); none on v2.
+    pub fn entry(&self) -> Result<Entry> {
+        let mut tasks = Vec::new();
+        if let AnyManager::V1(m) = self {
+            for dir in m.all_dirs() {
+                let path = dir.join("tasks");
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|source| Error::Write {
+                        path: path.clone(),
+                        data: "0".into(),
+                        source,
+                    })?;
+                tasks.push((path, f.into()));
             }
         }
+        Ok(Entry { tasks })
     }
 }
 

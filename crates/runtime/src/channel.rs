@@ -2,9 +2,11 @@
 //! message per send, so no framing), close-on-exec on both ends so that a successful exec in
 //! the child reads as end-of-file in the parent.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -14,9 +16,10 @@ pub enum Msg {
     /// parent → child: the cgroup and the id mappings are in place; go on. Carries the
     /// child's pid as the runtime sees it (for the seccomp agent).
     Go(i32),
-    /// parent → child: you are in the container's cgroup now (sent after Go: the move into a
-    /// v1 cgroup waits for an RCU grace period, so the child sets up mounts meanwhile).
-    Attached,
+    /// parent → child: the container's cgroup is complete; enter it (sent after Go, so the
+    /// child sets up its mounts meanwhile). Carries the paths of the v1 `tasks` files whose
+    /// descriptors come with the message (see `berth_cgroups::Entry`).
+    Attached(Vec<std::path::PathBuf>),
     /// child → parent: namespaces exist, run createRuntime (and prestart) hooks now.
     RunRuntimeHooks,
     /// parent → child: those hooks are done.
@@ -44,13 +47,39 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
+        self.send_with_fds(msg, &[])
+    }
+
+    /// Send a message with descriptors (SCM_RIGHTS) attached.
+    pub fn send_with_fds(&self, msg: &Msg, fds: &[RawFd]) -> Result<()> {
         let data = serde_json::to_vec(msg)
             .map_err(|e| Error::sys("encode message", std::io::Error::other(e)))?;
+        let iov = [std::io::IoSlice::new(&data)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
         loop {
-            match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("send to the container process", e)),
+            }
+        }
+    }
+
+    /// The next message and the descriptors that came with it, or None at end of file.
+    pub fn recv_with_fds(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match berth_sys::recv_with_fds(self.fd.as_fd(), &mut buf) {
+                Ok((0, _)) => return Ok(None),
+                Ok((n, fds)) => {
+                    return serde_json::from_slice(&buf[..n])
+                        .map(|m| Some((m, fds)))
+                        .map_err(|e| Error::sys("decode message", std::io::Error::other(e)))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(None),
+                Err(e) => return Err(Error::sys("receive from the runtime", e)),
             }
         }
     }

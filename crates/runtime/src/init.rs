@@ -26,8 +26,6 @@ pub struct InitArgs {
     pub fifo: OwnedFd,
     pub console: Option<std::os::unix::net::UnixStream>,
     pub cgroup_mount: ContainerMount,
-    /// How we enter the container's v1 cgroups ourselves (taken and closed first thing).
-    pub cgroup_entry: Option<berth_cgroups::Entry>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     /// Descriptors the caller passes on (`--preserve-fds`), found before anything was opened.
@@ -42,13 +40,8 @@ pub struct InitArgs {
 }
 
 /// Never returns: either execs the user's program or exits with status 1 after reporting why.
-pub fn run(mut args: InitArgs) -> ! {
-    // Into the cgroup before anything is allocated that should be charged to it.
-    let entered = match args.cgroup_entry.take() {
-        Some(entry) => entry.enter_self().map_err(Error::from),
-        None => Ok(()),
-    };
-    let err = match entered.and_then(|()| init(&args)) {
+pub fn run(args: InitArgs) -> ! {
+    let err = match init(&args) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -100,7 +93,15 @@ fn init(a: &InitArgs) -> Result<Never> {
         if attached.replace(true) {
             return Ok(());
         }
-        expect(&a.chan, Msg::Attached)?;
+        // The runtime made the cgroup while we set up; it sends the v1 `tasks` files we move
+        // ourselves through (no move by pid, see berth_cgroups::Entry).
+        match a.chan.recv_with_fds()? {
+            Some((Msg::Attached(paths), fds)) if paths.len() == fds.len() => {
+                berth_cgroups::Entry::from_parts(paths, fds).enter_self()?
+            }
+            Some((other, _)) => return Err(Error::Init(format!("unexpected message {other:?}"))),
+            None => return Err(Error::Init("the runtime went away during setup".into())),
+        }
         if plan.new_cgroup {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| Error::sys("unshare cgroup namespace", e))?;

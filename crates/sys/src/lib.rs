@@ -240,6 +240,33 @@ pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Receive one message from a socket into `buf`, with the descriptors it carries (SCM_RIGHTS,
+/// received close-on-exec). Returns the message's length (0 at end of file) and the
+/// descriptors, owned.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 64]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these descriptors in our table for us; nothing
+            // else refers to them.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::other("too many descriptors in one message"));
+    }
+    Ok((msg.bytes, fds))
+}
+
 /// pidfd_open(2): a descriptor that refers to one process for good, so that a signal or a wait
 /// can never hit a recycled pid.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {

@@ -35,16 +35,15 @@ impl Manager {
     /// Make the container's directory in every mounted v1 hierarchy (and in the hybrid
     /// cgroup2 tree), preparing each new cpuset level so it can take tasks.
     pub fn create(path: String, mounts: &CgroupMounts) -> Result<Self> {
+        let manager = Self::begin(path, mounts)?;
+        manager.complete()?;
+        Ok(manager)
+    }
+
+    /// The first stage of [`Manager::create`]: only the directory in the hybrid cgroup2 tree,
+    /// which a process is born into (see [`crate::Entry`]).
+    pub fn begin(path: String, mounts: &CgroupMounts) -> Result<Self> {
         let mut manager = Self::open(path, mounts)?;
-        for h in &manager.hierarchies {
-            let is_cpuset = h.controllers.iter().any(|c| c == "cpuset");
-            common::create_levels(&h.mount_point, &manager.path, |parent, dir| {
-                if is_cpuset {
-                    cpuset::init_level(parent, dir)?;
-                }
-                Ok(())
-            })?;
-        }
         if let Some(root) = &manager.unified {
             match crate::v2::create_dir(root, &manager.path) {
                 Ok(_) => {}
@@ -61,6 +60,20 @@ impl Manager {
             }
         }
         Ok(manager)
+    }
+
+    /// The second stage: the directories in the v1 hierarchies.
+    pub fn complete(&self) -> Result<()> {
+        for h in &self.hierarchies {
+            let is_cpuset = h.controllers.iter().any(|c| c == "cpuset");
+            common::create_levels(&h.mount_point, &self.path, |parent, dir| {
+                if is_cpuset {
+                    cpuset::init_level(parent, dir)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// A manager for an existing cgroup; touches nothing.

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -268,14 +268,13 @@ impl Runtime {
         let cg_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.to_string_lossy().into_owned());
-        let cgroup = berth_cgroups::create(cg_path.as_deref(), &o.id)?;
+        // Only what the process is born into now; the v1 hierarchies and the limits while it
+        // sets up its mounts.
+        let cgroup = berth_cgroups::begin(cg_path.as_deref(), &o.id)?;
         let cgroup_mount = cgroup.container_mount();
         let cgroup_path = cgroup.path().to_string();
+        let birth = cgroup.birth_dir()?;
         guard.cgroup = Some(cgroup);
-        if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-            let r = with_default_device_rules(r);
-            guard.cgroup.as_ref().map(|c| c.set(&r)).transpose()?;
-        }
 
         let fifo_path = dir.join("exec.fifo");
         nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
@@ -330,14 +329,13 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
-        let entry = guard.cgroup.as_ref().map(|c| c.entry()).transpose()?;
         let (forked, must_move) =
-            crate::container::fork_into(plan.clone_flags.bits(), entry.as_ref())?;
+            crate::container::fork_into(plan.clone_flags.bits(), birth.as_ref().map(|d| d.as_fd()))?;
+        drop(birth);
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
                 init::run(InitArgs {
-                    cgroup_entry: entry,
                     id: o.id.clone(),
                     spec,
                     bundle,
@@ -360,7 +358,6 @@ impl Runtime {
                 drop(child_chan);
                 drop(fifo);
                 drop(console);
-                drop(entry);
                 guard.pid = Some(pid);
                 if new_user {
                     let l = linux.ok_or_else(|| Error::InvalidSpec("linux is missing".into()))?;
@@ -368,15 +365,29 @@ impl Runtime {
                     write_id_map(pid, "gid_map", l.gid_mappings().as_deref().unwrap_or(&[]))?;
                 }
                 parent_chan.send(&Msg::Go(pid))?;
-                // Only without clone3 is the child moved by us (meanwhile it mounts its root
-                // filesystem); it waits for Attached before anything that must happen inside
-                // the cgroup, such as a new cgroup namespace.
-                let attached = match (&guard.cgroup, must_move) {
-                    (Some(cg), true) => cg.apply(pid).map_err(Error::from),
-                    _ => Ok(()),
-                };
+                // The child mounts its root filesystem while we complete its cgroup; it waits
+                // for Attached before anything that must happen inside the cgroup.
+                let attached = guard
+                    .cgroup
+                    .as_ref()
+                    .map(|cg| -> Result<(Vec<PathBuf>, Vec<std::os::fd::OwnedFd>)> {
+                        cg.complete()?;
+                        if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+                            cg.set(&with_default_device_rules(r))?;
+                        }
+                        if must_move {
+                            cg.apply(pid)?;
+                        }
+                        Ok(cg.entry()?.into_parts())
+                    })
+                    .transpose()
+                    .and_then(|parts| {
+                        let (paths, fds) = parts.unwrap_or_default();
+                        let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                        parent_chan.send_with_fds(&Msg::Attached(paths), &raw)
+                    });
                 // If the child failed meanwhile, its own message says why, not our EPIPE.
-                if let Err(e) = attached.and_then(|()| parent_chan.send(&Msg::Attached)) {
+                if let Err(e) = attached {
                     return Err(match parent_chan.try_recv() {
                         Some(Msg::Failed(m)) => Error::Init(m),
                         _ => e,

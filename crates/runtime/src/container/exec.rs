@@ -91,7 +91,10 @@ impl Runtime {
         };
         let (parent_chan, child_chan) = channel::pair()?;
         let entry = cgroup.entry()?;
-        let (forked, must_move) = crate::container::fork_into(0, Some(&entry))?;
+        let birth = cgroup.birth_dir()?;
+        let (forked, must_move) =
+            crate::container::fork_into(0, birth.as_ref().map(|d| d.as_fd()))?;
+        drop(birth);
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);

@@ -99,16 +99,14 @@ pub struct Container {
     pub record: Record,
 }
 
-/// Fork a process for the container (new namespaces in `clone_flags`) that enters its cgroup
-/// without being moved there (see [`berth_cgroups::Entry`]): it is born in the unified
-/// cgroup when there is one, and the child calls [`berth_cgroups::Entry::enter_self`] first
-/// thing for the v1 hierarchies. Returns whether the parent must still move the child with
-/// `apply` (a kernel without `clone3`/`CLONE_INTO_CGROUP`, before 5.7).
+/// Fork a process for the container (new namespaces in `clone_flags`), born in the cgroup2
+/// directory `birth` when there is one (see [`berth_cgroups::Entry`]). Returns whether the
+/// parent must still move the child with `apply`: a kernel without `clone3` (before 5.7).
 pub(crate) fn fork_into(
     clone_flags: i32,
-    entry: Option<&berth_cgroups::Entry>,
+    birth: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<(berth_sys::Forked, bool)> {
-    if let Some(dir) = entry.and_then(|e| e.born_in()) {
+    if let Some(dir) = birth {
         match berth_sys::clone_fork_into_cgroup(clone_flags, dir) {
             Ok(f) => return Ok((f, false)),
             Err(e)
