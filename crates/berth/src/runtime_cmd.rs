@@ -248,9 +248,20 @@ impl Logger {
     }
 
     fn init_tracing(&self, debug: bool) {
-        let level = if debug { "debug" } else { "warn" };
-        let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        use tracing_subscriber::filter::LevelFilter;
+        // Directives are parsed only when BERTH_LOG asks for them: this runs on every start.
+        let level = if debug {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::WARN
+        };
+        let plain = || tracing_subscriber::EnvFilter::default().add_directive(level.into());
+        let filter = match std::env::var_os("BERTH_LOG") {
+            Some(_) => {
+                tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| plain())
+            }
+            None => plain(),
+        };
         let file = self.path.as_ref().and_then(|p| {
             std::fs::OpenOptions::new()
                 .create(true)

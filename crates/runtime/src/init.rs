@@ -86,6 +86,10 @@ fn init(a: &InitArgs) -> Result<Never> {
     for j in &plan.joins {
         crate::namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
     }
+    if !plan.unshare_flags.is_empty() {
+        nix::sched::unshare(plan.unshare_flags)
+            .map_err(|e| Error::sys("create the container's namespaces", e))?;
+    }
     // Once in the container's cgroup (which then becomes the root of our cgroup namespace):
     // called before the first cgroup mount, or after the rootfs is set up.
     let attached = std::cell::Cell::new(false);

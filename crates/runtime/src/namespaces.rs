@@ -62,8 +62,13 @@ pub struct Join {
 
 /// The namespaces a spec asks for.
 pub struct Plan {
-    /// New namespaces created by clone (cgroup and time are handled apart, see below).
+    /// New namespaces created by clone: user and pid, the ones a process cannot make for
+    /// itself (cgroup and time are handled apart, see below).
     pub clone_flags: CloneFlags,
+    /// New namespaces the init makes with unshare, after joining the spec's paths (so that
+    /// they belong to a joined user namespace, as runc's do) and while the runtime completes
+    /// the cgroup: creating a network namespace alone takes ~0.5 ms.
+    pub unshare_flags: CloneFlags,
     pub new_cgroup: bool,
     pub new_time: bool,
     pub new_user: bool,
@@ -79,6 +84,7 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             clone_flags: CloneFlags::empty(),
+            unshare_flags: CloneFlags::empty(),
             new_cgroup: false,
             new_time: false,
             new_user: false,
@@ -120,7 +126,11 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
                 LinuxNamespaceType::Cgroup => p.new_cgroup = true,
                 LinuxNamespaceType::Time => p.new_time = true,
                 other => {
-                    p.clone_flags |= flag(other);
+                    if matches!(other, LinuxNamespaceType::User | LinuxNamespaceType::Pid) {
+                        p.clone_flags |= flag(other);
+                    } else {
+                        p.unshare_flags |= flag(other);
+                    }
                     match other {
                         LinuxNamespaceType::User => p.new_user = true,
                         LinuxNamespaceType::Mount => p.new_mount = true,

@@ -258,7 +258,10 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
         if let ControlMessageOwned::ScmRights(raw) = c {
             // SAFETY: the kernel just installed these descriptors in our table for us; nothing
             // else refers to them.
-            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     if msg.flags.contains(MsgFlags::MSG_CTRUNC) {

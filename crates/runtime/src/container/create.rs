@@ -329,8 +329,10 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
-        let (forked, must_move) =
-            crate::container::fork_into(plan.clone_flags.bits(), birth.as_ref().map(|d| d.as_fd()))?;
+        let (forked, must_move) = crate::container::fork_into(
+            plan.clone_flags.bits(),
+            birth.as_ref().map(|d| d.as_fd()),
+        )?;
         drop(birth);
         match forked {
             berth_sys::Forked::Child => {
