@@ -211,8 +211,66 @@ enum Cmd {
     },
 }
 
+/// For the commands that start processes in a container, protect the binary (a re-exec, see
+/// `berth_runtime::protect_binary`) before anything else: the process that is replaced
+/// should do as little as possible. Anything [`early_protection`] does not recognise is left
+/// to the parser and to the same protection in `run`, a no-op once the binary is protected.
+fn protect_early(args: &[OsString]) {
+    match early_protection(args) {
+        Some(Early::Exec) => berth_runtime::protect_binary(|| false),
+        Some(Early::Bundle(bundle)) => {
+            berth_runtime::protect_binary(|| berth_runtime::wants_shared_propagation(&bundle))
+        }
+        None => {}
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Early {
+    /// `exec`
+    Exec,
+    /// `create` or `run`, with the bundle it names
+    Bundle(PathBuf),
+}
+
+/// Read only the command and `--bundle` from the arguments (the same spellings as the parser:
+/// `-b X`, `-bX`, `-b=X`, `--bundle X`, `--bundle=X`; the default is the current directory).
+fn early_protection(args: &[OsString]) -> Option<Early> {
+    const GLOBAL_WITH_VALUE: &[&str] = &["--root", "--log", "--log-format", "--criu", "--rootless"];
+    let mut it = args.iter().map(|a| a.to_str());
+    let command = loop {
+        match it.next()?? {
+            a if GLOBAL_WITH_VALUE.contains(&a) => {
+                it.next();
+            }
+            a if a.starts_with('-') => {}
+            a => break a,
+        }
+    };
+    match command {
+        "exec" => Some(Early::Exec),
+        "create" | "run" => {
+            let mut bundle = None;
+            while let Some(a) = it.next() {
+                // not UTF-8: let the parser judge
+                match a? {
+                    "-b" | "--bundle" => bundle = it.next().flatten(),
+                    a if a.starts_with("--bundle=") => bundle = a.get(9..),
+                    a if a.starts_with("-b") => {
+                        bundle = a.get(2..).map(|v| v.strip_prefix('=').unwrap_or(v))
+                    }
+                    _ => {}
+                }
+            }
+            Some(Early::Bundle(PathBuf::from(bundle.unwrap_or("."))))
+        }
+        _ => None,
+    }
+}
+
 /// Entry point for `berth runtime ARGS` and `berth-runtime ARGS`; returns the exit code.
 pub fn main_from_args(args: Vec<OsString>) -> i32 {
+    protect_early(&args);
     let mut argv = vec![OsString::from("berth-runtime")];
     argv.extend(args);
     let cli = match Cli::try_parse_from(argv) {
@@ -715,6 +773,32 @@ fn apply_update_flags(r: &mut LinuxResources, f: UpdateFlags) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn early(args: &[&str]) -> Option<Early> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        early_protection(&args)
+    }
+
+    #[test]
+    fn early_protection_reads_the_command_and_bundle_as_the_parser_does() {
+        let b = |p: &str| Some(Early::Bundle(PathBuf::from(p)));
+        assert_eq!(early(&["run", "--bundle", "/b", "id"]), b("/b"));
+        assert_eq!(
+            early(&["--root", "/r", "create", "-b", "/b", "id"]),
+            b("/b")
+        );
+        assert_eq!(
+            early(&["--log", "run", "run", "--bundle=/b", "id"]),
+            b("/b")
+        );
+        assert_eq!(early(&["--debug", "create", "-b/b", "id"]), b("/b"));
+        assert_eq!(early(&["create", "-b=/b", "id"]), b("/b"));
+        assert_eq!(early(&["run", "id"]), b("."));
+        assert_eq!(early(&["exec", "id", "sh"]), Some(Early::Exec));
+        assert_eq!(early(&["--root", "exec", "state", "id"]), None);
+        assert_eq!(early(&["state", "run"]), None);
+        assert_eq!(early(&[]), None);
+    }
 
     #[test]
     fn sizes() {
