@@ -18,7 +18,7 @@
 # where berth's time goes (download vs unpack), and one with the blobs already in the store
 # shows the unpack alone.
 #
-#   bench/pull.sh                    # builds target/release/berth if missing
+#   bench/pull.sh                    # builds the release binary (scripts/build-release.sh)
 #   BERTH=/path/to/berth RUNS=10 bench/pull.sh
 #   KEEP_ROOTFS=1 bench/pull.sh      # keep the debootstrap rootfs in /var/tmp for next time
 set -eu
@@ -40,10 +40,7 @@ if [ -n "$need" ]; then
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $need >&2
 fi
 
-BERTH=${BERTH:-$repo/target/release/berth}
-if [ ! -x "$BERTH" ]; then
-    (cd "$repo" && cargo build --release -p berth)
-fi
+BERTH=${BERTH:-$(bash "$repo/scripts/build-release.sh")}
 
 tmp=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
 cleanup() {

@@ -30,13 +30,13 @@ fi
 for p in hyperfine runc python3; do
   dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
 done
-(cd "$repo" && cargo build --release -p berth >&2)
+berth=$(bash "$repo/scripts/build-release.sh")
 # the bundle must be visible in the VM, which sees this machine's files read-only but has
 # its own /tmp and /var: keep it under target/
 bundle=$repo/target/bench-v2-bundle
 rm -rf "$bundle"
 bash "$repo/tests/make-busybox-rootfs.sh" "$bundle/rootfs" >/dev/null
-(cd "$bundle" && "$repo/target/release/berth" runtime spec)
+(cd "$bundle" && "$berth" runtime spec)
 python3 - "$bundle/config.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -46,5 +46,5 @@ s["linux"]["cgroupsPath"] = "/berth-bench/c"
 json.dump(s, open(sys.argv[1], "w"), indent=2)
 PY
 shared=${BERTH_SHARED:-$(dirname "$repo")/shared}
-"$shared/tools/cgroup2-vm" -- bash "$repo/bench/runtime-v2-vm.sh" --in-vm "$runs" "$repo/target/release/berth" "$bundle" 2>&1 | cat
+"$shared/tools/cgroup2-vm" -- bash "$repo/bench/runtime-v2-vm.sh" --in-vm "$runs" "$berth" "$bundle" 2>&1 | cat
 rm -rf "$bundle"

@@ -2,7 +2,7 @@
 # Time `berth runtime run` against `runc run` of the same busybox bundle running /bin/true
 # (hyperfine, warm caches, same machine), print the ratio, and the peak memory of each
 # (/usr/bin/time -v). Root only. Installs hyperfine, runc and time if missing; builds berth
-# in release mode.
+# in release mode (scripts/build-release.sh: static).
 #
 #   [ROUNDS=4] bench/runtime.sh [RUNS-PER-ROUND]
 set -euo pipefail
@@ -16,8 +16,7 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-(cd "$repo" && cargo build --release -p berth >&2)
-berth=$repo/target/release/berth
+berth=$(bash "$repo/scripts/build-release.sh")
 
 work=$(mktemp -d /tmp/berth-bench-rt.XXXXXX)
 cleanup() {

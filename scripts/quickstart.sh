@@ -17,9 +17,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo; }
 
-cargo build --release -p berth
-berth=$repo/target/release/berth
-ln -sf berth "$repo/target/release/berth-runtime"
+berth=$(bash scripts/build-release.sh)
+ln -sf berth "$(dirname "$berth")/berth-runtime"
 
 work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 trap 'rm -rf "$work"' EXIT
