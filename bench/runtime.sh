@@ -4,7 +4,7 @@
 # (/usr/bin/time -v). Root only. Installs hyperfine, runc and time if missing; builds berth
 # in release mode (scripts/build-release.sh: static).
 #
-#   [ROUNDS=4] bench/runtime.sh [RUNS-PER-ROUND]
+#   [ROUNDS=4] [PAIRS=200] bench/runtime.sh [RUNS-PER-ROUND]
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 runs=${1:-30}
@@ -64,6 +64,22 @@ show("berth", b)
 show("runc", c)
 print(f"ratio berth/runc: mean {statistics.mean(b)/statistics.mean(c):.3f}, "
       f"median {statistics.median(b)/statistics.median(c):.3f}  (goal: at most 0.333)")
+PY
+# And run by run, alternating (the two runtimes see the same moment of the machine), timed
+# from Python: adds ~1 ms of spawning to both.
+python3 - "${PAIRS:-200}" "$berth_cmd" "$runc_cmd" <<'PY'
+import statistics, subprocess, sys, time
+pairs, cmds = int(sys.argv[1]), [c.split() for c in sys.argv[2:]]
+times = [[], []]
+for _ in range(pairs):
+    for t, c in zip(times, cmds):
+        start = time.perf_counter()
+        subprocess.run(c, check=True)
+        t.append(time.perf_counter() - start)
+(b, c) = times
+print(f"alternating, {pairs} pairs: berth median {statistics.median(b)*1000:.2f} ms, "
+      f"runc median {statistics.median(c)*1000:.2f} ms; ratio: mean "
+      f"{statistics.mean(b)/statistics.mean(c):.3f}, median {statistics.median(b)/statistics.median(c):.3f}")
 PY
 for name in berth runc; do
   cmd=$berth_cmd; [ $name = runc ] && cmd=$runc_cmd
