@@ -862,3 +862,48 @@ fn init_and_exec_processes_enter_every_cgroup_hierarchy() {
         assert!(!me.contains(&b.id), "{me}");
     }
 }
+
+#[test]
+fn delete_force_kills_every_process_without_a_pid_namespace() {
+    if require_root() {
+        return;
+    }
+    // Sharing the host's pid namespace, killing the init does not take the others with it:
+    // delete --force must find them through the cgroup and wait until they are gone.
+    let mut b = Bundle::new(
+        "hostpid",
+        &["sh", "-c", "sleep 2311 & sleep 2312 & sleep 2313"],
+    );
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    let sleepers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("cmdline"))
+                    .map(|c| c.starts_with("sleep\0231"))
+                    .unwrap_or(false)
+            })
+            .count()
+    };
+    for _ in 0..100 {
+        if sleepers() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(sleepers(), 3, "the container's processes did not start");
+    ok(&b.runtime(&["delete", "--force", &b.id]));
+    // gone when delete returns (zombies have an empty cmdline)
+    assert_eq!(sleepers(), 0, "processes outlived delete --force");
+    assert!(
+        b.cgroup_dirs().is_empty(),
+        "cgroup left: {:?}",
+        b.cgroup_dirs()
+    );
+}
