@@ -886,7 +886,7 @@ fn delete_force_kills_every_process_without_a_pid_namespace() {
             .flatten()
             .filter(|e| {
                 std::fs::read_to_string(e.path().join("cmdline"))
-                    .map(|c| c.starts_with("sleep\0231"))
+                    .map(|c| c.starts_with("sleep\x00231"))
                     .unwrap_or(false)
             })
             .count()
