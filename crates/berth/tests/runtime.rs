@@ -388,27 +388,12 @@ fn memory_limit_oom_kills() {
         return;
     }
     // dd's 64 MiB buffer cannot fit under a 32 MiB limit: the OOM killer ends dd (137)
-    let mut b = Bundle::new(
-        "oom",
-        &[
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?",
-        ],
-    );
-    b.spec["linux"]["resources"]["memory"] =
-        json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
+    let mut b = Bundle::new("oom", &["sh", "-c", DD_64M]);
+    limit_memory_32m(&mut b);
     let text = ok(&b.run());
     assert!(text.contains("dd=137"), "dd was not OOM-killed: {text}");
     // and without the limit, the same command succeeds (the limit is what killed it)
-    let b2 = Bundle::new(
-        "nooom",
-        &[
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?",
-        ],
-    );
+    let b2 = Bundle::new("nooom", &["sh", "-c", DD_64M]);
     assert!(ok(&b2.run()).contains("dd=0"));
 }
 
@@ -417,21 +402,7 @@ fn pids_limit_stops_a_fork_bomb() {
     if require_root() {
         return;
     }
-    let mut b = Bundle::new(
-        "pids",
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 30); do sleep 2 & done; echo all-forked",
-        ],
-    );
-    b.spec["linux"]["resources"]["pids"] = json!({"limit": 10});
-    let out = b.run();
-    assert!(
-        !stdout(&out).contains("all-forked"),
-        "30 processes started under pids.max=10"
-    );
-    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+    assert_pids_limit_stops_a_fork_bomb("pids");
 }
 
 #[test]
@@ -443,27 +414,11 @@ fn cpu_quota_holds() {
     // plus scheduling slack.
     let mut b = Bundle::new("cpu", &["sh", "-c", "while :; do :; done"]);
     b.spec["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000});
-    // the container uses CPU from create on (its init's setup), so measure from there
-    let started = std::time::Instant::now();
-    assert!(b.create().status.success());
-    ok(&b.runtime(&["start", &b.id]));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let ev = ok(&b.runtime(&["events", "--stats", &b.id]));
-    // the loop ran at most for this long (slow machines and VMs take a while per command)
-    let elapsed_ns = started.elapsed().as_nanos() as u64;
-    // an unthrottled loop would use ~10x this; scheduling and accounting slack aside
-    let allowed_ns = elapsed_ns / 10 * 2 + 100_000_000;
-    let v: Value = serde_json::from_str(&ev).unwrap();
-    let used_ns = v["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
-    assert!(used_ns > 10_000_000, "the loop did not run: {used_ns} ns");
-    assert!(
-        used_ns < allowed_ns,
-        "quota of 0.1 CPU not enforced: {used_ns} ns used in {elapsed_ns} ns"
-    );
+    let v = assert_cpu_quota_holds(&b);
     let throttled = v["data"]["cpu"]["throttling"]["throttledPeriods"]
         .as_u64()
         .unwrap_or(0);
-    assert!(throttled > 0, "no throttled periods: {ev}");
+    assert!(throttled > 0, "no throttled periods: {v}");
 }
 
 #[test]
@@ -471,15 +426,7 @@ fn a_device_outside_the_rules_is_denied() {
     if require_root() {
         return;
     }
-    let mut b = Bundle::new("dev", &["sh", "-c", "head -c1 /dev/mem >/dev/null 2>&1 && echo mem-open; echo x > /dev/null && echo null-ok"]);
-    b.spec["linux"]["devices"] =
-        json!([{"path": "/dev/mem", "type": "c", "major": 1, "minor": 1, "fileMode": 438}]);
-    let text = ok(&b.run());
-    assert!(text.contains("null-ok"), "{text}");
-    assert!(
-        !text.contains("mem-open"),
-        "/dev/mem could be opened: {text}"
-    );
+    assert_a_device_outside_the_rules_is_denied("dev");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn require_v2() -> bool {
     if require_root() {
@@ -31,9 +31,9 @@ fn v2_memory_limit_oom_kills() {
     if require_v2() {
         return;
     }
-    let mut b = Bundle::new("v2oom", &["sh", "-c", "cat /sys/fs/cgroup/memory.max; dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?"]);
-    b.spec["linux"]["resources"]["memory"] =
-        json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
+    let cmd = format!("cat /sys/fs/cgroup/memory.max; {DD_64M}");
+    let mut b = Bundle::new("v2oom", &["sh", "-c", &cmd]);
+    limit_memory_32m(&mut b);
     let text = ok(&b.run());
     assert!(
         text.contains("33554432"),
@@ -47,21 +47,7 @@ fn v2_pids_limit_stops_a_fork_bomb() {
     if require_v2() {
         return;
     }
-    let mut b = Bundle::new(
-        "v2pids",
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 30); do sleep 2 & done; echo all-forked",
-        ],
-    );
-    b.spec["linux"]["resources"]["pids"] = json!({"limit": 10});
-    let out = b.run();
-    assert!(
-        !stdout(&out).contains("all-forked"),
-        "30 processes under pids.max=10"
-    );
-    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+    assert_pids_limit_stops_a_fork_bomb("v2pids");
 }
 
 #[test]
@@ -71,10 +57,7 @@ fn v2_cpu_max_and_weight_hold_and_stats_read_back() {
     }
     let mut b = Bundle::new("v2cpu", &["sh", "-c", "while :; do :; done"]);
     b.spec["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000, "shares": 512});
-    // the container uses CPU from create on (its init's setup), so measure from there
-    let started = std::time::Instant::now();
-    assert!(b.create().status.success());
-    ok(&b.runtime(&["start", &b.id]));
+    let v = assert_cpu_quota_holds(&b);
     let dir = std::path::Path::new("/sys/fs/cgroup/berth-test").join(&b.id);
     assert_eq!(
         std::fs::read_to_string(dir.join("cpu.max")).unwrap().trim(),
@@ -87,23 +70,10 @@ fn v2_cpu_max_and_weight_hold_and_stats_read_back() {
             .trim(),
         "20"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let ev = ok(&b.runtime(&["events", "--stats", &b.id]));
-    // the loop ran at most this long (in an emulated VM each command takes a while)
-    let elapsed_ns = started.elapsed().as_nanos() as u64;
-    // an unthrottled loop would use ~10x this; scheduling and accounting slack aside
-    let allowed_ns = elapsed_ns / 10 * 2 + 100_000_000;
-    let v: Value = serde_json::from_str(&ev).unwrap();
-    let used = v["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
-    assert!(used > 10_000_000, "the loop did not run: {ev}");
-    assert!(
-        used < allowed_ns,
-        "cpu.max of 0.1 CPU not enforced: {used} ns used in {elapsed_ns} ns"
-    );
-    assert!(v["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
+    assert!(v["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{v}");
     assert!(
         v["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
-        "{ev}"
+        "{v}"
     );
     // update changes cpu.max on the running container
     ok(&b.runtime(&["update", "--cpu-quota", "50000", &b.id]));
@@ -120,12 +90,7 @@ fn v2_device_denied_by_the_ebpf_program() {
     if require_v2() {
         return;
     }
-    let mut b = Bundle::new("v2dev", &["sh", "-c", "head -c1 /dev/mem >/dev/null 2>&1 && echo mem-open; echo x > /dev/null && echo null-ok"]);
-    b.spec["linux"]["devices"] =
-        json!([{"path": "/dev/mem", "type": "c", "major": 1, "minor": 1, "fileMode": 438}]);
-    let text = ok(&b.run());
-    assert!(text.contains("null-ok"), "{text}");
-    assert!(!text.contains("mem-open"), "/dev/mem was opened: {text}");
+    assert_a_device_outside_the_rules_is_denied("v2dev");
 }
 
 #[test]

@@ -215,3 +215,69 @@ pub fn ok(o: &Output) -> String {
     );
     stdout(o)
 }
+
+// Scenarios both cgroup suites (this host's v1 and the v2 VM) check the same way.
+
+/// dd with a 64 MiB buffer, then its exit status: 137 under a 32 MiB memory limit.
+pub const DD_64M: &str = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?";
+
+/// Limit the bundle's memory (and memory+swap) to 32 MiB.
+pub fn limit_memory_32m(b: &mut Bundle) {
+    b.spec["linux"]["resources"]["memory"] =
+        serde_json::json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
+}
+
+/// 30 background processes under pids.max=10: the shell cannot fork them all.
+pub fn assert_pids_limit_stops_a_fork_bomb(prefix: &str) {
+    let mut b = Bundle::new(
+        prefix,
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 30); do sleep 2 & done; echo all-forked",
+        ],
+    );
+    b.spec["linux"]["resources"]["pids"] = serde_json::json!({"limit": 10});
+    let out = b.run();
+    assert!(
+        !stdout(&out).contains("all-forked"),
+        "30 processes started under pids.max=10"
+    );
+    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+}
+
+/// /dev/mem is in the spec's devices but not in the allowed rules: it exists and cannot be
+/// opened, while /dev/null can.
+pub fn assert_a_device_outside_the_rules_is_denied(prefix: &str) {
+    let mut b = Bundle::new(prefix, &["sh", "-c", "head -c1 /dev/mem >/dev/null 2>&1 && echo mem-open; echo x > /dev/null && echo null-ok"]);
+    b.spec["linux"]["devices"] = serde_json::json!([{"path": "/dev/mem", "type": "c", "major": 1, "minor": 1, "fileMode": 438}]);
+    let text = ok(&b.run());
+    assert!(text.contains("null-ok"), "{text}");
+    assert!(
+        !text.contains("mem-open"),
+        "/dev/mem could be opened: {text}"
+    );
+}
+
+/// Create and start a busy loop under a quota of 0.1 CPU, let it run ~1.5 s, and check from
+/// `events --stats` that it ran but used no more than its quota allows (with slack: an
+/// unthrottled loop would use ~10x). Returns the stats for further checks.
+pub fn assert_cpu_quota_holds(b: &Bundle) -> Value {
+    // the container uses CPU from create on (its init's setup), so measure from there
+    let started = std::time::Instant::now();
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let ev = ok(&b.runtime(&["events", "--stats", &b.id]));
+    // the loop ran at most for this long (slow machines and VMs take a while per command)
+    let elapsed_ns = started.elapsed().as_nanos() as u64;
+    let allowed_ns = elapsed_ns / 10 * 2 + 100_000_000;
+    let v: Value = serde_json::from_str(&ev).unwrap();
+    let used_ns = v["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
+    assert!(used_ns > 10_000_000, "the loop did not run: {ev}");
+    assert!(
+        used_ns < allowed_ns,
+        "quota of 0.1 CPU not enforced: {used_ns} ns used in {elapsed_ns} ns"
+    );
+    v
+}

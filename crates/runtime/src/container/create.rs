@@ -232,6 +232,24 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
 }
 
+/// The second stage of the container's cgroup, made while its init sets up: the v1
+/// directories, the spec's limits, and the `tasks` files the init moves itself through.
+/// `move_pid` is the init when it was not born in its cgroup (a kernel without clone3).
+fn complete_cgroup(
+    cg: &berth_cgroups::AnyManager,
+    linux: Option<&oci_spec::runtime::Linux>,
+    move_pid: Option<i32>,
+) -> Result<berth_cgroups::Entry> {
+    cg.complete()?;
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        cg.set(&with_default_device_rules(r))?;
+    }
+    if let Some(pid) = move_pid {
+        cg.apply(pid)?;
+    }
+    Ok(cg.entry()?)
+}
+
 impl Runtime {
     /// Create the container; returns once its init waits for `start`.
     pub fn create(&self, o: &CreateOptions) -> Result<Container> {
@@ -369,25 +387,15 @@ impl Runtime {
                 parent_chan.send(&Msg::Go(pid))?;
                 // The child mounts its root filesystem while we complete its cgroup; it waits
                 // for Attached before anything that must happen inside the cgroup.
-                let attached = guard
-                    .cgroup
-                    .as_ref()
-                    .map(|cg| -> Result<(Vec<PathBuf>, Vec<std::os::fd::OwnedFd>)> {
-                        cg.complete()?;
-                        if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-                            cg.set(&with_default_device_rules(r))?;
-                        }
-                        if must_move {
-                            cg.apply(pid)?;
-                        }
-                        Ok(cg.entry()?.into_parts())
-                    })
-                    .transpose()
-                    .and_then(|parts| {
-                        let (paths, fds) = parts.unwrap_or_default();
-                        let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
-                        parent_chan.send_with_fds(&Msg::Attached(paths), &raw)
-                    });
+                let attached = match &guard.cgroup {
+                    Some(cg) => complete_cgroup(cg, linux, must_move.then_some(pid)),
+                    None => Ok(berth_cgroups::Entry::from_parts(Vec::new(), Vec::new())),
+                }
+                .and_then(|entry| {
+                    let (paths, fds) = entry.into_parts();
+                    let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                    parent_chan.send_with_fds(&Msg::Attached(paths), &raw)
+                });
                 // If the child failed meanwhile, its own message says why, not our EPIPE.
                 if let Err(e) = attached {
                     return Err(match parent_chan.try_recv() {
