@@ -854,3 +854,29 @@ fn delete_force_kills_every_process_without_a_pid_namespace() {
         b.cgroup_dirs()
     );
 }
+
+#[test]
+fn a_limit_the_kernel_refuses_fails_create_and_leaves_nothing() {
+    if require_root() {
+        return;
+    }
+    // Limits are written while the init already sets up: a bad one must still fail create
+    // with the field named, kill the init and remove the cgroup and the state.
+    let mut b = Bundle::new("badlimit", &["sleep", "100"]);
+    b.spec["linux"]["resources"]["memory"] = json!({"limit": 100 << 20, "swap": 50 << 20});
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("linux.resources.memory.swap"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        b.cgroup_dirs().is_empty(),
+        "cgroup left: {:?}",
+        b.cgroup_dirs()
+    );
+    assert!(!b.root().join(&b.id).exists(), "state left");
+    let list = ok(&b.runtime(&["list", "-q"]));
+    assert!(!list.contains(&b.id), "{list}");
+}
