@@ -1,0 +1,1 @@
+//! `berth shim`: one small single-threaded process per running container.
