@@ -3,4 +3,12 @@
 //! sessions in SQLite, and knows no HTTP: the API crate maps requests onto it.
 #![forbid(unsafe_code)]
 
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod shim;
 pub mod spec;
+
+pub use engine::{Config, Created, Engine, ExecPlan};
+pub use error::{Error, Kind, Result};

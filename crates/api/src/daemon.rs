@@ -1,0 +1,276 @@
+//! `berth daemon`: listeners, the router, the monitors that learn of container exits, and
+//! what happens at start (adopt running containers) and at SIGTERM (leave them running).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use berth_engine::Engine;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+
+/// The daemon's settings: flags, over /etc/berth/daemon.json, over defaults.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// `-H`: `unix:///path` (several allowed).
+    pub hosts: Vec<String>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub pidfile: Option<PathBuf>,
+    /// The berth binary, for `berth shim`.
+    pub berth_exe: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            hosts: vec!["unix:///run/berth/berth.sock".into()],
+            data_root: "/var/lib/berth".into(),
+            exec_root: "/run/berth".into(),
+            pidfile: Some("/run/berth/berth.pid".into()),
+            berth_exe: std::env::current_exe().unwrap_or_else(|_| "berth".into()),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Applies a daemon.json (dockerd's key names where they mean the same) under the
+    /// values given on the command line.
+    pub fn apply_file(&mut self, path: &Path, flags_given: &[&str]) -> Result<(), String> {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("read {}: {e}", path.display())),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| format!("{}: must be a JSON object", path.display()))?;
+        for (k, val) in obj {
+            let given = flags_given.contains(&k.as_str());
+            let s = || {
+                val.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{}: {k} must be a string", path.display()))
+            };
+            match k.as_str() {
+                "hosts" if !given => {
+                    self.hosts = val
+                        .as_array()
+                        .ok_or_else(|| format!("{}: hosts must be a list", path.display()))?
+                        .iter()
+                        .filter_map(|h| h.as_str().map(str::to_string))
+                        .collect()
+                }
+                "data-root" if !given => self.data_root = s()?.into(),
+                "exec-root" if !given => self.exec_root = s()?.into(),
+                "pidfile" if !given => self.pidfile = Some(s()?.into()),
+                "hosts" | "data-root" | "exec-root" | "pidfile" => {}
+                other => tracing::warn!("{}: {other} is not supported; ignored", path.display()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An attach that arrived before its container started: it is told the shim's socket when
+/// the container exists, and answers once its stream is connected.
+pub type PendingAttach = oneshot::Sender<(PathBuf, oneshot::Sender<()>)>;
+
+pub struct State {
+    pub engine: Arc<Engine>,
+    pub pending: Mutex<HashMap<String, Vec<PendingAttach>>>,
+}
+
+pub type AppState = Arc<State>;
+
+/// Runs `f` on the blocking pool; a panic in it is a 500 for this request only.
+pub async fn blocking<T, F>(f: F) -> crate::error::ApiResult<T>
+where
+    F: FnOnce() -> crate::error::ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// Watches one running container: the shim answers `wait` when its init exits.
+pub fn spawn_monitor(state: AppState, id: String) {
+    tokio::spawn(async move {
+        let sock = state.engine.socket(&id);
+        let info = async {
+            let mut s = UnixStream::connect(&sock).await.ok()?;
+            s.write_all(b"{\"op\":\"wait\"}\n").await.ok()?;
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).await.ok()?;
+            serde_json::from_str::<berth_engine::shim::ExitInfo>(line.trim()).ok()
+        }
+        .await;
+        let engine = state.engine.clone();
+        let res = tokio::task::spawn_blocking(move || engine.exited(&id, info)).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "record a container's exit");
+        }
+    });
+}
+
+/// Docker clients put `/v1.NN` before every path; the routes are written without it.
+async fn strip_version(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(slash) = rest.find('/') {
+            let ver = &rest[..slash];
+            let ok = ver
+                .split_once('.')
+                .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+            if ok {
+                let new_path = rest[slash..].to_string();
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path,
+                };
+                if let Ok(uri) = pq.parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("Api-Version", axum::http::HeaderValue::from_static(crate::API_VERSION));
+    h.insert("Server", axum::http::HeaderValue::from_static("berth"));
+    h.insert("Ostype", axum::http::HeaderValue::from_static("linux"));
+    resp
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::system::routes())
+        .merge(crate::containers::routes())
+        .merge(crate::exec::routes())
+        .merge(crate::images::routes())
+        .fallback(|req: Request| async move {
+            crate::error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("page not found: {} {}", req.method(), req.uri().path()),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            crate::error::ApiError::internal("internal error: the request handler panicked")
+                .into_response_owned()
+        }))
+        .with_state(state)
+}
+
+impl crate::error::ApiError {
+    fn into_response_owned(self) -> Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A socket left by a daemon that died: connecting to it fails; then it can go.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use: is another daemon running?", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Containers keep running after it returns.
+pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
+    let mut listeners = Vec::new();
+    for h in &cfg.hosts {
+        if let Some(p) = h.strip_prefix("unix://") {
+            let p = PathBuf::from(p);
+            listeners.push((
+                p.clone(),
+                bind_unix(&p).map_err(|e| format!("listen on {h}: {e}"))?,
+            ));
+        } else if h.starts_with("tcp://") || h.starts_with("fd://") {
+            return Err(format!(
+                "-H {h}: berth serves the API on unix sockets only; a TCP listener needs TLS \
+                 with client certificates (--tlsverify), which this build does not have yet"
+            ));
+        } else {
+            return Err(format!("-H {h}: not a unix:///path address"));
+        }
+    }
+    let engine_cfg = berth_engine::Config {
+        data_root: cfg.data_root.clone(),
+        exec_root: cfg.exec_root.clone(),
+        berth_exe: cfg.berth_exe.clone(),
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_cfg))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("open the engine: {e}"))?;
+    let state: AppState = Arc::new(State {
+        engine: Arc::new(engine),
+        pending: Mutex::new(HashMap::new()),
+    });
+    let e = state.engine.clone();
+    let live = tokio::task::spawn_blocking(move || e.reconcile())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("adopt running containers: {e}"))?;
+    for id in live {
+        spawn_monitor(state.clone(), id);
+    }
+    if let Some(p) = &cfg.pidfile {
+        if let Some(d) = p.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("write pidfile {}: {e}", p.display()))?;
+    }
+    let app = router(state.clone());
+    let app = tower::Layer::layer(&axum::middleware::from_fn(strip_version), app);
+    let mut tasks = Vec::new();
+    for (path, l) in listeners {
+        let app = app.clone();
+        tracing::info!("API listening on unix://{}", path.display());
+        tasks.push(tokio::spawn(async move {
+            let svc = axum::ServiceExt::<Request>::into_make_service(app);
+            if let Err(e) = axum::serve(l, svc).await {
+                tracing::error!(error = %e, "API server");
+            }
+        }));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down; containers keep running");
+    for t in tasks {
+        t.abort();
+    }
+    for h in &cfg.hosts {
+        if let Some(p) = h.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    if let Some(p) = &cfg.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}

@@ -1,0 +1,1017 @@
+//! The engine proper: containers from create to removal. Blocking code, called by the API
+//! through `spawn_blocking`; it knows no HTTP. One lock per container serialises the
+//! operations on it (start, stop, remove, exit), never the whole engine.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard_stubs::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ExecConfig};
+use berth_image::ImageStore;
+use berth_runtime::Runtime;
+use serde_json::json;
+
+use crate::db::{Db, ExecRecord, Record};
+use crate::error::{Error, Result};
+use crate::events::{Event, Events};
+use crate::shim::{self, ExitInfo, ShimSpawn};
+
+/// Where the engine keeps things, and the binary it starts shims from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Persistent state: images, containers' files, engine.db (/var/lib/berth).
+    pub data_root: PathBuf,
+    /// Runtime state: shims' sockets, the OCI runtime's root (/run/berth).
+    pub exec_root: PathBuf,
+    /// The berth binary (`berth shim` is started from it).
+    pub berth_exe: PathBuf,
+}
+
+pub struct Engine {
+    cfg: Config,
+    pub images: Arc<ImageStore>,
+    db: Db,
+    runtime: Runtime,
+    pub events: Events,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// What `start` tells its caller between creating the container and starting it, so that
+/// attach streams are connected before the first byte of output.
+pub struct Created<'a> {
+    pub id: &'a str,
+    pub socket: PathBuf,
+    pub tty: bool,
+}
+
+/// The pieces an exec start needs.
+pub struct ExecPlan {
+    pub socket: PathBuf,
+    pub process: serde_json::Value,
+    pub tty: bool,
+    pub stdin: bool,
+    pub detach: bool,
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn random_name() -> String {
+    use rand::seq::SliceRandom;
+    const LEFT: &[&str] = &[
+        "admiring", "bold", "brave", "clever", "dazzling", "eager", "elegant", "festive",
+        "focused", "gallant", "happy", "jolly", "keen", "kind", "lucid", "modest", "nifty",
+        "optimistic", "peaceful", "quirky", "relaxed", "serene", "sharp", "stoic", "vibrant",
+        "wizardly", "youthful", "zealous",
+    ];
+    const RIGHT: &[&str] = &[
+        "albattani", "babbage", "bohr", "curie", "darwin", "einstein", "euclid", "fermi",
+        "galileo", "hopper", "hypatia", "kepler", "lamarr", "lovelace", "meitner", "newton",
+        "noether", "pascal", "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak",
+    ];
+    let mut r = rand::thread_rng();
+    format!(
+        "{}_{}",
+        LEFT.choose(&mut r).unwrap_or(&"bold"),
+        RIGHT.choose(&mut r).unwrap_or(&"turing")
+    )
+}
+
+fn random_id() -> String {
+    let b: [u8; 32] = rand::random();
+    hex::encode(b)
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+fn body_of(r: &Record) -> ContainerCreateBody {
+    serde_json::from_str(&r.body).unwrap_or_default()
+}
+
+/// Docker's signal names (`SIGTERM`, `TERM`, `15`).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    berth_runtime::container::ops::parse_signal(s)
+        .map_err(|_| Error::InvalidArgument(format!("invalid signal: {s}")))
+}
+
+impl Engine {
+    pub fn open(cfg: Config) -> Result<Engine> {
+        for (d, mode) in [(&cfg.data_root, 0o710), (&cfg.exec_root, 0o710)] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(d)
+                .map_err(Error::io("create", d))?;
+        }
+        let cdir = cfg.data_root.join("containers");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o710)
+            .create(&cdir)
+            .map_err(Error::io("create", &cdir))?;
+        let images = Arc::new(ImageStore::open(&cfg.data_root)?);
+        let db = Db::open(&cfg.data_root.join("engine.db"))?;
+        let runtime = Runtime::new(cfg.exec_root.join("runtime"));
+        Ok(Engine {
+            cfg,
+            images,
+            db,
+            runtime,
+            events: Events::new(),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
+        let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(id.to_string()).or_default().clone()
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id)
+    }
+
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id)
+    }
+
+    pub fn socket(&self, id: &str) -> PathBuf {
+        shim::socket(&self.state_dir(id))
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// Finds a container by ID, name or ID prefix.
+    pub fn find(&self, s: &str) -> Result<Record> {
+        self.db.find(s)
+    }
+
+    pub fn body(&self, r: &Record) -> ContainerCreateBody {
+        body_of(r)
+    }
+
+    fn emit(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
+        let mut attrs = HashMap::new();
+        attrs.insert("name".to_string(), r.name.clone());
+        attrs.insert("image".to_string(), r.image.clone());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        self.events.send(Event::container(&r.id, action, attrs));
+    }
+
+    /// `POST /containers/create`.
+    pub fn create(&self, name: Option<&str>, mut body: ContainerCreateBody) -> Result<(String, Vec<String>)> {
+        let name = match name.map(|n| n.strip_prefix('/').unwrap_or(n)) {
+            Some(n) if !n.is_empty() => {
+                if !valid_name(n) {
+                    return Err(Error::InvalidName(n.to_string()));
+                }
+                n.to_string()
+            }
+            _ => loop {
+                let n = random_name();
+                if self.db.find(&n).is_err() {
+                    break n;
+                }
+            },
+        };
+        let image_name = body
+            .image
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::InvalidArgument("config.Image: no image specified".into()))?;
+        let image = self.images.resolve(&image_name).map_err(|e| match e.kind() {
+            berth_image::ErrorKind::NotFound => Error::NoSuchImage(image_name.clone()),
+            _ => Error::Image(e),
+        })?;
+        let id = random_id();
+        let mut warnings = Vec::new();
+        if let Some(hc) = &body.host_config {
+            for o in hc.security_opt.iter().flatten() {
+                if o.starts_with("apparmor") || o.starts_with("label") {
+                    warnings.push(format!("security option {o:?} ignored: berth has no AppArmor or SELinux support"));
+                }
+            }
+        }
+        // Validate now what start would refuse, so `create` fails instead of a later `start`:
+        // the spec is built against a scratch root with the image's config.
+        body.image = Some(image_name.clone());
+        let dir = self.container_dir(&id);
+        std::fs::DirBuilder::new()
+            .mode(0o710)
+            .create(&dir)
+            .map_err(Error::io("create container directory", &dir))?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = self.images.remove_container_snapshot(&id);
+            e
+        };
+        let hostname = body
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| id[..12].to_string());
+        let write = |n: &str, data: String| -> Result<()> {
+            let p = dir.join(n);
+            std::fs::write(&p, data).map_err(Error::io("write", &p))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+                .map_err(Error::io("chmod", &p))
+        };
+        write("hostname", format!("{hostname}\n")).map_err(cleanup)?;
+        write(
+            "hosts",
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                 fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+                 ff02::2\tip6-allrouters\n"
+            ),
+        )
+        .map_err(cleanup)?;
+        write("resolv.conf", resolv_conf()).map_err(cleanup)?;
+        std::fs::create_dir(dir.join("rootfs")).map_err(|e| cleanup(Error::io("create", dir.join("rootfs"))(e)))?;
+        self.images
+            .prepare_container(&id, &image)
+            .map_err(|e| cleanup(e.into()))?;
+        let rec = Record {
+            id: id.clone(),
+            name,
+            created: now(),
+            image: image_name,
+            image_id: image.id.to_string(),
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            status: "created".into(),
+            pid: 0,
+            exit_code: 0,
+            started_at: String::new(),
+            finished_at: String::new(),
+            restart_count: 0,
+            oom_killed: false,
+            error: String::new(),
+        };
+        self.db.insert(&rec).map_err(cleanup)?;
+        self.emit(&rec, "create", &[]);
+        Ok((id, warnings))
+    }
+
+    fn mount_rootfs(&self, id: &str) -> Result<PathBuf> {
+        let target = self.container_dir(id).join("rootfs");
+        if !is_mountpoint(&target) {
+            let mounts = berth_image::Snapshotter::mounts(self.images.snapshotter(), id)?;
+            berth_image::snapshot::mount(&mounts, &target)?;
+        }
+        Ok(target)
+    }
+
+    fn unmount_rootfs(&self, id: &str) {
+        let target = self.container_dir(id).join("rootfs");
+        while is_mountpoint(&target) {
+            if let Err(e) = berth_image::snapshot::unmount(&target) {
+                tracing::warn!(container = id, error = %e, "unmount rootfs");
+                break;
+            }
+        }
+    }
+
+    /// The namespace of another container, for `--pid container:X` and the like.
+    fn ns_of(&self, who: &str, typ: &str) -> std::result::Result<PathBuf, crate::spec::SpecError> {
+        let r = self
+            .db
+            .find(who)
+            .map_err(|e| crate::spec::SpecError::Invalid(e.to_string()))?;
+        if r.status != "running" || r.pid <= 0 {
+            return Err(crate::spec::SpecError::Invalid(format!(
+                "container {who} is not running"
+            )));
+        }
+        Ok(PathBuf::from(format!("/proc/{}/ns/{typ}", r.pid)))
+    }
+
+    /// `POST /containers/{id}/start`. `on_created` runs once the container exists but before
+    /// its process runs (attach streams connect then).
+    pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
+        let r = self.db.find(s)?;
+        let lock = self.lock_of(&r.id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.db.find(&r.id)?;
+        match r.status.as_str() {
+            "running" => return Err(Error::NotModified(r.id.clone(), "started")),
+            "paused" => {
+                return Err(Error::Conflict(format!(
+                    "cannot start a paused container {}, try unpause instead",
+                    r.id
+                )))
+            }
+            "removing" => {
+                return Err(Error::Conflict(format!("container {} is being removed", r.id)))
+            }
+            _ => {}
+        }
+        let id = r.id.clone();
+        let body = body_of(&r);
+        let image = self.images.get(&r.image_id.parse()?)?;
+        let rootfs = self.mount_rootfs(&id)?;
+        let dir = self.container_dir(&id);
+        let fail = |e: Error| {
+            self.unmount_rootfs(&id);
+            e
+        };
+        let spec = crate::spec::build(&crate::spec::SpecInput {
+            id: &id,
+            body: &body,
+            image: &image.config,
+            rootfs: &rootfs,
+            hosts_path: &dir.join("hosts"),
+            hostname_path: &dir.join("hostname"),
+            resolv_path: &dir.join("resolv.conf"),
+            cgroups_path: format!("/berth/{id}"),
+            ns_of: &|w, t| self.ns_of(w, t),
+        })
+        .map_err(|e| fail(e.into()))?;
+        let cfg_path = dir.join("config.json");
+        let data = serde_json::to_vec(&spec).map_err(|e| fail(Error::InvalidArgument(e.to_string())))?;
+        std::fs::write(&cfg_path, data).map_err(|e| fail(Error::io("write", &cfg_path)(e)))?;
+
+        let state_dir = self.state_dir(&id);
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|e| fail(Error::io("create", &state_dir)(e)))?;
+        // A runtime state left by a shim that died uncleanly would make create fail.
+        let _ = self.runtime.delete(&id, true);
+        let hc = body.host_config.clone().unwrap_or_default();
+        let (driver, opts) = match &hc.log_config {
+            Some(l) => (
+                l.typ.clone().unwrap_or_else(|| "json-file".into()),
+                l.config.clone().unwrap_or_default(),
+            ),
+            None => ("json-file".to_string(), HashMap::new()),
+        };
+        if driver != "json-file" && driver != "none" && !driver.is_empty() {
+            return Err(fail(Error::InvalidArgument(format!(
+                "log driver {driver:?} is not supported (json-file, none)"
+            ))));
+        }
+        let max_size = match opts.get("max-size") {
+            Some(v) => Some(parse_size(v).map_err(|e| fail(Error::InvalidArgument(format!("--log-opt max-size: {e}"))))?),
+            None => None,
+        };
+        let max_file = match opts.get("max-file") {
+            Some(v) => Some(v.parse::<u32>().map_err(|_| fail(Error::InvalidArgument(format!("--log-opt max-file: {v:?} is not a number"))))?),
+            None => None,
+        };
+        let tty = body.tty.unwrap_or(false);
+        let stdin = body.open_stdin.unwrap_or(false);
+        let log_path = self.log_path(&id);
+        let pid = shim::spawn(&ShimSpawn {
+            exe: &self.cfg.berth_exe,
+            id: &id,
+            bundle: &dir,
+            runtime_root: &self.runtime.root,
+            state_dir: &state_dir,
+            log_path: &log_path,
+            log_driver: if driver.is_empty() { "json-file" } else { &driver },
+            log_max_size: max_size,
+            log_max_file: max_file,
+            tty,
+            stdin,
+            stdin_once: body.stdin_once.unwrap_or(false),
+        })
+        .map_err(fail)?;
+        let sock = shim::socket(&state_dir);
+        on_created(Created {
+            id: &id,
+            socket: sock.clone(),
+            tty,
+        });
+        let resp = shim::request(&sock, &json!({"op": "start"}), Some(Duration::from_secs(60)))
+            .map_err(|e| Error::Shim {
+                id: id.clone(),
+                reason: format!("start: {e}"),
+            });
+        let resp = match resp {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.runtime.kill(&id, libc::SIGKILL, true);
+                return Err(fail(e));
+            }
+        };
+        if resp.get("ok").and_then(|v| v.as_bool()) != Some(true) {
+            let _ = self.runtime.kill(&id, libc::SIGKILL, true);
+            let msg = resp
+                .get("error")
+                .and_then(|v| v.as_str())
+                .unwrap_or("start failed")
+                .to_string();
+            return Err(fail(Error::Shim { id: id.clone(), reason: msg }));
+        }
+        self.db.set_running(&id, pid, &now())?;
+        self.emit(&r, "start", &[]);
+        Ok(())
+    }
+
+    /// Called when a container's init has exited (the monitor's wait returned, or a restart
+    /// found the shim gone). Idempotent: only the first call for one run acts.
+    pub fn exited(&self, id: &str, info: Option<ExitInfo>) -> Result<()> {
+        let lock = self.lock_of(id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.exited_locked(id, info)
+    }
+
+    fn exited_locked(&self, id: &str, info: Option<ExitInfo>) -> Result<()> {
+        let Some(r) = self.db.get(id)? else {
+            return Ok(());
+        };
+        let info = info
+            .or_else(|| shim::read_exit_file(&self.state_dir(id)))
+            .unwrap_or(ExitInfo {
+                exit_code: 255,
+                finished_at: now(),
+                oom_killed: false,
+            });
+        let finished = if info.finished_at.is_empty() { now() } else { info.finished_at.clone() };
+        if !self.db.set_exited(id, info.exit_code, &finished, info.oom_killed, "")? {
+            return Ok(());
+        }
+        // The shim normally deletes the runtime's state; if it died, we do.
+        let _ = self.runtime.delete(id, true);
+        self.unmount_rootfs(id);
+        let _ = std::fs::remove_dir_all(self.state_dir(id));
+        if info.oom_killed {
+            self.emit(&r, "oom", &[]);
+        }
+        self.emit(&r, "die", &[("exitCode", info.exit_code.to_string())]);
+        let body = body_of(&r);
+        if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
+            self.remove_locked(&r, false)?;
+        }
+        Ok(())
+    }
+
+    /// Blocks until the shim reports the exit (or is gone), up to `timeout`. True if exited.
+    fn wait_shim(&self, id: &str, timeout: Duration) -> bool {
+        let sock = self.socket(id);
+        match shim::request(&sock, &json!({"op": "wait"}), Some(timeout)) {
+            Ok(v) => {
+                let info: Option<ExitInfo> = serde_json::from_value(v).ok();
+                // The shim removes its socket shortly after answering; record the exit now.
+                let _ = self.exited_locked(id, info);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => false,
+            Err(_) => {
+                // No shim: the container is gone.
+                let _ = self.exited_locked(id, None);
+                true
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub fn kill(&self, s: &str, signal: i32) -> Result<()> {
+        let r = self.db.find(s)?;
+        if r.status != "running" && r.status != "paused" {
+            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+        }
+        self.runtime.kill(&r.id, signal, false).or_else(|e| match e {
+            berth_runtime::Error::WrongState { .. } | berth_runtime::Error::NotFound(_) => Ok(()),
+            e => Err(e),
+        })?;
+        self.emit(&r, "kill", &[("signal", signal.to_string())]);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after `timeout`.
+    pub fn stop(&self, s: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let r = self.db.find(s)?;
+        let lock = self.lock_of(&r.id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.db.find(&r.id)?;
+        if r.status != "running" && r.status != "paused" {
+            return Err(Error::NotModified(r.id, "stopped"));
+        }
+        let body = body_of(&r);
+        let sig = match signal.or(body.stop_signal.as_deref()) {
+            Some(s) if !s.is_empty() => parse_signal(s)?,
+            _ => libc::SIGTERM,
+        };
+        let timeout = timeout.or(body.stop_timeout).unwrap_or(10);
+        if r.status == "paused" {
+            let _ = self.runtime.resume(&r.id);
+        }
+        let _ = self.runtime.kill(&r.id, sig, false);
+        if timeout < 0 {
+            self.wait_shim(&r.id, Duration::from_secs(u32::MAX as u64));
+        } else if !self.wait_shim(&r.id, Duration::from_secs(timeout as u64)) {
+            let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
+            self.wait_shim(&r.id, Duration::from_secs(30));
+        }
+        self.emit(&r, "stop", &[]);
+        Ok(())
+    }
+
+    pub fn pause(&self, s: &str) -> Result<()> {
+        let r = self.db.find(s)?;
+        if r.status != "running" {
+            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+        }
+        self.runtime.pause(&r.id)?;
+        self.db.set_status(&r.id, "paused")?;
+        self.emit(&r, "pause", &[]);
+        Ok(())
+    }
+
+    pub fn unpause(&self, s: &str) -> Result<()> {
+        let r = self.db.find(s)?;
+        if r.status != "paused" {
+            return Err(Error::Conflict(format!("Container {} is not paused", r.id)));
+        }
+        self.runtime.resume(&r.id)?;
+        self.db.set_status(&r.id, "running")?;
+        self.emit(&r, "unpause", &[]);
+        Ok(())
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub fn remove(&self, s: &str, force: bool) -> Result<()> {
+        let r = self.db.find(s)?;
+        let lock = self.lock_of(&r.id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = self.db.get(&r.id)? else {
+            return Ok(());
+        };
+        self.remove_locked(&r, force)
+    }
+
+    fn remove_locked(&self, r: &Record, force: bool) -> Result<()> {
+        if r.status == "running" || r.status == "paused" {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"/{}\": container is {}: stop the container before removing or force remove",
+                    r.name, r.status
+                )));
+            }
+            let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
+            if r.status == "paused" {
+                let _ = self.runtime.resume(&r.id);
+            }
+            if !self.wait_shim(&r.id, Duration::from_secs(30)) {
+                return Err(Error::Conflict(format!(
+                    "container {} did not exit after SIGKILL within 30 s",
+                    r.id
+                )));
+            }
+            // exited_locked may have removed it already (AutoRemove).
+            if self.db.get(&r.id)?.is_none() {
+                return Ok(());
+            }
+        }
+        self.db.set_status(&r.id, "removing")?;
+        let _ = self.runtime.delete(&r.id, true);
+        self.unmount_rootfs(&r.id);
+        if let Err(e) = self.images.remove_container_snapshot(&r.id) {
+            tracing::warn!(container = %r.id, error = %e, "remove snapshot");
+        }
+        let _ = std::fs::remove_dir_all(self.state_dir(&r.id));
+        let dir = self.container_dir(&r.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io("remove", &dir)(e));
+            }
+        }
+        self.db.remove(&r.id)?;
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&r.id);
+        self.emit(r, "destroy", &[]);
+        Ok(())
+    }
+
+    pub fn rename(&self, s: &str, new_name: &str) -> Result<()> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        if !valid_name(new_name) {
+            return Err(Error::InvalidName(new_name.to_string()));
+        }
+        let r = self.db.find(s)?;
+        self.db.rename(&r.id, new_name)?;
+        self.emit(&r, "rename", &[("oldName", format!("/{}", r.name))]);
+        Ok(())
+    }
+
+    /// The processes of a running container: (titles, rows) as `docker top` shows them.
+    pub fn top(&self, s: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+        let r = self.db.find(s)?;
+        if r.status != "running" && r.status != "paused" {
+            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+        }
+        let pids = self.runtime.pids(&r.id)?;
+        let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut rows = Vec::new();
+        for pid in pids {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+                })
+                .unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ppid = f.get(1).copied().unwrap_or("0").to_string();
+            let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
+                + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+            let secs = ticks / 100;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    b.split(|c| *c == 0)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| String::from_utf8_lossy(x).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            rows.push(vec![
+                if uid == "0" { "root".into() } else { uid },
+                pid.to_string(),
+                ppid,
+                "0".into(),
+                "".into(),
+                "?".into(),
+                format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+                cmd,
+            ]);
+        }
+        Ok((titles, rows))
+    }
+
+    /// Every container, newest first.
+    pub fn records(&self) -> Result<Vec<Record>> {
+        self.db.list()
+    }
+
+    /// `GET /containers/json` entry of one container.
+    pub fn summary(&self, r: &Record) -> ContainerSummary {
+        let body = body_of(r);
+        let command = command_line(&body, r, &self.images);
+        let created = chrono::DateTime::parse_from_rfc3339(&r.created)
+            .map(|d| d.timestamp())
+            .unwrap_or(0);
+        let v = json!({
+            "Id": r.id,
+            "Names": [format!("/{}", r.name)],
+            "Image": r.image,
+            "ImageID": r.image_id,
+            "Command": command,
+            "Created": created,
+            "Ports": [],
+            "Labels": body.labels.clone().unwrap_or_default(),
+            "State": r.status,
+            "Status": human_status(r),
+            "HostConfig": {"NetworkMode": body.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_else(|| "none".into())},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [],
+        });
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn inspect(&self, s: &str) -> Result<ContainerInspectResponse> {
+        let r = self.db.find(s)?;
+        let body = body_of(&r);
+        let dir = self.container_dir(&r.id);
+        let (path, args) = process_args(&body, &r, &self.images);
+        let mut config = serde_json::to_value(&body).unwrap_or_else(|_| json!({}));
+        if let Some(o) = config.as_object_mut() {
+            o.remove("HostConfig");
+            o.remove("NetworkingConfig");
+            o.entry("Hostname").or_insert(json!(r.id[..12]));
+        }
+        let host_config = body
+            .host_config
+            .clone()
+            .map(|h| serde_json::to_value(h).unwrap_or_else(|_| json!({})))
+            .unwrap_or_else(|| json!({}));
+        let running = r.status == "running" || r.status == "paused";
+        let v = json!({
+            "Id": r.id,
+            "Created": r.created,
+            "Path": path,
+            "Args": args,
+            "State": {
+                "Status": r.status,
+                "Running": running,
+                "Paused": r.status == "paused",
+                "Restarting": false,
+                "OOMKilled": r.oom_killed,
+                "Dead": r.status == "dead",
+                "Pid": if running { r.pid } else { 0 },
+                "ExitCode": r.exit_code,
+                "Error": r.error,
+                "StartedAt": if r.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.started_at },
+                "FinishedAt": if r.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.finished_at },
+            },
+            "Image": r.image_id,
+            "ResolvConfPath": dir.join("resolv.conf"),
+            "HostnamePath": dir.join("hostname"),
+            "HostsPath": dir.join("hosts"),
+            "LogPath": self.log_path(&r.id),
+            "Name": format!("/{}", r.name),
+            "RestartCount": r.restart_count,
+            "Driver": "overlay",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "HostConfig": host_config,
+            "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
+            "Mounts": [],
+            "Config": config,
+            "NetworkSettings": {"Networks": {}, "Ports": {}},
+        });
+        serde_json::from_value(v).map_err(|e| Error::InvalidArgument(format!("inspect: {e}")))
+    }
+
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, s: &str, body: ExecConfig) -> Result<String> {
+        let r = self.db.find(s)?;
+        if r.status != "running" {
+            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+        }
+        if body.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(Error::InvalidArgument("No exec command specified".into()));
+        }
+        let id = random_id();
+        self.db.insert_exec(&ExecRecord {
+            id: id.clone(),
+            container: r.id.clone(),
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            running: false,
+            exit_code: None,
+            pid: 0,
+        })?;
+        self.emit(&r, "exec_create", &[("execID", id.clone())]);
+        Ok(id)
+    }
+
+    /// What starting exec `exec_id` needs: the shim's socket and the process to run.
+    pub fn exec_plan(&self, exec_id: &str, detach: bool) -> Result<ExecPlan> {
+        let e = self.db.get_exec(exec_id)?;
+        if e.running || e.exit_code.is_some() {
+            return Err(Error::Conflict(format!("exec {exec_id} has already been started")));
+        }
+        let r = self.db.find(&e.container)?;
+        if r.status != "running" {
+            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+        }
+        let body: ExecConfig = serde_json::from_str(&e.body).unwrap_or_default();
+        let cfg = self.container_dir(&r.id).join("config.json");
+        let data = std::fs::read(&cfg).map_err(Error::io("read", &cfg))?;
+        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&data)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", cfg.display())))?;
+        let process = crate::spec::exec_process(&body, &spec, &self.container_dir(&r.id).join("rootfs"))?;
+        self.db.update_exec(exec_id, true, None, 0)?;
+        self.emit(&r, "exec_start", &[("execID", exec_id.to_string())]);
+        Ok(ExecPlan {
+            socket: self.socket(&r.id),
+            process: serde_json::to_value(process).unwrap_or_default(),
+            tty: body.tty.unwrap_or(false),
+            stdin: body.attach_stdin.unwrap_or(false),
+            detach,
+        })
+    }
+
+    pub fn exec_finished(&self, exec_id: &str, exit_code: i64) -> Result<()> {
+        self.db.update_exec(exec_id, false, Some(exit_code), 0)?;
+        if let Ok(e) = self.db.get_exec(exec_id) {
+            if let Ok(r) = self.db.find(&e.container) {
+                self.emit(&r, "exec_die", &[("execID", exec_id.to_string()), ("exitCode", exit_code.to_string())]);
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub fn exec_inspect(&self, exec_id: &str) -> Result<serde_json::Value> {
+        let e = self.db.get_exec(exec_id)?;
+        let body: ExecConfig = serde_json::from_str(&e.body).unwrap_or_default();
+        let cmd = body.cmd.clone().unwrap_or_default();
+        let v = json!({
+            "ID": e.id,
+            "Running": e.running,
+            "ExitCode": e.exit_code,
+            "ProcessConfig": {
+                "tty": body.tty.unwrap_or(false),
+                "entrypoint": cmd.first().cloned().unwrap_or_default(),
+                "arguments": cmd.iter().skip(1).cloned().collect::<Vec<_>>(),
+                "privileged": body.privileged.unwrap_or(false),
+                "user": body.user.clone().unwrap_or_default(),
+            },
+            "OpenStdin": body.attach_stdin.unwrap_or(false),
+            "OpenStderr": body.attach_stderr.unwrap_or(false),
+            "OpenStdout": body.attach_stdout.unwrap_or(false),
+            "CanRemove": false,
+            "ContainerID": e.container,
+            "DetachKeys": "",
+            "Pid": e.pid,
+        });
+        let typed: bollard_stubs::models::ExecInspectResponse = serde_json::from_value(v)
+            .map_err(|e| Error::InvalidArgument(format!("exec inspect: {e}")))?;
+        Ok(serde_json::to_value(typed).unwrap_or_default())
+    }
+
+    /// After a daemon (re)start: every container recorded as running whose shim is alive is
+    /// returned (the daemon watches them again); the others are recorded as exited, with the
+    /// exit code their shim left behind.
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        let mut live = Vec::new();
+        for r in self.db.list()? {
+            match r.status.as_str() {
+                "running" | "paused" => {
+                    let sock = self.socket(&r.id);
+                    let alive = shim::request(&sock, &json!({"op": "state"}), Some(Duration::from_secs(5)))
+                        .ok()
+                        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string));
+                    match alive.as_deref() {
+                        Some("running") | Some("created") => live.push(r.id.clone()),
+                        _ => {
+                            tracing::info!(container = %r.id, "exited while the daemon was away");
+                            self.exited(&r.id, None)?;
+                        }
+                    }
+                }
+                "removing" => {
+                    let _ = self.remove(&r.id, true);
+                }
+                _ => {}
+            }
+        }
+        Ok(live)
+    }
+}
+
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.trim_end_matches('b').chars().last() {
+        Some('k') => (&t[..t.find('k').unwrap_or(t.len())], 1024u64),
+        Some('m') => (&t[..t.find('m').unwrap_or(t.len())], 1024 * 1024),
+        Some('g') => (&t[..t.find('g').unwrap_or(t.len())], 1024 * 1024 * 1024),
+        _ => (t.trim_end_matches('b'), 1),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| *n >= 0.0)
+        .map(|n| (n * mult as f64) as u64)
+        .ok_or_else(|| format!("{s:?} is not a size"))
+}
+
+fn resolv_conf() -> String {
+    // No network of its own yet (networks are a later issue): the host's resolvers, minus
+    // loopback ones, which would mean the container's own loopback.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    for l in host.lines() {
+        let t = l.trim();
+        if let Some(ns) = t.strip_prefix("nameserver") {
+            let ns = ns.trim();
+            if ns.starts_with("127.") || ns == "::1" {
+                continue;
+            }
+        }
+        if t.starts_with("nameserver") || t.starts_with("search") || t.starts_with("options") {
+            out.push_str(t);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn process_args(body: &ContainerCreateBody, r: &Record, images: &ImageStore) -> (String, Vec<String>) {
+    let img = r
+        .image_id
+        .parse()
+        .ok()
+        .and_then(|d| images.get(&d).ok())
+        .and_then(|i| i.config.config);
+    let ep = body
+        .entrypoint
+        .clone()
+        .or_else(|| img.as_ref().and_then(|c| c.entrypoint.clone()))
+        .unwrap_or_default();
+    let cmd = if body.entrypoint.is_some() {
+        body.cmd.clone().unwrap_or_default()
+    } else {
+        body.cmd
+            .clone()
+            .or_else(|| img.as_ref().and_then(|c| c.cmd.clone()))
+            .unwrap_or_default()
+    };
+    let mut all: Vec<String> = ep.into_iter().chain(cmd).collect();
+    if all.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let path = all.remove(0);
+    (path, all)
+}
+
+fn command_line(body: &ContainerCreateBody, r: &Record, images: &ImageStore) -> String {
+    let (p, a) = process_args(body, r, images);
+    std::iter::once(p).chain(a).collect::<Vec<_>>().join(" ")
+}
+
+/// Docker's human status: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
+pub fn human_status(r: &Record) -> String {
+    let since = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| (chrono::Utc::now() - d.with_timezone(&chrono::Utc)).num_seconds().max(0))
+            .unwrap_or(0)
+    };
+    match r.status.as_str() {
+        "running" => format!("Up {}", human_duration(since(&r.started_at))),
+        "paused" => format!("Up {} (Paused)", human_duration(since(&r.started_at))),
+        "exited" => format!("Exited ({}) {} ago", r.exit_code, human_duration(since(&r.finished_at))),
+        "created" => "Created".into(),
+        "removing" => "Removal In Progress".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Go's units.HumanDuration, which docker uses.
+pub fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if (s as f64 / 3600.0).round() as i64 == 1 => "About an hour".into(),
+        s if s < 48 * 3600 => format!("{} hours", (s as f64 / 3600.0).round() as i64),
+        s if s < 7 * 24 * 3600 * 2 => format!("{} days", s / 86400),
+        s if s < 30 * 24 * 3600 * 2 => format!("{} weeks", s / (7 * 86400)),
+        s if s < 365 * 24 * 3600 * 2 => format!("{} months", s / (30 * 86400)),
+        s => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web_1"));
+        assert!(valid_name("a.b-c"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10m"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(3), "3 seconds");
+        assert_eq!(human_duration(70), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+    }
+}
