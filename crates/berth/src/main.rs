@@ -30,6 +30,9 @@ enum Command {
     Image(image_cmd::ImageCommand),
     #[command(flatten)]
     Registry(registry_cmd::RegistryCommand),
+    /// The per-container monitor, started by the daemon (internal).
+    #[command(hide = true)]
+    Shim(berth_shim::ShimArgs),
 }
 
 fn main() {
@@ -73,6 +76,7 @@ fn main() {
         Command::Runtime(_) => unreachable_runtime(),
         Command::Image(c) => report(image_cmd::run(c, &cli.data_root)),
         Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root)),
+        Command::Shim(a) => berth_shim::main(a),
     };
     std::process::exit(code);
 }
