@@ -1,6 +1,7 @@
 //! The `berth` binary: wires the library crates to a command line. No logic lives here
 //! beyond parsing arguments and printing results.
 
+mod daemon_cmd;
 mod image_cmd;
 mod registry_cmd;
 mod runtime_cmd;
@@ -33,6 +34,8 @@ enum Command {
     /// The per-container monitor, started by the daemon (internal).
     #[command(hide = true)]
     Shim(berth_shim::ShimArgs),
+    /// The daemon: serves the Docker Engine API and owns containers and images.
+    Daemon(daemon_cmd::DaemonArgs),
 }
 
 fn main() {
@@ -77,6 +80,7 @@ fn main() {
         Command::Image(c) => report(image_cmd::run(c, &cli.data_root)),
         Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root)),
         Command::Shim(a) => berth_shim::main(a),
+        Command::Daemon(a) => daemon_cmd::run(a, std::env::var_os("BERTH_DATA_ROOT").map(Into::into).or(Some(cli.data_root.clone())).filter(|_| std::env::var_os("BERTH_DATA_ROOT").is_some())),
     };
     std::process::exit(code);
 }
