@@ -109,7 +109,7 @@ fn flags_change_the_spec() {
         "Tmpfs": {"/run": "size=1m,exec"}, "Binds": [format!("{}:/data:ro,rslave", f.dir.path().display())],
         "Ulimits": [{"Name": "nofile", "Soft": 100, "Hard": 200}], "OomScoreAdj": 500,
         "PidMode": "host", "IpcMode": "container:other", "NetworkMode": "host", "CgroupnsMode": "host",
-        "Sysctls": {"kernel.shmmax": "1000000"}, "GroupAdd": ["root"], "Memory": 33554432
+        "Sysctls": {"kernel.domainname": "x.org"}, "GroupAdd": ["root"], "Memory": 33554432
     }})).unwrap());
     assert_eq!(s["hostname"], "web");
     assert_eq!(s["domainname"], "example.org");
@@ -124,7 +124,7 @@ fn flags_change_the_spec() {
     let types: Vec<&str> = s["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["mount", "ipc", "uts"]);
     assert_eq!(s["linux"]["namespaces"][1]["path"], "/proc/4242/ns/ipc");
-    assert_eq!(s["linux"]["sysctl"]["kernel.shmmax"], "1000000");
+    assert_eq!(s["linux"]["sysctl"]["kernel.domainname"], "x.org");
     let m = |d: &str| s["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == d).cloned();
     assert!(m("/dev/shm").is_none(), "a joined IPC namespace brings its own /dev/shm");
     let run = m("/run").unwrap();
