@@ -78,7 +78,24 @@ pub fn kernel_caps() -> Result<Vec<String>, SpecError> {
         path: path.into(),
         source: std::io::Error::other(format!("not a number: {text:?}")),
     })?;
-    Ok(ALL.iter().take(last + 1).map(|s| s.to_string()).collect())
+    // Only what the daemon itself may hand out (its bounding set), as Docker does: asking for
+    // a capability the daemon lacks would make the runtime fail to start every privileged
+    // container on a host that withholds one (e.g. CAP_SYS_RESOURCE in a nested container).
+    let bounding = bounding_set().unwrap_or(u64::MAX);
+    Ok(ALL
+        .iter()
+        .enumerate()
+        .take(last + 1)
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, s)| s.to_string())
+        .collect())
+}
+
+/// The calling process's bounding set (CapBnd of /proc/self/status).
+fn bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// `sys_admin`, `CAP_SYS_ADMIN`, `cap_sys_admin` → `CAP_SYS_ADMIN`; `all` → `ALL`.
