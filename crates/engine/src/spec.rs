@@ -110,7 +110,11 @@ fn bad(flag: &'static str, reason: impl Into<String>) -> SpecError {
 /// Docker's ReplaceOrAppendEnvValues: a later `KEY=v` replaces an earlier `KEY=...`; a bare
 /// `KEY` removes it.
 pub fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
-    let key = |s: &str| s.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_else(|| s.to_string());
+    let key = |s: &str| {
+        s.split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| s.to_string())
+    };
     let mut out: Vec<String> = base.to_vec();
     for e in over {
         let k = key(e);
@@ -138,7 +142,8 @@ pub fn merge_command(
     let img_cmd = image.and_then(|c| c.cmd.as_deref()).unwrap_or(&[]);
     let req_cmd = req_cmd.filter(|c| !c.is_empty());
     // `--entrypoint ""` arrives as [""]: no entrypoint at all, not the image's
-    let req_ep: Option<Vec<String>> = req_entrypoint.map(|e| e.iter().filter(|s| !s.is_empty()).cloned().collect());
+    let req_ep: Option<Vec<String>> =
+        req_entrypoint.map(|e| e.iter().filter(|s| !s.is_empty()).cloned().collect());
     let (ep, cmd): (Vec<String>, &[String]) = match req_ep {
         Some(ep) if !ep.is_empty() => (ep, req_cmd.unwrap_or(&[])),
         Some(_) => (Vec::new(), req_cmd.unwrap_or(img_cmd)),
@@ -182,10 +187,16 @@ fn rlimits(h: &HostConfig) -> Result<Vec<Value>, SpecError> {
             return Err(bad("--ulimit", format!("unknown limit {name:?}")));
         };
         // -1 is "unlimited" in Docker's flag syntax
-        let v = |x: Option<i64>| x.map(|x| if x < 0 { u64::MAX } else { x as u64 }).unwrap_or(0);
+        let v = |x: Option<i64>| {
+            x.map(|x| if x < 0 { u64::MAX } else { x as u64 })
+                .unwrap_or(0)
+        };
         let (soft, hard) = (v(u.soft), v(u.hard));
         if soft > hard {
-            return Err(bad("--ulimit", format!("{name}: soft limit {soft} is greater than hard limit {hard}")));
+            return Err(bad(
+                "--ulimit",
+                format!("{name}: soft limit {soft} is greater than hard limit {hard}"),
+            ));
         }
         out.push(json!({"type": typ, "soft": soft, "hard": hard}));
     }
@@ -204,13 +215,21 @@ fn security_opts(list: &[String]) -> Result<SecurityOpts, SpecError> {
     let mut o = SecurityOpts::default();
     for s in list {
         // the old `key:value` spelling is still accepted by Docker
-        let (k, v) = s.split_once('=').or_else(|| s.split_once(':')).unwrap_or((s.as_str(), ""));
+        let (k, v) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .unwrap_or((s.as_str(), ""));
         match k {
             "no-new-privileges" => {
                 o.no_new_privileges = match v {
                     "" | "true" => true,
                     "false" => false,
-                    _ => return Err(bad("--security-opt", format!("invalid no-new-privileges value {v:?}"))),
+                    _ => {
+                        return Err(bad(
+                            "--security-opt",
+                            format!("invalid no-new-privileges value {v:?}"),
+                        ))
+                    }
                 }
             }
             "seccomp" => o.seccomp = Some(v.to_string()),
@@ -231,11 +250,16 @@ fn abs(flag: &'static str, p: &str) -> Result<(), SpecError> {
     if p.starts_with('/') && !p.split('/').any(|c| c == "..") {
         Ok(())
     } else {
-        Err(bad(flag, format!("{p} is not an absolute path inside the container")))
+        Err(bad(
+            flag,
+            format!("{p} is not an absolute path inside the container"),
+        ))
     }
 }
 
-const PROPAGATIONS: [&str; 6] = ["private", "rprivate", "shared", "rshared", "slave", "rslave"];
+const PROPAGATIONS: [&str; 6] = [
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
 
 /// `-v host:container[:opts]`.
 fn parse_bind(b: &str) -> Result<Value, SpecError> {
@@ -246,7 +270,12 @@ fn parse_bind(b: &str) -> Result<Value, SpecError> {
         _ => return Err(bad("--volume", format!("invalid specification {b:?}"))),
     };
     if !src.starts_with('/') {
-        return Err(bad("--volume", format!("{src}: volumes are not supported yet, only bind mounts of absolute host paths")));
+        return Err(bad(
+            "--volume",
+            format!(
+                "{src}: volumes are not supported yet, only bind mounts of absolute host paths"
+            ),
+        ));
     }
     abs("--volume", dst)?;
     let mut ro = false;
@@ -319,10 +348,16 @@ fn user_mounts(h: &HostConfig) -> Result<Vec<Value>, SpecError> {
             Some(MountType::BIND) => {
                 let src = m.source.as_deref().unwrap_or("");
                 if !src.starts_with('/') {
-                    return Err(bad("--mount", format!("bind source {src:?} must be an absolute path")));
+                    return Err(bad(
+                        "--mount",
+                        format!("bind source {src:?} must be an absolute path"),
+                    ));
                 }
                 if !Path::new(src).exists() {
-                    return Err(bad("--mount", format!("bind source path does not exist: {src}")));
+                    return Err(bad(
+                        "--mount",
+                        format!("bind source path does not exist: {src}"),
+                    ));
                 }
                 let bo = m.bind_options.as_ref();
                 let prop = bo
@@ -330,7 +365,11 @@ fn user_mounts(h: &HostConfig) -> Result<Vec<Value>, SpecError> {
                     .map(|p| p.to_string())
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| "rprivate".into());
-                let rec = if bo.and_then(|b| b.non_recursive) == Some(true) { "bind" } else { "rbind" };
+                let rec = if bo.and_then(|b| b.non_recursive) == Some(true) {
+                    "bind"
+                } else {
+                    "rbind"
+                };
                 let mut o = vec![rec, prop.as_str()];
                 if m.read_only == Some(true) {
                     o.push("ro");
@@ -408,19 +447,41 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     // namespaces
     let ns_of = input.ns_of;
     let pid = ns_mode("--pid", h.pid_mode.as_deref(), "pid", ns_of, &["private"])?;
-    let ipc = ns_mode("--ipc", h.ipc_mode.as_deref(), "ipc", ns_of, &["private", "shareable", "none"])?;
+    let ipc = ns_mode(
+        "--ipc",
+        h.ipc_mode.as_deref(),
+        "ipc",
+        ns_of,
+        &["private", "shareable", "none"],
+    )?;
     let uts = ns_mode("--uts", h.uts_mode.as_deref(), "uts", ns_of, &["private"])?;
-    let net = ns_mode("--network", h.network_mode.as_deref(), "net", ns_of, &["none", "default", "bridge"])?;
+    let net = ns_mode(
+        "--network",
+        h.network_mode.as_deref(),
+        "net",
+        ns_of,
+        &["none", "default", "bridge"],
+    )?;
     match h.userns_mode.as_deref().unwrap_or("") {
         "" | "host" => {}
-        m => return Err(bad("--userns", format!("{m:?}: only \"host\" is supported"))),
+        m => {
+            return Err(bad(
+                "--userns",
+                format!("{m:?}: only \"host\" is supported"),
+            ))
+        }
     }
     let cgroupns_host = matches!(
         h.cgroupns_mode,
         Some(bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST)
     );
     let mut namespaces = vec![json!({"type": "mount"})];
-    for (typ, m) in [("pid", &pid), ("ipc", &ipc), ("uts", &uts), ("network", &net)] {
+    for (typ, m) in [
+        ("pid", &pid),
+        ("ipc", &ipc),
+        ("uts", &uts),
+        ("network", &net),
+    ] {
         match m {
             NsMode::New => namespaces.push(json!({"type": typ})),
             NsMode::Host => {}
@@ -446,7 +507,10 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
 
     // process
     let args = merge_command(body.entrypoint.as_deref(), body.cmd.as_deref(), img)?;
-    let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
     if tty {
         env.push("TERM=xterm".into());
     }
@@ -457,7 +521,10 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
         .working_dir
         .as_deref()
         .filter(|s| !s.is_empty())
-        .or_else(|| img.and_then(|c| c.working_dir.as_deref()).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            img.and_then(|c| c.working_dir.as_deref())
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or("/");
     if !cwd.starts_with('/') {
         return Err(bad("--workdir", format!("{cwd:?} is not an absolute path")));
@@ -468,7 +535,11 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
         .filter(|s| !s.is_empty())
         .or_else(|| img.and_then(|c| c.user.as_deref()))
         .unwrap_or("");
-    let u = user::resolve(input.rootfs, user_spec, h.group_add.as_deref().unwrap_or(&[]))?;
+    let u = user::resolve(
+        input.rootfs,
+        user_spec,
+        h.group_add.as_deref().unwrap_or(&[]),
+    )?;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", u.home));
     }
@@ -492,7 +563,10 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     }
     if let Some(adj) = h.oom_score_adj.filter(|a| *a != 0) {
         if !(-1000..=1000).contains(&adj) {
-            return Err(bad("--oom-score-adj", format!("{adj} is not in the range -1000 to 1000")));
+            return Err(bad(
+                "--oom-score-adj",
+                format!("{adj} is not in the range -1000 to 1000"),
+            ));
         }
         process["oomScoreAdj"] = json!(adj);
     }
@@ -517,39 +591,77 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     let shm_opt = format!("size={shm_size}");
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro]),
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", ro]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", ro],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
     ];
     let own_ipc = matches!(ipc, NsMode::New);
     // --ipc none: no /dev/shm; a joined or host IPC namespace would need that one's /dev/shm,
     // which the engine provides as a bind mount when it supports it.
     if own_ipc && h.ipc_mode.as_deref() != Some("none") {
-        mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt]));
+        mounts.push(mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt],
+        ));
     }
     let user = user_mounts(h)?;
     let taken = |d: &str| user.iter().any(|m| m["destination"] == d);
     mounts.retain(|m| !taken(m["destination"].as_str().unwrap_or("")));
-    let etc_opts: &[&str] = if readonly { &["rbind", "rprivate", "ro"] } else { &["rbind", "rprivate"] };
+    let etc_opts: &[&str] = if readonly {
+        &["rbind", "rprivate", "ro"]
+    } else {
+        &["rbind", "rprivate"]
+    };
     for (dst, src) in [
         ("/etc/resolv.conf", input.resolv_path),
         ("/etc/hostname", input.hostname_path),
         ("/etc/hosts", input.hosts_path),
     ] {
         if !taken(dst) {
-            mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": etc_opts}));
+            mounts.push(
+                json!({"destination": dst, "type": "bind", "source": src, "options": etc_opts}),
+            );
         }
     }
     // parents before children, so that a mount at /a/b is not hidden by a later one at /a
     let mut user = user;
-    user.sort_by_key(|m| m["destination"].as_str().map(|d| d.trim_end_matches('/').matches('/').count()).unwrap_or(0));
+    user.sort_by_key(|m| {
+        m["destination"]
+            .as_str()
+            .map(|d| d.trim_end_matches('/').matches('/').count())
+            .unwrap_or(0)
+    });
     mounts.extend(user);
 
     // linux
@@ -612,10 +724,13 @@ pub fn exec_process(
         what: "assemble the exec process",
         reason: e.to_string(),
     };
-    let base = container_spec.process().as_ref().ok_or(SpecError::Internal {
-        what: "exec",
-        reason: "the container's spec has no process".into(),
-    })?;
+    let base = container_spec
+        .process()
+        .as_ref()
+        .ok_or(SpecError::Internal {
+            what: "exec",
+            reason: "the container's spec has no process".into(),
+        })?;
     let mut p = serde_json::to_value(base).map_err(internal)?;
     let args: Vec<String> = body.cmd.clone().unwrap_or_default();
     if args.is_empty() {

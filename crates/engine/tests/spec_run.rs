@@ -89,13 +89,17 @@ const SCRIPT: &str = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status 
 
 impl Run {
     fn new(request: Value) -> Run {
-        let dir = tempfile::Builder::new().prefix("berth-spec").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-spec")
+            .tempdir()
+            .unwrap();
         let rootfs = dir.path().join("rootfs");
         busybox_rootfs(&rootfs);
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         // writable by whatever user the request runs as
-        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
         let bundle = dir.path().join("bundle");
         std::fs::create_dir(&bundle).unwrap();
         for f in ["hosts", "hostname", "resolv.conf"] {
@@ -171,7 +175,10 @@ impl Run {
     fn status_field(&self, key: &str) -> String {
         self.read("status")
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{key}:"))
+                    .map(|v| v.trim().to_string())
+            })
             .unwrap_or_else(|| panic!("{key} not in {}", self.read("status")))
     }
 }
@@ -192,12 +199,16 @@ fn assert_masked(r: &Run, masked: bool) {
             "regular" // "regular file" or "regular empty file"
         };
         assert!(
-            seen.lines().any(|l| l.starts_with(&format!("{path} {want}"))),
+            seen.lines()
+                .any(|l| l.starts_with(&format!("{path} {want}"))),
             "{path} should be a {want}: {seen}"
         );
         checked += 1;
     }
-    assert!(checked > 0, "no masked path of Docker's list exists on this host");
+    assert!(
+        checked > 0,
+        "no masked path of Docker's list exists on this host"
+    );
 }
 
 fn own_cap_eff() -> String {

@@ -120,7 +120,11 @@ fn normalize(flag: &'static str, name: &str) -> Result<String, SpecError> {
 }
 
 /// The container's capability set: Docker's TweakCapabilities.
-pub fn effective(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>, SpecError> {
+pub fn effective(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+) -> Result<Vec<String>, SpecError> {
     let add: Vec<String> = add
         .iter()
         .map(|c| normalize("--cap-add", c))
@@ -175,8 +179,12 @@ mod tests {
 
     #[test]
     fn add_and_drop_accept_either_spelling() {
-        let c = effective(false, &s(&["sys_admin", "CAP_NET_ADMIN"]), &s(&["chown", "CAP_KILL"]))
-            .unwrap();
+        let c = effective(
+            false,
+            &s(&["sys_admin", "CAP_NET_ADMIN"]),
+            &s(&["chown", "CAP_KILL"]),
+        )
+        .unwrap();
         assert!(c.contains(&"CAP_SYS_ADMIN".to_string()));
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!c.contains(&"CAP_CHOWN".to_string()));

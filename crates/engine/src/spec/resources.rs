@@ -29,7 +29,12 @@ fn online_cpus() -> usize {
 fn parse_set(flag: &'static str, s: &str) -> Result<Vec<u32>, SpecError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim) {
-        let invalid = || bad(flag, format!("invalid value {s:?}: expected a list such as 0-3,5"));
+        let invalid = || {
+            bad(
+                flag,
+                format!("invalid value {s:?}: expected a list such as 0-3,5"),
+            )
+        };
         let (a, b) = match part.split_once('-') {
             Some((a, b)) => (a, b),
             None => (part, part),
@@ -56,9 +61,16 @@ fn swap_limit_supported() -> bool {
 }
 
 /// major:minor of a device node, for blkio throttles and `--device`.
-fn device_numbers(flag: &'static str, path: &str) -> Result<(char, i64, i64, u32, u32, u32), SpecError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| bad(flag, format!("error gathering device information for {path}: {e}")))?;
+fn device_numbers(
+    flag: &'static str,
+    path: &str,
+) -> Result<(char, i64, i64, u32, u32, u32), SpecError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        bad(
+            flag,
+            format!("error gathering device information for {path}: {e}"),
+        )
+    })?;
     let typ = if meta.file_type().is_block_device() {
         'b'
     } else if meta.file_type().is_char_device() {
@@ -77,7 +89,10 @@ fn device_numbers(flag: &'static str, path: &str) -> Result<(char, i64, i64, u32
     ))
 }
 
-fn throttles(flag: &'static str, list: &Option<Vec<bollard_stubs::models::ThrottleDevice>>) -> Result<Option<Value>, SpecError> {
+fn throttles(
+    flag: &'static str,
+    list: &Option<Vec<bollard_stubs::models::ThrottleDevice>>,
+) -> Result<Option<Value>, SpecError> {
     let Some(list) = list.as_ref().filter(|l| !l.is_empty()) else {
         return Ok(None);
     };
@@ -199,7 +214,10 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
         }
         let period: i64 = 100_000;
         cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!((n * period / 1_000_000_000).max(1000)));
+        cpu.insert(
+            "quota".into(),
+            json!((n * period / 1_000_000_000).max(1000)),
+        );
     }
     if let Some(p) = pos(h.cpu_period) {
         if !(1000..=1_000_000).contains(&p) {
@@ -212,7 +230,10 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
     }
     if let Some(q) = pos(h.cpu_quota) {
         if q > 0 && q < 1000 {
-            return Err(bad("--cpu-quota", format!("{q} is below the minimum of 1000 (1 ms)")));
+            return Err(bad(
+                "--cpu-quota",
+                format!("{q} is below the minimum of 1000 (1 ms)"),
+            ));
         }
         cpu.insert("quota".into(), json!(q));
     }
@@ -220,7 +241,10 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
         let want = parse_set("--cpuset-cpus", c)?;
         if let Some(have) = read_set("/sys/devices/system/cpu/online") {
             if let Some(x) = want.iter().find(|x| !have.contains(x)) {
-                return Err(bad("--cpuset-cpus", format!("CPU {x} of {c:?} is not available")));
+                return Err(bad(
+                    "--cpuset-cpus",
+                    format!("CPU {x} of {c:?} is not available"),
+                ));
             }
         }
         cpu.insert("cpus".into(), json!(c));
@@ -229,7 +253,10 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
         let want = parse_set("--cpuset-mems", m)?;
         if let Some(have) = read_set("/sys/devices/system/node/online") {
             if let Some(x) = want.iter().find(|x| !have.contains(x)) {
-                return Err(bad("--cpuset-mems", format!("memory node {x} of {m:?} is not available")));
+                return Err(bad(
+                    "--cpuset-mems",
+                    format!("memory node {x} of {m:?} is not available"),
+                ));
             }
         }
         cpu.insert("mems".into(), json!(m));
@@ -246,7 +273,10 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
     let mut bio = Map::new();
     if let Some(w) = h.blkio_weight.filter(|w| *w != 0) {
         if !(10..=1000).contains(&w) {
-            return Err(bad("--blkio-weight", format!("{w} is not in the range 10-1000")));
+            return Err(bad(
+                "--blkio-weight",
+                format!("{w} is not in the range 10-1000"),
+            ));
         }
         bio.insert("weight".into(), json!(w));
     }
@@ -256,7 +286,10 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
             let path = d.path.as_deref().unwrap_or("");
             let w = d.weight.unwrap_or(0);
             if !(10..=1000).contains(&w) {
-                return Err(bad("--blkio-weight-device", format!("{path}: weight {w} is not in the range 10-1000")));
+                return Err(bad(
+                    "--blkio-weight-device",
+                    format!("{path}: weight {w} is not in the range 10-1000"),
+                ));
             }
             let (_, major, minor, ..) = device_numbers("--blkio-weight-device", path)?;
             out.push(json!({"major": major, "minor": minor, "weight": w}));
@@ -264,10 +297,26 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
         bio.insert("weightDevice".into(), Value::Array(out));
     }
     for (key, flag, list) in [
-        ("throttleReadBpsDevice", "--device-read-bps", &h.blkio_device_read_bps),
-        ("throttleWriteBpsDevice", "--device-write-bps", &h.blkio_device_write_bps),
-        ("throttleReadIOPSDevice", "--device-read-iops", &h.blkio_device_read_iops),
-        ("throttleWriteIOPSDevice", "--device-write-iops", &h.blkio_device_write_iops),
+        (
+            "throttleReadBpsDevice",
+            "--device-read-bps",
+            &h.blkio_device_read_bps,
+        ),
+        (
+            "throttleWriteBpsDevice",
+            "--device-write-bps",
+            &h.blkio_device_write_bps,
+        ),
+        (
+            "throttleReadIOPSDevice",
+            "--device-read-iops",
+            &h.blkio_device_read_iops,
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            "--device-write-iops",
+            &h.blkio_device_write_iops,
+        ),
     ] {
         if let Some(v) = throttles(flag, list)? {
             bio.insert(key.into(), v);
@@ -279,7 +328,13 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
     Ok(Value::Object(r))
 }
 
-fn cgroup_rule(allow: bool, typ: &str, major: Option<i64>, minor: Option<i64>, access: &str) -> Value {
+fn cgroup_rule(
+    allow: bool,
+    typ: &str,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> Value {
     let mut v = json!({"allow": allow, "access": access});
     if typ != "a" {
         v["type"] = json!(typ);
@@ -307,12 +362,20 @@ fn default_device_rules() -> Vec<Value> {
 
 /// A `--device-cgroup-rule` ("c 1:3 rwm", "a *:* m").
 fn parse_cgroup_rule(s: &str) -> Result<Value, SpecError> {
-    let invalid = || bad("--device-cgroup-rule", format!("invalid rule {s:?}: expected such as 'c 1:3 rwm'"));
+    let invalid = || {
+        bad(
+            "--device-cgroup-rule",
+            format!("invalid rule {s:?}: expected such as 'c 1:3 rwm'"),
+        )
+    };
     let f: Vec<&str> = s.split_whitespace().collect();
     let [typ, nums, access] = f.as_slice() else {
         return Err(invalid());
     };
-    if !["a", "b", "c"].contains(typ) || access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+    if !["a", "b", "c"].contains(typ)
+        || access.is_empty()
+        || !access.chars().all(|c| "rwm".contains(c))
+    {
         return Err(invalid());
     }
     let (ma, mi) = nums.split_once(':').ok_or_else(invalid)?;
@@ -353,8 +416,10 @@ fn host_devices() -> Vec<Value> {
             }
             let Some(s) = p.to_str() else { continue };
             if let Ok((typ, major, minor, mode, uid, gid)) = device_numbers("--privileged", s) {
-                out.push(json!({"path": s, "type": typ.to_string(), "major": major, "minor": minor,
-                                "fileMode": mode, "uid": uid, "gid": gid}));
+                out.push(
+                    json!({"path": s, "type": typ.to_string(), "major": major, "minor": minor,
+                                "fileMode": mode, "uid": uid, "gid": gid}),
+                );
             }
         }
     }
@@ -365,24 +430,46 @@ fn host_devices() -> Vec<Value> {
 /// `linux.devices` and the device cgroup rules.
 pub fn devices(h: &HostConfig, privileged: bool) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
     if privileged {
-        return Ok((host_devices(), vec![cgroup_rule(true, "a", None, None, "rwm")]));
+        return Ok((
+            host_devices(),
+            vec![cgroup_rule(true, "a", None, None, "rwm")],
+        ));
     }
     let mut nodes = Vec::new();
     let mut rules = default_device_rules();
     for d in h.devices.iter().flatten() {
         let host = d.path_on_host.as_deref().unwrap_or("");
-        let inside = d.path_in_container.as_deref().filter(|s| !s.is_empty()).unwrap_or(host);
-        let perms = d.cgroup_permissions.as_deref().filter(|s| !s.is_empty()).unwrap_or("rwm");
+        let inside = d
+            .path_in_container
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(host);
+        let perms = d
+            .cgroup_permissions
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("rwm");
         if !perms.chars().all(|c| "rwm".contains(c)) {
-            return Err(bad("--device", format!("invalid permissions {perms:?} for {host}: use r, w, m")));
+            return Err(bad(
+                "--device",
+                format!("invalid permissions {perms:?} for {host}: use r, w, m"),
+            ));
         }
         if !inside.starts_with('/') {
             return Err(bad("--device", format!("{inside} is not an absolute path")));
         }
         let (typ, major, minor, mode, uid, gid) = device_numbers("--device", host)?;
-        nodes.push(json!({"path": inside, "type": typ.to_string(), "major": major, "minor": minor,
-                          "fileMode": mode, "uid": uid, "gid": gid}));
-        rules.push(cgroup_rule(true, &typ.to_string(), Some(major), Some(minor), perms));
+        nodes.push(
+            json!({"path": inside, "type": typ.to_string(), "major": major, "minor": minor,
+                          "fileMode": mode, "uid": uid, "gid": gid}),
+        );
+        rules.push(cgroup_rule(
+            true,
+            &typ.to_string(),
+            Some(major),
+            Some(minor),
+            perms,
+        ));
     }
     for r in h.device_cgroup_rules.iter().flatten() {
         rules.push(parse_cgroup_rule(r)?);
@@ -392,7 +479,12 @@ pub fn devices(h: &HostConfig, privileged: bool) -> Result<(Vec<Value>, Vec<Valu
 
 /// `--sysctl`: only the keys that are namespaced, and only when the container has its own
 /// namespace for them (runc refuses the others too, but later and less clearly).
-pub fn check_sysctl(key: &str, own_ipc: bool, own_net: bool, own_uts: bool) -> Result<(), SpecError> {
+pub fn check_sysctl(
+    key: &str,
+    own_ipc: bool,
+    own_net: bool,
+    own_uts: bool,
+) -> Result<(), SpecError> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -408,18 +500,26 @@ pub fn check_sysctl(key: &str, own_ipc: bool, own_net: bool, own_uts: bool) -> R
         return if own_ipc {
             Ok(())
         } else {
-            Err(no("needs the container's own IPC namespace (not --ipc host or container:)"))
+            Err(no(
+                "needs the container's own IPC namespace (not --ipc host or container:)",
+            ))
         };
     }
     if key.starts_with("net.") {
         return if own_net {
             Ok(())
         } else {
-            Err(no("needs the container's own network namespace (not --network host or container:)"))
+            Err(no(
+                "needs the container's own network namespace (not --network host or container:)",
+            ))
         };
     }
     if key == "kernel.domainname" {
-        return if own_uts { Ok(()) } else { Err(no("needs the container's own UTS namespace")) };
+        return if own_uts {
+            Ok(())
+        } else {
+            Err(no("needs the container's own UTS namespace"))
+        };
     }
     if key == "kernel.hostname" {
         return Err(no("is not allowed: use --hostname"));
@@ -437,7 +537,10 @@ mod tests {
 
     #[test]
     fn memory_flags() {
-        let r = resources(&hc(json!({"Memory": 64 << 20, "MemoryReservation": 32 << 20, "OomKillDisable": true}))).unwrap();
+        let r = resources(&hc(
+            json!({"Memory": 64 << 20, "MemoryReservation": 32 << 20, "OomKillDisable": true}),
+        ))
+        .unwrap();
         assert_eq!(r["memory"]["limit"], 64 << 20);
         assert_eq!(r["memory"]["reservation"], 32 << 20);
         assert_eq!(r["memory"]["disableOOMKiller"], true);
@@ -445,7 +548,10 @@ mod tests {
             assert_eq!(r["memory"]["swap"], 128 << 20);
         }
         let e = resources(&hc(json!({"Memory": 4}))).unwrap_err();
-        assert_eq!(e.to_string(), "--memory: 4 bytes is below the minimum of 6 MiB");
+        assert_eq!(
+            e.to_string(),
+            "--memory: 4 bytes is below the minimum of 6 MiB"
+        );
         assert!(e.is_invalid_argument());
         let e = resources(&hc(json!({"Memory": 64 << 20, "MemorySwap": 32 << 20}))).unwrap_err();
         assert!(e.to_string().starts_with("--memory-swap:"), "{e}");
@@ -455,7 +561,10 @@ mod tests {
 
     #[test]
     fn cpu_flags() {
-        let r = resources(&hc(json!({"NanoCpus": 500_000_000, "CpuShares": 1, "PidsLimit": 50}))).unwrap();
+        let r = resources(&hc(
+            json!({"NanoCpus": 500_000_000, "CpuShares": 1, "PidsLimit": 50}),
+        ))
+        .unwrap();
         assert_eq!(r["cpu"]["period"], 100000);
         assert_eq!(r["cpu"]["quota"], 50000);
         assert_eq!(r["cpu"]["shares"], 2);
@@ -468,19 +577,29 @@ mod tests {
         assert!(e.to_string().starts_with("--cpuset-cpus:"), "{e}");
         let e = resources(&hc(json!({"CpusetCpus": "9999"}))).unwrap_err();
         assert!(e.to_string().contains("not available"), "{e}");
-        assert_eq!(resources(&hc(json!({"CpusetCpus": "0"}))).unwrap()["cpu"]["cpus"], "0");
+        assert_eq!(
+            resources(&hc(json!({"CpusetCpus": "0"}))).unwrap()["cpu"]["cpus"],
+            "0"
+        );
         // unlimited pids
-        assert!(resources(&hc(json!({"PidsLimit": -1}))).unwrap().get("pids").is_none());
+        assert!(resources(&hc(json!({"PidsLimit": -1})))
+            .unwrap()
+            .get("pids")
+            .is_none());
     }
 
     #[test]
     fn block_io_flags_stat_the_device() {
         let r = resources(&hc(json!({"BlkioWeight": 300,
-            "BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1048576}]}))).unwrap();
+            "BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1048576}]})))
+        .unwrap();
         assert_eq!(r["blockIO"]["weight"], 300);
         assert_eq!(r["blockIO"]["throttleReadBpsDevice"][0]["major"], 1);
         assert_eq!(r["blockIO"]["throttleReadBpsDevice"][0]["minor"], 3);
-        let e = resources(&hc(json!({"BlkioDeviceWriteIOps": [{"Path": "/nonexistent", "Rate": 1}]}))).unwrap_err();
+        let e = resources(&hc(
+            json!({"BlkioDeviceWriteIOps": [{"Path": "/nonexistent", "Rate": 1}]}),
+        ))
+        .unwrap_err();
         assert!(e.to_string().starts_with("--device-write-iops:"), "{e}");
         let e = resources(&hc(json!({"BlkioWeight": 5}))).unwrap_err();
         assert!(e.to_string().starts_with("--blkio-weight:"), "{e}");
@@ -493,9 +612,17 @@ mod tests {
         assert_eq!(nodes[0]["path"], "/dev/mynull");
         assert_eq!(nodes[0]["type"], "c");
         assert_eq!(rules[0]["allow"], false);
-        assert!(rules.iter().any(|r| r["major"] == 1 && r["minor"] == 3 && r["access"] == "rw"));
-        assert!(rules.iter().any(|r| r["major"] == 42 && r.get("minor").is_none()));
-        let e = devices(&hc(json!({"Devices": [{"PathOnHost": "/etc/passwd"}]})), false).unwrap_err();
+        assert!(rules
+            .iter()
+            .any(|r| r["major"] == 1 && r["minor"] == 3 && r["access"] == "rw"));
+        assert!(rules
+            .iter()
+            .any(|r| r["major"] == 42 && r.get("minor").is_none()));
+        let e = devices(
+            &hc(json!({"Devices": [{"PathOnHost": "/etc/passwd"}]})),
+            false,
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("--device:"), "{e}");
         let e = devices(&hc(json!({"DeviceCgroupRules": ["x 1:2 rwm"]})), false).unwrap_err();
         assert!(e.to_string().starts_with("--device-cgroup-rule:"), "{e}");

@@ -327,7 +327,9 @@ mod tests {
         assert!(allowed(&admin, "mount"));
         assert!(allowed(&admin, "clone"));
         assert!(allowed(&admin, "reboot"));
-        assert!(!admin.to_string().contains("\"clone3\"],\"action\":\"SCMP_ACT_ERRNO\""));
+        assert!(!admin
+            .to_string()
+            .contains("\"clone3\"],\"action\":\"SCMP_ACT_ERRNO\""));
         let personas: Vec<&Value> = admin["syscalls"]
             .as_array()
             .unwrap()
@@ -369,8 +371,8 @@ mod tests {
 
     #[test]
     fn a_broken_docker_profile_names_the_flag() {
-        let e = from_docker_profile("{\"defaultAction\": \"SCMP_ACT_NOPE\"}", &caps(&[]))
-            .unwrap_err();
+        let e =
+            from_docker_profile("{\"defaultAction\": \"SCMP_ACT_NOPE\"}", &caps(&[])).unwrap_err();
         assert!(e.is_invalid_argument());
         assert!(e.to_string().contains("--security-opt seccomp"), "{e}");
         assert!(from_docker_profile("not json", &caps(&[])).is_err());

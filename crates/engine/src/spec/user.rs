@@ -62,9 +62,7 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<Option<String>, SpecError> {
         return Err(io(std::io::Error::other("not a regular file")));
     }
     let mut text = String::new();
-    f.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(io)?;
+    f.take(MAX_FILE + 1).read_to_string(&mut text).map_err(io)?;
     if text.len() as u64 > MAX_FILE {
         return Err(io(std::io::Error::other(format!(
             "larger than {MAX_FILE} bytes"
@@ -127,10 +125,7 @@ pub fn resolve(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<ExecUs
         .map(|t| parse_passwd(&t))
         .unwrap_or_default();
     let groups_text = read_in_root(rootfs, "etc/group")?;
-    let groups = groups_text
-        .as_deref()
-        .map(parse_group)
-        .unwrap_or_default();
+    let groups = groups_text.as_deref().map(parse_group).unwrap_or_default();
 
     let user_part = if user_part.is_empty() { "0" } else { user_part };
     let entry = match user_part.parse::<u32>() {
