@@ -434,6 +434,19 @@ fn ns_mode(
     Err(bad(flag, format!("invalid mode {m:?}")))
 }
 
+/// Masked or read-only paths: none when privileged (or `systempaths=unconfined`), the API's
+/// own list when the request has one (Docker honours HostConfig.MaskedPaths/ReadonlyPaths),
+/// else Docker's defaults.
+fn paths(unconfined: bool, requested: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    if unconfined {
+        return Vec::new();
+    }
+    match requested {
+        Some(list) => list.clone(),
+        None => default.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 /// Build the OCI spec of a container.
 pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     let body = input.body;
@@ -625,14 +638,22 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
         ),
     ];
     let own_ipc = matches!(ipc, NsMode::New);
-    // --ipc none: no /dev/shm; a joined or host IPC namespace would need that one's /dev/shm,
-    // which the engine provides as a bind mount when it supports it.
+    // --ipc none: no /dev/shm. --ipc host: the host's, as Docker (POSIX shared memory lives
+    // there, and it belongs with the IPC namespace). A joined container's /dev/shm is the
+    // engine's to bind (it knows where that container keeps it).
     if own_ipc && h.ipc_mode.as_deref() != Some("none") {
         mounts.push(mount(
             "/dev/shm",
             "tmpfs",
             "shm",
             &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt],
+        ));
+    } else if matches!(ipc, NsMode::Host) && Path::new("/dev/shm").is_dir() {
+        mounts.push(mount(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "rprivate"],
         ));
     }
     let user = user_mounts(h)?;
@@ -682,8 +703,8 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
         "namespaces": namespaces,
         "resources": res,
         "devices": devices,
-        "maskedPaths": if unconfined_paths { vec![] } else { MASKED_PATHS.to_vec() },
-        "readonlyPaths": if unconfined_paths { vec![] } else { READONLY_PATHS.to_vec() },
+        "maskedPaths": paths(unconfined_paths, &h.masked_paths, &MASKED_PATHS),
+        "readonlyPaths": paths(unconfined_paths, &h.readonly_paths, &READONLY_PATHS),
     });
     if !sysctl.is_empty() {
         linux["sysctl"] = Value::Object(sysctl);

@@ -267,9 +267,23 @@ fn privileged_and_unconfined() {
     assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "rw"));
     let s = v(&spec_of(
         &f,
-        json!({"HostConfig": {"SecurityOpt": ["seccomp=unconfined"]}}),
+        json!({"HostConfig": {"IpcMode": "host", "MaskedPaths": ["/proc/x"]}}),
     )
     .unwrap());
+    assert_eq!(s["linux"]["maskedPaths"], json!(["/proc/x"]));
+    let shm = s["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/dev/shm")
+        .unwrap();
+    assert_eq!(shm["source"], "/dev/shm");
+    let s = v(&spec_of(
+        &f,
+        json!({"HostConfig": {"SecurityOpt": ["seccomp=unconfined", "systempaths=unconfined"]}}),
+    )
+    .unwrap());
+    assert_eq!(s["linux"]["readonlyPaths"], json!([]));
     assert!(s["linux"].get("seccomp").is_none_or(|x| x.is_null()));
     let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
     let s = v(&spec_of(
