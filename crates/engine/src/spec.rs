@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{ContainerCreateBody, ExecConfig, HostConfig, MountType};
+use nix::sys::resource::{getrlimit, Resource};
 use serde_json::{json, Value};
 
 /// Docker's PATH when neither the image nor the request has one.
@@ -157,33 +158,47 @@ pub fn merge_command(
     Ok(args)
 }
 
-fn rlimit_name(name: &str) -> Option<&'static str> {
+fn rlimit_name(name: &str) -> Option<(&'static str, Resource)> {
     Some(match name {
-        "core" => "RLIMIT_CORE",
-        "cpu" => "RLIMIT_CPU",
-        "data" => "RLIMIT_DATA",
-        "fsize" => "RLIMIT_FSIZE",
-        "locks" => "RLIMIT_LOCKS",
-        "memlock" => "RLIMIT_MEMLOCK",
-        "msgqueue" => "RLIMIT_MSGQUEUE",
-        "nice" => "RLIMIT_NICE",
-        "nofile" => "RLIMIT_NOFILE",
-        "nproc" => "RLIMIT_NPROC",
-        "rss" => "RLIMIT_RSS",
-        "rtprio" => "RLIMIT_RTPRIO",
-        "rttime" => "RLIMIT_RTTIME",
-        "sigpending" => "RLIMIT_SIGPENDING",
-        "stack" => "RLIMIT_STACK",
-        "as" => "RLIMIT_AS",
+        "core" => ("RLIMIT_CORE", Resource::RLIMIT_CORE),
+        "cpu" => ("RLIMIT_CPU", Resource::RLIMIT_CPU),
+        "data" => ("RLIMIT_DATA", Resource::RLIMIT_DATA),
+        "fsize" => ("RLIMIT_FSIZE", Resource::RLIMIT_FSIZE),
+        "locks" => ("RLIMIT_LOCKS", Resource::RLIMIT_LOCKS),
+        "memlock" => ("RLIMIT_MEMLOCK", Resource::RLIMIT_MEMLOCK),
+        "msgqueue" => ("RLIMIT_MSGQUEUE", Resource::RLIMIT_MSGQUEUE),
+        "nice" => ("RLIMIT_NICE", Resource::RLIMIT_NICE),
+        "nofile" => ("RLIMIT_NOFILE", Resource::RLIMIT_NOFILE),
+        "nproc" => ("RLIMIT_NPROC", Resource::RLIMIT_NPROC),
+        "rss" => ("RLIMIT_RSS", Resource::RLIMIT_RSS),
+        "rtprio" => ("RLIMIT_RTPRIO", Resource::RLIMIT_RTPRIO),
+        "rttime" => ("RLIMIT_RTTIME", Resource::RLIMIT_RTTIME),
+        "sigpending" => ("RLIMIT_SIGPENDING", Resource::RLIMIT_SIGPENDING),
+        "stack" => ("RLIMIT_STACK", Resource::RLIMIT_STACK),
+        "as" => ("RLIMIT_AS", Resource::RLIMIT_AS),
         _ => return None,
     })
+}
+
+/// Whether this process may raise hard rlimits (CAP_SYS_RESOURCE, bit 24, in CapEff). The
+/// container's init is set up with the same capabilities, so without it a limit above the
+/// current hard one cannot be given.
+fn can_raise_rlimits() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|eff| eff & (1 << 24) != 0)
 }
 
 fn rlimits(h: &HostConfig) -> Result<Vec<Value>, SpecError> {
     let mut out = Vec::new();
     for u in h.ulimits.iter().flatten() {
         let name = u.name.as_deref().unwrap_or("");
-        let Some(typ) = rlimit_name(name) else {
+        let Some((typ, resource)) = rlimit_name(name) else {
             return Err(bad("--ulimit", format!("unknown limit {name:?}")));
         };
         // -1 is "unlimited" in Docker's flag syntax
@@ -197,6 +212,16 @@ fn rlimits(h: &HostConfig) -> Result<Vec<Value>, SpecError> {
                 "--ulimit",
                 format!("{name}: soft limit {soft} is greater than hard limit {hard}"),
             ));
+        }
+        if let Ok((_, current_hard)) = getrlimit(resource) {
+            if hard > current_hard && !can_raise_rlimits() {
+                return Err(bad(
+                    "--ulimit",
+                    format!(
+                        "{name}: hard limit {hard} is above this host's {current_hard}, which berth cannot raise without CAP_SYS_RESOURCE"
+                    ),
+                ));
+            }
         }
         out.push(json!({"type": typ, "soft": soft, "hard": hard}));
     }
@@ -570,6 +595,11 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
         "capabilities": {"bounding": cap_list, "effective": cap_list, "permitted": cap_list},
         "noNewPrivileges": sec.no_new_privileges,
     });
+    if let Some([height, width]) = h.console_size.as_deref() {
+        if tty && *height > 0 && *width > 0 {
+            process["consoleSize"] = json!({"height": height, "width": width});
+        }
+    }
     let rl = rlimits(h)?;
     if !rl.is_empty() {
         process["rlimits"] = Value::Array(rl);
@@ -783,8 +813,15 @@ pub fn exec_process(
         let all = caps::kernel_caps()?;
         p["capabilities"] = json!({"bounding": all, "effective": all, "permitted": all});
     }
-    if let Some(obj) = p.as_object_mut() {
-        obj.remove("consoleSize");
+    match body.console_size.as_deref() {
+        Some([height, width]) if tty && *height > 0 && *width > 0 => {
+            p["consoleSize"] = json!({"height": height, "width": width});
+        }
+        _ => {
+            if let Some(obj) = p.as_object_mut() {
+                obj.remove("consoleSize");
+            }
+        }
     }
     serde_json::from_value(p).map_err(internal)
 }

@@ -103,7 +103,10 @@ fn throttles(
         if rate < 0 {
             return Err(bad(flag, format!("{path}: rate must not be negative")));
         }
-        let (_, major, minor, ..) = device_numbers(flag, path)?;
+        let (typ, major, minor, ..) = device_numbers(flag, path)?;
+        if typ != 'b' {
+            return Err(bad(flag, format!("{path} is not a block device")));
+        }
         out.push(json!({"major": major, "minor": minor, "rate": rate}));
     }
     Ok(Some(Value::Array(out)))
@@ -291,7 +294,13 @@ pub fn resources(h: &HostConfig) -> Result<Value, SpecError> {
                     format!("{path}: weight {w} is not in the range 10-1000"),
                 ));
             }
-            let (_, major, minor, ..) = device_numbers("--blkio-weight-device", path)?;
+            let (typ, major, minor, ..) = device_numbers("--blkio-weight-device", path)?;
+            if typ != 'b' {
+                return Err(bad(
+                    "--blkio-weight-device",
+                    format!("{path} is not a block device"),
+                ));
+            }
             out.push(json!({"major": major, "minor": minor, "weight": w}));
         }
         bio.insert("weightDevice".into(), Value::Array(out));
@@ -590,12 +599,30 @@ mod tests {
 
     #[test]
     fn block_io_flags_stat_the_device() {
-        let r = resources(&hc(json!({"BlkioWeight": 300,
-            "BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1048576}]})))
-        .unwrap();
+        let r = resources(&hc(json!({"BlkioWeight": 300}))).unwrap();
         assert_eq!(r["blockIO"]["weight"], 300);
-        assert_eq!(r["blockIO"]["throttleReadBpsDevice"][0]["major"], 1);
-        assert_eq!(r["blockIO"]["throttleReadBpsDevice"][0]["minor"], 3);
+        let e = resources(&hc(
+            json!({"BlkioDeviceReadBps": [{"Path": "/dev/null", "Rate": 1048576}]}),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("not a block device"), "{e}");
+        // any block device of the host will do
+        let block = std::fs::read_dir("/dev")
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()));
+        if let Some(dev) = block {
+            let rdev = dev.metadata().unwrap().rdev();
+            let path = dev.path().display().to_string();
+            let r = resources(&hc(
+                json!({"BlkioDeviceReadBps": [{"Path": path, "Rate": 1048576}]}),
+            ))
+            .unwrap();
+            let t = &r["blockIO"]["throttleReadBpsDevice"][0];
+            assert_eq!(t["major"], nix::sys::stat::major(rdev));
+            assert_eq!(t["minor"], nix::sys::stat::minor(rdev));
+            assert_eq!(t["rate"], 1048576);
+        }
         let e = resources(&hc(
             json!({"BlkioDeviceWriteIOps": [{"Path": "/nonexistent", "Rate": 1}]}),
         ))

@@ -181,11 +181,11 @@ fn defaults_are_dockers() {
 #[test]
 fn flags_change_the_spec() {
     let f = fixture(json!({"Cmd": ["sh"], "User": "www"}));
-    let s = v(&spec_of(&f, json!({"Hostname": "web", "Domainname": "example.org", "HostConfig": {
+    let s = v(&spec_of(&f, json!({"Hostname": "web", "Domainname": "example.org", "Tty": true, "HostConfig": {
         "CapDrop": ["ALL"], "CapAdd": ["net_admin"], "ReadonlyRootfs": true, "ShmSize": 1048576,
         "SecurityOpt": ["no-new-privileges", "apparmor=unconfined"],
         "Tmpfs": {"/run": "size=1m,exec"}, "Binds": [format!("{}:/data:ro,rslave", f.dir.path().display())],
-        "Ulimits": [{"Name": "nofile", "Soft": 100, "Hard": 200}], "OomScoreAdj": 500,
+        "Ulimits": [{"Name": "nofile", "Soft": 100, "Hard": 200}], "ConsoleSize": [30, 100], "OomScoreAdj": 500,
         "PidMode": "host", "IpcMode": "container:other", "NetworkMode": "host", "CgroupnsMode": "host",
         "Sysctls": {"kernel.domainname": "x.org"}, "GroupAdd": ["root"], "Memory": 33554432
     }})).unwrap());
@@ -200,6 +200,10 @@ fn flags_change_the_spec() {
     assert_eq!(s["process"]["noNewPrivileges"], true);
     assert_eq!(s["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
     assert_eq!(s["process"]["oomScoreAdj"], 500);
+    assert_eq!(
+        s["process"]["consoleSize"],
+        json!({"height": 30, "width": 100})
+    );
     assert_eq!(s["root"]["readonly"], true);
     assert_eq!(s["linux"]["resources"]["memory"]["limit"], 33554432);
     let types: Vec<&str> = s["linux"]["namespaces"]
@@ -352,6 +356,27 @@ fn bad_requests_name_the_flag() {
         );
         assert!(e.is_invalid_argument(), "{e}");
     }
+}
+
+#[test]
+fn a_ulimit_above_what_the_host_allows_is_refused_by_name() {
+    let f = fixture(json!({"Cmd": ["sh"]}));
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let e = spec_of(
+        &f,
+        json!({"HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": -1}]}}),
+    );
+    // with CAP_SYS_RESOURCE (or no hard limit at all) any limit can be given
+    if can_raise_rlimits() || hard == u64::MAX {
+        assert!(e.is_ok());
+        return;
+    }
+    let e = e.unwrap_err();
+    assert!(
+        e.to_string().starts_with("--ulimit: nofile: hard limit"),
+        "{e}"
+    );
+    assert!(e.is_invalid_argument());
 }
 
 #[test]
