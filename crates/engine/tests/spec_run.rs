@@ -85,6 +85,11 @@ const SCRIPT: &str = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status 
     for f in /proc/kcore /proc/keys /proc/timer_list; do echo \"$f $(stat -c %F $f 2>/dev/null)\"; done > /out/masked; \
     grep ' /proc/sys ' /proc/mounts > /out/procsys; \
     grep ' /dev/shm ' /proc/mounts > /out/shm; \
+    unshare -U true 2>/dev/null; echo $? > /out/unshare; \
+    mkdir /scratch/d 2> /out/mkdir_err; \
+    touch /written 2>/dev/null; echo $? > /out/rootfs_write; \
+    ulimit -n > /out/nofile; \
+    grep ' /scratch ' /proc/mounts > /out/scratch; \
     id -u > /out/uid";
 
 impl Run {
@@ -237,6 +242,49 @@ fn docker_defaults_hold_inside_the_container() {
     assert!(r.read("procsys").contains(" ro,"), "{}", r.read("procsys"));
     assert!(r.read("shm").contains("size=8192k"), "{}", r.read("shm"));
     assert_eq!(r.read("uid").trim(), "0");
+    assert_ne!(
+        r.read("unshare").trim(),
+        "0",
+        "unshare(2) needs CAP_SYS_ADMIN under the default profile"
+    );
+    assert_eq!(r.read("rootfs_write").trim(), "0");
+}
+
+/// A Docker-format profile as the docker CLI sends it, a read-only root with a tmpfs, an
+/// rlimit and a pids limit.
+fn a_docker_seccomp_profile_and_resource_flags_apply() {
+    let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW",
+        "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]}"#;
+    let r = Run::new(json!({"HostConfig": {
+        "SecurityOpt": [format!("seccomp={profile}")],
+        "ReadonlyRootfs": true,
+        "Tmpfs": {"/scratch": "size=1m"},
+        "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+        "PidsLimit": 64
+    }}));
+    let v1 = PathBuf::from("/sys/fs/cgroup/pids").join(r.cgroup.trim_start_matches('/'));
+    let v2 = PathBuf::from("/sys/fs/cgroup").join(r.cgroup.trim_start_matches('/'));
+    let pids = std::fs::read_to_string(v1.join("pids.max"))
+        .or_else(|_| std::fs::read_to_string(v2.join("pids.max")))
+        .expect("the container's pids cgroup");
+    assert_eq!(pids.trim(), "64");
+
+    assert_eq!(r.start_and_wait(), 0);
+    assert_eq!(r.status_field("Seccomp"), "2");
+    // EDQUOT: the profile's errno, not a permission or missing-directory error
+    assert!(
+        r.read("mkdir_err").to_lowercase().contains("quota"),
+        "{}",
+        r.read("mkdir_err")
+    );
+    assert_ne!(r.read("rootfs_write").trim(), "0", "the root is read-only");
+    assert!(
+        r.read("scratch").starts_with("tmpfs /scratch tmpfs rw,"),
+        "{}",
+        r.read("scratch")
+    );
+    assert_eq!(r.read("nofile").trim(), "1024");
 }
 
 fn security_flags_reach_the_process() {
@@ -255,6 +303,8 @@ fn privileged_gets_every_capability_and_no_filter() {
     assert_eq!(r.status_field("CapEff"), own_cap_eff());
     assert_eq!(r.status_field("Seccomp"), "0");
     assert_masked(&r, false);
+    // the same call the default profile refuses (docker_defaults_hold_inside_the_container)
+    assert_eq!(r.read("unshare").trim(), "0");
     assert!(r.read("procsys").is_empty(), "{}", r.read("procsys"));
 }
 
@@ -262,7 +312,7 @@ fn main() {
     if requirements_missing() {
         return;
     }
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "docker_defaults_hold_inside_the_container",
             docker_defaults_hold_inside_the_container,
@@ -270,6 +320,10 @@ fn main() {
         (
             "security_flags_reach_the_process",
             security_flags_reach_the_process,
+        ),
+        (
+            "a_docker_seccomp_profile_and_resource_flags_apply",
+            a_docker_seccomp_profile_and_resource_flags_apply,
         ),
         (
             "privileged_gets_every_capability_and_no_filter",
