@@ -451,7 +451,17 @@ fn ns_mode(
         if c.is_empty() {
             return Err(bad(flag, "container: needs a container name or id"));
         }
-        return ns_of(c, kind).map(NsMode::Join);
+        // the engine's lookup does not know which flag asked; the error names it here
+        return ns_of(c, kind).map(NsMode::Join).map_err(|e| match e {
+            SpecError::JoinContainer {
+                container, reason, ..
+            } => SpecError::JoinContainer {
+                flag,
+                container,
+                reason,
+            },
+            other => other,
+        });
     }
     if m.is_empty() || new_ones.contains(&m) {
         return Ok(NsMode::New);
@@ -469,6 +479,26 @@ fn paths(unconfined: bool, requested: &Option<Vec<String>>, default: &[&str]) ->
     match requested {
         Some(list) => list.clone(),
         None => default.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// RFC 1123 host names, as Docker accepts them: dot-separated labels of letters, digits and
+/// inner hyphens, at most 63 bytes each and 255 in all.
+fn check_hostname(name: &str) -> Result<(), SpecError> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() <= 255 && name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(bad(
+            "--hostname",
+            format!("{name:?} is not a valid RFC 1123 host name"),
+        ))
     }
 }
 
@@ -532,7 +562,17 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
 
     // hostname: the host's own with --uts host / --network host, as Docker
     let own_uts = matches!(uts, NsMode::New);
-    let hostname = match body.hostname.as_deref().filter(|s| !s.is_empty()) {
+    let requested_hostname = body.hostname.as_deref().filter(|s| !s.is_empty());
+    if let Some(name) = requested_hostname {
+        if matches!(net, NsMode::Join(_)) {
+            return Err(bad(
+                "--hostname",
+                "conflicts with --network container:<name>: the hostname is that container's",
+            ));
+        }
+        check_hostname(name)?;
+    }
+    let hostname = match requested_hostname {
         Some(h) => h.to_string(),
         None if matches!(net, NsMode::Host) || matches!(uts, NsMode::Host) => {
             nix::unistd::gethostname()

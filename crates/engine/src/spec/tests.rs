@@ -348,6 +348,15 @@ fn bad_requests_name_the_flag() {
             "--user nobody: unable to find user nobody",
         ),
         (json!({"WorkingDir": "rel"}), "--workdir:"),
+        (json!({"Hostname": "bad host"}), "--hostname:"),
+        (
+            json!({"Hostname": "h", "HostConfig": {"NetworkMode": "container:other"}}),
+            "--hostname: conflicts",
+        ),
+        (
+            json!({"HostConfig": {"IpcMode": "container:ghost"}}),
+            "--ipc container:ghost",
+        ),
     ] {
         let e = err(body);
         assert!(
