@@ -728,7 +728,13 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     }
     let user = user_mounts(h)?;
     let taken = |d: &str| user.iter().any(|m| m["destination"] == d);
-    mounts.retain(|m| !taken(m["destination"].as_str().unwrap_or("")));
+    // a user's /dev replaces everything Docker would mount under it too
+    let user_dev = taken("/dev");
+    mounts.retain(|m| {
+        let d = m["destination"].as_str().unwrap_or("");
+        let under_user_dev = user_dev && d.starts_with("/dev/");
+        !(taken(d) || under_user_dev)
+    });
     let etc_opts: &[&str] = if readonly {
         &["rbind", "rprivate", "ro"]
     } else {
@@ -761,6 +767,19 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     res["devices"] = Value::Array(dev_rules);
     let own_net = matches!(net, NsMode::New);
     let mut sysctl = serde_json::Map::new();
+    if own_net {
+        // Docker's defaults for a network namespace of its own (20.10+): ping without
+        // CAP_NET_RAW and ports below 1024 without CAP_NET_BIND_SERVICE; safe because the
+        // namespace is the container's. Only where the kernel has them.
+        for (k, v) in [
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ] {
+            if Path::new("/proc/sys").join(k.replace('.', "/")).exists() {
+                sysctl.insert(k.into(), json!(v));
+            }
+        }
+    }
     if let Some(s) = &h.sysctls {
         for (k, v) in s {
             resources::check_sysctl(k, own_ipc, own_net, own_uts)?;
@@ -778,6 +797,19 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     });
     if !sysctl.is_empty() {
         linux["sysctl"] = Value::Object(sysctl);
+    }
+    // A bind that propagates (shared, slave) needs the root's propagation to allow it, as
+    // Docker sets it: shared wins over slave.
+    let props: Vec<&str> = mounts
+        .iter()
+        .filter(|m| m["type"] == "bind")
+        .flat_map(|m| m["options"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    if props.iter().any(|o| *o == "shared" || *o == "rshared") {
+        linux["rootfsPropagation"] = json!("shared");
+    } else if props.iter().any(|o| *o == "slave" || *o == "rslave") {
+        linux["rootfsPropagation"] = json!("rslave");
     }
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
@@ -800,6 +832,50 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
         what: "assemble the OCI spec",
         reason: e.to_string(),
     })
+}
+
+/// `--init`: run `host_binary`, bind-mounted read-only at `in_container`, as the container's
+/// PID 1 with `init_args` and then `--` and the command, as Docker does with docker-init.
+/// Only for a container with a PID namespace of its own (with the host's or another
+/// container's, there is already an init); returns whether it was added.
+pub fn add_init(
+    spec: &mut oci_spec::runtime::Spec,
+    host_binary: &Path,
+    in_container: &str,
+    init_args: &[&str],
+) -> Result<bool, SpecError> {
+    let internal = |e: String| SpecError::Internal {
+        what: "add the init process",
+        reason: e,
+    };
+    let own_pid = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        });
+    if !own_pid {
+        return Ok(false);
+    }
+    abs("--init", in_container)?;
+    let mut v = serde_json::to_value(&*spec).map_err(|e| internal(e.to_string()))?;
+    let cmd: Vec<Value> = v["process"]["args"].as_array().cloned().unwrap_or_default();
+    let mut args: Vec<Value> = vec![json!(in_container)];
+    args.extend(init_args.iter().map(|a| json!(a)));
+    args.push(json!("--"));
+    args.extend(cmd);
+    v["process"]["args"] = Value::Array(args);
+    let m = json!({"destination": in_container, "type": "bind", "source": host_binary,
+                   "options": ["bind", "ro"]});
+    match v["mounts"].as_array_mut() {
+        Some(list) => list.push(m),
+        None => v["mounts"] = json!([m]),
+    }
+    *spec = serde_json::from_value(v).map_err(|e| internal(e.to_string()))?;
+    Ok(true)
 }
 
 /// The process of `docker exec`: the container's process (its env, user, caps, rlimits,

@@ -439,10 +439,25 @@ fn host_devices() -> Vec<Value> {
 /// `linux.devices` and the device cgroup rules.
 pub fn devices(h: &HostConfig, privileged: bool) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
     if privileged {
-        return Ok((
-            host_devices(),
-            vec![cgroup_rule(true, "a", None, None, "rwm")],
-        ));
+        let mut nodes = host_devices();
+        // a privileged container has every host device at its own path already; a mapping
+        // to another path still adds that node
+        for d in h.devices.iter().flatten() {
+            let host = d.path_on_host.as_deref().unwrap_or("");
+            let inside = d.path_in_container.as_deref().unwrap_or(host);
+            if inside.is_empty() || inside == host {
+                continue;
+            }
+            if !inside.starts_with('/') {
+                return Err(bad("--device", format!("{inside} is not an absolute path")));
+            }
+            let (typ, major, minor, mode, uid, gid) = device_numbers("--device", host)?;
+            nodes.push(
+                json!({"path": inside, "type": typ.to_string(), "major": major,
+                              "minor": minor, "fileMode": mode, "uid": uid, "gid": gid}),
+            );
+        }
+        return Ok((nodes, vec![cgroup_rule(true, "a", None, None, "rwm")]));
     }
     let mut nodes = Vec::new();
     let mut rules = default_device_rules();
@@ -653,7 +668,12 @@ mod tests {
         assert!(e.to_string().starts_with("--device:"), "{e}");
         let e = devices(&hc(json!({"DeviceCgroupRules": ["x 1:2 rwm"]})), false).unwrap_err();
         assert!(e.to_string().starts_with("--device-cgroup-rule:"), "{e}");
-        let (nodes, rules) = devices(&hc(json!({})), true).unwrap();
+        let (nodes, rules) = devices(
+            &hc(json!({"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/null2"}]})),
+            true,
+        )
+        .unwrap();
+        assert!(nodes.iter().any(|n| n["path"] == "/dev/null2"));
         assert!(nodes.iter().any(|n| n["path"] == "/dev/null"));
         assert_eq!(rules.len(), 1);
     }

@@ -169,6 +169,15 @@ fn defaults_are_dockers() {
             "/etc/hosts"
         ]
     );
+    if Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start").exists() {
+        assert_eq!(
+            s["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+            "0"
+        );
+    }
+    assert!(s["linux"]
+        .get("rootfsPropagation")
+        .is_none_or(|p| p.is_null()));
     let shm = &s["mounts"][6];
     assert!(shm["options"]
         .as_array()
@@ -192,7 +201,7 @@ fn flags_change_the_spec() {
     assert_eq!(s["hostname"], "web");
     assert_eq!(s["domainname"], "example.org");
     assert_eq!(s["process"]["user"]["uid"], 33);
-    assert_eq!(s["process"]["user"]["additionalGids"], json!([42, 0]));
+    assert_eq!(s["process"]["user"]["additionalGids"], json!([33, 42, 0]));
     assert_eq!(
         s["process"]["capabilities"]["effective"],
         json!(["CAP_NET_ADMIN"])
@@ -235,6 +244,13 @@ fn flags_change_the_spec() {
         .all(|o| o != "noexec"));
     let data = m("/data").unwrap();
     assert_eq!(data["options"], json!(["rbind", "rslave", "ro"]));
+    assert_eq!(s["linux"]["rootfsPropagation"], "rslave");
+    assert!(
+        s["linux"]["sysctl"]
+            .get("net.ipv4.ping_group_range")
+            .is_none(),
+        "host network: no defaults"
+    );
     assert!(m("/etc/hosts").unwrap()["options"]
         .as_array()
         .unwrap()
@@ -432,4 +448,45 @@ fn exec_process_overlays_the_container_process() {
     );
     let body: ExecConfig = serde_json::from_value(json!({"Cmd": []})).unwrap();
     assert!(exec_process(&body, &spec, &f.dir.path().join("rootfs")).is_err());
+}
+
+#[test]
+fn init_wraps_the_command_when_the_pid_namespace_is_its_own() {
+    let f = fixture(json!({"Cmd": ["sleep", "1"]}));
+    let mut s = spec_of(&f, json!({})).unwrap();
+    assert!(add_init(
+        &mut s,
+        Path::new("/usr/bin/berth"),
+        "/sbin/berth-init",
+        &["init"]
+    )
+    .unwrap());
+    let v = v(&s);
+    assert_eq!(
+        v["process"]["args"],
+        json!(["/sbin/berth-init", "init", "--", "sleep", "1"])
+    );
+    let m = v["mounts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(m["source"], "/usr/bin/berth");
+    assert_eq!(m["options"], json!(["bind", "ro"]));
+    let mut s = spec_of(&f, json!({"HostConfig": {"PidMode": "host"}})).unwrap();
+    assert!(!add_init(&mut s, Path::new("/usr/bin/berth"), "/sbin/berth-init", &[]).unwrap());
+}
+
+#[test]
+fn a_user_dev_replaces_the_mounts_under_it() {
+    let f = fixture(json!({"Cmd": ["sh"]}));
+    let s = v(&spec_of(&f, json!({"HostConfig": {"Tmpfs": {"/dev": "size=1m"}}})).unwrap());
+    let devs: Vec<&Value> = s["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destination"].as_str().unwrap().starts_with("/dev"))
+        .collect();
+    assert_eq!(devs.len(), 1);
+    assert!(devs[0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o == "size=1m"));
 }

@@ -158,7 +158,9 @@ pub fn resolve(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<ExecUs
     if let Some(g) = group_part.filter(|g| !g.is_empty()) {
         gid = find_group(g)?;
     }
-    let mut additional = Vec::new();
+    // Docker lists the primary group among the supplementary ones too (getUser in moby's
+    // daemon/oci_linux.go), so setgroups(2) keeps it whatever the image's /etc/group says.
+    let mut additional = vec![gid];
     // Without an explicit group, the user's memberships count, as login(1) would give them.
     if group_part.is_none() {
         if let Some(n) = &name {
@@ -213,10 +215,10 @@ mod tests {
         assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
         let a = resolve(r.path(), "alice", &[]).unwrap();
         assert_eq!((a.uid, a.gid), (1000, 1000));
-        assert_eq!(a.additional_gids, vec![10, 29]);
+        assert_eq!(a.additional_gids, vec![1000, 10, 29]);
         let a = resolve(r.path(), "1000:staff", &["audio".into(), "7".into()]).unwrap();
         assert_eq!((a.uid, a.gid), (1000, 50));
-        assert_eq!(a.additional_gids, vec![29, 7]);
+        assert_eq!(a.additional_gids, vec![50, 29, 7]);
         let n = resolve(r.path(), "4242:4343", &[]).unwrap();
         assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 4343, "/"));
     }
