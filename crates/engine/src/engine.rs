@@ -301,11 +301,17 @@ impl Engine {
         let r = self
             .db
             .find(who)
-            .map_err(|e| crate::spec::SpecError::Invalid(e.to_string()))?;
+            .map_err(|e| crate::spec::SpecError::JoinContainer {
+                flag: "--network",
+                container: who.to_string(),
+                reason: e.to_string(),
+            })?;
         if r.status != "running" || r.pid <= 0 {
-            return Err(crate::spec::SpecError::Invalid(format!(
-                "container {who} is not running"
-            )));
+            return Err(crate::spec::SpecError::JoinContainer {
+                flag: "--network",
+                container: who.to_string(),
+                reason: "the container is not running".into(),
+            });
         }
         Ok(PathBuf::from(format!("/proc/{}/ns/{typ}", r.pid)))
     }
