@@ -474,7 +474,9 @@ impl Engine {
         self.emit(&r, "die", &[("exitCode", info.exit_code.to_string())]);
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
-            self.remove_locked(&r, false)?;
+            if let Some(now) = self.db.get(id)? {
+                self.remove_locked(&now, false)?;
+            }
         }
         Ok(())
     }
