@@ -50,7 +50,7 @@ pub fn run(args: InitArgs) -> ! {
     if args.chan.send(&Msg::Failed(err.to_string())).is_err() || args.started.get() {
         eprintln!("berth-runtime: error: {err}");
     }
-    std::process::exit(1)
+    berth_sys::exit_child(1)
 }
 
 enum Never {}

@@ -319,6 +319,27 @@ pub fn inherited_fds(n: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Make `fds` the process's stdin, stdout and stderr. Each is first copied above 2, so that a
+/// descriptor that already is 0, 1 or 2 cannot be overwritten before it is used; dup2 leaves
+/// the new 0-2 without close-on-exec, and the copies are close-on-exec.
+pub fn install_stdio(fds: &[std::os::fd::OwnedFd; 3]) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut high = Vec::with_capacity(3);
+    for fd in fds {
+        let h = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .map_err(|e| Error::sys(format!("duplicate stdio descriptor {}", fd.as_raw_fd()), e))?;
+        high.push(h);
+    }
+    for (target, h) in high.iter().enumerate() {
+        nix::unistd::dup2(*h, target as i32)
+            .map_err(|e| Error::sys(format!("make descriptor {h} the process's fd {target}"), e))?;
+    }
+    for h in high {
+        let _ = nix::unistd::close(h);
+    }
+    Ok(())
+}
+
 /// Change to the process's working directory (inside the container), creating nothing.
 pub fn chdir(p: &Process) -> Result<()> {
     let cwd = p.cwd();

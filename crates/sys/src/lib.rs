@@ -29,11 +29,7 @@ pub enum Forked {
 /// before any thread is started, which is why this is sound there; the function checks it and
 /// refuses otherwise.
 pub fn clone_fork(flags: i32) -> io::Result<Forked> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "clone_fork called from a multi-threaded process",
-        ));
-    }
+    require_single_thread()?;
     let flags = (flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: SYS_clone with a null stack behaves like fork(2): the child continues on a copy of
     // the parent's address space. The process is single-threaded (checked above), so no lock
@@ -63,11 +59,7 @@ pub fn clone_fork(flags: i32) -> io::Result<Forked> {
 /// 10 ms); being born there only takes it for reading. Needs Linux 5.7; the caller falls back
 /// to [`clone_fork`] and a move when this fails with ENOSYS or EINVAL.
 pub fn clone_fork_into_cgroup(flags: i32, cgroup_dir: BorrowedFd<'_>) -> io::Result<Forked> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "clone_fork called from a multi-threaded process",
-        ));
-    }
+    require_single_thread()?;
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     #[repr(C)]
     struct CloneArgs {
@@ -113,7 +105,11 @@ pub fn clone_fork_into_cgroup(flags: i32, cgroup_dir: BorrowedFd<'_>) -> io::Res
     }
 }
 
-const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_NEWNS
+// CLONE_PARENT is allowed too: an intermediate process that entered the container's pid or
+// time namespace makes the container's process a child of the runtime's caller with it (as
+// runc's nsexec does), so the caller can wait for it. It writes through no pointer.
+const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_PARENT
+    | libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUSER
@@ -121,6 +117,70 @@ const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWCGROUP) as libc::c_ulong
     | 0xff;
+
+/// Give the calling process the signal state a freshly started program expects: every signal
+/// at its default disposition and none blocked. For a child between fork and exec: execve keeps
+/// the signal mask and ignored signals (Rust's runtime ignores SIGPIPE; a caller that waits
+/// with a signalfd blocks SIGCHLD), and a handler of the caller's would run the caller's code
+/// in the child until the exec. Signals the C library reserves (32, 33) are refused by its
+/// sigaction and left as they are; they are never handled or ignored by the program.
+pub fn reset_signal_state() -> io::Result<()> {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: sigaction with a null new action only reads the current one into `old`, a
+        // zeroed (valid) sigaction that outlives the call.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: see above.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        if old.sa_sigaction == libc::SIG_DFL {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask and no flags; installing
+        // the default disposition runs no code of ours.
+        let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers refer to valid sigaction structs for the call.
+        if unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// End the calling process now, with `_exit(2)`: no exit handlers, no flush of stdio buffers,
+/// no destructors. For a child forked from a caller that keeps running: `std::process::exit`
+/// would write out the caller's buffered output a second time, from the child.
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; it touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Refuse to fork from a process with more than one thread: the child would hold a copy of
+/// every lock another thread held at that moment (the allocator's included), never released.
+/// A multithreaded program (the daemon) leaves forking to a single-threaded helper (the shim).
+fn require_single_thread() -> io::Result<()> {
+    let n = thread_count()?;
+    if n != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "refusing to fork the container's process from a process with {n} threads: \
+                 create, run and exec must be called from a single-threaded process (such as \
+                 berth shim or berth runtime); a multithreaded caller may only kill, delete, \
+                 pause, resume, update, list and read state"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Number of threads of the calling process, from /proc/self/stat (field 20).
 fn thread_count() -> io::Result<usize> {

@@ -21,10 +21,18 @@ use crate::init::{self, InitArgs};
 use crate::namespaces;
 use crate::Runtime;
 
-#[derive(Debug, Clone, Default)]
+/// What `create` needs besides the bundle. Not `Clone`: it may own descriptors.
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
+    /// The init's stdin, stdout and stderr; None: the caller's own 0, 1 and 2. The runtime
+    /// duplicates them into the init and closes nothing: the caller drops its copies (the
+    /// write end of an output pipe, for one) once `create` has returned.
+    pub stdio: Option<[std::os::fd::OwnedFd; 3]>,
+    /// With `process.terminal`: a connected socket that receives the pty master (the
+    /// `--console-socket` protocol, without a path to bind). Wins over `console_socket`.
+    pub console: Option<std::os::unix::net::UnixStream>,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
@@ -306,26 +314,13 @@ impl Runtime {
             .map_err(|e| Error::io("open", &fifo_path, e))?
             .into();
 
-        let console = crate::container::connect_console(o.console_socket.as_deref())?;
-
-        // pid and time namespaces apply to the children of whoever enters them: enter (or
-        // create) them here, just before the clone.
-        for j in plan.joins.iter().filter(|j| {
-            matches!(
-                j.typ,
-                oci_spec::runtime::LinuxNamespaceType::Pid
-                    | oci_spec::runtime::LinuxNamespaceType::Time
-            )
-        }) {
-            namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
-        }
-        if plan.new_time {
-            nix::sched::unshare(namespaces::flag(
-                oci_spec::runtime::LinuxNamespaceType::Time,
-            ))
-            .map_err(|e| Error::sys("unshare time namespace", e))?;
-            write_time_offsets(&time_offsets)?;
-        }
+        let console = match &o.console {
+            Some(sock) => Some(
+                sock.try_clone()
+                    .map_err(|e| Error::sys("duplicate the console socket", e))?,
+            ),
+            None => crate::container::connect_console(o.console_socket.as_deref())?,
+        };
 
         let owner = "root".to_string();
         let created = chrono::Utc::now();
@@ -347,14 +342,48 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
+        // pid and time namespaces apply to the children of whoever enters them: they are
+        // entered (or created) in an intermediate process, never in the caller.
+        let child_only_joins: Vec<&namespaces::Join> = plan
+            .joins
+            .iter()
+            .filter(|j| {
+                matches!(
+                    j.typ,
+                    oci_spec::runtime::LinuxNamespaceType::Pid
+                        | oci_spec::runtime::LinuxNamespaceType::Time
+                )
+            })
+            .collect();
+        let new_time = plan.new_time;
+        let enter = || -> Result<()> {
+            for j in &child_only_joins {
+                namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
+            }
+            if new_time {
+                nix::sched::unshare(namespaces::flag(
+                    oci_spec::runtime::LinuxNamespaceType::Time,
+                ))
+                .map_err(|e| Error::sys("unshare time namespace", e))?;
+                write_time_offsets(&time_offsets)?;
+            }
+            Ok(())
+        };
+        let needs_intermediate = new_time || !child_only_joins.is_empty();
         let (forked, must_move) = crate::container::fork_into(
             plan.clone_flags.bits(),
             birth.as_ref().map(|d| d.as_fd()),
+            needs_intermediate.then_some(&enter as &dyn Fn() -> Result<()>),
         )?;
+        drop(child_only_joins);
         drop(birth);
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
+                if let Some(Err(e)) = o.stdio.as_ref().map(crate::process::install_stdio) {
+                    let _ = child_chan.send(&Msg::Failed(e.to_string()));
+                    berth_sys::exit_child(1);
+                }
                 init::run(InitArgs {
                     id: o.id.clone(),
                     spec,

@@ -18,6 +18,11 @@ use crate::Runtime;
 
 pub struct ExecOptions {
     pub process: Process,
+    /// The process's stdin, stdout and stderr; None: the caller's own 0, 1 and 2.
+    pub stdio: Option<[OwnedFd; 3]>,
+    /// With `process.terminal`: a connected socket that receives the pty master (the same
+    /// protocol as `console_socket`, without a path to bind). Wins over `console_socket`.
+    pub console: Option<std::os::unix::net::UnixStream>,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
@@ -75,38 +80,97 @@ impl Runtime {
             LinuxNamespaceType::Mount => 2,
             _ => 1,
         });
-        for (t, fd, path) in &nss {
-            if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
-                namespaces::enter(fd.as_fd(), *t, path)?;
-            }
-        }
         let cgroup = berth_cgroups::open(&c.record.cgroup_path)?;
-        let console = crate::container::connect_console(o.console_socket.as_deref())?;
+        let console = match &o.console {
+            Some(sock) => Some(
+                sock.try_clone()
+                    .map_err(|e| Error::sys("duplicate the console socket", e))?,
+            ),
+            None => crate::container::connect_console(o.console_socket.as_deref())?,
+        };
         let in_user_ns = c.record.user_ns;
         let agent = crate::container::create::connect_agent(&spec, &c.oci_state())?;
+        // Blocked while we wait (the signalfd forwards them), restored after: the caller's
+        // mask is the caller's.
+        let restore = if o.detach {
+            None
+        } else {
+            Some(
+                nix::sys::signal::SigSet::thread_get_mask()
+                    .map_err(|e| Error::sys("read the signal mask", e))?,
+            )
+        };
         let sigs = if o.detach {
             None
         } else {
             Some(crate::wait::block_forwarded()?)
         };
+        let result = exec_forked(
+            o,
+            &nss,
+            &cgroup,
+            console,
+            in_user_ns,
+            agent,
+            seccomp,
+            keep_fds,
+            sigs,
+        );
+        if let Some(old) = restore {
+            let _ = old.thread_set_mask();
+        }
+        result
+    }
+
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exec_forked(
+        o: ExecOptions,
+        nss: &[(LinuxNamespaceType, OwnedFd, PathBuf)],
+        cgroup: &berth_cgroups::AnyManager,
+        console: Option<std::os::unix::net::UnixStream>,
+        in_user_ns: bool,
+        agent: Option<crate::seccomp::NotifyAgent>,
+        seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+        keep_fds: Vec<i32>,
+        sigs: Option<nix::sys::signal::SigSet>,
+    ) -> Result<ExecOutcome> {
         let (parent_chan, child_chan) = channel::pair()?;
         let entry = cgroup.entry()?;
         let birth = cgroup.birth_dir()?;
-        let (forked, must_move) =
-            crate::container::fork_into(0, birth.as_ref().map(|d| d.as_fd()))?;
+        // pid and time namespaces apply to children only: entered in an intermediate process
+        let child_only: Vec<_> = nss
+            .iter()
+            .filter(|(t, _, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time))
+            .collect();
+        let enter = || -> Result<()> {
+            for (t, fd, path) in &child_only {
+                namespaces::enter(fd.as_fd(), *t, path)?;
+            }
+            Ok(())
+        };
+        let (forked, must_move) = crate::container::fork_into(
+            0,
+            birth.as_ref().map(|d| d.as_fd()),
+            (!child_only.is_empty()).then_some(&enter as &dyn Fn() -> Result<()>),
+        )?;
+        drop(child_only);
         drop(birth);
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
                 let entered = entry.enter_self().map_err(Error::from);
                 drop(entry);
-                if let Some(s) = &sigs {
-                    let _ = s.thread_unblock();
-                }
-                let err = match entered.and_then(|()| {
+                let err = match entered
+                    .and_then(|()| match &o.stdio {
+                        Some(s) => crate::process::install_stdio(s),
+                        None => Ok(()),
+                    })
+                    .and_then(|()| {
                     exec_child(
                         &child_chan,
-                        &nss,
+                        nss,
                         &o.process,
                         seccomp.as_ref(),
                         console.as_ref(),
@@ -119,7 +183,7 @@ impl Runtime {
                     Err(e) => e,
                 };
                 let _ = child_chan.send(&Msg::Failed(err.to_string()));
-                std::process::exit(1);
+                berth_sys::exit_child(1);
             }
             berth_sys::Forked::Parent(pid) => {
                 drop(child_chan);
@@ -162,7 +226,6 @@ impl Runtime {
                 }
             }
         }
-    }
 }
 
 enum Never {}
