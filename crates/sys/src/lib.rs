@@ -121,29 +121,68 @@ const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_PARENT
 /// Give the calling process the signal state a freshly started program expects: every signal
 /// at its default disposition and none blocked. For a child between fork and exec: execve keeps
 /// the signal mask and ignored signals (Rust's runtime ignores SIGPIPE; a caller that waits
-/// with a signalfd blocks SIGCHLD), and a handler of the caller's would run the caller's code
-/// in the child until the exec. Signals the C library reserves (32, 33) are refused by its
-/// sigaction and left as they are; they are never handled or ignored by the program.
+/// with a signalfd blocks SIGCHLD; cargo starts programs with 32 and 33 ignored), and a handler
+/// of the caller's would run the caller's code in the child until the exec.
+///
+/// Through the raw rt_sigaction system call: the C library's sigaction refuses the two
+/// signals it reserves for itself (32, 33). Those are reset only when ignored (exec resets
+/// a handler anyway, and the C library may rely on its own until then).
 pub fn reset_signal_state() -> io::Result<()> {
+    // The kernel's struct sigaction (x86_64, aarch64 and the generic layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::c_ulong,
+        flags: libc::c_ulong,
+        restorer: libc::c_ulong,
+        mask: u64,
+    }
+    const SIG_DFL: libc::c_ulong = 0;
+    const SIG_IGN: libc::c_ulong = 1;
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: sigaction with a null new action only reads the current one into `old`, a
-        // zeroed (valid) sigaction that outlives the call.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: see above.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a null new action only reads the current one into `old`, a valid struct of
+        // the kernel's layout that outlives the call; the size is the kernel's sigset size.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        if ret != 0 || old.handler == SIG_DFL {
             continue;
         }
-        if old.sa_sigaction == libc::SIG_DFL {
+        if (sig == 32 || sig == 33) && old.handler != SIG_IGN {
             continue;
         }
-        // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask and no flags; installing
-        // the default disposition runs no code of ours.
-        let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers refer to valid sigaction structs for the call.
-        if unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) } != 0 {
+        let dfl = KernelSigaction {
+            handler: SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: installs the default disposition (no code of ours runs for it, so no
+        // restorer is needed); `dfl` is valid for the call, the old action is not asked for.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if ret != 0 {
             return Err(io::Error::last_os_error());
         }
     }
