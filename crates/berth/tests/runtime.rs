@@ -880,3 +880,63 @@ fn a_limit_the_kernel_refuses_fails_create_and_leaves_nothing() {
     let list = ok(&b.runtime(&["list", "-q"]));
     assert!(!list.contains(&b.id), "{list}");
 }
+
+/// `docker run -v ./cfg.yml:/cfg.yml`: a file bind-mounted onto a path directly under the
+/// container's root, which does not exist in the image.
+#[test]
+fn a_file_bind_mounts_directly_under_the_root() {
+    if require_root() {
+        return;
+    }
+    let mut b = Bundle::new("filebind", &["cat", "/cfg.yml"]);
+    let src = b.path().join("cfg.yml");
+    std::fs::write(&src, "key: value\n").unwrap();
+    b.spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/cfg.yml", "type": "bind", "source": src, "options": ["rbind", "ro"]
+    }));
+    assert_eq!(ok(&b.run()), "key: value\n");
+}
+
+/// Both lines of /proc/self/status, each all zeros.
+fn assert_clean_signal_state(who: &str, text: &str) {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{who}: {text:?}");
+    for l in lines {
+        let mask = l.split_whitespace().nth(1).unwrap_or("");
+        assert!(
+            !mask.is_empty() && mask.bytes().all(|b| b == b'0'),
+            "{who} starts with signals blocked or ignored: {l}"
+        );
+    }
+}
+
+/// `run` blocks the signals it forwards and Rust ignores SIGPIPE; neither may reach the
+/// container's processes: init in the foreground and with -d, and exec'd ones.
+#[test]
+fn container_processes_start_with_no_signal_blocked_or_ignored() {
+    if require_root() {
+        return;
+    }
+    // grep itself, not through a shell: busybox's sh changes its own signal state
+    let grep = ["grep", "-E", "^(SigBlk|SigIgn)", "/proc/self/status"];
+    let b = Bundle::new("sigfg", &grep);
+    assert_clean_signal_state("run", &ok(&b.run()));
+
+    let b = Bundle::new("sigd", &grep);
+    b.write_spec();
+    let bundle = b.path().to_str().unwrap().to_string();
+    assert_clean_signal_state(
+        "run -d",
+        &ok(&b.runtime(&["run", "-d", "--bundle", &bundle, &b.id])),
+    );
+
+    let b = Bundle::new("sigexec", &["sleep", "100"]);
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    let mut args = vec!["exec", b.id.as_str()];
+    args.extend(grep);
+    assert_clean_signal_state("exec", &ok(&b.runtime(&args)));
+}
