@@ -940,3 +940,68 @@ fn container_processes_start_with_no_signal_blocked_or_ignored() {
     args.extend(grep);
     assert_clean_signal_state("exec", &ok(&b.runtime(&args)));
 }
+
+/// Issue 12 item 5: joining the host's network namespace by path does not make a net.*
+/// sysctl the container's: it would be written into the host's. Refused, host value kept.
+#[test]
+fn a_namespaced_sysctl_in_the_hosts_namespace_is_refused() {
+    if require_root() {
+        return;
+    }
+    let key = "/proc/sys/net/core/somaxconn";
+    let before = std::fs::read_to_string(key).unwrap();
+    let other = (before.trim().parse::<u64>().unwrap() + 1).to_string();
+    let mut b = Bundle::new("sysctlhost", &["true"]);
+    let nss = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    nss.retain(|n| n["type"] != "network");
+    // this test's own namespace, the host's here (/proc/1 may be out of reach in a sandbox)
+    nss.push(json!({"type": "network", "path": format!("/proc/{}/ns/net", std::process::id())}));
+    b.spec["linux"]["sysctl"] = json!({"net.core.somaxconn": other});
+    let out = b.run();
+    assert!(!out.status.success(), "a host sysctl was accepted");
+    let e = stderr(&out);
+    assert!(e.contains("net.core.somaxconn") && e.contains("host"), "{e}");
+    assert_eq!(std::fs::read_to_string(key).unwrap(), before, "host value changed");
+    assert!(b.cgroup_dirs().is_empty(), "refused create left a cgroup");
+}
+
+/// Issue 12 should-fix: errors that name their cause.
+#[test]
+fn hooks_namespace_paths_rlimit_as_and_config_shape_get_clear_errors() {
+    if require_root() {
+        return;
+    }
+    // a relative hook path
+    let mut b = Bundle::new("relhook", &["true"]);
+    b.spec["hooks"] = json!({"prestart": [{"path": "true"}]});
+    let e = stderr(&b.run());
+    assert!(e.contains("must be absolute") && e.contains("true"), "{e}");
+
+    // a namespace path that is a regular file
+    let mut b = Bundle::new("nsfile", &["true"]);
+    let file = b.path().join("not-a-namespace");
+    std::fs::write(&file, b"").unwrap();
+    let nss = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    nss.retain(|n| n["type"] != "uts");
+    nss.push(json!({"type": "uts", "path": file}));
+    let e = stderr(&b.run());
+    assert!(
+        e.contains("regular file") && e.contains(file.to_str().unwrap()),
+        "{e}"
+    );
+
+    // an address-space limit the init itself cannot run under
+    let mut b = Bundle::new("rlimitas", &["true"]);
+    b.spec["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_AS", "hard": 1048576, "soft": 1048576}]);
+    let out = b.run();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("RLIMIT_AS"), "{}", stderr(&out));
+
+    // config.json that is not an object
+    let b = Bundle::new("cfgarray", &["true"]);
+    std::fs::write(b.path().join("config.json"), b"[]").unwrap();
+    let bundle = b.path().to_str().unwrap().to_string();
+    let e = stderr(&b.runtime(&["run", "--bundle", &bundle, &b.id]));
+    assert!(e.contains("must be a JSON object"), "{e}");
+}

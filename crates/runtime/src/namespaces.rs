@@ -116,6 +116,23 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         match ns.path() {
             Some(path) if !path.as_os_str().is_empty() => {
                 let f = File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
+                // setns on anything else fails later in the init with a bare EINVAL
+                const NSFS_MAGIC: i64 = 0x6e73_6673;
+                let fs = nix::sys::statfs::fstatfs(&f)
+                    .map_err(|e| Error::sys(format!("statfs namespace {}", path.display()), e))?;
+                if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+                    let kind = match f.metadata() {
+                        Ok(m) if m.is_file() => "a regular file",
+                        Ok(m) if m.is_dir() => "a directory",
+                        _ => "not a namespace file",
+                    };
+                    return Err(Error::InvalidSpec(format!(
+                        "namespace {} path {} is {kind}, not a namespace (such as /proc/<pid>/ns/{})",
+                        proc_name(t),
+                        path.display(),
+                        proc_name(t)
+                    )));
+                }
                 p.joins.push(Join {
                     typ: t,
                     fd: f.into(),

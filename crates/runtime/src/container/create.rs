@@ -117,6 +117,13 @@ pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
         reason,
     };
     let data = fs::read(cfg).map_err(|e| bad(e.to_string()))?;
+    // Say what is wrong with `[]` or `"x"` instead of a complaint about a missing field.
+    if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(bad(
+            "config.json must be a JSON object (the runtime spec's {\"ociVersion\": ..., ...})"
+                .into(),
+        ));
+    }
     if !data.windows(11).any(|w| w == b"timeOffsets") {
         let spec = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
         return Ok((spec, Vec::new()));
@@ -265,6 +272,11 @@ impl Runtime {
         let keep_fds = crate::process::inherited_fds(o.preserve_fds);
         let (bundle, spec, rootfs, time_offsets) = load_bundle(&o.bundle)?;
         let plan = namespaces::plan(&spec)?;
+        crate::sysctl::validate(&spec, &plan)?;
+        if let Some(h) = spec.hooks() {
+            crate::hooks::validate(h)?;
+        }
+        crate::process::check_rlimits_leave_room(spec.process().as_ref())?;
 
         fs::DirBuilder::new()
             .recursive(true)
@@ -454,9 +466,21 @@ impl Runtime {
                             return Err(Error::Init(format!("unexpected message {other:?}")))
                         }
                         None => {
-                            return Err(Error::Init(
-                                "the container's init process exited during setup".into(),
-                            ))
+                            // It is our child and gone (end of file before Ready): say how.
+                            let how = match crate::wait::reap(pid) {
+                                Ok(code) if code > 128 => format!(
+                                    "killed by signal {} ({})",
+                                    code - 128,
+                                    nix::sys::signal::Signal::try_from(code - 128)
+                                        .map(|s| s.as_str())
+                                        .unwrap_or("?")
+                                ),
+                                Ok(code) => format!("exit status {code}"),
+                                Err(e) => e.to_string(),
+                            };
+                            return Err(Error::Init(format!(
+                                "the container's init process exited during setup ({how})"
+                            )));
                         }
                     }
                 }
