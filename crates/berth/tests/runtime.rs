@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::path::Path;
 
 #[test]
 fn run_prints_from_inside_and_propagates_exit_code() {
@@ -1004,4 +1005,110 @@ fn hooks_namespace_paths_rlimit_as_and_config_shape_get_clear_errors() {
     let bundle = b.path().to_str().unwrap().to_string();
     let e = stderr(&b.runtime(&["run", "--bundle", &bundle, &b.id]));
     assert!(e.contains("must be a JSON object"), "{e}");
+}
+
+/// A host process in a cgroup, killed and reaped on drop (also when the test fails).
+struct Victim(std::process::Child);
+
+impl Victim {
+    fn spawn() -> Victim {
+        Victim(
+            std::process::Command::new("/bin/busybox")
+                .args(["sleep", "300"])
+                .spawn()
+                .unwrap(),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cgroup directory made by the test, removed on drop (after its processes are gone).
+struct TestCgroup(std::path::PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Issue 12 item 3: a bundle naming an existing cgroup with someone's process in it is refused
+/// at create, and nothing of the runtime kills that process.
+#[test]
+fn an_occupied_cgroup_is_refused_and_its_process_survives() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("occupied", &["true"]);
+    let name = format!("berth-test/{}-pre", b.id);
+    let hierarchy = if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        "/sys/fs/cgroup/memory"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let dir = Path::new(hierarchy).join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut victim = Victim::spawn();
+    let _cg = TestCgroup(dir.clone());
+    std::fs::write(dir.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+
+    let mut b = b;
+    b.spec["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    let out = b.run();
+    assert!(!out.status.success(), "an occupied cgroup was accepted");
+    let e = stderr(&out);
+    assert!(e.contains("holds processes") && e.contains(&name), "{e}");
+    ok(&b.runtime(&["delete", "--force", &b.id]));
+    assert!(victim.alive(), "the process in the pre-existing cgroup was killed");
+    drop(victim);
+}
+
+/// A process moved into a running container's cgroup (it has its own pid namespace) is not
+/// the container's: `kill --all` skips it and `delete --force` refuses rather than kill it.
+#[test]
+fn kill_all_and_delete_force_spare_a_process_the_container_did_not_create() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("foreign", &["sleep", "300"]);
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    let mut victim = Victim::spawn();
+    let dirs = b.cgroup_dirs();
+    assert!(!dirs.is_empty());
+    for d in &dirs {
+        std::fs::write(d.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+    }
+    ok(&b.runtime(&["kill", "--all", &b.id, "KILL"]));
+    let out = b.runtime(&["delete", "--force", &b.id]);
+    assert!(!out.status.success(), "delete --force removed a cgroup with a foreign process");
+    assert!(
+        stderr(&out).contains(&victim.pid().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(victim.alive(), "a process the container did not create was killed");
+    // moved back out, the container deletes cleanly
+    for d in &dirs {
+        let mut root = d.clone();
+        while root.file_name().is_some_and(|n| n != "berth-test") {
+            root.pop();
+        }
+        root.pop();
+        std::fs::write(root.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+    }
+    ok(&b.runtime(&["delete", "--force", &b.id]));
+    assert!(b.cgroup_dirs().is_empty());
+    assert!(victim.alive());
 }

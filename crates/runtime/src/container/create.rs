@@ -306,6 +306,9 @@ impl Runtime {
         let cg_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.to_string_lossy().into_owned());
+        // Before anything is made: processes already in the cgroup would become the
+        // container's to limit and, at delete, to kill (issue 12).
+        berth_cgroups::refuse_occupied(cg_path.as_deref(), &o.id)?;
         // Only what the process is born into now; the v1 hierarchies and the limits while it
         // sets up its mounts.
         let cgroup = berth_cgroups::begin(cg_path.as_deref(), &o.id)?;
@@ -484,6 +487,13 @@ impl Runtime {
                         }
                     }
                 }
+                let pid_ns = {
+                    use std::os::unix::fs::MetadataExt;
+                    let ino = |p: &str| fs::metadata(p).map(|m| m.ino());
+                    let theirs = ino(&format!("/proc/{pid}/ns/pid"))
+                        .map_err(|e| Error::io("stat", format!("/proc/{pid}/ns/pid"), e))?;
+                    (ino("/proc/self/ns/pid").ok() != Some(theirs)).then_some(theirs)
+                };
                 let pid_start = berth_sys::process_start_time(pid)
                     .map_err(|e| Error::sys("read the start time of init", e))?;
                 let c = Container {
@@ -515,6 +525,7 @@ impl Runtime {
                             .as_ref()
                             .and_then(|h| h.poststop().as_ref())
                             .is_some_and(|v| !v.is_empty()),
+                        pid_ns,
                     },
                 };
                 c.save()?;

@@ -69,6 +69,11 @@ pub struct Record {
     pub has_poststart: bool,
     #[serde(default = "yes")]
     pub has_poststop: bool,
+    /// The inode of the container's pid namespace when it is not the runtime's own: what tells
+    /// the container's processes from others someone moved into its cgroup, which `kill --all`
+    /// and `delete --force` must not signal.
+    #[serde(default)]
+    pub pid_ns: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -294,6 +299,21 @@ impl Container {
         })
     }
 
+    /// Whether `pid` may be signalled as one of the container's processes: it is in the
+    /// container's own pid namespace, or the container has none (it shares the runtime's, and
+    /// its cgroup was empty when it was created). A process that is gone (or exiting, so its
+    /// namespace can no longer be read) counts as the container's: signalling it is harmless.
+    pub fn owns_process(&self, pid: i32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(ns) = self.record.pid_ns else {
+            return true;
+        };
+        match fs::metadata(format!("/proc/{pid}/ns/pid")) {
+            Ok(m) => m.ino() == ns,
+            Err(_) => true,
+        }
+    }
+
     pub fn fifo_path(&self) -> PathBuf {
         self.dir.join("exec.fifo")
     }
@@ -405,6 +425,7 @@ mod tests {
                 user_ns: false,
                 has_poststart: false,
                 has_poststop: false,
+                pid_ns: None,
             },
         };
         c.save().unwrap();
