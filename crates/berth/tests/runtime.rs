@@ -961,8 +961,15 @@ fn a_namespaced_sysctl_in_the_hosts_namespace_is_refused() {
     let out = b.run();
     assert!(!out.status.success(), "a host sysctl was accepted");
     let e = stderr(&out);
-    assert!(e.contains("net.core.somaxconn") && e.contains("host"), "{e}");
-    assert_eq!(std::fs::read_to_string(key).unwrap(), before, "host value changed");
+    assert!(
+        e.contains("net.core.somaxconn") && e.contains("host"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(key).unwrap(),
+        before,
+        "host value changed"
+    );
     assert!(b.cgroup_dirs().is_empty(), "refused create left a cgroup");
 }
 
@@ -993,8 +1000,7 @@ fn hooks_namespace_paths_rlimit_as_and_config_shape_get_clear_errors() {
 
     // an address-space limit the init itself cannot run under
     let mut b = Bundle::new("rlimitas", &["true"]);
-    b.spec["process"]["rlimits"] =
-        json!([{"type": "RLIMIT_AS", "hard": 1048576, "soft": 1048576}]);
+    b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_AS", "hard": 1048576, "soft": 1048576}]);
     let out = b.run();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("RLIMIT_AS"), "{}", stderr(&out));
@@ -1070,7 +1076,10 @@ fn an_occupied_cgroup_is_refused_and_its_process_survives() {
     let e = stderr(&out);
     assert!(e.contains("holds processes") && e.contains(&name), "{e}");
     ok(&b.runtime(&["delete", "--force", &b.id]));
-    assert!(victim.alive(), "the process in the pre-existing cgroup was killed");
+    assert!(
+        victim.alive(),
+        "the process in the pre-existing cgroup was killed"
+    );
     drop(victim);
 }
 
@@ -1092,13 +1101,19 @@ fn kill_all_and_delete_force_spare_a_process_the_container_did_not_create() {
     }
     ok(&b.runtime(&["kill", "--all", &b.id, "KILL"]));
     let out = b.runtime(&["delete", "--force", &b.id]);
-    assert!(!out.status.success(), "delete --force removed a cgroup with a foreign process");
+    assert!(
+        !out.status.success(),
+        "delete --force removed a cgroup with a foreign process"
+    );
     assert!(
         stderr(&out).contains(&victim.pid().to_string()),
         "{}",
         stderr(&out)
     );
-    assert!(victim.alive(), "a process the container did not create was killed");
+    assert!(
+        victim.alive(),
+        "a process the container did not create was killed"
+    );
     // moved back out, the container deletes cleanly
     for d in &dirs {
         let mut root = d.clone();

@@ -1,6 +1,7 @@
 //! Namespaces of a spec: which are new (one clone flag each, so the first process is born in
 //! them), which are joined by path (setns, user namespace first), and the two that only apply
-//! to children (pid, time), which the runtime enters itself before it clones.
+//! to children (pid, time), which an intermediate child of the runtime enters before it clones
+//! (see `container::fork_into`), so that the caller's own namespaces never change.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};

@@ -146,9 +146,8 @@ fn exec_in(c: &Ctr, args: &[&str]) -> String {
         serde_json::from_value(spec["process"].clone()).unwrap();
     p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
     let (stdio, out) = piped_stdio();
-    let outcome = c
-        .rt
-        .exec(
+    let outcome =
+        c.rt.exec(
             &c.id,
             ExecOptions {
                 process: p,
@@ -262,7 +261,11 @@ fn a_failing_child_does_not_flush_the_callers_output() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         text.matches("UNFLUSHED-MARK").count(),
         1,
@@ -281,6 +284,28 @@ fn unflushed_child() {
     std::io::stdout().flush().unwrap();
 }
 
+/// The daemon's case: a multithreaded process may not fork a container's process. The refusal
+/// says why and what to do, and leaves nothing behind.
+fn a_multithreaded_caller_is_refused_with_a_clear_error() {
+    let c = Ctr::new("threads", &["true"], |_| {});
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let err = c.rt.create(&c.opts(None));
+    drop(tx);
+    other.join().unwrap();
+    let msg = match err {
+        Ok(_) => panic!("create from a multithreaded process was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(msg.contains("single-threaded"), "{msg}");
+    assert!(
+        !c.bundle.path().join("state").join(&c.id).exists(),
+        "a refused create left state behind"
+    );
+}
+
 fn main() {
     if std::env::var("BERTH_LIBTEST_CHILD").as_deref() == Ok("unflushed") {
         unflushed_child();
@@ -290,7 +315,7 @@ fn main() {
         return;
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         (
             "the_caller_is_unchanged_and_containers_start_clean",
             the_caller_is_unchanged_and_containers_start_clean,
@@ -298,6 +323,11 @@ fn main() {
         (
             "a_failing_child_does_not_flush_the_callers_output",
             a_failing_child_does_not_flush_the_callers_output,
+        ),
+        // last: once a thread has run, the process may keep one (the allocator's, say)
+        (
+            "a_multithreaded_caller_is_refused_with_a_clear_error",
+            a_multithreaded_caller_is_refused_with_a_clear_error,
         ),
     ];
     for (name, f) in tests {

@@ -205,7 +205,7 @@ pub fn exit_child(code: i32) -> ! {
 /// Refuse to fork from a process with more than one thread: the child would hold a copy of
 /// every lock another thread held at that moment (the allocator's included), never released.
 /// A multithreaded program (the daemon) leaves forking to a single-threaded helper (the shim).
-fn require_single_thread() -> io::Result<()> {
+pub fn require_single_thread() -> io::Result<()> {
     let n = thread_count()?;
     if n != 1 {
         return Err(io::Error::new(

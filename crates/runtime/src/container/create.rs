@@ -1,6 +1,8 @@
 //! `create`: from a bundle to a container whose init process waits for `start`.
 //!
-//! One clone creates the init process inside its new namespaces; the runtime then puts it in
+//! One clone creates the init process inside its new namespaces (from an intermediate child
+//! when a pid or time namespace must be joined or a time namespace made: those apply to the
+//! children of whoever enters them, and the caller must stay as it was); the runtime then puts it in
 //! its cgroup and writes its id mappings, lets it set up the root filesystem, runs the hooks
 //! that belong to the runtime namespace, records the state and returns. If anything fails, the
 //! guard undoes it all: the process is killed, the cgroup and the state directory removed.
@@ -266,8 +268,11 @@ fn complete_cgroup(
 }
 
 impl Runtime {
-    /// Create the container; returns once its init waits for `start`.
+    /// Create the container; returns once its init waits for `start`. Forks: call it from a
+    /// single-threaded process only (see the crate's documentation); a multithreaded caller
+    /// gets an error before anything is made.
     pub fn create(&self, o: &CreateOptions) -> Result<Container> {
+        berth_sys::require_single_thread().map_err(|e| Error::sys("create", e))?;
         crate::container::validate_id(&o.id)?;
         let keep_fds = crate::process::inherited_fds(o.preserve_fds);
         let (bundle, spec, rootfs, time_offsets) = load_bundle(&o.bundle)?;

@@ -137,8 +137,7 @@ pub(crate) fn fork_into(
         berth_sys::Forked::Child => {
             drop(rd);
             child_signal_reset();
-            let r = enter()
-                .and_then(|()| fork_direct(clone_flags | libc::CLONE_PARENT, birth));
+            let r = enter().and_then(|()| fork_direct(clone_flags | libc::CLONE_PARENT, birth));
             let msg = match r {
                 Ok((berth_sys::Forked::Child, must_move)) => {
                     drop(wr);
@@ -166,22 +165,17 @@ pub(crate) fn fork_into(
                     Err(e) => break Err(e),
                 }
             };
-            loop {
-                match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mid), None) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            // the intermediate is our child and has exited or is about to
+            while let Err(nix::errno::Errno::EINTR) =
+                nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mid), None)
+            {}
             read.map_err(|e| Error::sys("read from the intermediate process", e))?;
             let text = String::from_utf8_lossy(&out);
             if let Some(m) = text.strip_prefix("err ") {
                 return Err(Error::Init(m.to_string()));
             }
             let mut f = text.strip_prefix("ok ").unwrap_or("").split(' ');
-            match (
-                f.next().and_then(|p| p.parse::<i32>().ok()),
-                f.next(),
-            ) {
+            match (f.next().and_then(|p| p.parse::<i32>().ok()), f.next()) {
                 (Some(pid), Some(mv)) => Ok((berth_sys::Forked::Parent(pid), mv == "1")),
                 _ => Err(Error::Init(
                     "the intermediate process exited without creating the container's process"
