@@ -21,7 +21,7 @@ fn skip(reason: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("requirement missing under CI: {reason}");
     }
-    eprintln!("SKIP: {reason}");
+    println!("SKIP: {reason}");
     true
 }
 
@@ -334,8 +334,8 @@ fn main() {
         if filter.as_deref().is_some_and(|p| !name.contains(p)) {
             continue;
         }
-        eprintln!("test {name} ...");
+        println!("test {name} ...");
         f();
-        eprintln!("test {name} ... ok");
+        println!("test {name} ... ok");
     }
 }
