@@ -951,6 +951,14 @@ fn a_namespaced_sysctl_in_the_hosts_namespace_is_refused() {
     }
     let key = "/proc/sys/net/core/somaxconn";
     let before = std::fs::read_to_string(key).unwrap();
+    // should the runtime write it after all, the host gets its value back
+    struct Restore(&'static str, String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0, &self.1);
+        }
+    }
+    let _restore = Restore(key, before.clone());
     let other = (before.trim().parse::<u64>().unwrap() + 1).to_string();
     let mut b = Bundle::new("sysctlhost", &["true"]);
     let nss = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
@@ -1040,12 +1048,18 @@ impl Drop for Victim {
     }
 }
 
-/// A cgroup directory made by the test, removed on drop (after its processes are gone).
-struct TestCgroup(std::path::PathBuf);
+/// A cgroup made by the test (relative path), removed on drop from every hierarchy where it
+/// exists, including those a runtime that did not refuse it would have made.
+struct TestCgroup(String);
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir(e.path().join(&self.0));
+            }
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.0));
     }
 }
 
@@ -1065,8 +1079,8 @@ fn an_occupied_cgroup_is_refused_and_its_process_survives() {
     };
     let dir = Path::new(hierarchy).join(&name);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cg = TestCgroup(name.clone());
     let mut victim = Victim::spawn();
-    let _cg = TestCgroup(dir.clone());
     std::fs::write(dir.join("cgroup.procs"), victim.pid().to_string()).unwrap();
 
     let mut b = b;
