@@ -40,7 +40,7 @@ fn busybox_rootfs(dir: &Path) {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "grep", "sleep", "cat", "readlink", "echo"] {
+    for applet in ["sh", "grep", "sleep", "cat", "readlink", "echo", "tty"] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -284,6 +284,46 @@ fn unflushed_child() {
     std::io::stdout().flush().unwrap();
 }
 
+/// A terminal through a socket the caller already holds (no path to bind): the pty master
+/// arrives on it during create, and the container's output comes out of it.
+fn a_terminal_through_a_connected_console_socket() {
+    let c = Ctr::new("console", &["tty"], |spec| {
+        spec["process"]["terminal"] = json!(true);
+    });
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let created =
+        c.rt.create(&CreateOptions {
+            console: Some(theirs),
+            ..c.opts(None)
+        })
+        .unwrap();
+    let mut c = c;
+    c.pid = Some(created.record.pid);
+    let mut buf = [0u8; 256];
+    let (n, mut fds) = berth_sys::recv_with_fds(std::os::fd::AsFd::as_fd(&ours), &mut buf).unwrap();
+    assert!(
+        n > 0 && fds.len() == 1,
+        "no pty master on the console socket"
+    );
+    let slave = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let mut master = std::fs::File::from(fds.remove(0));
+    c.rt.start(&c.id).unwrap();
+    // read until the slave side is closed (EIO) or end of file
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 256];
+    while let Ok(n) = master.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains("/dev/pts/"),
+        "tty printed {out:?} (slave {slave})"
+    );
+}
+
 /// The daemon's case: a multithreaded process may not fork a container's process. The refusal
 /// says why and what to do, and leaves nothing behind.
 fn a_multithreaded_caller_is_refused_with_a_clear_error() {
@@ -315,7 +355,7 @@ fn main() {
         return;
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "the_caller_is_unchanged_and_containers_start_clean",
             the_caller_is_unchanged_and_containers_start_clean,
@@ -323,6 +363,10 @@ fn main() {
         (
             "a_failing_child_does_not_flush_the_callers_output",
             a_failing_child_does_not_flush_the_callers_output,
+        ),
+        (
+            "a_terminal_through_a_connected_console_socket",
+            a_terminal_through_a_connected_console_socket,
         ),
         // last: once a thread has run, the process may keep one (the allocator's, say)
         (
