@@ -1141,3 +1141,22 @@ fn kill_all_and_delete_force_spare_a_process_the_container_did_not_create() {
     assert!(b.cgroup_dirs().is_empty());
     assert!(victim.alive());
 }
+
+/// The init runs createContainer hooks with SIGPIPE at its default (the program must start
+/// so): a hook that exits without reading a state larger than a pipe holds must not kill it.
+#[test]
+fn a_hook_that_does_not_read_its_input_does_not_kill_the_init() {
+    if require_root() {
+        return;
+    }
+    let mut b = Bundle::new("hookpipe", &["echo", "started"]);
+    // without a pid namespace of its own: the init of one ignores signals at their default
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    b.spec["annotations"] = json!({"big": "x".repeat(256 * 1024)});
+    b.spec["hooks"] =
+        json!({"createContainer": [{"path": "/bin/busybox", "args": ["busybox", "true"]}]});
+    assert_eq!(ok(&b.run()), "started\n");
+}

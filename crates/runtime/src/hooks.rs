@@ -81,8 +81,9 @@ fn run_one(h: &Hook, state: &[u8], default_env: Option<&[String]>) -> Result<()>
         .spawn()
         .map_err(|e| fail(format!("cannot start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // a hook that does not read its input must not fail the write (EPIPE)
-        let _ = stdin.write_all(state);
+        // A hook that does not read its input must not fail the write (EPIPE), nor kill the
+        // container's init, which runs with SIGPIPE at its default (it runs some hooks).
+        let _ = berth_sys::with_sigpipe_ignored(|| stdin.write_all(state));
     }
     let status = match h.timeout() {
         Some(t) if t <= 0 => return Err(fail(format!("timeout {t} must be positive"))),

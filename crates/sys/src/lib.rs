@@ -194,6 +194,23 @@ pub fn reset_signal_state() -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Run `f` with SIGPIPE ignored, then put back the disposition there was. For a write into a
+/// pipe whose reader may be gone (a hook that does not read its input) from a process whose
+/// SIGPIPE is at its default, such as a container's init, which must not die of it. In a Rust
+/// program SIGPIPE is ignored already, so nothing changes for other threads.
+pub fn with_sigpipe_ignored<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no code of ours in a signal handler.
+    let old = unsafe { sigaction(Signal::SIGPIPE, &ign) };
+    let out = f();
+    if let Ok(old) = old {
+        // SAFETY: puts back the disposition sigaction returned above, as it was.
+        let _ = unsafe { sigaction(Signal::SIGPIPE, &old) };
+    }
+    out
+}
+
 /// End the calling process now, with `_exit(2)`: no exit handlers, no flush of stdio buffers,
 /// no destructors. For a child forked from a caller that keeps running: `std::process::exit`
 /// would write out the caller's buffered output a second time, from the child.
