@@ -380,6 +380,10 @@ fn hooks_run_with_the_state() {
             .unwrap_or_else(|| panic!("{name} did not run: {text}"));
         let state: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
         assert_eq!(state["id"], b.id.as_str());
+        if name != "poststop" {
+            // the init's pid as the runtime sees it, also for hooks the init itself runs
+            assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{name}: {state}");
+        }
     }
 }
 
