@@ -366,6 +366,8 @@ fn create_opts(c: &CreateArgs, inherit_tty: bool) -> CreateOptions {
     CreateOptions {
         id: c.id.clone(),
         bundle: c.bundle.clone(),
+        stdio: None,
+        console: None,
         console_socket: c.console_socket.clone(),
         pid_file: c.pid_file.clone(),
         no_pivot: c.no_pivot,
@@ -513,6 +515,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 &id,
                 ExecOptions {
                     process: p,
+                    stdio: None,
+                    console: None,
                     console_socket,
                     pid_file,
                     detach,

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::path::Path;
 
 #[test]
 fn run_prints_from_inside_and_propagates_exit_code() {
@@ -379,6 +380,10 @@ fn hooks_run_with_the_state() {
             .unwrap_or_else(|| panic!("{name} did not run: {text}"));
         let state: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
         assert_eq!(state["id"], b.id.as_str());
+        if name != "poststop" {
+            // the init's pid as the runtime sees it, also for hooks the init itself runs
+            assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{name}: {state}");
+        }
     }
 }
 
@@ -879,4 +884,283 @@ fn a_limit_the_kernel_refuses_fails_create_and_leaves_nothing() {
     assert!(!b.root().join(&b.id).exists(), "state left");
     let list = ok(&b.runtime(&["list", "-q"]));
     assert!(!list.contains(&b.id), "{list}");
+}
+
+/// `docker run -v ./cfg.yml:/cfg.yml`: a file bind-mounted onto a path directly under the
+/// container's root, which does not exist in the image.
+#[test]
+fn a_file_bind_mounts_directly_under_the_root() {
+    if require_root() {
+        return;
+    }
+    let mut b = Bundle::new("filebind", &["cat", "/cfg.yml"]);
+    let src = b.path().join("cfg.yml");
+    std::fs::write(&src, "key: value\n").unwrap();
+    b.spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/cfg.yml", "type": "bind", "source": src, "options": ["rbind", "ro"]
+    }));
+    assert_eq!(ok(&b.run()), "key: value\n");
+}
+
+/// Both lines of /proc/self/status, each all zeros.
+fn assert_clean_signal_state(who: &str, text: &str) {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("SigBlk:") || l.starts_with("SigIgn:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{who}: {text:?}");
+    for l in lines {
+        let mask = l.split_whitespace().nth(1).unwrap_or("");
+        assert!(
+            !mask.is_empty() && mask.bytes().all(|b| b == b'0'),
+            "{who} starts with signals blocked or ignored: {l}"
+        );
+    }
+}
+
+/// `run` blocks the signals it forwards and Rust ignores SIGPIPE; neither may reach the
+/// container's processes: init in the foreground and with -d, and exec'd ones.
+#[test]
+fn container_processes_start_with_no_signal_blocked_or_ignored() {
+    if require_root() {
+        return;
+    }
+    // grep itself, not through a shell: busybox's sh changes its own signal state
+    let grep = ["grep", "-E", "^(SigBlk|SigIgn)", "/proc/self/status"];
+    let b = Bundle::new("sigfg", &grep);
+    assert_clean_signal_state("run", &ok(&b.run()));
+
+    let b = Bundle::new("sigd", &grep);
+    b.write_spec();
+    let bundle = b.path().to_str().unwrap().to_string();
+    assert_clean_signal_state(
+        "run -d",
+        &ok(&b.runtime(&["run", "-d", "--bundle", &bundle, &b.id])),
+    );
+
+    let b = Bundle::new("sigexec", &["sleep", "100"]);
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    let mut args = vec!["exec", b.id.as_str()];
+    args.extend(grep);
+    assert_clean_signal_state("exec", &ok(&b.runtime(&args)));
+}
+
+/// Issue 12 item 5: joining the host's network namespace by path does not make a net.*
+/// sysctl the container's: it would be written into the host's. Refused, host value kept.
+#[test]
+fn a_namespaced_sysctl_in_the_hosts_namespace_is_refused() {
+    if require_root() {
+        return;
+    }
+    let key = "/proc/sys/net/core/somaxconn";
+    let before = std::fs::read_to_string(key).unwrap();
+    // should the runtime write it after all, the host gets its value back
+    struct Restore(&'static str, String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0, &self.1);
+        }
+    }
+    let _restore = Restore(key, before.clone());
+    let other = (before.trim().parse::<u64>().unwrap() + 1).to_string();
+    let mut b = Bundle::new("sysctlhost", &["true"]);
+    let nss = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    nss.retain(|n| n["type"] != "network");
+    // this test's own namespace, the host's here (/proc/1 may be out of reach in a sandbox)
+    nss.push(json!({"type": "network", "path": format!("/proc/{}/ns/net", std::process::id())}));
+    b.spec["linux"]["sysctl"] = json!({"net.core.somaxconn": other});
+    let out = b.run();
+    assert!(!out.status.success(), "a host sysctl was accepted");
+    let e = stderr(&out);
+    assert!(
+        e.contains("net.core.somaxconn") && e.contains("host"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(key).unwrap(),
+        before,
+        "host value changed"
+    );
+    assert!(b.cgroup_dirs().is_empty(), "refused create left a cgroup");
+}
+
+/// Issue 12 should-fix: errors that name their cause.
+#[test]
+fn hooks_namespace_paths_rlimit_as_and_config_shape_get_clear_errors() {
+    if require_root() {
+        return;
+    }
+    // a relative hook path
+    let mut b = Bundle::new("relhook", &["true"]);
+    b.spec["hooks"] = json!({"prestart": [{"path": "true"}]});
+    let e = stderr(&b.run());
+    assert!(e.contains("must be absolute") && e.contains("true"), "{e}");
+
+    // a namespace path that is a regular file
+    let mut b = Bundle::new("nsfile", &["true"]);
+    let file = b.path().join("not-a-namespace");
+    std::fs::write(&file, b"").unwrap();
+    let nss = b.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    nss.retain(|n| n["type"] != "uts");
+    nss.push(json!({"type": "uts", "path": file}));
+    let e = stderr(&b.run());
+    assert!(
+        e.contains("regular file") && e.contains(file.to_str().unwrap()),
+        "{e}"
+    );
+
+    // an address-space limit the init itself cannot run under
+    let mut b = Bundle::new("rlimitas", &["true"]);
+    b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_AS", "hard": 1048576, "soft": 1048576}]);
+    let out = b.run();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("RLIMIT_AS"), "{}", stderr(&out));
+
+    // config.json that is not an object
+    let b = Bundle::new("cfgarray", &["true"]);
+    std::fs::write(b.path().join("config.json"), b"[]").unwrap();
+    let bundle = b.path().to_str().unwrap().to_string();
+    let e = stderr(&b.runtime(&["run", "--bundle", &bundle, &b.id]));
+    assert!(e.contains("must be a JSON object"), "{e}");
+}
+
+/// A host process in a cgroup, killed and reaped on drop (also when the test fails).
+struct Victim(std::process::Child);
+
+impl Victim {
+    fn spawn() -> Victim {
+        Victim(
+            std::process::Command::new("/bin/busybox")
+                .args(["sleep", "300"])
+                .spawn()
+                .unwrap(),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cgroup made by the test (relative path), removed on drop from every hierarchy where it
+/// exists, including those a runtime that did not refuse it would have made.
+struct TestCgroup(String);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir(e.path().join(&self.0));
+            }
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.0));
+    }
+}
+
+/// Issue 12 item 3: a bundle naming an existing cgroup with someone's process in it is refused
+/// at create, and nothing of the runtime kills that process.
+#[test]
+fn an_occupied_cgroup_is_refused_and_its_process_survives() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("occupied", &["true"]);
+    let name = format!("berth-test/{}-pre", b.id);
+    let hierarchy = if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        "/sys/fs/cgroup/memory"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let dir = Path::new(hierarchy).join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cg = TestCgroup(name.clone());
+    let mut victim = Victim::spawn();
+    std::fs::write(dir.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+
+    let mut b = b;
+    b.spec["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    let out = b.run();
+    assert!(!out.status.success(), "an occupied cgroup was accepted");
+    let e = stderr(&out);
+    assert!(e.contains("holds processes") && e.contains(&name), "{e}");
+    ok(&b.runtime(&["delete", "--force", &b.id]));
+    assert!(
+        victim.alive(),
+        "the process in the pre-existing cgroup was killed"
+    );
+    drop(victim);
+}
+
+/// A process moved into a running container's cgroup (it has its own pid namespace) is not
+/// the container's: `kill --all` skips it and `delete --force` refuses rather than kill it.
+#[test]
+fn kill_all_and_delete_force_spare_a_process_the_container_did_not_create() {
+    if require_root() {
+        return;
+    }
+    let b = Bundle::new("foreign", &["sleep", "300"]);
+    assert!(b.create().status.success());
+    ok(&b.runtime(&["start", &b.id]));
+    let mut victim = Victim::spawn();
+    let dirs = b.cgroup_dirs();
+    assert!(!dirs.is_empty());
+    for d in &dirs {
+        std::fs::write(d.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+    }
+    ok(&b.runtime(&["kill", "--all", &b.id, "KILL"]));
+    let out = b.runtime(&["delete", "--force", &b.id]);
+    assert!(
+        !out.status.success(),
+        "delete --force removed a cgroup with a foreign process"
+    );
+    assert!(
+        stderr(&out).contains(&victim.pid().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        victim.alive(),
+        "a process the container did not create was killed"
+    );
+    // moved back out, the container deletes cleanly
+    for d in &dirs {
+        let mut root = d.clone();
+        while root.file_name().is_some_and(|n| n != "berth-test") {
+            root.pop();
+        }
+        root.pop();
+        std::fs::write(root.join("cgroup.procs"), victim.pid().to_string()).unwrap();
+    }
+    ok(&b.runtime(&["delete", "--force", &b.id]));
+    assert!(b.cgroup_dirs().is_empty());
+    assert!(victim.alive());
+}
+
+/// The init runs createContainer hooks with SIGPIPE at its default (the program must start
+/// so): a hook that exits without reading a state larger than a pipe holds must not kill it.
+#[test]
+fn a_hook_that_does_not_read_its_input_does_not_kill_the_init() {
+    if require_root() {
+        return;
+    }
+    let mut b = Bundle::new("hookpipe", &["echo", "started"]);
+    // without a pid namespace of its own: the init of one ignores signals at their default
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    b.spec["annotations"] = json!({"big": "x".repeat(256 * 1024)});
+    b.spec["hooks"] =
+        json!({"createContainer": [{"path": "/bin/busybox", "args": ["busybox", "true"]}]});
+    assert_eq!(ok(&b.run()), "started\n");
 }

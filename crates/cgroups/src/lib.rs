@@ -96,6 +96,10 @@ pub enum Error {
     Kill { pid: i32, source: nix::errno::Errno },
     #[error("timed out {what} {path}")]
     Timeout { what: String, path: PathBuf },
+    /// The cgroup a new container would use already holds processes: they would be counted,
+    /// limited and, at delete, killed as the container's.
+    #[error("cgroup {path} already exists and holds processes ({pids:?}) that are not the container's: refusing to use it (choose another cgroupsPath)")]
+    Occupied { path: PathBuf, pids: Vec<i32> },
 }
 
 impl Error {
@@ -278,6 +282,25 @@ pub fn begin(cgroups_path: Option<&str>, id: &str) -> Result<AnyManager> {
         Hierarchy::V1 => Ok(AnyManager::V1(v1::Manager::begin(path, &mounts)?)),
         Hierarchy::V2 => Ok(AnyManager::V2(v2::Manager::create(path, &mounts)?)),
     }
+}
+
+/// Refuse a `cgroups_path` (as [`create`] takes it) that names an existing cgroup with
+/// processes in it, in any hierarchy (each v1 hierarchy, the hybrid cgroup2 tree, or the v2
+/// tree), descendants included: runc 1.2 refuses it too. Creates nothing.
+pub fn refuse_occupied(cgroups_path: Option<&str>, id: &str) -> Result<()> {
+    let path = common::normalize_cgroups_path(cgroups_path, id)?;
+    let mounts = mountinfo::read()?;
+    let dirs: Vec<PathBuf> = match detect() {
+        Hierarchy::V1 => v1::Manager::open(path, &mounts)?.dirs_with_unified(),
+        Hierarchy::V2 => vec![v2::Manager::open(path, &mounts)?.dir().to_path_buf()],
+    };
+    for dir in dirs {
+        let pids = common::pids_recursive(&dir)?;
+        if !pids.is_empty() {
+            return Err(Error::Occupied { path: dir, pids });
+        }
+    }
+    Ok(())
 }
 
 /// Open an existing cgroup (made by `create`) without changing it. Pass the value

@@ -39,6 +39,12 @@ pub enum Error {
     Hook { path: PathBuf, reason: String },
     #[error("{0} is not supported: {1}")]
     Unsupported(String, String),
+    #[error("container {id}: its cgroup {cgroup} holds processes the container did not create ({pids:?}); they are not killed: move them out, then delete again")]
+    ForeignProcesses {
+        id: String,
+        cgroup: String,
+        pids: Vec<i32>,
+    },
     #[error("state of container {id} at {path} is unreadable: {reason}")]
     CorruptState {
         id: String,

@@ -11,6 +11,28 @@ use oci_spec::runtime::Hook;
 use crate::container::OciState;
 use crate::error::{Error, Result};
 
+/// Refuse hooks whose path is not absolute, as the runtime spec requires: a relative one would
+/// be looked up in PATH or the runtime's working directory, whatever they are at that moment.
+pub fn validate(h: &oci_spec::runtime::Hooks) -> Result<()> {
+    let all = [
+        h.prestart(),
+        h.create_runtime(),
+        h.create_container(),
+        h.start_container(),
+        h.poststart(),
+        h.poststop(),
+    ];
+    for hook in all.into_iter().flatten().flatten() {
+        if !hook.path().is_absolute() {
+            return Err(Error::Hook {
+                path: hook.path().clone(),
+                reason: "the path of a hook must be absolute".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Run `hooks` in order with `state` on stdin.
 pub fn run(hooks: &[Hook], state: &OciState) -> Result<()> {
     run_with_env(hooks, state, None)
@@ -59,8 +81,9 @@ fn run_one(h: &Hook, state: &[u8], default_env: Option<&[String]>) -> Result<()>
         .spawn()
         .map_err(|e| fail(format!("cannot start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // a hook that does not read its input must not fail the write (EPIPE)
-        let _ = stdin.write_all(state);
+        // A hook that does not read its input must not fail the write (EPIPE), nor kill the
+        // container's init, which runs with SIGPIPE at its default (it runs some hooks).
+        let _ = berth_sys::with_sigpipe_ignored(|| stdin.write_all(state));
     }
     let status = match h.timeout() {
         Some(t) if t <= 0 => return Err(fail(format!("timeout {t} must be positive"))),

@@ -50,7 +50,7 @@ pub fn run(args: InitArgs) -> ! {
     if args.chan.send(&Msg::Failed(err.to_string())).is_err() || args.started.get() {
         eprintln!("berth-runtime: error: {err}");
     }
-    std::process::exit(1)
+    berth_sys::exit_child(1)
 }
 
 enum Never {}
@@ -76,6 +76,10 @@ fn init(a: &InitArgs) -> Result<Never> {
         None => return Err(Error::Init("the runtime went away during setup".into())),
     };
 
+    // The state the init's own hooks (createContainer, startContainer) read: with our pid as
+    // the runtime sees it, which the state made before the clone could not know.
+    let mut hook_state = a.state_for_hooks.clone();
+    hook_state.pid = host_pid;
     let spec = &a.spec;
     let plan = &a.plan;
     if plan.new_user {
@@ -160,7 +164,7 @@ fn init(a: &InitArgs) -> Result<Never> {
             expect(&a.chan, Msg::HooksDone)?;
         }
         if let Some(hooks) = h.create_container() {
-            crate::hooks::run(hooks, &a.state_for_hooks)?;
+            crate::hooks::run(hooks, &hook_state)?;
         }
     }
 
@@ -235,7 +239,7 @@ fn init(a: &InitArgs) -> Result<Never> {
         .as_ref()
         .and_then(|h| h.start_container().as_ref())
     {
-        let mut st = a.state_for_hooks.clone();
+        let mut st = hook_state;
         st.status = Status::Running;
         crate::hooks::run_with_env(hooks, &st, Some(process.env().as_deref().unwrap_or(&[])))?;
     }

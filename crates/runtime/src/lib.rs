@@ -4,8 +4,22 @@
 //! delete, plus exec, pause, resume, update, ps, events. The runc-compatible command line lives
 //! in the berth binary; this crate is the library behind it and behind the engine.
 //!
-//! The runtime's own process is single-threaded: it forks the container's init directly into
-//! its namespaces with one clone, without re-executing itself.
+//! # Who may call what
+//!
+//! The library is meant to be called from a long-lived process and leaves that process as it
+//! was: its namespaces, signal mask and dispositions, working directory. The container's
+//! processes start with every signal unblocked and at its default disposition, and with the
+//! stdio the caller passes ([`CreateOptions::stdio`], [`ExecOptions::stdio`]) or its own 0-2.
+//!
+//! - Forking operations, [`Runtime::create`] (and so `run`) and [`Runtime::exec`], must be
+//!   called from a **single-threaded** process (`berth shim`, `berth runtime`): the code
+//!   between fork and exec runs in a copy of the caller, which must hold no lock of another
+//!   thread. They refuse a multithreaded caller with an error that says so, before they make
+//!   anything. The pid and time namespaces, which apply to a process's children, are entered
+//!   in an intermediate child, never in the caller.
+//! - Everything else (`kill`, `delete`, `pause`, `resume`, `pids`, `stats`, `update`, `load`,
+//!   `list`, `start`) forks nothing and may be called from any thread of a multithreaded
+//!   process such as the daemon. The daemon never calls a forking operation: it asks a shim.
 
 pub mod channel;
 pub mod container;

@@ -1,6 +1,7 @@
 //! Namespaces of a spec: which are new (one clone flag each, so the first process is born in
 //! them), which are joined by path (setns, user namespace first), and the two that only apply
-//! to children (pid, time), which the runtime enters itself before it clones.
+//! to children (pid, time), which an intermediate child of the runtime enters before it clones
+//! (see `container::fork_into`), so that the caller's own namespaces never change.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -116,6 +117,23 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         match ns.path() {
             Some(path) if !path.as_os_str().is_empty() => {
                 let f = File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
+                // setns on anything else fails later in the init with a bare EINVAL
+                const NSFS_MAGIC: i64 = 0x6e73_6673;
+                let fs = nix::sys::statfs::fstatfs(&f)
+                    .map_err(|e| Error::sys(format!("statfs namespace {}", path.display()), e))?;
+                if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+                    let kind = match f.metadata() {
+                        Ok(m) if m.is_file() => "a regular file",
+                        Ok(m) if m.is_dir() => "a directory",
+                        _ => "not a namespace file",
+                    };
+                    return Err(Error::InvalidSpec(format!(
+                        "namespace {} path {} is {kind}, not a namespace (such as /proc/<pid>/ns/{})",
+                        proc_name(t),
+                        path.display(),
+                        proc_name(t)
+                    )));
+                }
                 p.joins.push(Join {
                     typ: t,
                     fd: f.into(),

@@ -319,6 +319,56 @@ pub fn inherited_fds(n: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The init runs the runtime's own code, in a copy of the runtime's address space, from the
+/// moment it sets its rlimits until it execs the user's program: an RLIMIT_AS below that size
+/// makes its next allocation fail and the init die with a bare signal. Refuse it up front and
+/// say which limit.
+pub fn check_rlimits_leave_room(p: Option<&Process>) -> Result<()> {
+    let Some(limits) = p.and_then(|p| p.rlimits().as_ref()) else {
+        return Ok(());
+    };
+    let Some(r) = limits.iter().find(|r| r.typ() == PosixRlimitType::RlimitAs) else {
+        return Ok(());
+    };
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io("read", "/proc/self/status", e))?;
+    let vm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let needed = vm_kib.saturating_mul(1024);
+    if r.soft() < needed {
+        return Err(Error::InvalidSpec(format!(
+            "rlimit RLIMIT_AS: soft limit {} bytes is below the {needed} bytes of address space the container's init needs until it executes the program: the container could not start; raise it",
+            r.soft()
+        )));
+    }
+    Ok(())
+}
+
+/// Make `fds` the process's stdin, stdout and stderr. Each is first copied above 2, so that a
+/// descriptor that already is 0, 1 or 2 cannot be overwritten before it is used; dup2 leaves
+/// the new 0-2 without close-on-exec, and the copies are close-on-exec.
+pub fn install_stdio(fds: &[std::os::fd::OwnedFd; 3]) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut high = Vec::with_capacity(3);
+    for fd in fds {
+        let h = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .map_err(|e| Error::sys(format!("duplicate stdio descriptor {}", fd.as_raw_fd()), e))?;
+        high.push(h);
+    }
+    for (target, h) in high.iter().enumerate() {
+        nix::unistd::dup2(*h, target as i32)
+            .map_err(|e| Error::sys(format!("make descriptor {h} the process's fd {target}"), e))?;
+    }
+    for h in high {
+        let _ = nix::unistd::close(h);
+    }
+    Ok(())
+}
+
 /// Change to the process's working directory (inside the container), creating nothing.
 pub fn chdir(p: &Process) -> Result<()> {
     let cwd = p.cwd();

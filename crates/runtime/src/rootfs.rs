@@ -277,7 +277,12 @@ pub fn create_file_in_root(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> 
     if let Ok(fd) = open_in_root(root, rel) {
         return Ok(fd);
     }
-    let parent = rel.parent().unwrap_or(Path::new(""));
+    // A destination directly under the root ("/cfg.yml") has an empty parent, which openat2
+    // refuses (ENOENT): the parent is the root itself.
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = rel
         .file_name()
         .ok_or_else(|| Error::InvalidSpec(format!("mount destination {rel:?} has no file name")))?;
@@ -809,7 +814,12 @@ fn make_device(
         let t = create_file_in_root(root, rel)?;
         return do_mount(Some(&host), &fd_path(&t), None, MsFlags::MS_BIND, None, rel);
     }
-    let parent = rel.parent().unwrap_or(Path::new(""));
+    // A destination directly under the root ("/cfg.yml") has an empty parent, which openat2
+    // refuses (ENOENT): the parent is the root itself.
+    let parent = match rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = rel.file_name().unwrap_or(OsStr::new(""));
     let _p = mkdir_all_in_root(root, parent)?;
     let dir = berth_sys::openat2(root, parent, libc::O_RDONLY | libc::O_DIRECTORY, 0, IN_ROOT)

@@ -178,7 +178,8 @@ pub fn send_to_agent(ctx: &ScmpFilterContext, agent: &NotifyAgent, pid: i32) -> 
         agent.sock.as_raw_fd(),
         &iov,
         &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-        nix::sys::socket::MsgFlags::empty(),
+        // an error, not a SIGPIPE, when the agent is gone: the init runs with it at default
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
         None,
     )
     .map_err(|e| Error::sys("send the seccomp descriptor to the agent", e))?;

@@ -5,8 +5,9 @@ use crate::error::{Error, Result};
 use crate::namespaces::Plan;
 use oci_spec::runtime::LinuxNamespaceType as T;
 
-fn allowed(key: &str, plan: &Plan) -> std::result::Result<(), String> {
-    let has = |t: T| plan.types.contains(&t);
+/// The namespace type that scopes `key`, or None when no namespace does (the key is the
+/// host's whatever the container has).
+fn namespace_of(key: &str) -> Option<T> {
     let ipc = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -18,27 +19,60 @@ fn allowed(key: &str, plan: &Plan) -> std::result::Result<(), String> {
         "kernel.shm_rmid_forced",
     ];
     if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
-        return if has(T::Ipc) {
-            Ok(())
-        } else {
-            Err("it needs an IPC namespace".into())
-        };
+        Some(T::Ipc)
+    } else if key.starts_with("net.") {
+        Some(T::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(T::Uts)
+    } else {
+        None
     }
-    if key.starts_with("net.") {
-        return if has(T::Network) {
-            Ok(())
-        } else {
-            Err("it needs a network namespace".into())
-        };
+}
+
+fn allowed(key: &str, plan: &Plan) -> std::result::Result<(), String> {
+    let name = |t: T| match t {
+        T::Ipc => "an IPC",
+        T::Network => "a network",
+        _ => "a UTS",
+    };
+    match namespace_of(key) {
+        Some(t) if plan.types.contains(&t) => Ok(()),
+        Some(t) => Err(format!("it needs {} namespace", name(t))),
+        None => Err("it is not namespaced: it would change the host".into()),
     }
-    if key == "kernel.hostname" || key == "kernel.domainname" {
-        return if has(T::Uts) {
-            Ok(())
-        } else {
-            Err("it needs a UTS namespace".into())
+}
+
+/// Refuse, before anything is made, a namespaced sysctl whose namespace would be the host's:
+/// none of that type, or one joined by a path that is the host's own (its inode is that of
+/// /proc/1/ns/<type>, or of the runtime's own namespace). Writing it would change the host,
+/// which is what the key's namespace was to prevent (runc refuses it too).
+pub fn validate(spec: &oci_spec::runtime::Spec, plan: &Plan) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for key in sysctl.keys() {
+        allowed(key, plan)
+            .map_err(|why| Error::InvalidSpec(format!("sysctl {key:?} is refused: {why}")))?;
+        let Some(t) = namespace_of(key) else { continue };
+        let Some(join) = plan.joins.iter().find(|j| j.typ == t) else {
+            continue;
         };
+        let joined = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&join.fd))
+            .map_err(|e| Error::sys(format!("stat namespace {}", join.path.display()), e))?;
+        let ns = crate::namespaces::proc_name(t);
+        for host in [format!("/proc/1/ns/{ns}"), format!("/proc/self/ns/{ns}")] {
+            if let Ok(m) = std::fs::metadata(&host) {
+                if m.ino() == joined.st_ino && m.dev() == joined.st_dev {
+                    return Err(Error::InvalidSpec(format!(
+                        "sysctl {key:?} is refused: the {ns} namespace joined at {} is the host's ({host}); the value would be written into the host",
+                        join.path.display()
+                    )));
+                }
+            }
+        }
     }
-    Err("it is not namespaced: it would change the host".into())
+    Ok(())
 }
 
 pub fn path_of(key: &str) -> Result<std::path::PathBuf> {

@@ -30,7 +30,8 @@ pub fn attach_new_pty(sock: &UnixStream, p: &oci_spec::runtime::Process) -> Resu
         sock.as_raw_fd(),
         &iov,
         &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
+        // an error, not a SIGPIPE, when the listener is gone: SIGPIPE is at its default here
+        MsgFlags::MSG_NOSIGNAL,
         None,
     )
     .map_err(|e| Error::sys("send the terminal to the console socket", e))?;

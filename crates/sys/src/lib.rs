@@ -29,11 +29,7 @@ pub enum Forked {
 /// before any thread is started, which is why this is sound there; the function checks it and
 /// refuses otherwise.
 pub fn clone_fork(flags: i32) -> io::Result<Forked> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "clone_fork called from a multi-threaded process",
-        ));
-    }
+    require_single_thread()?;
     let flags = (flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: SYS_clone with a null stack behaves like fork(2): the child continues on a copy of
     // the parent's address space. The process is single-threaded (checked above), so no lock
@@ -63,11 +59,7 @@ pub fn clone_fork(flags: i32) -> io::Result<Forked> {
 /// 10 ms); being born there only takes it for reading. Needs Linux 5.7; the caller falls back
 /// to [`clone_fork`] and a move when this fails with ENOSYS or EINVAL.
 pub fn clone_fork_into_cgroup(flags: i32, cgroup_dir: BorrowedFd<'_>) -> io::Result<Forked> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "clone_fork called from a multi-threaded process",
-        ));
-    }
+    require_single_thread()?;
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     #[repr(C)]
     struct CloneArgs {
@@ -113,7 +105,11 @@ pub fn clone_fork_into_cgroup(flags: i32, cgroup_dir: BorrowedFd<'_>) -> io::Res
     }
 }
 
-const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_NEWNS
+// CLONE_PARENT is allowed too: an intermediate process that entered the container's pid or
+// time namespace makes the container's process a child of the runtime's caller with it (as
+// runc's nsexec does), so the caller can wait for it. It writes through no pointer.
+const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_PARENT
+    | libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUSER
@@ -121,6 +117,126 @@ const NAMESPACE_FLAGS_AND_SIGNAL: libc::c_ulong = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWCGROUP) as libc::c_ulong
     | 0xff;
+
+/// Give the calling process the signal state a freshly started program expects: every signal
+/// at its default disposition and none blocked. For a child between fork and exec: execve keeps
+/// the signal mask and ignored signals (Rust's runtime ignores SIGPIPE; a caller that waits
+/// with a signalfd blocks SIGCHLD; cargo starts programs with 32 and 33 ignored), and a handler
+/// of the caller's would run the caller's code in the child until the exec.
+///
+/// Through the raw rt_sigaction system call: the C library's sigaction refuses the two
+/// signals it reserves for itself (32, 33). Those are reset only when ignored (exec resets
+/// a handler anyway, and the C library may rely on its own until then).
+pub fn reset_signal_state() -> io::Result<()> {
+    // The kernel's struct sigaction (x86_64, aarch64 and the generic layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::c_ulong,
+        flags: libc::c_ulong,
+        restorer: libc::c_ulong,
+        mask: u64,
+    }
+    const SIG_DFL: libc::c_ulong = 0;
+    const SIG_IGN: libc::c_ulong = 1;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a null new action only reads the current one into `old`, a valid struct of
+        // the kernel's layout that outlives the call; the size is the kernel's sigset size.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        if ret != 0 || old.handler == SIG_DFL {
+            continue;
+        }
+        if (sig == 32 || sig == 33) && old.handler != SIG_IGN {
+            continue;
+        }
+        let dfl = KernelSigaction {
+            handler: SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: installs the default disposition (no code of ours runs for it, so no
+        // restorer is needed); `dfl` is valid for the call, the old action is not asked for.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Run `f` with SIGPIPE ignored, then put back the disposition there was. For a write into a
+/// pipe whose reader may be gone (a hook that does not read its input) from a process whose
+/// SIGPIPE is at its default, such as a container's init, which must not die of it. In a Rust
+/// program SIGPIPE is ignored already, so nothing changes for other threads.
+pub fn with_sigpipe_ignored<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no code of ours in a signal handler.
+    let old = unsafe { sigaction(Signal::SIGPIPE, &ign) };
+    let out = f();
+    if let Ok(old) = old {
+        // SAFETY: puts back the disposition sigaction returned above, as it was.
+        let _ = unsafe { sigaction(Signal::SIGPIPE, &old) };
+    }
+    out
+}
+
+/// End the calling process now, with `_exit(2)`: no exit handlers, no flush of stdio buffers,
+/// no destructors. For a child forked from a caller that keeps running: `std::process::exit`
+/// would write out the caller's buffered output a second time, from the child.
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; it touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Refuse to fork from a process with more than one thread: the child would hold a copy of
+/// every lock another thread held at that moment (the allocator's included), never released.
+/// A multithreaded program (the daemon) leaves forking to a single-threaded helper (the shim).
+pub fn require_single_thread() -> io::Result<()> {
+    let n = thread_count()?;
+    if n != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "refusing to fork the container's process from a process with {n} threads: \
+                 create, run and exec must be called from a single-threaded process (such as \
+                 berth shim or berth runtime); a multithreaded caller may only kill, delete, \
+                 pause, resume, update, list and read state"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Number of threads of the calling process, from /proc/self/stat (field 20).
 fn thread_count() -> io::Result<usize> {

@@ -121,6 +121,16 @@ impl Manager {
         self.unified.as_ref().map(|root| join(root, &self.path))
     }
 
+    /// The container's directory in every hierarchy (v1 ones and the hybrid cgroup2 tree),
+    /// whether it exists or not.
+    pub fn dirs_with_unified(&self) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .map(|h| join(&h.mount_point, &self.path))
+            .chain(self.unified_dir())
+            .collect()
+    }
+
     fn dir(&self, controller: &str) -> Option<PathBuf> {
         self.hierarchies
             .iter()

@@ -1,6 +1,8 @@
 //! `create`: from a bundle to a container whose init process waits for `start`.
 //!
-//! One clone creates the init process inside its new namespaces; the runtime then puts it in
+//! One clone creates the init process inside its new namespaces (from an intermediate child
+//! when a pid or time namespace must be joined or a time namespace made: those apply to the
+//! children of whoever enters them, and the caller must stay as it was); the runtime then puts it in
 //! its cgroup and writes its id mappings, lets it set up the root filesystem, runs the hooks
 //! that belong to the runtime namespace, records the state and returns. If anything fails, the
 //! guard undoes it all: the process is killed, the cgroup and the state directory removed.
@@ -21,10 +23,18 @@ use crate::init::{self, InitArgs};
 use crate::namespaces;
 use crate::Runtime;
 
-#[derive(Debug, Clone, Default)]
+/// What `create` needs besides the bundle. Not `Clone`: it may own descriptors.
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
+    /// The init's stdin, stdout and stderr; None: the caller's own 0, 1 and 2. The runtime
+    /// duplicates them into the init and closes nothing: the caller drops its copies (the
+    /// write end of an output pipe, for one) once `create` has returned.
+    pub stdio: Option<[std::os::fd::OwnedFd; 3]>,
+    /// With `process.terminal`: a connected socket that receives the pty master (the
+    /// `--console-socket` protocol, without a path to bind). Wins over `console_socket`.
+    pub console: Option<std::os::unix::net::UnixStream>,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
@@ -109,6 +119,13 @@ pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
         reason,
     };
     let data = fs::read(cfg).map_err(|e| bad(e.to_string()))?;
+    // Say what is wrong with `[]` or `"x"` instead of a complaint about a missing field.
+    if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(bad(
+            "config.json must be a JSON object (the runtime spec's {\"ociVersion\": ..., ...})"
+                .into(),
+        ));
+    }
     if !data.windows(11).any(|w| w == b"timeOffsets") {
         let spec = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
         return Ok((spec, Vec::new()));
@@ -251,12 +268,20 @@ fn complete_cgroup(
 }
 
 impl Runtime {
-    /// Create the container; returns once its init waits for `start`.
+    /// Create the container; returns once its init waits for `start`. Forks: call it from a
+    /// single-threaded process only (see the crate's documentation); a multithreaded caller
+    /// gets an error before anything is made.
     pub fn create(&self, o: &CreateOptions) -> Result<Container> {
+        berth_sys::require_single_thread().map_err(|e| Error::sys("create", e))?;
         crate::container::validate_id(&o.id)?;
         let keep_fds = crate::process::inherited_fds(o.preserve_fds);
         let (bundle, spec, rootfs, time_offsets) = load_bundle(&o.bundle)?;
         let plan = namespaces::plan(&spec)?;
+        crate::sysctl::validate(&spec, &plan)?;
+        if let Some(h) = spec.hooks() {
+            crate::hooks::validate(h)?;
+        }
+        crate::process::check_rlimits_leave_room(spec.process().as_ref())?;
 
         fs::DirBuilder::new()
             .recursive(true)
@@ -286,6 +311,9 @@ impl Runtime {
         let cg_path = linux
             .and_then(|l| l.cgroups_path().as_ref())
             .map(|p| p.to_string_lossy().into_owned());
+        // Before anything is made: processes already in the cgroup would become the
+        // container's to limit and, at delete, to kill (issue 12).
+        berth_cgroups::refuse_occupied(cg_path.as_deref(), &o.id)?;
         // Only what the process is born into now; the v1 hierarchies and the limits while it
         // sets up its mounts.
         let cgroup = berth_cgroups::begin(cg_path.as_deref(), &o.id)?;
@@ -306,26 +334,13 @@ impl Runtime {
             .map_err(|e| Error::io("open", &fifo_path, e))?
             .into();
 
-        let console = crate::container::connect_console(o.console_socket.as_deref())?;
-
-        // pid and time namespaces apply to the children of whoever enters them: enter (or
-        // create) them here, just before the clone.
-        for j in plan.joins.iter().filter(|j| {
-            matches!(
-                j.typ,
-                oci_spec::runtime::LinuxNamespaceType::Pid
-                    | oci_spec::runtime::LinuxNamespaceType::Time
-            )
-        }) {
-            namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
-        }
-        if plan.new_time {
-            nix::sched::unshare(namespaces::flag(
-                oci_spec::runtime::LinuxNamespaceType::Time,
-            ))
-            .map_err(|e| Error::sys("unshare time namespace", e))?;
-            write_time_offsets(&time_offsets)?;
-        }
+        let console = match &o.console {
+            Some(sock) => Some(
+                sock.try_clone()
+                    .map_err(|e| Error::sys("duplicate the console socket", e))?,
+            ),
+            None => crate::container::connect_console(o.console_socket.as_deref())?,
+        };
 
         let owner = "root".to_string();
         let created = chrono::Utc::now();
@@ -347,14 +362,48 @@ impl Runtime {
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;
+        // pid and time namespaces apply to the children of whoever enters them: they are
+        // entered (or created) in an intermediate process, never in the caller.
+        let child_only_joins: Vec<&namespaces::Join> = plan
+            .joins
+            .iter()
+            .filter(|j| {
+                matches!(
+                    j.typ,
+                    oci_spec::runtime::LinuxNamespaceType::Pid
+                        | oci_spec::runtime::LinuxNamespaceType::Time
+                )
+            })
+            .collect();
+        let new_time = plan.new_time;
+        let enter = || -> Result<()> {
+            for j in &child_only_joins {
+                namespaces::enter(j.fd.as_fd(), j.typ, &j.path)?;
+            }
+            if new_time {
+                nix::sched::unshare(namespaces::flag(
+                    oci_spec::runtime::LinuxNamespaceType::Time,
+                ))
+                .map_err(|e| Error::sys("unshare time namespace", e))?;
+                write_time_offsets(&time_offsets)?;
+            }
+            Ok(())
+        };
+        let needs_intermediate = new_time || !child_only_joins.is_empty();
         let (forked, must_move) = crate::container::fork_into(
             plan.clone_flags.bits(),
             birth.as_ref().map(|d| d.as_fd()),
+            needs_intermediate.then_some(&enter as &dyn Fn() -> Result<()>),
         )?;
+        drop(child_only_joins);
         drop(birth);
         match forked {
             berth_sys::Forked::Child => {
                 drop(parent_chan);
+                if let Some(Err(e)) = o.stdio.as_ref().map(crate::process::install_stdio) {
+                    let _ = child_chan.send(&Msg::Failed(e.to_string()));
+                    berth_sys::exit_child(1);
+                }
                 init::run(InitArgs {
                     id: o.id.clone(),
                     spec,
@@ -425,12 +474,31 @@ impl Runtime {
                             return Err(Error::Init(format!("unexpected message {other:?}")))
                         }
                         None => {
-                            return Err(Error::Init(
-                                "the container's init process exited during setup".into(),
-                            ))
+                            // It is our child and gone (end of file before Ready): say how.
+                            let how = match crate::wait::reap(pid) {
+                                Ok(code) if code > 128 => format!(
+                                    "killed by signal {} ({})",
+                                    code - 128,
+                                    nix::sys::signal::Signal::try_from(code - 128)
+                                        .map(|s| s.as_str())
+                                        .unwrap_or("?")
+                                ),
+                                Ok(code) => format!("exit status {code}"),
+                                Err(e) => e.to_string(),
+                            };
+                            return Err(Error::Init(format!(
+                                "the container's init process exited during setup ({how})"
+                            )));
                         }
                     }
                 }
+                let pid_ns = {
+                    use std::os::unix::fs::MetadataExt;
+                    let ino = |p: &str| fs::metadata(p).map(|m| m.ino());
+                    let theirs = ino(&format!("/proc/{pid}/ns/pid"))
+                        .map_err(|e| Error::io("stat", format!("/proc/{pid}/ns/pid"), e))?;
+                    (ino("/proc/self/ns/pid").ok() != Some(theirs)).then_some(theirs)
+                };
                 let pid_start = berth_sys::process_start_time(pid)
                     .map_err(|e| Error::sys("read the start time of init", e))?;
                 let c = Container {
@@ -462,6 +530,7 @@ impl Runtime {
                             .as_ref()
                             .and_then(|h| h.poststop().as_ref())
                             .is_some_and(|v| !v.is_empty()),
+                        pid_ns,
                     },
                 };
                 c.save()?;

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod start;
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -68,6 +69,11 @@ pub struct Record {
     pub has_poststart: bool,
     #[serde(default = "yes")]
     pub has_poststop: bool,
+    /// The inode of the container's pid namespace when it is not the runtime's own: what tells
+    /// the container's processes from others someone moved into its cgroup, which `kill --all`
+    /// and `delete --force` must not signal.
+    #[serde(default)]
+    pub pid_ns: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -102,7 +108,91 @@ pub struct Container {
 /// Fork a process for the container (new namespaces in `clone_flags`), born in the cgroup2
 /// directory `birth` when there is one (see [`berth_cgroups::Entry`]). Returns whether the
 /// parent must still move the child with `apply`: a kernel without `clone3` (before 5.7).
+///
+/// `enter` joins or creates the namespaces that apply only to the children of whoever enters
+/// them (pid, time). It never runs in the caller, which must be left as it was (a shim forks
+/// again later, and would put its own children in the container's pid namespace): it runs in
+/// an intermediate process, which clones the container's process with CLONE_PARENT, so that
+/// it is still the caller's child (the caller waits for it), reports its pid and exits, as
+/// runc's nsexec does.
+///
+/// The new process starts with every signal unblocked and at its default disposition,
+/// whatever the caller's were: the program the container runs must not inherit a shim's
+/// blocked SIGCHLD or Rust's ignored SIGPIPE.
 pub(crate) fn fork_into(
+    clone_flags: i32,
+    birth: Option<std::os::fd::BorrowedFd<'_>>,
+    enter: Option<&dyn Fn() -> Result<()>>,
+) -> Result<(berth_sys::Forked, bool)> {
+    let Some(enter) = enter else {
+        let r = fork_direct(clone_flags, birth)?;
+        if r.0 == berth_sys::Forked::Child {
+            child_signal_reset();
+        }
+        return Ok(r);
+    };
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe for the intermediate process", e))?;
+    match berth_sys::clone_fork(0).map_err(|e| Error::sys("fork", e))? {
+        berth_sys::Forked::Child => {
+            drop(rd);
+            child_signal_reset();
+            let r = enter().and_then(|()| fork_direct(clone_flags | libc::CLONE_PARENT, birth));
+            let msg = match r {
+                Ok((berth_sys::Forked::Child, must_move)) => {
+                    drop(wr);
+                    return Ok((berth_sys::Forked::Child, must_move));
+                }
+                Ok((berth_sys::Forked::Parent(pid), must_move)) => {
+                    format!("ok {pid} {}", u8::from(must_move))
+                }
+                Err(e) => format!("err {e}"),
+            };
+            let _ = nix::unistd::write(&wr, msg.as_bytes());
+            // Never unwind or run exit handlers here: the caller's buffered output and
+            // atexit work belong to the caller.
+            berth_sys::exit_child(0)
+        }
+        berth_sys::Forked::Parent(mid) => {
+            drop(wr);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 512];
+            let read = loop {
+                match nix::unistd::read(rd.as_raw_fd(), &mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => break Err(e),
+                }
+            };
+            // the intermediate is our child and has exited or is about to
+            while let Err(nix::errno::Errno::EINTR) =
+                nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mid), None)
+            {}
+            read.map_err(|e| Error::sys("read from the intermediate process", e))?;
+            let text = String::from_utf8_lossy(&out);
+            if let Some(m) = text.strip_prefix("err ") {
+                return Err(Error::Init(m.to_string()));
+            }
+            let mut f = text.strip_prefix("ok ").unwrap_or("").split(' ');
+            match (f.next().and_then(|p| p.parse::<i32>().ok()), f.next()) {
+                (Some(pid), Some(mv)) => Ok((berth_sys::Forked::Parent(pid), mv == "1")),
+                _ => Err(Error::Init(
+                    "the intermediate process exited without creating the container's process"
+                        .into(),
+                )),
+            }
+        }
+    }
+}
+
+/// In a child of the runtime's: reset the signal state (see [`fork_into`]). A failure cannot be
+/// reported yet and leaves the state as it was, which is what happened before this existed.
+fn child_signal_reset() {
+    let _ = berth_sys::reset_signal_state();
+}
+
+fn fork_direct(
     clone_flags: i32,
     birth: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> Result<(berth_sys::Forked, bool)> {
@@ -201,6 +291,21 @@ impl Container {
             path,
             reason: e.to_string(),
         })
+    }
+
+    /// Whether `pid` may be signalled as one of the container's processes: it is in the
+    /// container's own pid namespace, or the container has none (it shares the runtime's, and
+    /// its cgroup was empty when it was created). A process that is gone (or exiting, so its
+    /// namespace can no longer be read) counts as the container's: signalling it is harmless.
+    pub fn owns_process(&self, pid: i32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(ns) = self.record.pid_ns else {
+            return true;
+        };
+        match fs::metadata(format!("/proc/{pid}/ns/pid")) {
+            Ok(m) => m.ino() == ns,
+            Err(_) => true,
+        }
     }
 
     pub fn fifo_path(&self) -> PathBuf {
@@ -314,6 +419,7 @@ mod tests {
                 user_ns: false,
                 has_poststart: false,
                 has_poststop: false,
+                pid_ns: None,
             },
         };
         c.save().unwrap();

@@ -48,6 +48,11 @@ impl Runtime {
         if all {
             let cg = cgroup_of(&c)?;
             for pid in cg.pids()? {
+                // someone else's process moved into the container's cgroup is not ours to signal
+                if !c.owns_process(pid) {
+                    tracing::warn!(container = id, pid, "not signalling a process in the container's cgroup that is not the container's");
+                    continue;
+                }
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::try_from(signal).ok(),
@@ -100,7 +105,22 @@ impl Runtime {
             self.kill_and_wait(&c)?;
         }
         match berth_cgroups::open(&c.record.cgroup_path) {
-            Ok(cg) => cg.destroy()?,
+            Ok(cg) => {
+                // Removing the cgroup kills what is in it: refuse while it holds processes
+                // that are not the container's (moved there after create).
+                let foreign: Vec<i32> = match cg.pids() {
+                    Ok(p) => p.into_iter().filter(|p| !c.owns_process(*p)).collect(),
+                    Err(_) => Vec::new(),
+                };
+                if !foreign.is_empty() {
+                    return Err(Error::ForeignProcesses {
+                        id: id.into(),
+                        cgroup: c.record.cgroup_path.clone(),
+                        pids: foreign,
+                    });
+                }
+                cg.destroy()?
+            }
             Err(e) => tracing::debug!(error = %e, "cgroup already gone"),
         }
         let spec = if c.record.has_poststop {
