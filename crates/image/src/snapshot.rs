@@ -99,12 +99,35 @@ impl OverlaySnapshotter {
     /// Snapshots under `root`, metadata in `db`.
     pub fn new(root: impl AsRef<Path>, db: Db) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(|e| Error::io("create directory", &root, e))?;
-        Ok(OverlaySnapshotter { root, db })
+        crate::store::ensure_private_dir(&root, crate::store::PRIVATE_DIR_MODE)?;
+        let snaps = OverlaySnapshotter { root, db };
+        snaps.fix_modes()?;
+        Ok(snaps)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Makes every snapshot directory 0700 (stores made before the modes were set had 0755).
+    /// Overlay mounts are made by root, which needs no permission bits on the lower dirs.
+    fn fix_modes(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let rd = fs::read_dir(&self.root).map_err(|e| Error::io("list", &self.root, e))?;
+        for ent in rd.flatten() {
+            let p = ent.path();
+            let Ok(md) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() && md.permissions().mode() & 0o7777 != crate::store::PRIVATE_DIR_MODE {
+                fs::set_permissions(
+                    &p,
+                    fs::Permissions::from_mode(crate::store::PRIVATE_DIR_MODE),
+                )
+                .map_err(|e| Error::io("set the mode of", &p, e))?;
+            }
+        }
+        Ok(())
     }
 
     fn dir(&self, id: i64) -> PathBuf {
@@ -186,6 +209,9 @@ impl OverlaySnapshotter {
         let dir = self.dir(id);
         // a directory left by a crash before its row was committed would be stale
         let _ = fs::remove_dir_all(&dir);
+        // the layer's own directory is private (see ImageStore::open); fs/ inside keeps the
+        // mode the layer gives its root
+        crate::store::ensure_private_dir(&dir, crate::store::PRIVATE_DIR_MODE)?;
         let mk = |p: PathBuf| {
             fs::create_dir_all(&p).map_err(|e| Error::io("create snapshot directory", p, e))
         };

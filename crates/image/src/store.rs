@@ -26,6 +26,48 @@ use crate::snapshot::{Kind, Mount, OverlaySnapshotter, Snapshotter};
 /// so that a pull in progress (blobs in, image not yet registered) is not collected.
 pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
 
+/// Mode of the data root: root may enter, its group may traverse (as /var/lib/docker), nobody
+/// else.
+pub const DATA_ROOT_MODE: u32 = 0o710;
+/// Mode of `content/`, `snapshots/` and each layer directory.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and its parents) if needed and makes its mode exactly `mode`.
+pub(crate) fn ensure_private_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("create directory", parent, e))?;
+            }
+            match fs::DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create directory", dir, e)),
+            }
+        }
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    // the umask may have narrowed the mode, an old store may have a wider one; and it must be
+    // a real directory, not a symlink to somewhere else
+    let md = fs::symlink_metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+    if !md.is_dir() {
+        return Err(Error::io(
+            "use as a store directory",
+            dir,
+            std::io::Error::other("not a directory"),
+        ));
+    }
+    if md.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("set the mode of", dir, e))?;
+    }
+    Ok(())
+}
+
 /// An image in the store.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -85,8 +127,15 @@ pub struct ImageStore {
 
 impl ImageStore {
     /// Opens the store under `data_root` (`content/`, `berth.db`, `snapshots/`).
+    ///
+    /// Modes, as Docker keeps /var/lib/docker: the data root is 0710 and `content/` and
+    /// `snapshots/` 0700, so no other user can reach a layer's files. Layers hold whatever
+    /// an image carries (setuid-root or file-capability binaries, device nodes), and the store
+    /// is on a file system without nosuid: a traversable store is a local root exploit.
+    /// A store made by an older berth with 0755 directories is fixed here.
     pub fn open(data_root: &Path) -> Result<ImageStore> {
-        fs::create_dir_all(data_root).map_err(|e| Error::io("create directory", data_root, e))?;
+        ensure_private_dir(data_root, DATA_ROOT_MODE)?;
+        ensure_private_dir(&data_root.join("content"), PRIVATE_DIR_MODE)?;
         let content = ContentStore::open(data_root.join("content"))?;
         let db = Db::open(&data_root.join("berth.db"))?;
         let snapshots = OverlaySnapshotter::new(data_root.join("snapshots"), db.clone())?;
