@@ -245,7 +245,13 @@ pub struct IngestWriter {
 
 impl IngestWriter {
     /// Fsyncs and renames the blob into place under its digest.
-    pub fn commit(mut self) -> Result<(Digest, u64)> {
+    pub fn commit(self) -> Result<(Digest, u64)> {
+        self.commit_reporting().map(|(d, n, _)| (d, n))
+    }
+
+    /// As `commit`, also saying whether the blob is new to the store (false: an identical
+    /// one was there already), so that a failed load knows what it added.
+    pub fn commit_reporting(mut self) -> Result<(Digest, u64, bool)> {
         let file = self
             .file
             .take()
@@ -259,10 +265,11 @@ impl IngestWriter {
         let size = self.digester.len();
         let digest = std::mem::take(&mut self.digester).finish();
         let dest = self.store.blob_path(&digest);
+        let new = !dest.exists();
         // renaming over an identical existing blob is harmless
         fs::rename(&self.tmp, &dest).map_err(|e| Error::io("rename blob into place", &dest, e))?;
         sync_dir(dest.parent().unwrap_or(self.store.root()));
-        Ok((digest, size))
+        Ok((digest, size, new))
     }
 }
 

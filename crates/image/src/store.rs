@@ -261,9 +261,41 @@ impl ImageStore {
     /// As `register` without a reference (a dangling image, e.g. `load` of an untagged one).
     /// Returns the image ID.
     pub fn register_untagged(&self, manifest_digest: &Digest) -> Result<Digest> {
-        // shared with other registrations, exclusive with collection: a layer found present
-        // here cannot be collected before the image that needs it is recorded
-        let _gc = self.gc_lock(false)?;
+        let mut created = Vec::new();
+        let result = {
+            // shared with other registrations, exclusive with collection: a layer found
+            // present here cannot be collected before the image that needs it is recorded
+            let _gc = self.gc_lock(false)?;
+            self.register_locked(manifest_digest, &mut created)
+        };
+        if result.is_err() && !created.is_empty() {
+            // a failed registration leaves no layer behind that it unpacked
+            if let Err(e) = self.discard_layers(&created) {
+                tracing::warn!(error = %e, "could not remove the layers of a failed registration");
+            }
+        }
+        result
+    }
+
+    /// Removes the committed layer snapshots `keys` that no image, lease or child uses.
+    fn discard_layers(&self, keys: &[Digest]) -> Result<()> {
+        let _gc = self.gc_lock(true)?;
+        let (_, live_snaps) = self.live_sets()?;
+        // children first: the list is in chain order
+        for k in keys.iter().rev() {
+            if live_snaps.contains(k.as_str()) {
+                continue;
+            }
+            match self.snapshots.remove(k.as_str()) {
+                Ok(()) | Err(Error::SnapshotNotFound { .. }) => {}
+                Err(Error::SnapshotState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn register_locked(&self, manifest_digest: &Digest, created: &mut Vec<Digest>) -> Result<Digest> {
         let (mdigest, mt, m) = self.resolve_platform_manifest(manifest_digest)?;
         if !self.content.has(&m.config.digest) {
             return Err(Error::BlobNotFound {
@@ -293,6 +325,11 @@ impl ImageStore {
             }
         }
         let chains = chain_ids(&diff_ids);
+        for c in &chains {
+            if !self.snapshots.exists(c.as_str())? {
+                created.push(c.clone());
+            }
+        }
         self.unpack_layers(&layers, &diff_ids, &chains)?;
         let mut size = 0u64;
         for c in &chains {
@@ -975,6 +1012,24 @@ impl ImageStore {
             params![owner, digest.map(|d| d.as_str())],
         )
         .map_err(Error::db("remove blob lease"))?;
+        Ok(())
+    }
+
+    /// Drops `owner`'s holds on blobs and deletes those of `candidates` (blobs the owner
+    /// added) that no image and no other lease needs: what a load or pull that stored more
+    /// than it registered, or failed, leaves.
+    pub fn release_blob_lease(&self, owner: &str, candidates: &[Digest]) -> Result<()> {
+        let _gc = self.gc_lock(true)?;
+        self.remove_blob_refs(owner, None)?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let (live_blobs, _) = self.live_sets()?;
+        for d in candidates {
+            if !live_blobs.contains(d.as_str()) {
+                self.content.delete(d)?;
+            }
+        }
         Ok(())
     }
 
