@@ -840,7 +840,15 @@ pub fn import<R: Read>(
         }]),
         extra: Default::default(),
     };
-    store.create_image(&config, &[layer], reference)
+    let layer_digest = layer.digest.clone();
+    let result = store.create_image(&config, &[layer], reference);
+    if result.is_err() {
+        // the layer blob this import stored, unless an image or lease already had it
+        if let Err(e) = store.discard_blobs(&[layer_digest]) {
+            tracing::warn!(error = %e, "could not remove the layer of a failed import");
+        }
+    }
+    result
 }
 
 /// Paths in `dir` that a save would write, for tests and callers that want to check a layout.

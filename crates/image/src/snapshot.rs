@@ -403,6 +403,21 @@ impl OverlaySnapshotter {
         Ok(())
     }
 
+    /// Removes an active snapshot that nothing uses (a failed extraction): its directory
+    /// first, to give the space back before the database has to write (a full disk is a
+    /// common reason for the failure), then its row. A crash in between leaves a row without a
+    /// directory, which `remove` then takes away as usual.
+    pub fn discard_active(&self, key: &str) -> Result<()> {
+        let info = self.stat(key)?;
+        let dir = self.dir(info.id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove snapshot directory", dir, e)),
+        }
+        self.remove(key)
+    }
+
     /// Snapshot keys that leases hold.
     pub fn leased(&self) -> Result<Vec<String>> {
         let conn = self.db.lock();

@@ -525,7 +525,7 @@ impl ImageStore {
             Ok(())
         })();
         if result.is_err() {
-            if let Err(e) = self.snapshots.remove(&tmp_key) {
+            if let Err(e) = self.snapshots.discard_active(&tmp_key) {
                 tracing::warn!(key = tmp_key, error = %e, "could not remove failed extraction snapshot");
             }
         }
@@ -633,7 +633,12 @@ impl ImageStore {
         }
         let config_bytes = serde_json::to_vec(config)
             .map_err(|e| Error::InvalidArgument(format!("serialise config: {e}")))?;
-        let config_digest = self.content.write_bytes(&config_bytes)?;
+        let mut written = Vec::new();
+        let config_digest = Digest::of(&config_bytes);
+        if !self.content.has(&config_digest) {
+            written.push(config_digest.clone());
+        }
+        self.content.write_bytes(&config_bytes)?;
         let m = Manifest {
             schema_version: 2,
             media_type: Some(manifest::OCI_MANIFEST.to_string()),
@@ -651,14 +656,23 @@ impl ImageStore {
         };
         let mbytes = serde_json::to_vec(&m)
             .map_err(|e| Error::InvalidArgument(format!("serialise manifest: {e}")))?;
-        let mdigest = self.content.write_bytes(&mbytes)?;
-        match reference {
+        let mdigest = Digest::of(&mbytes);
+        if !self.content.has(&mdigest) {
+            written.push(mdigest.clone());
+        }
+        self.content.write_bytes(&mbytes)?;
+        let result = match reference {
             Some(r) => self.register_with(r, &mdigest, false),
-            None => {
-                let id = self.register_untagged(&mdigest)?;
-                self.get(&id)
+            None => self
+                .register_untagged(&mdigest)
+                .and_then(|id| self.get(&id)),
+        };
+        if result.is_err() {
+            if let Err(e) = self.discard_blobs(&written) {
+                tracing::warn!(error = %e, "could not remove the blobs of a failed image creation");
             }
         }
+        result
     }
 
     /// The image with this exact ID.
@@ -1020,11 +1034,26 @@ impl ImageStore {
     /// than it registered, or failed, leaves.
     pub fn release_blob_lease(&self, owner: &str, candidates: &[Digest]) -> Result<()> {
         let _gc = self.gc_lock(true)?;
-        self.remove_blob_refs(owner, None)?;
+        // blobs first, the lease rows after: on a full disk the database may refuse to
+        // write until the blobs are gone
+        let deleted = self.discard_blobs_locked(candidates, Some(owner));
+        let released = self.remove_blob_refs(owner, None);
+        deleted.and(released)
+    }
+
+    /// Deletes those of `candidates` that no image and no lease needs (the blobs a failed
+    /// import or commit wrote).
+    pub fn discard_blobs(&self, candidates: &[Digest]) -> Result<()> {
+        let _gc = self.gc_lock(true)?;
+        self.discard_blobs_locked(candidates, None)
+    }
+
+    /// (`ignoring`: a lease owner whose holds do not count.)
+    fn discard_blobs_locked(&self, candidates: &[Digest], ignoring: Option<&str>) -> Result<()> {
         if candidates.is_empty() {
             return Ok(());
         }
-        let (live_blobs, _) = self.live_sets()?;
+        let (live_blobs, _) = self.live_sets_ignoring(ignoring)?;
         for d in candidates {
             if !live_blobs.contains(d.as_str()) {
                 self.content.delete(d)?;
@@ -1052,21 +1081,35 @@ impl ImageStore {
 
     /// Blobs and layer snapshots every image (and every lease) needs.
     fn live_sets(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        self.live_sets_ignoring(None)
+    }
+
+    /// As `live_sets`, without the blob leases of `ignoring`.
+    fn live_sets_ignoring(
+        &self,
+        ignoring: Option<&str>,
+    ) -> Result<(HashSet<String>, HashSet<String>)> {
         let conn = self.db.lock();
         let mut blobs = HashSet::new();
         let mut snaps = HashSet::new();
         for (q, is_blob) in [
             ("SELECT digest FROM image_blobs", true),
             ("SELECT blob_digest FROM image_layers", true),
-            ("SELECT digest FROM blob_leases", true),
+            ("SELECT digest FROM blob_leases WHERE owner IS NOT ?1", true),
             ("SELECT chain_id FROM image_layers", false),
             ("SELECT snapshot_key FROM leases", false),
         ] {
             let set = if is_blob { &mut blobs } else { &mut snaps };
             let mut st = conn.prepare(q).map_err(Error::db("gc scan"))?;
-            let rows = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(Error::db("gc scan"))?;
+            fn first(r: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+                r.get(0)
+            }
+            let rows = if q.contains("?1") {
+                st.query_map([ignoring], first)
+            } else {
+                st.query_map([], first)
+            }
+            .map_err(Error::db("gc scan"))?;
             for r in rows {
                 set.insert(r.map_err(Error::db("gc scan"))?);
             }

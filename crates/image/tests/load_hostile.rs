@@ -419,3 +419,86 @@ fn load_child() {
         Err(e) => println!("LOAD-RESULT: error {e}"),
     }
 }
+
+/// A tmpfs mounted for one test, unmounted on drop (also when the test fails).
+struct TmpfsGuard(PathBuf);
+
+impl TmpfsGuard {
+    fn mount(dir: &Path, size: &str) -> Option<TmpfsGuard> {
+        fs::create_dir_all(dir).ok()?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(format!("size={size},mode=0755").as_str()),
+        )
+        .ok()?;
+        Some(TmpfsGuard(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
+}
+
+#[test]
+fn disk_full_during_load_and_import_leaves_the_store_consistent() {
+    let test = "disk_full_during_load_and_import_leaves_the_store_consistent";
+    if !root_or_skip(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some(_mnt) = TmpfsGuard::mount(&tmp.path().join("fs"), "8m") else {
+        common::require(false, test, "cannot mount a tmpfs");
+        return;
+    };
+    let store = ImageStore::open(&tmp.path().join("fs/data")).expect("open store");
+    common::make_image(
+        &store,
+        &[common::layer(&[("seed", Some(b"seed"))])],
+        "seed:1",
+    );
+    let before = state(&store);
+    // 16 MiB of incompressible data: the blob itself does not fit
+    let big = common::layer(&[("big", Some(&random_bytes(16 << 20)))]);
+    let err = load_err(&store, &legacy_archive(&[big.clone()], None, &["big:1"]));
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(state(&store), before);
+    // 5 MiB: the blob fits, its unpacked copy does not
+    let mid = common::layer(&[("mid", Some(&random_bytes(5 << 20)))]);
+    let err = load_err(&store, &legacy_archive(&[mid.clone()], None, &["mid:1"]));
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(state(&store), before);
+    for layer in [&big, &mid] {
+        let err = archive::import(
+            &store,
+            &layer[..],
+            Some(&"imported:1".parse().expect("ref")),
+            &archive::ImportOptions {
+                source: "-".into(),
+                ..Default::default()
+            },
+        )
+        .expect_err("import on a full disk")
+        .to_string();
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(state(&store), before);
+    }
+    // and the store still works once there is room
+    archive::load(
+        &store,
+        &legacy_archive(&[common::layer(&[("small", Some(b"s"))])], None, &["small:1"])[..],
+    )
+    .expect("load after disk full");
+    drop(store);
+}
