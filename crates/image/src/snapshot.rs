@@ -134,6 +134,11 @@ impl OverlaySnapshotter {
         self.root.join(id.to_string())
     }
 
+    /// The directory of the snapshot with row id `id`.
+    pub(crate) fn dir_of(&self, id: i64) -> PathBuf {
+        self.dir(id)
+    }
+
     /// The directory holding the files of snapshot `key` (the upper directory of an active
     /// one). Used to unpack layers straight into it and to diff a container's changes.
     pub fn upper_dir(&self, key: &str) -> Result<PathBuf> {
@@ -431,19 +436,48 @@ impl OverlaySnapshotter {
             .map_err(Error::db("list leases"))
     }
 
-    /// Removes snapshot directories that no row describes (left by a crash).
+    /// Removes snapshot directories that no row describes (left by a crash, or by a
+    /// remover that died between deleting the row and the directory). A directory whose id is
+    /// above the highest id committed is a snapshot being created (its row not yet
+    /// committed) and is left alone.
     pub fn remove_orphan_dirs(&self) -> Result<usize> {
-        let ids: std::collections::HashSet<i64> = self.list()?.into_iter().map(|i| i.id).collect();
+        let (ids, max_id) = {
+            let mut conn = self.db.lock();
+            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let ids: std::collections::HashSet<i64> = {
+                let mut st = tx
+                    .prepare("SELECT id FROM snapshots")
+                    .map_err(Error::db("list snapshots"))?;
+                let rows = st
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .map_err(Error::db("list snapshots"))?;
+                rows.collect::<std::result::Result<_, _>>()
+                    .map_err(Error::db("list snapshots"))?
+            };
+            let max_id: i64 = tx
+                .query_row(
+                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'snapshots'), 0)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(Error::db("read snapshot sequence"))?;
+            (ids, max_id)
+        };
         let mut n = 0;
         let rd = fs::read_dir(&self.root).map_err(|e| Error::io("list", &self.root, e))?;
         for ent in rd.flatten() {
             let name = ent.file_name();
             if let Some(id) = name.to_str().and_then(|s| s.parse::<i64>().ok()) {
-                if !ids.contains(&id) {
+                if id <= max_id && !ids.contains(&id) {
                     let p = ent.path();
-                    fs::remove_dir_all(&p)
-                        .map_err(|e| Error::io("remove orphan snapshot directory", &p, e))?;
-                    n += 1;
+                    match fs::remove_dir_all(&p) {
+                        Ok(()) => n += 1,
+                        // another remover got there first
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(Error::io("remove orphan snapshot directory", &p, e))
+                        }
+                    }
                 }
             }
         }

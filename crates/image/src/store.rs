@@ -22,6 +22,10 @@ use crate::manifest::{
 use crate::reference::Reference;
 use crate::snapshot::{Kind, Mount, OverlaySnapshotter, Snapshotter};
 
+/// Owner prefix of the leases a registration holds while it works (they are not
+/// containers: `rmi` does not count them as users).
+const REGISTER_OWNER: &str = "berth.register/";
+
 /// How long gc leaves unreferenced blobs and layer snapshots alone after they were written,
 /// so that a pull in progress (blobs in, image not yet registered) is not collected.
 pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -260,14 +264,19 @@ impl ImageStore {
 
     /// As `register` without a reference (a dangling image, e.g. `load` of an untagged one).
     /// Returns the image ID.
+    ///
+    /// Concurrency: no store-wide lock. The registration leases every blob and layer it
+    /// uses (owner `berth.register/...`) before it relies on it, and gc deletes only what no
+    /// lease or image holds, each check and delete in one write transaction; so a layer
+    /// found present stays until the image that needs it is recorded, and an rmi or prune
+    /// never waits for an unpack.
     pub fn register_untagged(&self, manifest_digest: &Digest) -> Result<Digest> {
+        let owner = format!("{REGISTER_OWNER}{:016x}", rand::random::<u64>());
         let mut created = Vec::new();
-        let result = {
-            // shared with other registrations, exclusive with collection: a layer found
-            // present here cannot be collected before the image that needs it is recorded
-            let _gc = self.gc_lock(false)?;
-            self.register_locked(manifest_digest, &mut created)
-        };
+        let result = self.register_leased(manifest_digest, &owner, &mut created);
+        if let Err(e) = self.drop_leases(&owner) {
+            tracing::warn!(owner, error = %e, "could not drop a registration's leases");
+        }
         if result.is_err() && !created.is_empty() {
             // a failed registration leaves no layer behind that it unpacked
             if let Err(e) = self.discard_layers(&created) {
@@ -277,30 +286,126 @@ impl ImageStore {
         result
     }
 
-    /// Removes the committed layer snapshots `keys` that no image, lease or child uses.
+    /// Removes the layer snapshots `keys` (in chain order) that no image, lease or child
+    /// uses.
     fn discard_layers(&self, keys: &[Digest]) -> Result<()> {
-        let _gc = self.gc_lock(true)?;
-        let (_, live_snaps) = self.live_sets()?;
-        // children first: the list is in chain order
+        let mut dirs = Vec::new();
         for k in keys.iter().rev() {
-            if live_snaps.contains(k.as_str()) {
-                continue;
+            if let Some(d) = self.delete_snapshot_if_unused(k.as_str())? {
+                dirs.push(d);
             }
-            match self.snapshots.remove(k.as_str()) {
-                Ok(()) | Err(Error::SnapshotNotFound { .. }) => {}
-                Err(Error::SnapshotState { .. }) => {}
-                Err(e) => return Err(e),
-            }
+        }
+        remove_dirs(&dirs);
+        Ok(())
+    }
+
+    /// Holds blob `d` for `owner`, then checks it is there (a gc that ran before the lease
+    /// may have deleted it; one after it will not).
+    fn lease_present_blob(&self, d: &Digest, owner: &str) -> Result<()> {
+        self.add_blob_ref(d, owner)?;
+        if !self.content.has(d) {
+            return Err(Error::BlobNotFound { digest: d.clone() });
         }
         Ok(())
     }
 
-    fn register_locked(&self, manifest_digest: &Digest, created: &mut Vec<Digest>) -> Result<Digest> {
+    /// Holds committed snapshot `key` for `owner` if it exists; false if it does not. One
+    /// statement, so atomic with gc's conditional delete.
+    fn lease_snapshot(&self, key: &str, owner: &str) -> Result<bool> {
+        let conn = self.db.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO leases (snapshot_key, owner, created) SELECT ?1, ?2, ?3 \
+             WHERE EXISTS (SELECT 1 FROM snapshots WHERE key = ?1 AND kind = 'committed')",
+            params![key, owner, now()],
+        )
+        .map_err(Error::db("add lease"))?;
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM leases WHERE snapshot_key = ?1 AND owner = ?2",
+                params![key, owner],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("look up lease"))?;
+        Ok(n > 0)
+    }
+
+    /// Drops every snapshot and blob lease of `owner`.
+    fn drop_leases(&self, owner: &str) -> Result<()> {
+        let conn = self.db.lock();
+        conn.execute("DELETE FROM leases WHERE owner = ?1", [owner])
+            .map_err(Error::db("remove leases"))?;
+        conn.execute("DELETE FROM blob_leases WHERE owner = ?1", [owner])
+            .map_err(Error::db("remove blob leases"))?;
+        Ok(())
+    }
+
+    /// Deletes the row of snapshot `key` if no image, lease or child snapshot needs it, in
+    /// one write transaction; returns its directory, for the caller to remove outside any
+    /// lock (the id is never reused: AUTOINCREMENT).
+    fn delete_snapshot_if_unused(&self, key: &str) -> Result<Option<PathBuf>> {
+        let mut conn = self.db.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM snapshots s WHERE s.key = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM snapshots c WHERE c.parent = ?1) \
+                 AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.snapshot_key = ?1) \
+                 AND NOT EXISTS (SELECT 1 FROM image_layers i WHERE i.chain_id = ?1)",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Error::db("look up snapshot"))?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
+            .map_err(Error::db("delete snapshot"))?;
+        tx.commit().map_err(Error::db("commit"))?;
+        Ok(Some(self.snapshots.dir_of(id)))
+    }
+
+    /// Deletes blob `d` if no image or lease needs it; the check and the unlink happen inside
+    /// one write transaction, so a lease taken concurrently either comes first (and keeps
+    /// the blob) or finds it gone. Returns the bytes freed.
+    fn delete_blob_if_unused(&self, d: &Digest, ignoring: Option<&str>) -> Result<Option<u64>> {
+        let mut conn = self.db.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
+        let used: i64 = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM image_blobs WHERE digest = ?1) \
+                 OR EXISTS (SELECT 1 FROM image_layers WHERE blob_digest = ?1) \
+                 OR EXISTS (SELECT 1 FROM blob_leases WHERE digest = ?1 AND owner IS NOT ?2)",
+                params![d.as_str(), ignoring],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("look up blob references"))?;
+        if used != 0 {
+            return Ok(None);
+        }
+        let size = self.content.size(d).ok();
+        self.content.delete(d)?;
+        tx.commit().map_err(Error::db("commit"))?;
+        Ok(size)
+    }
+
+    fn register_leased(
+        &self,
+        manifest_digest: &Digest,
+        owner: &str,
+        created: &mut Vec<Digest>,
+    ) -> Result<Digest> {
+        self.lease_present_blob(manifest_digest, owner)?;
         let (mdigest, mt, m) = self.resolve_platform_manifest(manifest_digest)?;
-        if !self.content.has(&m.config.digest) {
-            return Err(Error::BlobNotFound {
-                digest: m.config.digest.clone(),
-            });
+        self.lease_present_blob(&mdigest, owner)?;
+        self.lease_present_blob(&m.config.digest, owner)?;
+        for l in &m.layers {
+            // not required to be present: a layer already unpacked needs no blob
+            self.add_blob_ref(&l.digest, owner)?;
         }
         let config_bytes = self
             .content
@@ -325,12 +430,29 @@ impl ImageStore {
             }
         }
         let chains = chain_ids(&diff_ids);
-        for c in &chains {
-            if !self.snapshots.exists(c.as_str())? {
+        let mut todo = Vec::new();
+        for (i, c) in chains.iter().enumerate() {
+            if !self.lease_snapshot(c.as_str(), owner)? {
+                todo.push(i);
                 created.push(c.clone());
             }
         }
-        self.unpack_layers(&layers, &diff_ids, &chains)?;
+        self.unpack_layers(&layers, &diff_ids, &chains, todo.clone())?;
+        for i in todo {
+            // another registration may have unpacked it first, and an rmi may have removed
+            // that one before this lease: then unpack once more
+            let mut tries = 0;
+            while !self.lease_snapshot(chains[i].as_str(), owner)? {
+                tries += 1;
+                if tries > 3 {
+                    return Err(Error::SnapshotNotFound {
+                        key: chains[i].to_string(),
+                    });
+                }
+                let parent = (i > 0).then(|| chains[i - 1].to_string());
+                self.unpack_layer(&layers[i].digest, &diff_ids[i], &chains[i], parent.as_deref())?;
+            }
+        }
         let mut size = 0u64;
         for c in &chains {
             size += self.snapshots.recorded_size(c.as_str())?;
@@ -401,7 +523,6 @@ impl ImageStore {
         chain_id: &Digest,
         parent: Option<&Digest>,
     ) -> Result<()> {
-        let _gc = self.gc_lock(false)?;
         let parent = parent.map(|p| p.to_string());
         self.unpack_layer(blob, diff_id, chain_id, parent.as_deref())
     }
@@ -415,13 +536,8 @@ impl ImageStore {
         layers: &[&manifest::Descriptor],
         diff_ids: &[Digest],
         chains: &[Digest],
+        todo: Vec<usize>,
     ) -> Result<()> {
-        let mut todo = Vec::new();
-        for (i, c) in chains.iter().enumerate().take(layers.len()) {
-            if !self.snapshots.exists(c.as_str())? {
-                todo.push(i);
-            }
-        }
         if todo.is_empty() {
             return Ok(());
         }
@@ -984,7 +1100,7 @@ impl ImageStore {
         };
         let conn = self.db.lock();
         let mut st = conn
-            .prepare("SELECT l.owner FROM leases l JOIN snapshots s ON s.key = l.snapshot_key WHERE s.parent = ?1 OR s.key = ?1")
+            .prepare("SELECT l.owner FROM leases l JOIN snapshots s ON s.key = l.snapshot_key WHERE (s.parent = ?1 OR s.key = ?1) AND l.owner NOT LIKE 'berth.register/%'")
             .map_err(Error::db("look up leases"))?;
         let rows = st
             .query_map([top], |r| r.get::<_, String>(0))
@@ -1050,14 +1166,8 @@ impl ImageStore {
 
     /// (`ignoring`: a lease owner whose holds do not count.)
     fn discard_blobs_locked(&self, candidates: &[Digest], ignoring: Option<&str>) -> Result<()> {
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let (live_blobs, _) = self.live_sets_ignoring(ignoring)?;
         for d in candidates {
-            if !live_blobs.contains(d.as_str()) {
-                self.content.delete(d)?;
-            }
+            self.delete_blob_if_unused(d, ignoring)?;
         }
         Ok(())
     }
@@ -1135,6 +1245,21 @@ impl ImageStore {
     }
 
     fn collect(&self, only: Option<&Image>, grace: Duration) -> Result<GcReport> {
+        let mut dirs = Vec::new();
+        let report = self.collect_rows(only, grace, &mut dirs);
+        remove_dirs(&dirs);
+        report
+    }
+
+    /// The part of `collect` under the gc lock (which only collectors take, so that two of
+    /// them do not work on the same rows): decides and deletes rows and blobs, and hands
+    /// back the directories to remove.
+    fn collect_rows(
+        &self,
+        only: Option<&Image>,
+        grace: Duration,
+        out_dirs: &mut Vec<PathBuf>,
+    ) -> Result<GcReport> {
         let _gc = self.gc_lock(true)?;
         let (live_blobs, live_snaps) = self.live_sets()?;
         let mut report = GcReport::default();
@@ -1182,9 +1307,17 @@ impl ImageStore {
             d
         };
         doomed.sort_by_key(|i| std::cmp::Reverse(depth(&i.key)));
+        // rows now, each checked and deleted in its own short transaction; the directories
+        // after the lock (deleting a large layer takes long, and nothing can reach a
+        // directory whose row is gone)
+        let mut dirs = Vec::new();
         for i in doomed {
-            match self.snapshots.remove(&i.key) {
-                Ok(()) => report.snapshots.push(i.key.clone()),
+            match self.delete_snapshot_if_unused(&i.key) {
+                Ok(Some(dir)) => {
+                    report.snapshots.push(i.key.clone());
+                    dirs.push(dir);
+                }
+                Ok(None) => tracing::debug!(key = i.key, "snapshot kept: in use"),
                 Err(e) => tracing::debug!(key = i.key, error = %e, "snapshot kept"),
             }
         }
@@ -1210,10 +1343,12 @@ impl ImageStore {
             if md.modified().map(|t| t > sys_cutoff).unwrap_or(false) {
                 continue;
             }
-            self.content.delete(&d)?;
-            report.bytes += md.len();
-            report.blobs.push(d);
+            if let Some(n) = self.delete_blob_if_unused(&d, None)? {
+                report.bytes += n;
+                report.blobs.push(d);
+            }
         }
+        out_dirs.append(&mut dirs);
         if only.is_none() {
             self.snapshots.remove_orphan_dirs()?;
             // lock files and abandoned temporary blobs of crashed writers; a day old, so no
@@ -1253,6 +1388,18 @@ impl ImageStore {
     /// Whether some container lease holds a snapshot over this image.
     pub fn in_use(&self, img: &Image) -> Result<bool> {
         Ok(!self.containers_using(img)?.is_empty())
+    }
+}
+
+/// Removes snapshot directories whose rows are gone. A failure is logged, not returned: the
+/// row is what makes a snapshot, and gc's orphan sweep retries the directory later.
+fn remove_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        match fs::remove_dir_all(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %d.display(), error = %e, "could not remove snapshot directory"),
+        }
     }
 }
 
