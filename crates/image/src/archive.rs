@@ -268,8 +268,7 @@ impl<'a> LoadSession<'a> {
         io::copy(r, &mut w).map_err(|e| Error::Archive {
             reason: format!("{what}: {e}"),
         })?;
-        let (d, _, new) = w.commit_reporting()?;
-        self.store.add_blob_ref(&d, &self.owner)?;
+        let (d, _, new) = w.commit_with(|d| self.store.add_blob_ref(d, &self.owner))?;
         if new {
             self.created_blobs.push(d.clone());
         }
