@@ -239,14 +239,20 @@ impl<'a> LoadSession<'a> {
         let n: u64 = rand::random();
         LoadSession {
             store,
-            owner: format!("load-{}-{n:016x}", std::process::id()),
+            owner: format!("berth.load/{}-{n:016x}", std::process::id()),
             created_blobs: Vec::new(),
             new_images: Vec::new(),
         }
     }
 
     /// Streams `r` into the content store as blob `expected` (of `size` bytes).
-    fn ingest(&mut self, expected: &Digest, size: Option<u64>, r: &mut dyn Read, what: &str) -> Result<()> {
+    fn ingest(
+        &mut self,
+        expected: &Digest,
+        size: Option<u64>,
+        r: &mut dyn Read,
+        what: &str,
+    ) -> Result<()> {
         self.store.add_blob_ref(expected, &self.owner)?;
         let mut w = self.store.content().writer(expected, size)?;
         if w.already_present() {

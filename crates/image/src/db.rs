@@ -106,7 +106,9 @@ impl std::ops::Deref for PooledConnection<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         // Some from creation until drop
-        self.conn.as_ref().unwrap_or_else(|| unreachable!("connection used after drop"))
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("connection used after drop"))
     }
 }
 

@@ -474,9 +474,7 @@ impl OverlaySnapshotter {
                         Ok(()) => n += 1,
                         // another remover got there first
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(Error::io("remove orphan snapshot directory", &p, e))
-                        }
+                        Err(e) => return Err(Error::io("remove orphan snapshot directory", &p, e)),
                     }
                 }
             }

@@ -44,8 +44,7 @@ pub(crate) fn ensure_private_dir(dir: &Path, mode: u32) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent)
-                    .map_err(|e| Error::io("create directory", parent, e))?;
+                fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
             }
             match fs::DirBuilder::new().mode(mode).create(dir) {
                 Ok(()) => {}
@@ -329,6 +328,26 @@ impl ImageStore {
         Ok(n > 0)
     }
 
+    /// Drops the leases of loads, pulls and registrations that died without dropping them
+    /// (a day old: none of those runs that long).
+    fn expire_stale_leases(&self) -> Result<()> {
+        let day_ago = (chrono::Utc::now() - chrono::Duration::hours(24))
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let transient = "(owner LIKE 'berth.load/%' OR owner LIKE 'berth.pull/%' OR owner LIKE 'berth.register/%')";
+        let conn = self.db.lock();
+        conn.execute(
+            &format!("DELETE FROM blob_leases WHERE {transient} AND created < ?1"),
+            [&day_ago],
+        )
+        .map_err(Error::db("expire blob leases"))?;
+        conn.execute(
+            &format!("DELETE FROM leases WHERE {transient} AND created < ?1"),
+            [&day_ago],
+        )
+        .map_err(Error::db("expire leases"))?;
+        Ok(())
+    }
+
     /// Drops every snapshot and blob lease of `owner`.
     fn drop_leases(&self, owner: &str) -> Result<()> {
         let conn = self.db.lock();
@@ -450,7 +469,12 @@ impl ImageStore {
                     });
                 }
                 let parent = (i > 0).then(|| chains[i - 1].to_string());
-                self.unpack_layer(&layers[i].digest, &diff_ids[i], &chains[i], parent.as_deref())?;
+                self.unpack_layer(
+                    &layers[i].digest,
+                    &diff_ids[i],
+                    &chains[i],
+                    parent.as_deref(),
+                )?;
             }
         }
         let mut size = 0u64;
@@ -1261,6 +1285,9 @@ impl ImageStore {
         out_dirs: &mut Vec<PathBuf>,
     ) -> Result<GcReport> {
         let _gc = self.gc_lock(true)?;
+        if only.is_none() {
+            self.expire_stale_leases()?;
+        }
         let (live_blobs, live_snaps) = self.live_sets()?;
         let mut report = GcReport::default();
         // snapshots: keep the live ones and their ancestors; remove the rest children first
@@ -1398,7 +1425,9 @@ fn remove_dirs(dirs: &[PathBuf]) {
         match fs::remove_dir_all(d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %d.display(), error = %e, "could not remove snapshot directory"),
+            Err(e) => {
+                tracing::warn!(path = %d.display(), error = %e, "could not remove snapshot directory")
+            }
         }
     }
 }

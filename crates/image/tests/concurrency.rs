@@ -71,7 +71,7 @@ fn loads_rmi_prune_and_container_snapshots_at_once() {
     ]);
     // the image containers run from; never removed, so its layers must survive everything
     archive::load(
-        &*store,
+        &store,
         &archive_with(&base, &common::layer(&[("keep", Some(b"keep"))]), "keep:1")[..],
     )
     .expect("load keep:1");
@@ -92,7 +92,7 @@ fn loads_rmi_prune_and_container_snapshots_at_once() {
                 for i in 0..ROUNDS {
                     let own = common::layer(&[(&format!("own-{t}-{i}"), Some(b"x".as_slice()))]);
                     let tag = format!("churn{t}:{i}");
-                    if let Err(e) = archive::load(&*store, &archive_with(&base, &own, &tag)[..]) {
+                    if let Err(e) = archive::load(&store, &archive_with(&base, &own, &tag)[..]) {
                         report("load", e);
                     }
                 }
@@ -109,7 +109,7 @@ fn loads_rmi_prune_and_container_snapshots_at_once() {
                         source: "-".into(),
                         ..Default::default()
                     };
-                    if let Err(e) = archive::import(&*store, &tar[..], Some(&r), &opts) {
+                    if let Err(e) = archive::import(&store, &tar[..], Some(&r), &opts) {
                         report("import", e);
                     }
                 }
@@ -186,18 +186,30 @@ fn loads_rmi_prune_and_container_snapshots_at_once() {
         }
     });
     let errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(errors.is_empty(), "{} errors:\n{}", errors.len(), errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{} errors:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
 
     // every image left has all it needs
     let snaps = store.snapshotter();
     let images = store.list().expect("list");
-    assert!(images.iter().any(|i| i.repo_tags.iter().any(|t| t.familiar() == "keep:1")));
+    assert!(images
+        .iter()
+        .any(|i| i.repo_tags.iter().any(|t| t.familiar() == "keep:1")));
     for img in &images {
         for c in &img.chain_ids {
             let dir = snaps
                 .upper_dir(c.as_str())
                 .unwrap_or_else(|e| panic!("image {}: layer {c}: {e}", img.id));
-            assert!(dir.is_dir(), "image {}: layer {c}: {} missing", img.id, dir.display());
+            assert!(
+                dir.is_dir(),
+                "image {}: layer {c}: {} missing",
+                img.id,
+                dir.display()
+            );
         }
         for d in img.layers.iter().chain([&img.id, &img.manifest_digest]) {
             assert!(store.content().has(d), "image {}: blob {d} missing", img.id);
@@ -224,10 +236,16 @@ fn loads_rmi_prune_and_container_snapshots_at_once() {
     assert_eq!((leases, blob_leases), (0, 0));
     // and the keep:1 rootfs still mounts as a container's
     let keep = store.resolve("keep:1").expect("keep:1");
-    store.prepare_container("final", &keep).expect("prepare final");
-    let lowers = snaps.chain_dirs(&keep.top_snapshot().expect("top")).expect("chain");
+    store
+        .prepare_container("final", &keep)
+        .expect("prepare final");
+    let lowers = snaps
+        .chain_dirs(&keep.top_snapshot().expect("top"))
+        .expect("chain");
     for l in lowers {
         assert!(fs::read_dir(&l).is_ok(), "{} unreadable", l.display());
     }
-    store.remove_container_snapshot("final").expect("remove final");
+    store
+        .remove_container_snapshot("final")
+        .expect("remove final");
 }

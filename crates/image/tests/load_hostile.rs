@@ -155,7 +155,10 @@ fn invalid_tag_registers_nothing() {
         &["Not//A:Valid::Tag"],
     );
     let err = load_err(&store, &ar);
-    assert!(err.contains("invalid tag") && err.contains("Not//A"), "{err}");
+    assert!(
+        err.contains("invalid tag") && err.contains("Not//A"),
+        "{err}"
+    );
     assert_eq!(state(&store), before, "no <none> image, no layer, no blob");
 }
 
@@ -201,7 +204,10 @@ fn second_image_failing_takes_the_first_out_again() {
         .file("b/layer.tar", &bad)
         .file(&name(&good_cfg), &good_cfg)
         .file(&name(&bad_cfg), &bad_cfg)
-        .file("manifest.json", &serde_json::to_vec(&manifest).expect("json"))
+        .file(
+            "manifest.json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        )
         .finish();
     let err = load_err(&store, &ar);
     assert!(err.contains("diff ID"), "{err}");
@@ -269,7 +275,11 @@ fn oci_layout(dir: &Path) -> PathBuf {
         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mb.len(),
             "annotations": {"io.containerd.image.name": "docker.io/library/layout:1"}}],
     });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&idx).expect("json")).expect("write");
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&idx).expect("json"),
+    )
+    .expect("write");
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
     blobs.join(ld.hex())
 }
@@ -287,16 +297,17 @@ fn oci_layout_blob_symlink_to_dev_zero_is_refused() {
     let ok = archive::load_oci_dir(&store, &layout).expect("load layout");
     assert_eq!(ok.len(), 1);
     store.remove("layout:1", true).expect("rmi");
-    store
-        .gc_with_grace(std::time::Duration::ZERO)
-        .expect("gc");
+    store.gc_with_grace(std::time::Duration::ZERO).expect("gc");
     let before = state(&store);
     fs::remove_file(&layer).expect("rm");
     std::os::unix::fs::symlink("/dev/zero", &layer).expect("symlink");
     let err = archive::load_oci_dir(&store, &layout)
         .expect_err("symlink blob loaded")
         .to_string();
-    assert!(err.contains("symbolic link") && err.contains(&*layer.to_string_lossy()), "{err}");
+    assert!(
+        err.contains("symbolic link") && err.contains(&*layer.to_string_lossy()),
+        "{err}"
+    );
     assert_eq!(state(&store), before, "no ingest left, nothing registered");
     // a symlinked blobs/ directory is refused the same way
     let real = tmp.path().join("elsewhere");
@@ -374,21 +385,18 @@ fn load_of_json_bomb_stays_small() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn child");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut out = String::new();
     if let Some(mut so) = child.stdout.take() {
         std::io::Read::read_to_string(&mut so, &mut out).expect("read child output");
     }
-    // wait4 through nix would need the rusage type; RUSAGE_CHILDREN after the wait gives the
-    // largest waited-for child, which is this one (the test binary spawns no others)
-    let status = nix::sys::wait::waitpid(pid, None).expect("wait");
+    let status = child.wait().expect("wait");
+    // after the wait, RUSAGE_CHILDREN holds the largest waited-for child's peak RSS: this
+    // one (the test binary runs no other child at the same time in this test file's tests
+    // that could be larger)
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
         .expect("getrusage");
     let max_rss_kib = usage.max_rss();
-    assert!(
-        matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
-        "child: {status:?}\n{out}"
-    );
+    assert!(status.success(), "child: {status:?}\n{out}");
     assert!(out.contains("LOAD-RESULT:"), "{out}");
     assert!(
         out.contains("exceed") || out.contains("LOAD-RESULT: ok"),
@@ -471,12 +479,18 @@ fn disk_full_during_load_and_import_leaves_the_store_consistent() {
     let before = state(&store);
     // 16 MiB of incompressible data: the blob itself does not fit
     let big = common::layer(&[("big", Some(&random_bytes(16 << 20)))]);
-    let err = load_err(&store, &legacy_archive(&[big.clone()], None, &["big:1"]));
+    let err = load_err(
+        &store,
+        &legacy_archive(std::slice::from_ref(&big), None, &["big:1"]),
+    );
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(state(&store), before);
     // 5 MiB: the blob fits, its unpacked copy does not
     let mid = common::layer(&[("mid", Some(&random_bytes(5 << 20)))]);
-    let err = load_err(&store, &legacy_archive(&[mid.clone()], None, &["mid:1"]));
+    let err = load_err(
+        &store,
+        &legacy_archive(std::slice::from_ref(&mid), None, &["mid:1"]),
+    );
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(state(&store), before);
     for layer in [&big, &mid] {
@@ -497,7 +511,11 @@ fn disk_full_during_load_and_import_leaves_the_store_consistent() {
     // and the store still works once there is room
     archive::load(
         &store,
-        &legacy_archive(&[common::layer(&[("small", Some(b"s"))])], None, &["small:1"])[..],
+        &legacy_archive(
+            &[common::layer(&[("small", Some(b"s"))])],
+            None,
+            &["small:1"],
+        )[..],
     )
     .expect("load after disk full");
     drop(store);

@@ -111,7 +111,10 @@ fn setuid_probe_from_image_is_unreachable_for_nobody() {
     // proves the probe works as an exploit when the store is open, so the EACCES below is the
     // modes' doing and not the probe's
     let (ok, err) = run_as_nobody(probe);
-    assert!(ok, "the probe should read /etc/shadow through an open store: {err}");
+    assert!(
+        ok,
+        "the probe should read /etc/shadow through an open store: {err}"
+    );
     let _store = ImageStore::open(&root).expect("reopen store");
     assert_eq!(mode(&root), 0o710);
     assert_eq!(mode(&root.join("snapshots")), 0o700);
