@@ -281,10 +281,11 @@ impl<'a> LoadSession<'a> {
         Ok(d)
     }
 
-    fn register(&mut self, manifest_digest: &Digest) -> Result<Image> {
+    /// Registers and tags in one step (see `ImageStore::register_tagged`).
+    fn register(&mut self, manifest_digest: &Digest, tags: &[Reference]) -> Result<Image> {
         let (_, _, m) = self.store.resolve_platform_manifest(manifest_digest)?;
         let existed = self.store.get(&m.config.digest).is_ok();
-        let id = self.store.register_untagged(manifest_digest)?;
+        let id = self.store.register_tagged(manifest_digest, tags)?;
         if !existed {
             self.new_images.push(id.clone());
         }
@@ -595,8 +596,9 @@ fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded
         .as_ref()
         .map(|i| manifests_by_config(store, i))
         .unwrap_or_default();
-    // every tag is checked before anything is registered, and every image is registered
-    // before any tag is set: a failed load moves no tag and leaves no `<none>` image
+    // every tag is checked before anything is registered, and each image is tagged in the
+    // transaction that records it: a failed load leaves no `<none>` image, and a concurrent
+    // prune never sees a loaded image untagged
     let mut images: Vec<(Image, Vec<Reference>)> = Vec::new();
     if let Some(mj) = g.json.get("manifest.json") {
         let entries: Vec<ArchiveManifestEntry> = parse_json(mj, "manifest.json")?;
@@ -625,7 +627,8 @@ fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded
                 Some(m) => m.clone(),
                 None => synthesize_manifest(session, g, &config_digest, &e.layers)?,
             };
-            images.push((session.register(&manifest_digest)?, tags));
+            let img = session.register(&manifest_digest, &tags)?;
+            images.push((img, tags));
         }
     } else {
         let Some(index) = index else {
@@ -659,17 +662,14 @@ fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded
             planned.push((d.digest.clone(), tags));
         }
         for (d, tags) in planned {
-            images.push((session.register(&d)?, tags));
+            let img = session.register(&d, &tags)?;
+            images.push((img, tags));
         }
     }
-    let mut out = Vec::new();
-    for (img, tags) in images {
-        for r in &tags {
-            store.tag(&img, r)?;
-        }
-        out.push(Loaded { id: img.id, tags });
-    }
-    Ok(out)
+    Ok(images
+        .into_iter()
+        .map(|(img, tags)| Loaded { id: img.id, tags })
+        .collect())
 }
 
 /// A tag named by an archive, refused before anything is registered if it is not one.

@@ -236,29 +236,25 @@ impl ImageStore {
         manifest_digest: &Digest,
         record_repo_digest: bool,
     ) -> Result<Image> {
-        let id = self.register_untagged(manifest_digest)?;
-        let mut conn = self.db.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(Error::db("begin"))?;
-        if reference.tag.is_some() || reference.digest.is_none() {
-            tag_tx(&tx, &reference.with_tag_only(), &id)?;
-        }
-        if record_repo_digest {
-            let repo_digest = Reference {
-                tag: None,
-                digest: Some(manifest_digest.clone()),
-                ..reference.clone()
-            };
-            tx.execute(
-                "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
-                params![repo_digest.to_string(), id.as_str()],
-            )
-            .map_err(Error::db("record repo digest"))?;
-        }
-        tx.commit().map_err(Error::db("commit"))?;
-        drop(conn);
+        let tags: Vec<Reference> = if reference.tag.is_some() || reference.digest.is_none() {
+            vec![reference.with_tag_only()]
+        } else {
+            Vec::new()
+        };
+        let repo_digest = record_repo_digest.then(|| Reference {
+            tag: None,
+            digest: Some(manifest_digest.clone()),
+            ..reference.clone()
+        });
+        let id = self.register_full(manifest_digest, &tags, repo_digest.as_ref())?;
         self.get(&id)
+    }
+
+    /// As `register_untagged`, also tagging `tags` in the same transaction that records the
+    /// image: no moment in which a concurrent prune or rmi sees it untagged (dangling).
+    pub fn register_tagged(&self, manifest_digest: &Digest, tags: &[Reference]) -> Result<Digest> {
+        let tags: Vec<Reference> = tags.iter().map(|t| t.with_tag_only()).collect();
+        self.register_full(manifest_digest, &tags, None)
     }
 
     /// As `register` without a reference (a dangling image, e.g. `load` of an untagged one).
@@ -270,9 +266,18 @@ impl ImageStore {
     /// found present stays until the image that needs it is recorded, and an rmi or prune
     /// never waits for an unpack.
     pub fn register_untagged(&self, manifest_digest: &Digest) -> Result<Digest> {
+        self.register_full(manifest_digest, &[], None)
+    }
+
+    fn register_full(
+        &self,
+        manifest_digest: &Digest,
+        tags: &[Reference],
+        repo_digest: Option<&Reference>,
+    ) -> Result<Digest> {
         let owner = format!("{REGISTER_OWNER}{:016x}", rand::random::<u64>());
         let mut created = Vec::new();
-        let result = self.register_leased(manifest_digest, &owner, &mut created);
+        let result = self.register_leased(manifest_digest, &owner, &mut created, tags, repo_digest);
         if let Err(e) = self.drop_leases(&owner) {
             tracing::warn!(owner, error = %e, "could not drop a registration's leases");
         }
@@ -417,6 +422,8 @@ impl ImageStore {
         manifest_digest: &Digest,
         owner: &str,
         created: &mut Vec<Digest>,
+        tags: &[Reference],
+        repo_digest: Option<&Reference>,
     ) -> Result<Digest> {
         self.lease_present_blob(manifest_digest, owner)?;
         let (mdigest, mt, m) = self.resolve_platform_manifest(manifest_digest)?;
@@ -529,6 +536,16 @@ impl ImageStore {
                 params![id.as_str(), d.as_str()],
             )
             .map_err(Error::db("record image blob"))?;
+        }
+        for t in tags {
+            tag_tx(&tx, t, &id)?;
+        }
+        if let Some(rd) = repo_digest {
+            tx.execute(
+                "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
+                params![rd.to_string(), id.as_str()],
+            )
+            .map_err(Error::db("record repo digest"))?;
         }
         tx.commit().map_err(Error::db("commit"))?;
         tracing::info!(image = %id, manifest = %mdigest, layers = layers.len(), "image registered");
@@ -685,7 +702,7 @@ impl ImageStore {
         reference: Option<&Reference>,
     ) -> Result<Image> {
         let upper = self.snapshots.upper_dir(key)?;
-        let layer = crate::diff::diff_to_blob(&self.content, &upper)?;
+        let layer = self.commit_upper(key, &upper, base)?;
         let mut layers: Vec<crate::diff::LayerBlob> = match base {
             Some(b) => b
                 .manifest
@@ -735,6 +752,100 @@ impl ImageStore {
                 ..Default::default()
             });
         self.create_image(&cfg, &layers, reference)
+    }
+
+    /// Turns a container's upper directory into a layer in one pass: the diff tar that
+    /// `write_diff` makes is compressed into the layer blob and, at the same time, unpacked
+    /// through a pipe into the new layer snapshot (committed under its chain ID over
+    /// `base`'s top layer). So `register` finds the layer present instead of decompressing
+    /// and unpacking the blob it has just written (a builder commits once per RUN step).
+    fn commit_upper(
+        &self,
+        key: &str,
+        upper: &Path,
+        base: Option<&Image>,
+    ) -> Result<crate::diff::LayerBlob> {
+        let tmp_key = format!(
+            "commit-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        self.snapshots.prepare(&tmp_key, None)?;
+        let result = self.commit_upper_into(key, upper, base, &tmp_key);
+        // committed under the chain ID, the temporary key is gone; otherwise remove it
+        if self.snapshots.exists(&tmp_key).unwrap_or(false) {
+            if let Err(e) = self.snapshots.discard_active(&tmp_key) {
+                tracing::warn!(key = tmp_key, error = %e, "could not remove a commit's snapshot");
+            }
+        }
+        result
+    }
+
+    fn commit_upper_into(
+        &self,
+        key: &str,
+        upper: &Path,
+        base: Option<&Image>,
+        tmp_key: &str,
+    ) -> Result<crate::diff::LayerBlob> {
+        let dir = self.snapshots.upper_dir(tmp_key)?;
+        let what = format!("commit of {key}");
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| Error::io("create a pipe for", upper, e))?;
+        let (written, extracted) = std::thread::scope(|s| {
+            let extractor = s.spawn(|| {
+                let mut reader = reader;
+                let stats = extract::extract_layer(&mut reader, &dir, &what, None);
+                // the rest of the stream (tar padding) must be read, or the writer blocks
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                stats
+            });
+            let written = (|| {
+                let ingest = self.content.ingest()?;
+                let gz = flate2::write::GzEncoder::new(ingest, flate2::Compression::fast());
+                let both = TeeWriter { a: gz, b: writer };
+                let tee = crate::diff::write_diff(upper, crate::diff::TeeDigest::new(both))?;
+                let (diff_id, both) = tee.finish();
+                // closes the pipe: the extractor sees the end of the stream
+                let TeeWriter { a: gz, b: writer } = both;
+                drop(writer);
+                let ingest = gz
+                    .finish()
+                    .map_err(|e| Error::io("compress layer of", upper, e))?;
+                let (digest, size) = ingest.commit()?;
+                Ok::<_, Error>(crate::diff::LayerBlob {
+                    digest,
+                    diff_id,
+                    size,
+                    media_type: manifest::OCI_LAYER_GZIP.to_string(),
+                })
+            })();
+            let extracted = extractor.join().unwrap_or_else(|_| {
+                Err(Error::ExtractLayer {
+                    layer: what.clone(),
+                    reason: "the extracting thread panicked".into(),
+                })
+            });
+            (written, extracted)
+        });
+        // the extractor's error explains a broken pipe on the writing side
+        let stats = extracted?;
+        let layer = written?;
+        let mut diff_ids = base.map(|b| b.diff_ids.clone()).unwrap_or_default();
+        diff_ids.push(layer.diff_id.clone());
+        let chains = chain_ids(&diff_ids);
+        let Some(chain) = chains.last() else {
+            return Ok(layer);
+        };
+        let parent = base.and_then(|b| b.top_snapshot());
+        match self
+            .snapshots
+            .commit_as(chain.as_str(), tmp_key, parent.as_deref(), stats.size)
+        {
+            // the same change committed before: that layer serves
+            Ok(()) | Err(Error::SnapshotExists { .. }) => Ok(layer),
+            Err(e) => Err(e),
+        }
     }
 
     /// How many images use the layer snapshot `chain_id` (its reference count).
@@ -983,6 +1094,19 @@ impl ImageStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::db("begin"))?;
+        // removed since the caller looked it up: say so, not "FOREIGN KEY constraint failed"
+        let exists: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM images WHERE id = ?1",
+                [image.id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("look up image"))?;
+        if exists == 0 {
+            return Err(Error::ImageNotFound {
+                reference: image.id.to_string(),
+            });
+        }
         tag_tx(&tx, &reference.with_tag_only(), &image.id)?;
         tx.commit().map_err(Error::db("commit"))
     }
@@ -1415,6 +1539,24 @@ impl ImageStore {
     /// Whether some container lease holds a snapshot over this image.
     pub fn in_use(&self, img: &Image) -> Result<bool> {
         Ok(!self.containers_using(img)?.is_empty())
+    }
+}
+
+/// Writes everything to both `a` and `b`.
+struct TeeWriter<A: std::io::Write, B: std::io::Write> {
+    a: A,
+    b: B,
+}
+
+impl<A: std::io::Write, B: std::io::Write> std::io::Write for TeeWriter<A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.a.write_all(buf)?;
+        self.b.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.a.flush()?;
+        self.b.flush()
     }
 }
 
