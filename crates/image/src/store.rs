@@ -660,6 +660,10 @@ impl ImageStore {
             self.snapshots.remove(&tmp_key)?;
         }
         self.snapshots.prepare(&tmp_key, None)?;
+        // held while it is being filled: however long the unpack takes, no gc removes it;
+        // the lease follows it to its committed key and is dropped there
+        let owner = format!("{REGISTER_OWNER}{tmp_key}");
+        self.snapshots.add_lease(&tmp_key, &owner)?;
         let result = (|| {
             let dir = self.snapshots.upper_dir(&tmp_key)?;
             let f = self.content.open_blob(blob)?;
@@ -678,6 +682,7 @@ impl ImageStore {
             }
             self.snapshots
                 .commit_as(&key, &tmp_key, parent, stats.size)?;
+            self.snapshots.remove_lease(&key, &owner)?;
             tracing::debug!(layer = %blob, chain = %chain, size = stats.size, entries = stats.entries, "layer unpacked");
             Ok(())
         })();
@@ -771,7 +776,17 @@ impl ImageStore {
             rand::random::<u64>()
         );
         self.snapshots.prepare(&tmp_key, None)?;
+        let owner = format!("{REGISTER_OWNER}{tmp_key}");
+        self.snapshots.add_lease(&tmp_key, &owner)?;
         let result = self.commit_upper_into(key, upper, base, &tmp_key);
+        if let Ok(layer) = &result {
+            // the lease moved with the snapshot to its chain ID
+            let mut diff_ids = base.map(|b| b.diff_ids.clone()).unwrap_or_default();
+            diff_ids.push(layer.diff_id.clone());
+            if let Some(chain) = chain_ids(&diff_ids).last() {
+                self.snapshots.remove_lease(chain.as_str(), &owner)?;
+            }
+        }
         // committed under the chain ID, the temporary key is gone; otherwise remove it
         if self.snapshots.exists(&tmp_key).unwrap_or(false) {
             if let Err(e) = self.snapshots.discard_active(&tmp_key) {

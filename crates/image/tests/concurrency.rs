@@ -249,3 +249,72 @@ fn loads_rmi_prune_and_container_snapshots_at_once() {
         .remove_container_snapshot("final")
         .expect("remove final");
 }
+
+/// rmi and gc do not wait for an unpack in progress (they once waited for every unpack to
+/// end, behind a store-wide lock), and what they do meanwhile does not break it. The layer
+/// being unpacked is read from a FIFO that the test feeds only after rmi and gc returned; the
+/// test opens it for writing only once the unpack has opened it for reading, so the rmi
+/// really runs in the middle of the unpack. (On the old code this test never ends.)
+#[test]
+fn rmi_and_gc_do_not_wait_for_an_unpack() {
+    if !common::require(
+        common::is_root(),
+        "rmi_and_gc_do_not_wait_for_an_unpack",
+        "needs root to unpack layers (chown, mknod)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ImageStore::open(&tmp.path().join("data")).expect("open"));
+    common::make_image(&store, &[common::layer(&[("a", Some(b"a"))])], "a:1");
+    // image b, whose one layer blob is a FIFO
+    let layer = common::layer(&[("b", Some(b"b"))]);
+    let layer_digest = Digest::of(&layer);
+    let config = config_json(&[layer_digest.clone()]);
+    let config_digest = store.content().write_bytes(&config).expect("config");
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    });
+    let manifest_digest = store
+        .content()
+        .write_bytes(&serde_json::to_vec(&m).expect("json"))
+        .expect("manifest");
+    let fifo = store.content().blob_path(&layer_digest);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let registering = {
+        let store = Arc::clone(&store);
+        let md = manifest_digest.clone();
+        std::thread::spawn(move || store.register_tagged(&md, &["b:1".parse().expect("ref")]))
+    };
+    // returns once the unpack has opened the blob: the registration is mid-unpack
+    let mut w = fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open fifo");
+    let removed = store
+        .remove("a:1", false)
+        .expect("rmi a:1 during the unpack");
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    store
+        .gc_with_grace(std::time::Duration::ZERO)
+        .expect("gc during the unpack");
+    // the registration's blobs survived the gc: it leases them
+    assert!(store.content().has(&config_digest) && store.content().has(&manifest_digest));
+    std::io::Write::write_all(&mut w, &layer).expect("feed the layer");
+    drop(w);
+    let id = registering
+        .join()
+        .expect("register thread")
+        .expect("register b:1");
+    let b = store.resolve("b:1").expect("b:1");
+    assert_eq!(b.id, id);
+    let dir = store
+        .snapshotter()
+        .upper_dir(&b.top_snapshot().expect("top"))
+        .expect("layer of b");
+    assert_eq!(fs::read(dir.join("b")).expect("read b"), b"b");
+    assert!(store.resolve("a:1").is_err());
+}
