@@ -282,14 +282,16 @@ impl<'a> LoadSession<'a> {
     }
 
     /// Registers and tags in one step (see `ImageStore::register_tagged`).
-    fn register(&mut self, manifest_digest: &Digest, tags: &[Reference]) -> Result<Image> {
+    fn register(&mut self, manifest_digest: &Digest, tags: &[Reference]) -> Result<Digest> {
         let (_, _, m) = self.store.resolve_platform_manifest(manifest_digest)?;
         let existed = self.store.get(&m.config.digest).is_ok();
         let id = self.store.register_tagged(manifest_digest, tags)?;
         if !existed {
             self.new_images.push(id.clone());
         }
-        self.store.get(&id)
+        // not read back: a concurrent rmi may already have removed it, which does not make
+        // this load fail
+        Ok(id)
     }
 
     /// Ends the load: on failure removes the images it added; either way drops its lease and
@@ -599,7 +601,7 @@ fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded
     // every tag is checked before anything is registered, and each image is tagged in the
     // transaction that records it: a failed load leaves no `<none>` image, and a concurrent
     // prune never sees a loaded image untagged
-    let mut images: Vec<(Image, Vec<Reference>)> = Vec::new();
+    let mut images: Vec<(Digest, Vec<Reference>)> = Vec::new();
     if let Some(mj) = g.json.get("manifest.json") {
         let entries: Vec<ArchiveManifestEntry> = parse_json(mj, "manifest.json")?;
         if entries.is_empty() {
@@ -627,8 +629,8 @@ fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded
                 Some(m) => m.clone(),
                 None => synthesize_manifest(session, g, &config_digest, &e.layers)?,
             };
-            let img = session.register(&manifest_digest, &tags)?;
-            images.push((img, tags));
+            let id = session.register(&manifest_digest, &tags)?;
+            images.push((id, tags));
         }
     } else {
         let Some(index) = index else {
@@ -662,13 +664,13 @@ fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded
             planned.push((d.digest.clone(), tags));
         }
         for (d, tags) in planned {
-            let img = session.register(&d, &tags)?;
-            images.push((img, tags));
+            let id = session.register(&d, &tags)?;
+            images.push((id, tags));
         }
     }
     Ok(images
         .into_iter()
-        .map(|(img, tags)| Loaded { id: img.id, tags })
+        .map(|(id, tags)| Loaded { id, tags })
         .collect())
 }
 
