@@ -1312,10 +1312,11 @@ impl ImageStore {
     /// added) that no image and no other lease needs: what a load or pull that stored more
     /// than it registered, or failed, leaves.
     pub fn release_blob_lease(&self, owner: &str, candidates: &[Digest]) -> Result<()> {
-        let _gc = self.gc_lock(true)?;
+        // no gc lock: each delete is checked in its own transaction, so this need not wait
+        // for a prune that is running
         // blobs first, the lease rows after: on a full disk the database may refuse to
         // write until the blobs are gone
-        let deleted = self.discard_blobs_locked(candidates, Some(owner));
+        let deleted = self.discard_unused_blobs(candidates, Some(owner));
         let released = self.remove_blob_refs(owner, None);
         deleted.and(released)
     }
@@ -1323,12 +1324,11 @@ impl ImageStore {
     /// Deletes those of `candidates` that no image and no lease needs (the blobs a failed
     /// import or commit wrote).
     pub fn discard_blobs(&self, candidates: &[Digest]) -> Result<()> {
-        let _gc = self.gc_lock(true)?;
-        self.discard_blobs_locked(candidates, None)
+        self.discard_unused_blobs(candidates, None)
     }
 
     /// (`ignoring`: a lease owner whose holds do not count.)
-    fn discard_blobs_locked(&self, candidates: &[Digest], ignoring: Option<&str>) -> Result<()> {
+    fn discard_unused_blobs(&self, candidates: &[Digest], ignoring: Option<&str>) -> Result<()> {
         for d in candidates {
             self.delete_blob_if_unused(d, ignoring)?;
         }
