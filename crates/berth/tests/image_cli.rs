@@ -223,3 +223,111 @@ fn berth_arch() -> &'static str {
         other => other,
     }
 }
+
+/// Every file under the data root but the database, lock files and empty directories:
+/// relative path and size. A refused load or import must leave this unchanged.
+fn store_files(root: &Path) -> Vec<(String, u64)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() {
+                if rel != "snapshots/locks" {
+                    walk(base, &p, out);
+                }
+            } else if !(rel.starts_with("berth.db") || rel.ends_with(".lock")) {
+                out.push((rel, md.len()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// tests/hostile/make-corpus.sh's inputs through `berth load` and `berth import`: each is a
+/// clear error (naming what is wrong), nothing changes in the store, nothing appears on the
+/// host, and nothing hangs.
+#[test]
+fn hostile_corpus_is_refused_by_load_and_import() {
+    if !nix::unistd::Uid::effective().is_root() && skip("needs root") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/hostile/make-corpus.sh");
+    let built = Command::new("sh").arg(&script).arg(&corpus).status();
+    if !matches!(built, Ok(s) if s.success()) {
+        skip("tests/hostile/make-corpus.sh failed (needs python3)");
+        return;
+    }
+    let root = tmp.path().join("data");
+    ok(
+        &root,
+        &[
+            "import",
+            corpus.join("seed.tar").to_str().unwrap(),
+            "seed:1",
+        ],
+    );
+    let files = store_files(&root);
+    let images = ok(&root, &["images", "-q", "--no-trunc"]);
+    let expect = [
+        ("load/traversal.tar", "../../../tmp"),
+        ("load/symlink-write-through.tar", "escape/tmp"),
+        ("load/hardlink-out.tar", "shadow"),
+        ("load/empty-manifest.tar", "holds no images"),
+        ("load/invalid-tag.tar", "invalid tag"),
+        ("load/diff-id-mismatch.tar", "diff ID"),
+        ("load/bad-header-size.tar", "0/layer.tar"),
+        ("load/json-bomb.tar.gz", "exceed"),
+        ("oci/blob-symlink-dev-zero", "symbolic link"),
+        ("oci/blob-fifo", "not a regular file"),
+        ("import/traversal.tar", "../../../tmp"),
+        ("import/symlink-write-through.tar", "escape/tmp"),
+        ("import/hardlink-out.tar", "shadow"),
+    ];
+    let mut tried = 0;
+    for (input, says) in expect {
+        let path = corpus.join(input);
+        let path = path.to_str().unwrap();
+        let o = if input.starts_with("import/") {
+            berth(&root, &["import", path, "hostile/import:1"])
+        } else {
+            berth(&root, &["load", "-i", path])
+        };
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{input}: accepted\n{err}");
+        assert!(!err.contains("panicked"), "{input}: {err}");
+        assert!(
+            err.contains(says),
+            "{input}: error does not say {says:?}: {err}"
+        );
+        assert_eq!(store_files(&root), files, "{input}: the store changed");
+        assert_eq!(
+            ok(&root, &["images", "-q", "--no-trunc"]),
+            images,
+            "{input}: the image list changed"
+        );
+        tried += 1;
+    }
+    // everything the corpus holds was tried
+    let count = |d: &str| std::fs::read_dir(corpus.join(d)).unwrap().count();
+    assert_eq!(tried, count("load") + count("oci") + count("import"));
+    // nothing written on the host through the layers
+    for e in std::fs::read_dir("/tmp").unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            !(n.starts_with("berth-hostile-")
+                && (n.ends_with("-traversal") || n.ends_with("-symlink"))),
+            "/tmp/{n} was written through a layer"
+        );
+    }
+}

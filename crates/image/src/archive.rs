@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::diff;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Descriptor, History, ImageConfig, ManifestDoc, RootFs};
+use crate::manifest::{
+    self, Descriptor, History, ImageConfig, ManifestDoc, RootFs, MAX_CONFIG_SIZE,
+};
 use crate::reference::Reference;
 use crate::store::{Image, ImageStore};
 
@@ -177,14 +179,23 @@ fn clean_archive_path(p: &Path) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+/// The most `load` keeps in memory about an archive (manifest.json, index.json and the names
+/// of the entries it stored); everything else streams to disk. A hostile archive of
+/// thousands of large JSON entries once took gigabytes of memory.
+const MAX_LOAD_METADATA: usize = 64 << 20;
+
 #[derive(Default)]
 struct Gathered {
     // path in archive → blob digest (for every regular file we stored)
     files: HashMap<String, Digest>,
-    // small JSON files kept in memory
+    // manifest.json and index.json, the only entries kept in memory
     json: HashMap<String, Vec<u8>>,
     // symlinks (legacy docker save links duplicate layer.tar files)
     links: HashMap<String, String>,
+    // bytes held by the three maps, bounded by MAX_LOAD_METADATA
+    held: usize,
+    // bytes of other `.json` entries (configs) stored, bounded by MAX_LOAD_METADATA too
+    json_on_disk: u64,
 }
 
 impl Gathered {
@@ -198,87 +209,351 @@ impl Gathered {
         }
         None
     }
+
+    fn hold(&mut self, bytes: usize, entry: &str) -> Result<()> {
+        self.held = self.held.saturating_add(bytes);
+        if self.held > MAX_LOAD_METADATA {
+            return Err(Error::Archive {
+                reason: format!(
+                    "entry {entry}: the archive's metadata (manifests and entry names) exceeds {} MiB",
+                    MAX_LOAD_METADATA >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What one `load` added to the store, so that a failed load can take it out again and a
+/// successful one drops the blobs it stored but no image uses. Its blob lease (`owner`) keeps
+/// a concurrent gc or rmi from deleting blobs between their ingest and the registration.
+struct LoadSession<'a> {
+    store: &'a ImageStore,
+    owner: String,
+    created_blobs: Vec<Digest>,
+    new_images: Vec<Digest>,
+}
+
+impl<'a> LoadSession<'a> {
+    fn new(store: &'a ImageStore) -> Self {
+        let n: u64 = rand::random();
+        LoadSession {
+            store,
+            owner: format!("berth.load/{}-{n:016x}", std::process::id()),
+            created_blobs: Vec::new(),
+            new_images: Vec::new(),
+        }
+    }
+
+    /// Streams `r` into the content store as blob `expected` (of `size` bytes).
+    fn ingest(
+        &mut self,
+        expected: &Digest,
+        size: Option<u64>,
+        r: &mut dyn Read,
+        what: &str,
+    ) -> Result<()> {
+        self.store.add_blob_ref(expected, &self.owner)?;
+        let mut w = self.store.content().writer(expected, size)?;
+        if w.already_present() {
+            return Ok(());
+        }
+        io::copy(r, &mut w).map_err(|e| Error::Archive {
+            reason: format!("{what}: {e}"),
+        })?;
+        w.commit().map_err(|e| Error::Archive {
+            reason: format!("{what}: {e}"),
+        })?;
+        self.created_blobs.push(expected.clone());
+        Ok(())
+    }
+
+    /// Streams `r` into the content store as a blob whose digest is not known in advance.
+    fn ingest_unknown(&mut self, r: &mut dyn Read, what: &str) -> Result<Digest> {
+        let mut w = self.store.content().ingest()?;
+        io::copy(r, &mut w).map_err(|e| Error::Archive {
+            reason: format!("{what}: {e}"),
+        })?;
+        let (d, _, new) = w.commit_with(|d| self.store.add_blob_ref(d, &self.owner))?;
+        if new {
+            self.created_blobs.push(d.clone());
+        }
+        Ok(d)
+    }
+
+    /// Registers and tags in one step (see `ImageStore::register_tagged`).
+    fn register(&mut self, manifest_digest: &Digest, tags: &[Reference]) -> Result<Digest> {
+        let (_, _, m) = self.store.resolve_platform_manifest(manifest_digest)?;
+        let existed = self.store.get(&m.config.digest).is_ok();
+        let id = self.store.register_tagged(manifest_digest, tags)?;
+        if !existed {
+            self.new_images.push(id.clone());
+        }
+        // not read back: a concurrent rmi may already have removed it, which does not make
+        // this load fail
+        Ok(id)
+    }
+
+    /// Ends the load: on failure removes the images it added; either way drops its lease and
+    /// deletes the blobs it stored that no image uses.
+    fn finish<T>(self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            for id in &self.new_images {
+                if let Err(e) = self.store.remove(id.as_str(), true) {
+                    tracing::warn!(image = %id, error = %e, "could not remove the image of a failed load");
+                }
+            }
+        }
+        let released = self
+            .store
+            .release_blob_lease(&self.owner, &self.created_blobs);
+        match (result, released) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(v), Ok(())) => Ok(v),
+        }
+    }
+}
+
+/// Entries of an archive that `load` never needs (legacy per-layer metadata).
+fn ignored_entry(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    path == "oci-layout"
+        || path == "repositories"
+        || (path.contains('/') && (base == "json" || base == "VERSION"))
 }
 
 /// Loads a docker-archive (legacy or OCI-layout style) or a tarred OCI image layout.
+/// Blobs and layers stream to disk; only manifest.json and index.json are held in memory
+/// (bounded). A failed load leaves the store as it was.
 pub fn load<R: Read>(store: &ImageStore, r: R) -> Result<Vec<Loaded>> {
+    let mut session = LoadSession::new(store);
+    let result = load_entries(&mut session, r).and_then(|g| finish_load(&mut session, &g));
+    session.finish(result)
+}
+
+fn load_entries<R: Read>(session: &mut LoadSession<'_>, r: R) -> Result<Gathered> {
     let mut g = Gathered::default();
     let input = crate::extract::decompress(r, "archive")?;
     let mut ar = tar::Archive::new(input);
-    let aerr = |e: io::Error| Error::Archive {
+    // a header that does not parse has no name of its own: name the entry before it
+    let mut previous = String::from("(start of archive)");
+    let entries = ar.entries().map_err(|e| Error::Archive {
         reason: format!("read tar: {e}"),
-    };
-    for entry in ar.entries().map_err(aerr)? {
-        let mut entry = entry.map_err(aerr)?;
-        let raw_path = entry.path().map_err(aerr)?.into_owned();
+    })?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::Archive {
+            reason: format!("read tar header after entry {previous}: {e}"),
+        })?;
+        let raw_path = entry
+            .path()
+            .map_err(|e| Error::Archive {
+                reason: format!("entry after {previous}: bad name: {e}"),
+            })?
+            .into_owned();
         let path = clean_archive_path(&raw_path)?;
+        let what = format!("entry {path}");
+        previous.clone_from(&path);
         let kind = entry.header().entry_type();
         if kind.is_symlink() {
-            if let Some(target) = entry.link_name().map_err(aerr)? {
+            if let Some(target) = entry.link_name().map_err(|e| Error::Archive {
+                reason: format!("{what}: bad link name: {e}"),
+            })? {
                 let base = Path::new(&path)
                     .parent()
                     .unwrap_or(Path::new(""))
                     .join(target);
-                g.links.insert(path, clean_archive_path(&base)?);
+                let target = clean_archive_path(&base)?;
+                g.hold(path.len() + target.len(), &path)?;
+                g.links.insert(path, target);
             }
             continue;
         }
-        if !kind.is_file() {
+        if !kind.is_file() || ignored_entry(&path) {
             continue;
         }
         let size = entry.size();
         if let Some(hex) = path.strip_prefix("blobs/sha256/") {
             let d = Digest::from_hex(hex).map_err(|e| Error::Archive {
-                reason: format!("entry {path}: {e}"),
+                reason: format!("{what}: {e}"),
             })?;
-            let mut w = store.content().writer(&d, Some(size))?;
-            if !w.already_present() {
-                io::copy(&mut entry, &mut w).map_err(aerr)?;
-            } else {
-                io::copy(&mut entry, &mut io::sink()).map_err(aerr)?;
-            }
-            w.commit().map_err(|e| Error::Archive {
-                reason: format!("entry {path}: {e}"),
-            })?;
+            session.ingest(&d, Some(size), &mut entry, &what)?;
+            g.hold(path.len() + 80, &path)?;
             g.files.insert(path, d);
-        } else if (path.ends_with(".json") || path == "oci-layout" || path == "repositories")
-            && size <= MAX_ARCHIVE_JSON
-        {
+        } else if path == "manifest.json" || path == "index.json" {
+            if size > MAX_ARCHIVE_JSON {
+                return Err(Error::Archive {
+                    reason: format!(
+                        "{what} is {size} bytes, more than the {} MiB allowed",
+                        MAX_ARCHIVE_JSON >> 20
+                    ),
+                });
+            }
+            g.hold(size as usize, &path)?;
             let mut buf = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut buf).map_err(aerr)?;
+            (&mut entry)
+                .take(MAX_ARCHIVE_JSON)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::Archive {
+                    reason: format!("{what}: {e}"),
+                })?;
             g.json.insert(path, buf);
         } else {
-            let (d, _) = store.content().write_from_reader(&mut entry)?;
+            // a config (legacy `<id>.json`, or any name manifest.json gives) or a legacy
+            // layer.tar: to disk, whether or not manifest.json (usually last) names it. JSON
+            // larger than a config may be is skipped; all JSON together is bounded.
+            if path.ends_with(".json") {
+                if size > MAX_CONFIG_SIZE {
+                    continue;
+                }
+                g.json_on_disk += size;
+                if g.json_on_disk > MAX_LOAD_METADATA as u64 {
+                    return Err(Error::Archive {
+                        reason: format!(
+                            "{what}: the archive's JSON entries exceed {} MiB",
+                            MAX_LOAD_METADATA >> 20
+                        ),
+                    });
+                }
+            }
+            let d = session.ingest_unknown(&mut entry, &what)?;
+            g.hold(path.len() + 80, &path)?;
             g.files.insert(path, d);
         }
     }
-    finish_load(store, &g)
+    Ok(g)
 }
 
-/// Loads an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`).
-pub fn load_oci_dir(store: &ImageStore, dir: &Path) -> Result<Vec<Loaded>> {
-    let mut g = Gathered::default();
-    let index_path = dir.join("index.json");
-    let index = fs::read(&index_path).map_err(|e| Error::io("read", &index_path, e))?;
-    g.json.insert("index.json".into(), index);
-    let blobs = dir.join("blobs/sha256");
-    for ent in fs::read_dir(&blobs).map_err(|e| Error::io("list", &blobs, e))? {
-        let ent = ent.map_err(|e| Error::io("list", &blobs, e))?;
-        let name = ent.file_name().to_string_lossy().into_owned();
-        let Ok(d) = Digest::from_hex(&name) else {
-            continue;
-        };
-        if !store.content().has(&d) {
-            let mut f = fs::File::open(ent.path()).map_err(|e| Error::io("open", ent.path(), e))?;
-            let mut w = store.content().writer(&d, None)?;
-            if !w.already_present() {
-                io::copy(&mut f, &mut w).map_err(|e| Error::io("copy", ent.path(), e))?;
-            }
-            w.commit()?;
-        }
-        g.files.insert(format!("blobs/sha256/{name}"), d);
+/// Opens `rel` inside the layout directory `dir` for reading: no symlink anywhere on the
+/// way and nothing outside `dir` (openat2 RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH), a regular
+/// file only (a FIFO is opened without blocking, then refused), no larger than `max` bytes.
+/// Returns the file and its size.
+fn open_layout_file(
+    dir: &fs::File,
+    dir_path: &Path,
+    rel: &str,
+    max: u64,
+) -> Result<(fs::File, u64)> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let p = dir_path.join(rel);
+    let fd = rustix::fs::openat2(
+        dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => Error::Archive {
+            reason: format!(
+                "{}: a symbolic link or a path out of the layout; blobs must be regular files",
+                p.display()
+            ),
+        },
+        e => Error::io("open", &p, e.into()),
+    })?;
+    let f = fs::File::from(fd);
+    let md = f.metadata().map_err(|e| Error::io("stat", &p, e))?;
+    if !md.is_file() {
+        return Err(Error::Archive {
+            reason: format!(
+                "{}: not a regular file ({:?}); blobs must be regular files",
+                p.display(),
+                md.file_type()
+            ),
+        });
     }
-    finish_load(store, &g)
+    if md.len() > max {
+        return Err(Error::Archive {
+            reason: format!(
+                "{}: {} bytes, more than the {max} allowed",
+                p.display(),
+                md.len()
+            ),
+        });
+    }
+    Ok((f, md.len()))
+}
+
+/// Loads an OCI image layout directory (`oci-layout`, `index.json`, `blobs/`): only the
+/// blobs index.json reaches, each read through [`open_layout_file`] and never past the size
+/// its descriptor declares. A failed load leaves the store as it was.
+pub fn load_oci_dir(store: &ImageStore, dir: &Path) -> Result<Vec<Loaded>> {
+    let mut session = LoadSession::new(store);
+    let result = ingest_oci_dir(&mut session, dir).and_then(|g| finish_load(&mut session, &g));
+    session.finish(result)
+}
+
+fn ingest_oci_dir(session: &mut LoadSession<'_>, dir: &Path) -> Result<Gathered> {
+    let mut g = Gathered::default();
+    let dirf = fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    let (mut f, size) = open_layout_file(&dirf, dir, "index.json", MAX_ARCHIVE_JSON)?;
+    let mut index = Vec::with_capacity(size as usize);
+    (&mut f)
+        .take(size)
+        .read_to_end(&mut index)
+        .map_err(|e| Error::io("read", dir.join("index.json"), e))?;
+    let parsed: manifest::Index = parse_json(&index, "index.json")?;
+    g.json.insert("index.json".into(), index);
+    let mut todo: Vec<(Descriptor, bool)> =
+        parsed.manifests.into_iter().map(|d| (d, true)).collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some((desc, required)) = todo.pop() {
+        if !seen.insert(desc.digest.clone()) {
+            continue;
+        }
+        if seen.len() > 100_000 {
+            return Err(Error::Archive {
+                reason: format!("{}: more than 100000 blobs", dir.display()),
+            });
+        }
+        let rel = blob_path(&desc.digest);
+        let shown = dir.join(&rel);
+        let is_manifest = manifest::is_manifest_type(&desc.media_type);
+        if session.store.content().has(&desc.digest) {
+            session.store.add_blob_ref(&desc.digest, &session.owner)?;
+        } else {
+            let (file, actual) = match open_layout_file(&dirf, dir, &rel, desc.size) {
+                Ok(v) => v,
+                // an index may list other platforms' manifests without their blobs
+                Err(Error::Io { source, .. })
+                    if !required && source.kind() == io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            if actual != desc.size {
+                return Err(Error::Archive {
+                    reason: format!(
+                        "{}: {actual} bytes, but its descriptor says {}",
+                        shown.display(),
+                        desc.size
+                    ),
+                });
+            }
+            session.ingest(
+                &desc.digest,
+                Some(desc.size),
+                &mut file.take(desc.size),
+                &format!("blob {}", shown.display()),
+            )?;
+        }
+        g.hold(rel.len() + 80, &rel)?;
+        g.files.insert(rel, desc.digest.clone());
+        if is_manifest {
+            match session.store.read_manifest(&desc.digest)?.2 {
+                ManifestDoc::Manifest(m) => {
+                    todo.push((m.config.clone(), true));
+                    todo.extend(m.layers.iter().map(|l| (l.clone(), true)));
+                }
+                ManifestDoc::Index(i) => {
+                    todo.extend(i.manifests.iter().map(|m| (m.clone(), false)));
+                }
+            }
+        }
+    }
+    Ok(g)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
@@ -313,7 +588,8 @@ fn manifests_by_config(store: &ImageStore, index: &manifest::Index) -> HashMap<D
     out
 }
 
-fn finish_load(store: &ImageStore, g: &Gathered) -> Result<Vec<Loaded>> {
+fn finish_load(session: &mut LoadSession<'_>, g: &Gathered) -> Result<Vec<Loaded>> {
+    let store = session.store;
     let index: Option<manifest::Index> = match g.json.get("index.json") {
         Some(b) => Some(parse_json(b, "index.json")?),
         None => None,
@@ -322,79 +598,104 @@ fn finish_load(store: &ImageStore, g: &Gathered) -> Result<Vec<Loaded>> {
         .as_ref()
         .map(|i| manifests_by_config(store, i))
         .unwrap_or_default();
-    let mut out = Vec::new();
+    // every tag is checked before anything is registered, and each image is tagged in the
+    // transaction that records it: a failed load leaves no `<none>` image, and a concurrent
+    // prune never sees a loaded image untagged
+    let mut images: Vec<(Digest, Vec<Reference>)> = Vec::new();
     if let Some(mj) = g.json.get("manifest.json") {
         let entries: Vec<ArchiveManifestEntry> = parse_json(mj, "manifest.json")?;
-        for e in entries {
-            let config_path = clean_archive_path(Path::new(&e.config))?;
-            let config_digest = match (g.resolve(&config_path), g.json.get(&config_path)) {
-                (Some(d), _) => d,
-                (None, Some(bytes)) => store.content().write_bytes(bytes)?,
-                (None, None) => {
-                    return Err(Error::Archive {
-                        reason: format!(
-                            "config {} named in manifest.json is not in the archive",
-                            e.config
-                        ),
-                    })
-                }
-            };
-            let manifest_digest = match by_config.get(&config_digest) {
-                Some(m) => m.clone(),
-                None => synthesize_manifest(store, g, &config_digest, &e.layers)?,
-            };
-            let id = store.register_untagged(&manifest_digest)?;
-            let img = store.get(&id)?;
+        if entries.is_empty() {
+            return Err(Error::Archive {
+                reason: "manifest.json lists no images: the archive holds no images".into(),
+            });
+        }
+        let mut all_tags = Vec::new();
+        for e in &entries {
             let mut tags = Vec::new();
             for t in e.repo_tags.iter().flatten() {
-                let r: Reference = t.parse()?;
-                store.tag(&img, &r)?;
-                tags.push(r);
+                tags.push(parse_tag(t, "manifest.json")?);
             }
-            out.push(Loaded { id, tags });
+            all_tags.push(tags);
         }
-        return Ok(out);
-    }
-    let Some(index) = index else {
-        return Err(Error::Archive {
-            reason:
-                "neither manifest.json nor index.json found: not a docker archive or OCI layout"
-                    .into(),
-        });
-    };
-    for d in &index.manifests {
-        let id = store.register_untagged(&d.digest)?;
-        let img = store.get(&id)?;
-        let ann = d.annotations.as_ref();
-        let name = ann
-            .and_then(|a| a.get(ANNOTATION_IMAGE_NAME))
-            .cloned()
-            .or_else(|| {
-                // a bare tag (as skopeo writes) names no repository
-                ann.and_then(|a| a.get(ANNOTATION_REF_NAME))
-                    .filter(|n| n.contains('/') || n.contains(':'))
-                    .cloned()
+        for (e, tags) in entries.iter().zip(all_tags) {
+            let config_path = clean_archive_path(Path::new(&e.config))?;
+            let config_digest = g.resolve(&config_path).ok_or_else(|| Error::Archive {
+                reason: format!(
+                    "config {} named in manifest.json is not in the archive",
+                    e.config
+                ),
+            })?;
+            let manifest_digest = match by_config.get(&config_digest) {
+                Some(m) => m.clone(),
+                None => synthesize_manifest(session, g, &config_digest, &e.layers)?,
+            };
+            let id = session.register(&manifest_digest, &tags)?;
+            images.push((id, tags));
+        }
+    } else {
+        let Some(index) = index else {
+            return Err(Error::Archive {
+                reason:
+                    "neither manifest.json nor index.json found: not a docker archive or OCI layout"
+                        .into(),
             });
-        let mut tags = Vec::new();
-        if let Some(n) = name {
-            if let Ok(r) = n.parse::<Reference>() {
-                store.tag(&img, &r)?;
-                tags.push(r);
-            }
+        };
+        if index.manifests.is_empty() {
+            return Err(Error::Archive {
+                reason: "index.json lists no manifests: the archive holds no images".into(),
+            });
         }
-        out.push(Loaded { id, tags });
+        let mut planned = Vec::new();
+        for d in &index.manifests {
+            let ann = d.annotations.as_ref();
+            let name = ann
+                .and_then(|a| a.get(ANNOTATION_IMAGE_NAME))
+                .cloned()
+                .or_else(|| {
+                    // a bare tag (as skopeo writes) names no repository
+                    ann.and_then(|a| a.get(ANNOTATION_REF_NAME))
+                        .filter(|n| n.contains('/') || n.contains(':'))
+                        .cloned()
+                });
+            let tags = match name {
+                Some(n) => vec![parse_tag(&n, "index.json")?],
+                None => Vec::new(),
+            };
+            planned.push((d.digest.clone(), tags));
+        }
+        for (d, tags) in planned {
+            let id = session.register(&d, &tags)?;
+            images.push((id, tags));
+        }
     }
-    Ok(out)
+    Ok(images
+        .into_iter()
+        .map(|(id, tags)| Loaded { id, tags })
+        .collect())
+}
+
+/// A tag named by an archive, refused before anything is registered if it is not one.
+fn parse_tag(t: &str, file: &str) -> Result<Reference> {
+    let r: Reference = t.parse().map_err(|e| Error::Archive {
+        reason: format!("{file}: invalid tag {t:?}: {e}"),
+    })?;
+    if r.digest.is_some() {
+        return Err(Error::Archive {
+            reason: format!("{file}: invalid tag {t:?}: a tag cannot hold a digest"),
+        });
+    }
+    Ok(r)
 }
 
 /// A manifest for an image that came without one (legacy docker save): layer media types
 /// from their magic bytes.
 fn synthesize_manifest(
-    store: &ImageStore,
+    session: &mut LoadSession<'_>,
     g: &Gathered,
     config: &Digest,
     layers: &[String],
 ) -> Result<Digest> {
+    let store = session.store;
     let mut descs = Vec::new();
     for l in layers {
         let p = clean_archive_path(Path::new(l))?;
@@ -432,7 +733,9 @@ fn synthesize_manifest(
     };
     let bytes = serde_json::to_vec(&m)
         .map_err(|e| Error::InvalidArgument(format!("serialise manifest: {e}")))?;
-    store.content().write_bytes(&bytes)
+    let d = Digest::of(&bytes);
+    session.ingest(&d, Some(bytes.len() as u64), &mut &bytes[..], "manifest")?;
+    Ok(d)
 }
 
 /// Writes `names` as an OCI image layout in `dir` (created if needed): blobs hard-linked
@@ -544,7 +847,15 @@ pub fn import<R: Read>(
         }]),
         extra: Default::default(),
     };
-    store.create_image(&config, &[layer], reference)
+    let layer_digest = layer.digest.clone();
+    let result = store.create_image(&config, &[layer], reference);
+    if result.is_err() {
+        // the layer blob this import stored, unless an image or lease already had it
+        if let Err(e) = store.discard_blobs(&[layer_digest]) {
+            tracing::warn!(error = %e, "could not remove the layer of a failed import");
+        }
+    }
+    result
 }
 
 /// Paths in `dir` that a save would write, for tests and callers that want to check a layout.

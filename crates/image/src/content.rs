@@ -245,11 +245,30 @@ pub struct IngestWriter {
 
 impl IngestWriter {
     /// Fsyncs and renames the blob into place under its digest.
-    pub fn commit(mut self) -> Result<(Digest, u64)> {
+    pub fn commit(self) -> Result<(Digest, u64)> {
+        self.commit_reporting().map(|(d, n, _)| (d, n))
+    }
+
+    /// As `commit`, also saying whether the blob is new to the store (false: an identical
+    /// one was there already), so that a failed load knows what it added.
+    pub fn commit_reporting(self) -> Result<(Digest, u64, bool)> {
+        self.commit_with(|_| Ok(()))
+    }
+
+    /// As `commit_reporting`, calling `before_rename` with the digest once it is known and
+    /// before the blob appears under it (to take a lease on it: from the rename on, a
+    /// concurrent gc could see an unreferenced blob).
+    pub fn commit_with(
+        mut self,
+        before_rename: impl FnOnce(&Digest) -> Result<()>,
+    ) -> Result<(Digest, u64, bool)> {
         let file = self
             .file
             .take()
             .ok_or_else(|| Error::InvalidArgument("ingest writer already committed".into()))?;
+        // from here on Drop no longer sees the file: this guard removes the temporary blob
+        // on every early return (a full disk fails the flush or the fsync)
+        let guard = TempGuard(self.tmp.clone());
         let file = file
             .into_inner()
             .map_err(|e| Error::io("flush", &self.tmp, e.into_error()))?;
@@ -258,11 +277,14 @@ impl IngestWriter {
         drop(file);
         let size = self.digester.len();
         let digest = std::mem::take(&mut self.digester).finish();
+        before_rename(&digest)?;
         let dest = self.store.blob_path(&digest);
+        let new = !dest.exists();
         // renaming over an identical existing blob is harmless
         fs::rename(&self.tmp, &dest).map_err(|e| Error::io("rename blob into place", &dest, e))?;
+        std::mem::forget(guard);
         sync_dir(dest.parent().unwrap_or(self.store.root()));
-        Ok((digest, size))
+        Ok((digest, size, new))
     }
 }
 

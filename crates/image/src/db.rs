@@ -2,8 +2,8 @@
 //! their history, snapshots and container leases. Every change is one transaction. Several
 //! berth processes may open it at once; a busy timeout makes them wait instead of failing.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -73,47 +73,150 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 "#;
 
-/// A shared connection to the database.
+/// Most connections a store keeps open at once; a caller beyond that waits for one.
+const MAX_CONNECTIONS: usize = 8;
+
+/// A small pool of connections to the database, cheap to clone and share between threads.
+/// With WAL, readers on their own connections never wait for a writer, and writers (short
+/// IMMEDIATE transactions) wait for each other in SQLite rather than behind one mutex.
 #[derive(Clone)]
 pub struct Db {
-    conn: Arc<Mutex<Connection>>,
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    // None: in memory, which is one connection shared by everyone
+    path: Option<PathBuf>,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+/// A connection borrowed from the pool; it goes back when dropped.
+pub struct PooledConnection<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for PooledConnection<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Some from creation until drop
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("connection used after drop"))
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("connection used after drop"))
+    }
+}
+
+impl Drop for PooledConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut st = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.idle.push(c);
+            drop(st);
+            self.pool.freed.notify_one();
+        }
+    }
+}
+
+fn configure(conn: &Connection, wal: bool) -> Result<()> {
+    // a last resort: transactions are short, so a writer normally waits milliseconds
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(Error::db("set busy timeout"))?;
+    if wal {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(Error::db("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::db("set synchronous"))?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(Error::db("enable foreign keys"))?;
+    Ok(())
 }
 
 impl Db {
     /// Opens (creating) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Db> {
         let conn = Connection::open(path).map_err(Error::db("open"))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(Error::db("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(Error::db("enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(Error::db("set synchronous"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(Error::db("enable foreign keys"))?;
+        configure(&conn, true)?;
         conn.execute_batch(SCHEMA)
             .map_err(Error::db("create schema"))?;
-        Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Db::with_first(Some(path.to_path_buf()), conn))
     }
 
     /// An in-memory database (tests).
     pub fn open_in_memory() -> Result<Db> {
         let conn = Connection::open_in_memory().map_err(Error::db("open"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(Error::db("enable foreign keys"))?;
+        configure(&conn, false)?;
         conn.execute_batch(SCHEMA)
             .map_err(Error::db("create schema"))?;
-        Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Db::with_first(None, conn))
     }
 
-    /// The connection, for one operation (a poisoned lock is recovered: SQLite's own
-    /// transactions keep the data consistent even if a holder panicked).
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn with_first(path: Option<PathBuf>, conn: Connection) -> Db {
+        Db {
+            pool: Arc::new(Pool {
+                path,
+                state: Mutex::new(PoolState {
+                    idle: vec![conn],
+                    open: 1,
+                }),
+                freed: Condvar::new(),
+            }),
+        }
+    }
+
+    /// A connection for one operation: an idle one, a new one while fewer than
+    /// `MAX_CONNECTIONS` are open, or else the next one returned. Never hold two at once in
+    /// one thread. (A poisoned lock is recovered: it guards only the list of connections.)
+    pub fn lock(&self) -> PooledConnection<'_> {
+        let pool = &*self.pool;
+        let mut st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = st.idle.pop() {
+                return PooledConnection {
+                    pool,
+                    conn: Some(c),
+                };
+            }
+            if let Some(path) = &pool.path {
+                if st.open < MAX_CONNECTIONS {
+                    st.open += 1;
+                    drop(st);
+                    match Connection::open(path)
+                        .map_err(Error::db("open"))
+                        .and_then(|c| configure(&c, true).map(|()| c))
+                    {
+                        Ok(c) => {
+                            return PooledConnection {
+                                pool,
+                                conn: Some(c),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not open another database connection");
+                            st = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+                            // wait for one in use instead (the first connection is never
+                            // closed, so one is always open)
+                            st.open -= 1;
+                        }
+                    }
+                }
+            }
+            st = pool.freed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
     }
 }
 

@@ -34,7 +34,15 @@
 //!   created_by, comment, reference) -> Image`, `create_image(config, layers, reference)`,
 //!   `layer_refcount`; `unpack_layer_blob(blob, diff_id, chain_id, parent)` to unpack a layer
 //!   as soon as its download is done (register then reuses it); `add_blob_ref` /
-//!   `remove_blob_refs` to hold blobs (builds) against gc.
+//!   `remove_blob_refs` to hold blobs (builds, pulls) against gc; `release_blob_lease(owner,
+//!   candidates)` drops a hold and deletes the candidates nothing needs; `discard_blobs`;
+//!   `register_tagged(manifest, tags)` (image and tags in one transaction).
+//!   Modes: the data root is 0710, `content/`, `snapshots/` and each layer directory 0700
+//!   (fixed on open), so no other user can run what layers carry.
+//!   Concurrency: `ImageStore` is `Send + Sync`, cheap to clone and to share in an `Arc`;
+//!   the database is a small pool of WAL connections; registrations lease what they use
+//!   and take no store-wide lock; gc and rmi delete only unreferenced rows and blobs, each
+//!   checked and deleted in one transaction, and remove directories outside any lock.
 //! - [`store::Image`] — `id` (config digest), `manifest_digest`, `manifest_media_type`,
 //!   `manifest`, `config` ([`manifest::ImageConfig`], unknown fields kept), `layers`,
 //!   `diff_ids`, `chain_ids`, `repo_tags`, `repo_digests`, `size`, `created`,

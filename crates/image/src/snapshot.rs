@@ -99,16 +99,44 @@ impl OverlaySnapshotter {
     /// Snapshots under `root`, metadata in `db`.
     pub fn new(root: impl AsRef<Path>, db: Db) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(|e| Error::io("create directory", &root, e))?;
-        Ok(OverlaySnapshotter { root, db })
+        crate::store::ensure_private_dir(&root, crate::store::PRIVATE_DIR_MODE)?;
+        let snaps = OverlaySnapshotter { root, db };
+        snaps.fix_modes()?;
+        Ok(snaps)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Makes every snapshot directory 0700 (stores made before the modes were set had 0755).
+    /// Overlay mounts are made by root, which needs no permission bits on the lower dirs.
+    fn fix_modes(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let rd = fs::read_dir(&self.root).map_err(|e| Error::io("list", &self.root, e))?;
+        for ent in rd.flatten() {
+            let p = ent.path();
+            let Ok(md) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() && md.permissions().mode() & 0o7777 != crate::store::PRIVATE_DIR_MODE {
+                fs::set_permissions(
+                    &p,
+                    fs::Permissions::from_mode(crate::store::PRIVATE_DIR_MODE),
+                )
+                .map_err(|e| Error::io("set the mode of", &p, e))?;
+            }
+        }
+        Ok(())
+    }
+
     fn dir(&self, id: i64) -> PathBuf {
         self.root.join(id.to_string())
+    }
+
+    /// The directory of the snapshot with row id `id`.
+    pub(crate) fn dir_of(&self, id: i64) -> PathBuf {
+        self.dir(id)
     }
 
     /// The directory holding the files of snapshot `key` (the upper directory of an active
@@ -186,6 +214,9 @@ impl OverlaySnapshotter {
         let dir = self.dir(id);
         // a directory left by a crash before its row was committed would be stale
         let _ = fs::remove_dir_all(&dir);
+        // the layer's own directory is private (see ImageStore::open); fs/ inside keeps the
+        // mode the layer gives its root
+        crate::store::ensure_private_dir(&dir, crate::store::PRIVATE_DIR_MODE)?;
         let mk = |p: PathBuf| {
             fs::create_dir_all(&p).map_err(|e| Error::io("create snapshot directory", p, e))
         };
@@ -377,6 +408,21 @@ impl OverlaySnapshotter {
         Ok(())
     }
 
+    /// Removes an active snapshot that nothing uses (a failed extraction): its directory
+    /// first, to give the space back before the database has to write (a full disk is a
+    /// common reason for the failure), then its row. A crash in between leaves a row without a
+    /// directory, which `remove` then takes away as usual.
+    pub fn discard_active(&self, key: &str) -> Result<()> {
+        let info = self.stat(key)?;
+        let dir = self.dir(info.id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove snapshot directory", dir, e)),
+        }
+        self.remove(key)
+    }
+
     /// Snapshot keys that leases hold.
     pub fn leased(&self) -> Result<Vec<String>> {
         let conn = self.db.lock();
@@ -390,19 +436,46 @@ impl OverlaySnapshotter {
             .map_err(Error::db("list leases"))
     }
 
-    /// Removes snapshot directories that no row describes (left by a crash).
+    /// Removes snapshot directories that no row describes (left by a crash, or by a
+    /// remover that died between deleting the row and the directory). A directory whose id is
+    /// above the highest id committed is a snapshot being created (its row not yet
+    /// committed) and is left alone.
     pub fn remove_orphan_dirs(&self) -> Result<usize> {
-        let ids: std::collections::HashSet<i64> = self.list()?.into_iter().map(|i| i.id).collect();
+        let (ids, max_id) = {
+            let mut conn = self.db.lock();
+            let tx = conn.transaction().map_err(Error::db("begin"))?;
+            let ids: std::collections::HashSet<i64> = {
+                let mut st = tx
+                    .prepare("SELECT id FROM snapshots")
+                    .map_err(Error::db("list snapshots"))?;
+                let rows = st
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .map_err(Error::db("list snapshots"))?;
+                rows.collect::<std::result::Result<_, _>>()
+                    .map_err(Error::db("list snapshots"))?
+            };
+            let max_id: i64 = tx
+                .query_row(
+                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'snapshots'), 0)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(Error::db("read snapshot sequence"))?;
+            (ids, max_id)
+        };
         let mut n = 0;
         let rd = fs::read_dir(&self.root).map_err(|e| Error::io("list", &self.root, e))?;
         for ent in rd.flatten() {
             let name = ent.file_name();
             if let Some(id) = name.to_str().and_then(|s| s.parse::<i64>().ok()) {
-                if !ids.contains(&id) {
+                if id <= max_id && !ids.contains(&id) {
                     let p = ent.path();
-                    fs::remove_dir_all(&p)
-                        .map_err(|e| Error::io("remove orphan snapshot directory", &p, e))?;
-                    n += 1;
+                    match fs::remove_dir_all(&p) {
+                        Ok(()) => n += 1,
+                        // another remover got there first
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io("remove orphan snapshot directory", &p, e)),
+                    }
                 }
             }
         }

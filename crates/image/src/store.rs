@@ -22,9 +22,54 @@ use crate::manifest::{
 use crate::reference::Reference;
 use crate::snapshot::{Kind, Mount, OverlaySnapshotter, Snapshotter};
 
+/// Owner prefix of the leases a registration holds while it works (they are not
+/// containers: `rmi` does not count them as users).
+const REGISTER_OWNER: &str = "berth.register/";
+
 /// How long gc leaves unreferenced blobs and layer snapshots alone after they were written,
 /// so that a pull in progress (blobs in, image not yet registered) is not collected.
 pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// Mode of the data root: root may enter, its group may traverse (as /var/lib/docker), nobody
+/// else.
+pub const DATA_ROOT_MODE: u32 = 0o710;
+/// Mode of `content/`, `snapshots/` and each layer directory.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and its parents) if needed and makes its mode exactly `mode`.
+pub(crate) fn ensure_private_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+            }
+            match fs::DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create directory", dir, e)),
+            }
+        }
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    // the umask may have narrowed the mode, an old store may have a wider one; and it must be
+    // a real directory, not a symlink to somewhere else
+    let md = fs::symlink_metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+    if !md.is_dir() {
+        return Err(Error::io(
+            "use as a store directory",
+            dir,
+            std::io::Error::other("not a directory"),
+        ));
+    }
+    if md.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("set the mode of", dir, e))?;
+    }
+    Ok(())
+}
 
 /// An image in the store.
 #[derive(Debug, Clone)]
@@ -85,8 +130,15 @@ pub struct ImageStore {
 
 impl ImageStore {
     /// Opens the store under `data_root` (`content/`, `berth.db`, `snapshots/`).
+    ///
+    /// Modes, as Docker keeps /var/lib/docker: the data root is 0710 and `content/` and
+    /// `snapshots/` 0700, so no other user can reach a layer's files. Layers hold whatever
+    /// an image carries (setuid-root or file-capability binaries, device nodes), and the store
+    /// is on a file system without nosuid: a traversable store is a local root exploit.
+    /// A store made by an older berth with 0755 directories is fixed here.
     pub fn open(data_root: &Path) -> Result<ImageStore> {
-        fs::create_dir_all(data_root).map_err(|e| Error::io("create directory", data_root, e))?;
+        ensure_private_dir(data_root, DATA_ROOT_MODE)?;
+        ensure_private_dir(&data_root.join("content"), PRIVATE_DIR_MODE)?;
         let content = ContentStore::open(data_root.join("content"))?;
         let db = Db::open(&data_root.join("berth.db"))?;
         let snapshots = OverlaySnapshotter::new(data_root.join("snapshots"), db.clone())?;
@@ -184,42 +236,202 @@ impl ImageStore {
         manifest_digest: &Digest,
         record_repo_digest: bool,
     ) -> Result<Image> {
-        let id = self.register_untagged(manifest_digest)?;
-        let mut conn = self.db.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(Error::db("begin"))?;
-        if reference.tag.is_some() || reference.digest.is_none() {
-            tag_tx(&tx, &reference.with_tag_only(), &id)?;
-        }
-        if record_repo_digest {
-            let repo_digest = Reference {
-                tag: None,
-                digest: Some(manifest_digest.clone()),
-                ..reference.clone()
-            };
-            tx.execute(
-                "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
-                params![repo_digest.to_string(), id.as_str()],
-            )
-            .map_err(Error::db("record repo digest"))?;
-        }
-        tx.commit().map_err(Error::db("commit"))?;
-        drop(conn);
+        let tags: Vec<Reference> = if reference.tag.is_some() || reference.digest.is_none() {
+            vec![reference.with_tag_only()]
+        } else {
+            Vec::new()
+        };
+        let repo_digest = record_repo_digest.then(|| Reference {
+            tag: None,
+            digest: Some(manifest_digest.clone()),
+            ..reference.clone()
+        });
+        let id = self.register_full(manifest_digest, &tags, repo_digest.as_ref())?;
         self.get(&id)
+    }
+
+    /// As `register_untagged`, also tagging `tags` in the same transaction that records the
+    /// image: no moment in which a concurrent prune or rmi sees it untagged (dangling).
+    pub fn register_tagged(&self, manifest_digest: &Digest, tags: &[Reference]) -> Result<Digest> {
+        let tags: Vec<Reference> = tags.iter().map(|t| t.with_tag_only()).collect();
+        self.register_full(manifest_digest, &tags, None)
     }
 
     /// As `register` without a reference (a dangling image, e.g. `load` of an untagged one).
     /// Returns the image ID.
+    ///
+    /// Concurrency: no store-wide lock. The registration leases every blob and layer it
+    /// uses (owner `berth.register/...`) before it relies on it, and gc deletes only what no
+    /// lease or image holds, each check and delete in one write transaction; so a layer
+    /// found present stays until the image that needs it is recorded, and an rmi or prune
+    /// never waits for an unpack.
     pub fn register_untagged(&self, manifest_digest: &Digest) -> Result<Digest> {
-        // shared with other registrations, exclusive with collection: a layer found present
-        // here cannot be collected before the image that needs it is recorded
-        let _gc = self.gc_lock(false)?;
+        self.register_full(manifest_digest, &[], None)
+    }
+
+    fn register_full(
+        &self,
+        manifest_digest: &Digest,
+        tags: &[Reference],
+        repo_digest: Option<&Reference>,
+    ) -> Result<Digest> {
+        let owner = format!("{REGISTER_OWNER}{:016x}", rand::random::<u64>());
+        let mut created = Vec::new();
+        let result = self.register_leased(manifest_digest, &owner, &mut created, tags, repo_digest);
+        if let Err(e) = self.drop_leases(&owner) {
+            tracing::warn!(owner, error = %e, "could not drop a registration's leases");
+        }
+        if result.is_err() && !created.is_empty() {
+            // a failed registration leaves no layer behind that it unpacked
+            if let Err(e) = self.discard_layers(&created) {
+                tracing::warn!(error = %e, "could not remove the layers of a failed registration");
+            }
+        }
+        result
+    }
+
+    /// Removes the layer snapshots `keys` (in chain order) that no image, lease or child
+    /// uses.
+    fn discard_layers(&self, keys: &[Digest]) -> Result<()> {
+        let mut dirs = Vec::new();
+        for k in keys.iter().rev() {
+            if let Some(d) = self.delete_snapshot_if_unused(k.as_str())? {
+                dirs.push(d);
+            }
+        }
+        remove_dirs(&dirs);
+        Ok(())
+    }
+
+    /// Holds blob `d` for `owner`, then checks it is there (a gc that ran before the lease
+    /// may have deleted it; one after it will not).
+    fn lease_present_blob(&self, d: &Digest, owner: &str) -> Result<()> {
+        self.add_blob_ref(d, owner)?;
+        if !self.content.has(d) {
+            return Err(Error::BlobNotFound { digest: d.clone() });
+        }
+        Ok(())
+    }
+
+    /// Holds committed snapshot `key` for `owner` if it exists; false if it does not. One
+    /// statement, so atomic with gc's conditional delete.
+    fn lease_snapshot(&self, key: &str, owner: &str) -> Result<bool> {
+        let conn = self.db.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO leases (snapshot_key, owner, created) SELECT ?1, ?2, ?3 \
+             WHERE EXISTS (SELECT 1 FROM snapshots WHERE key = ?1 AND kind = 'committed')",
+            params![key, owner, now()],
+        )
+        .map_err(Error::db("add lease"))?;
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM leases WHERE snapshot_key = ?1 AND owner = ?2",
+                params![key, owner],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("look up lease"))?;
+        Ok(n > 0)
+    }
+
+    /// Drops the leases of loads, pulls and registrations that died without dropping them
+    /// (a day old: none of those runs that long).
+    fn expire_stale_leases(&self) -> Result<()> {
+        let day_ago = (chrono::Utc::now() - chrono::Duration::hours(24))
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let transient = "(owner LIKE 'berth.load/%' OR owner LIKE 'berth.pull/%' OR owner LIKE 'berth.register/%')";
+        let conn = self.db.lock();
+        conn.execute(
+            &format!("DELETE FROM blob_leases WHERE {transient} AND created < ?1"),
+            [&day_ago],
+        )
+        .map_err(Error::db("expire blob leases"))?;
+        conn.execute(
+            &format!("DELETE FROM leases WHERE {transient} AND created < ?1"),
+            [&day_ago],
+        )
+        .map_err(Error::db("expire leases"))?;
+        Ok(())
+    }
+
+    /// Drops every snapshot and blob lease of `owner`.
+    fn drop_leases(&self, owner: &str) -> Result<()> {
+        let conn = self.db.lock();
+        conn.execute("DELETE FROM leases WHERE owner = ?1", [owner])
+            .map_err(Error::db("remove leases"))?;
+        conn.execute("DELETE FROM blob_leases WHERE owner = ?1", [owner])
+            .map_err(Error::db("remove blob leases"))?;
+        Ok(())
+    }
+
+    /// Deletes the row of snapshot `key` if no image, lease or child snapshot needs it, in
+    /// one write transaction; returns its directory, for the caller to remove outside any
+    /// lock (the id is never reused: AUTOINCREMENT).
+    fn delete_snapshot_if_unused(&self, key: &str) -> Result<Option<PathBuf>> {
+        let mut conn = self.db.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM snapshots s WHERE s.key = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM snapshots c WHERE c.parent = ?1) \
+                 AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.snapshot_key = ?1) \
+                 AND NOT EXISTS (SELECT 1 FROM image_layers i WHERE i.chain_id = ?1)",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Error::db("look up snapshot"))?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
+            .map_err(Error::db("delete snapshot"))?;
+        tx.commit().map_err(Error::db("commit"))?;
+        Ok(Some(self.snapshots.dir_of(id)))
+    }
+
+    /// Deletes blob `d` if no image or lease needs it; the check and the unlink happen inside
+    /// one write transaction, so a lease taken concurrently either comes first (and keeps
+    /// the blob) or finds it gone. Returns the bytes freed.
+    fn delete_blob_if_unused(&self, d: &Digest, ignoring: Option<&str>) -> Result<Option<u64>> {
+        let mut conn = self.db.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::db("begin"))?;
+        let used: i64 = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM image_blobs WHERE digest = ?1) \
+                 OR EXISTS (SELECT 1 FROM image_layers WHERE blob_digest = ?1) \
+                 OR EXISTS (SELECT 1 FROM blob_leases WHERE digest = ?1 AND owner IS NOT ?2)",
+                params![d.as_str(), ignoring],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("look up blob references"))?;
+        if used != 0 {
+            return Ok(None);
+        }
+        let size = self.content.size(d).ok();
+        self.content.delete(d)?;
+        tx.commit().map_err(Error::db("commit"))?;
+        Ok(size)
+    }
+
+    fn register_leased(
+        &self,
+        manifest_digest: &Digest,
+        owner: &str,
+        created: &mut Vec<Digest>,
+        tags: &[Reference],
+        repo_digest: Option<&Reference>,
+    ) -> Result<Digest> {
+        self.lease_present_blob(manifest_digest, owner)?;
         let (mdigest, mt, m) = self.resolve_platform_manifest(manifest_digest)?;
-        if !self.content.has(&m.config.digest) {
-            return Err(Error::BlobNotFound {
-                digest: m.config.digest.clone(),
-            });
+        self.lease_present_blob(&mdigest, owner)?;
+        self.lease_present_blob(&m.config.digest, owner)?;
+        for l in &m.layers {
+            // not required to be present: a layer already unpacked needs no blob
+            self.add_blob_ref(&l.digest, owner)?;
         }
         let config_bytes = self
             .content
@@ -244,7 +456,34 @@ impl ImageStore {
             }
         }
         let chains = chain_ids(&diff_ids);
-        self.unpack_layers(&layers, &diff_ids, &chains)?;
+        let mut todo = Vec::new();
+        for (i, c) in chains.iter().enumerate() {
+            if !self.lease_snapshot(c.as_str(), owner)? {
+                todo.push(i);
+                created.push(c.clone());
+            }
+        }
+        self.unpack_layers(&layers, &diff_ids, &chains, todo.clone())?;
+        for i in todo {
+            // another registration may have unpacked it first, and an rmi may have removed
+            // that one before this lease: then unpack once more
+            let mut tries = 0;
+            while !self.lease_snapshot(chains[i].as_str(), owner)? {
+                tries += 1;
+                if tries > 3 {
+                    return Err(Error::SnapshotNotFound {
+                        key: chains[i].to_string(),
+                    });
+                }
+                let parent = (i > 0).then(|| chains[i - 1].to_string());
+                self.unpack_layer(
+                    &layers[i].digest,
+                    &diff_ids[i],
+                    &chains[i],
+                    parent.as_deref(),
+                )?;
+            }
+        }
         let mut size = 0u64;
         for c in &chains {
             size += self.snapshots.recorded_size(c.as_str())?;
@@ -298,6 +537,16 @@ impl ImageStore {
             )
             .map_err(Error::db("record image blob"))?;
         }
+        for t in tags {
+            tag_tx(&tx, t, &id)?;
+        }
+        if let Some(rd) = repo_digest {
+            tx.execute(
+                "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
+                params![rd.to_string(), id.as_str()],
+            )
+            .map_err(Error::db("record repo digest"))?;
+        }
         tx.commit().map_err(Error::db("commit"))?;
         tracing::info!(image = %id, manifest = %mdigest, layers = layers.len(), "image registered");
         Ok(id)
@@ -315,7 +564,6 @@ impl ImageStore {
         chain_id: &Digest,
         parent: Option<&Digest>,
     ) -> Result<()> {
-        let _gc = self.gc_lock(false)?;
         let parent = parent.map(|p| p.to_string());
         self.unpack_layer(blob, diff_id, chain_id, parent.as_deref())
     }
@@ -329,13 +577,8 @@ impl ImageStore {
         layers: &[&manifest::Descriptor],
         diff_ids: &[Digest],
         chains: &[Digest],
+        todo: Vec<usize>,
     ) -> Result<()> {
-        let mut todo = Vec::new();
-        for (i, c) in chains.iter().enumerate().take(layers.len()) {
-            if !self.snapshots.exists(c.as_str())? {
-                todo.push(i);
-            }
-        }
         if todo.is_empty() {
             return Ok(());
         }
@@ -417,6 +660,10 @@ impl ImageStore {
             self.snapshots.remove(&tmp_key)?;
         }
         self.snapshots.prepare(&tmp_key, None)?;
+        // held while it is being filled: however long the unpack takes, no gc removes it;
+        // the lease follows it to its committed key and is dropped there
+        let owner = format!("{REGISTER_OWNER}{tmp_key}");
+        self.snapshots.add_lease(&tmp_key, &owner)?;
         let result = (|| {
             let dir = self.snapshots.upper_dir(&tmp_key)?;
             let f = self.content.open_blob(blob)?;
@@ -435,11 +682,12 @@ impl ImageStore {
             }
             self.snapshots
                 .commit_as(&key, &tmp_key, parent, stats.size)?;
+            self.snapshots.remove_lease(&key, &owner)?;
             tracing::debug!(layer = %blob, chain = %chain, size = stats.size, entries = stats.entries, "layer unpacked");
             Ok(())
         })();
         if result.is_err() {
-            if let Err(e) = self.snapshots.remove(&tmp_key) {
+            if let Err(e) = self.snapshots.discard_active(&tmp_key) {
                 tracing::warn!(key = tmp_key, error = %e, "could not remove failed extraction snapshot");
             }
         }
@@ -459,7 +707,7 @@ impl ImageStore {
         reference: Option<&Reference>,
     ) -> Result<Image> {
         let upper = self.snapshots.upper_dir(key)?;
-        let layer = crate::diff::diff_to_blob(&self.content, &upper)?;
+        let layer = self.commit_upper(key, &upper, base)?;
         let mut layers: Vec<crate::diff::LayerBlob> = match base {
             Some(b) => b
                 .manifest
@@ -511,6 +759,110 @@ impl ImageStore {
         self.create_image(&cfg, &layers, reference)
     }
 
+    /// Turns a container's upper directory into a layer in one pass: the diff tar that
+    /// `write_diff` makes is compressed into the layer blob and, at the same time, unpacked
+    /// through a pipe into the new layer snapshot (committed under its chain ID over
+    /// `base`'s top layer). So `register` finds the layer present instead of decompressing
+    /// and unpacking the blob it has just written (a builder commits once per RUN step).
+    fn commit_upper(
+        &self,
+        key: &str,
+        upper: &Path,
+        base: Option<&Image>,
+    ) -> Result<crate::diff::LayerBlob> {
+        let tmp_key = format!(
+            "commit-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        self.snapshots.prepare(&tmp_key, None)?;
+        let owner = format!("{REGISTER_OWNER}{tmp_key}");
+        self.snapshots.add_lease(&tmp_key, &owner)?;
+        let result = self.commit_upper_into(key, upper, base, &tmp_key);
+        if let Ok(layer) = &result {
+            // the lease moved with the snapshot to its chain ID
+            let mut diff_ids = base.map(|b| b.diff_ids.clone()).unwrap_or_default();
+            diff_ids.push(layer.diff_id.clone());
+            if let Some(chain) = chain_ids(&diff_ids).last() {
+                self.snapshots.remove_lease(chain.as_str(), &owner)?;
+            }
+        }
+        // committed under the chain ID, the temporary key is gone; otherwise remove it
+        if self.snapshots.exists(&tmp_key).unwrap_or(false) {
+            if let Err(e) = self.snapshots.discard_active(&tmp_key) {
+                tracing::warn!(key = tmp_key, error = %e, "could not remove a commit's snapshot");
+            }
+        }
+        result
+    }
+
+    fn commit_upper_into(
+        &self,
+        key: &str,
+        upper: &Path,
+        base: Option<&Image>,
+        tmp_key: &str,
+    ) -> Result<crate::diff::LayerBlob> {
+        let dir = self.snapshots.upper_dir(tmp_key)?;
+        let what = format!("commit of {key}");
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| Error::io("create a pipe for", upper, e))?;
+        let (written, extracted) = std::thread::scope(|s| {
+            let extractor = s.spawn(|| {
+                let mut reader = reader;
+                let stats = extract::extract_layer(&mut reader, &dir, &what, None);
+                // the rest of the stream (tar padding) must be read, or the writer blocks
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                stats
+            });
+            let written = (|| {
+                let ingest = self.content.ingest()?;
+                let gz = flate2::write::GzEncoder::new(ingest, flate2::Compression::fast());
+                let both = TeeWriter { a: gz, b: writer };
+                let tee = crate::diff::write_diff(upper, crate::diff::TeeDigest::new(both))?;
+                let (diff_id, both) = tee.finish();
+                // closes the pipe: the extractor sees the end of the stream
+                let TeeWriter { a: gz, b: writer } = both;
+                drop(writer);
+                let ingest = gz
+                    .finish()
+                    .map_err(|e| Error::io("compress layer of", upper, e))?;
+                let (digest, size) = ingest.commit()?;
+                Ok::<_, Error>(crate::diff::LayerBlob {
+                    digest,
+                    diff_id,
+                    size,
+                    media_type: manifest::OCI_LAYER_GZIP.to_string(),
+                })
+            })();
+            let extracted = extractor.join().unwrap_or_else(|_| {
+                Err(Error::ExtractLayer {
+                    layer: what.clone(),
+                    reason: "the extracting thread panicked".into(),
+                })
+            });
+            (written, extracted)
+        });
+        // the extractor's error explains a broken pipe on the writing side
+        let stats = extracted?;
+        let layer = written?;
+        let mut diff_ids = base.map(|b| b.diff_ids.clone()).unwrap_or_default();
+        diff_ids.push(layer.diff_id.clone());
+        let chains = chain_ids(&diff_ids);
+        let Some(chain) = chains.last() else {
+            return Ok(layer);
+        };
+        let parent = base.and_then(|b| b.top_snapshot());
+        match self
+            .snapshots
+            .commit_as(chain.as_str(), tmp_key, parent.as_deref(), stats.size)
+        {
+            // the same change committed before: that layer serves
+            Ok(()) | Err(Error::SnapshotExists { .. }) => Ok(layer),
+            Err(e) => Err(e),
+        }
+    }
+
     /// How many images use the layer snapshot `chain_id` (its reference count).
     pub fn layer_refcount(&self, chain_id: &Digest) -> Result<usize> {
         let conn = self.db.lock();
@@ -547,7 +899,12 @@ impl ImageStore {
         }
         let config_bytes = serde_json::to_vec(config)
             .map_err(|e| Error::InvalidArgument(format!("serialise config: {e}")))?;
-        let config_digest = self.content.write_bytes(&config_bytes)?;
+        let mut written = Vec::new();
+        let config_digest = Digest::of(&config_bytes);
+        if !self.content.has(&config_digest) {
+            written.push(config_digest.clone());
+        }
+        self.content.write_bytes(&config_bytes)?;
         let m = Manifest {
             schema_version: 2,
             media_type: Some(manifest::OCI_MANIFEST.to_string()),
@@ -565,14 +922,23 @@ impl ImageStore {
         };
         let mbytes = serde_json::to_vec(&m)
             .map_err(|e| Error::InvalidArgument(format!("serialise manifest: {e}")))?;
-        let mdigest = self.content.write_bytes(&mbytes)?;
-        match reference {
+        let mdigest = Digest::of(&mbytes);
+        if !self.content.has(&mdigest) {
+            written.push(mdigest.clone());
+        }
+        self.content.write_bytes(&mbytes)?;
+        let result = match reference {
             Some(r) => self.register_with(r, &mdigest, false),
-            None => {
-                let id = self.register_untagged(&mdigest)?;
-                self.get(&id)
+            None => self
+                .register_untagged(&mdigest)
+                .and_then(|id| self.get(&id)),
+        };
+        if result.is_err() {
+            if let Err(e) = self.discard_blobs(&written) {
+                tracing::warn!(error = %e, "could not remove the blobs of a failed image creation");
             }
         }
+        result
     }
 
     /// The image with this exact ID.
@@ -743,6 +1109,19 @@ impl ImageStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::db("begin"))?;
+        // removed since the caller looked it up: say so, not "FOREIGN KEY constraint failed"
+        let exists: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM images WHERE id = ?1",
+                [image.id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(Error::db("look up image"))?;
+        if exists == 0 {
+            return Err(Error::ImageNotFound {
+                reference: image.id.to_string(),
+            });
+        }
         tag_tx(&tx, &reference.with_tag_only(), &image.id)?;
         tx.commit().map_err(Error::db("commit"))
     }
@@ -884,7 +1263,7 @@ impl ImageStore {
         };
         let conn = self.db.lock();
         let mut st = conn
-            .prepare("SELECT l.owner FROM leases l JOIN snapshots s ON s.key = l.snapshot_key WHERE s.parent = ?1 OR s.key = ?1")
+            .prepare("SELECT l.owner FROM leases l JOIN snapshots s ON s.key = l.snapshot_key WHERE (s.parent = ?1 OR s.key = ?1) AND l.owner NOT LIKE 'berth.register/%'")
             .map_err(Error::db("look up leases"))?;
         let rows = st
             .query_map([top], |r| r.get::<_, String>(0))
@@ -929,6 +1308,33 @@ impl ImageStore {
         Ok(())
     }
 
+    /// Drops `owner`'s holds on blobs and deletes those of `candidates` (blobs the owner
+    /// added) that no image and no other lease needs: what a load or pull that stored more
+    /// than it registered, or failed, leaves.
+    pub fn release_blob_lease(&self, owner: &str, candidates: &[Digest]) -> Result<()> {
+        // no gc lock: each delete is checked in its own transaction, so this need not wait
+        // for a prune that is running
+        // blobs first, the lease rows after: on a full disk the database may refuse to
+        // write until the blobs are gone
+        let deleted = self.discard_unused_blobs(candidates, Some(owner));
+        let released = self.remove_blob_refs(owner, None);
+        deleted.and(released)
+    }
+
+    /// Deletes those of `candidates` that no image and no lease needs (the blobs a failed
+    /// import or commit wrote).
+    pub fn discard_blobs(&self, candidates: &[Digest]) -> Result<()> {
+        self.discard_unused_blobs(candidates, None)
+    }
+
+    /// (`ignoring`: a lease owner whose holds do not count.)
+    fn discard_unused_blobs(&self, candidates: &[Digest], ignoring: Option<&str>) -> Result<()> {
+        for d in candidates {
+            self.delete_blob_if_unused(d, ignoring)?;
+        }
+        Ok(())
+    }
+
     /// Drops the lease and removes a container's snapshot.
     pub fn remove_container_snapshot(&self, key: &str) -> Result<()> {
         self.snapshots.remove_lease(key, key)?;
@@ -948,21 +1354,35 @@ impl ImageStore {
 
     /// Blobs and layer snapshots every image (and every lease) needs.
     fn live_sets(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        self.live_sets_ignoring(None)
+    }
+
+    /// As `live_sets`, without the blob leases of `ignoring`.
+    fn live_sets_ignoring(
+        &self,
+        ignoring: Option<&str>,
+    ) -> Result<(HashSet<String>, HashSet<String>)> {
         let conn = self.db.lock();
         let mut blobs = HashSet::new();
         let mut snaps = HashSet::new();
         for (q, is_blob) in [
             ("SELECT digest FROM image_blobs", true),
             ("SELECT blob_digest FROM image_layers", true),
-            ("SELECT digest FROM blob_leases", true),
+            ("SELECT digest FROM blob_leases WHERE owner IS NOT ?1", true),
             ("SELECT chain_id FROM image_layers", false),
             ("SELECT snapshot_key FROM leases", false),
         ] {
             let set = if is_blob { &mut blobs } else { &mut snaps };
             let mut st = conn.prepare(q).map_err(Error::db("gc scan"))?;
-            let rows = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(Error::db("gc scan"))?;
+            fn first(r: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+                r.get(0)
+            }
+            let rows = if q.contains("?1") {
+                st.query_map([ignoring], first)
+            } else {
+                st.query_map([], first)
+            }
+            .map_err(Error::db("gc scan"))?;
             for r in rows {
                 set.insert(r.map_err(Error::db("gc scan"))?);
             }
@@ -988,7 +1408,25 @@ impl ImageStore {
     }
 
     fn collect(&self, only: Option<&Image>, grace: Duration) -> Result<GcReport> {
+        let mut dirs = Vec::new();
+        let report = self.collect_rows(only, grace, &mut dirs);
+        remove_dirs(&dirs);
+        report
+    }
+
+    /// The part of `collect` under the gc lock (which only collectors take, so that two of
+    /// them do not work on the same rows): decides and deletes rows and blobs, and hands
+    /// back the directories to remove.
+    fn collect_rows(
+        &self,
+        only: Option<&Image>,
+        grace: Duration,
+        out_dirs: &mut Vec<PathBuf>,
+    ) -> Result<GcReport> {
         let _gc = self.gc_lock(true)?;
+        if only.is_none() {
+            self.expire_stale_leases()?;
+        }
         let (live_blobs, live_snaps) = self.live_sets()?;
         let mut report = GcReport::default();
         // snapshots: keep the live ones and their ancestors; remove the rest children first
@@ -1035,9 +1473,17 @@ impl ImageStore {
             d
         };
         doomed.sort_by_key(|i| std::cmp::Reverse(depth(&i.key)));
+        // rows now, each checked and deleted in its own short transaction; the directories
+        // after the lock (deleting a large layer takes long, and nothing can reach a
+        // directory whose row is gone)
+        let mut dirs = Vec::new();
         for i in doomed {
-            match self.snapshots.remove(&i.key) {
-                Ok(()) => report.snapshots.push(i.key.clone()),
+            match self.delete_snapshot_if_unused(&i.key) {
+                Ok(Some(dir)) => {
+                    report.snapshots.push(i.key.clone());
+                    dirs.push(dir);
+                }
+                Ok(None) => tracing::debug!(key = i.key, "snapshot kept: in use"),
                 Err(e) => tracing::debug!(key = i.key, error = %e, "snapshot kept"),
             }
         }
@@ -1063,10 +1509,12 @@ impl ImageStore {
             if md.modified().map(|t| t > sys_cutoff).unwrap_or(false) {
                 continue;
             }
-            self.content.delete(&d)?;
-            report.bytes += md.len();
-            report.blobs.push(d);
+            if let Some(n) = self.delete_blob_if_unused(&d, None)? {
+                report.bytes += n;
+                report.blobs.push(d);
+            }
         }
+        out_dirs.append(&mut dirs);
         if only.is_none() {
             self.snapshots.remove_orphan_dirs()?;
             // lock files and abandoned temporary blobs of crashed writers; a day old, so no
@@ -1106,6 +1554,38 @@ impl ImageStore {
     /// Whether some container lease holds a snapshot over this image.
     pub fn in_use(&self, img: &Image) -> Result<bool> {
         Ok(!self.containers_using(img)?.is_empty())
+    }
+}
+
+/// Writes everything to both `a` and `b`.
+struct TeeWriter<A: std::io::Write, B: std::io::Write> {
+    a: A,
+    b: B,
+}
+
+impl<A: std::io::Write, B: std::io::Write> std::io::Write for TeeWriter<A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.a.write_all(buf)?;
+        self.b.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.a.flush()?;
+        self.b.flush()
+    }
+}
+
+/// Removes snapshot directories whose rows are gone. A failure is logged, not returned: the
+/// row is what makes a snapshot, and gc's orphan sweep retries the directory later.
+fn remove_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        match fs::remove_dir_all(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %d.display(), error = %e, "could not remove snapshot directory")
+            }
+        }
     }
 }
 

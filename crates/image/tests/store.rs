@@ -335,3 +335,74 @@ fn blob_leases_hold_against_gc() {
     store.gc().unwrap();
     assert!(store.content().has(&fresh));
 }
+
+/// `commit_container` makes the layer from the container's upper directory in one pass:
+/// the committed layer holds the change (a new file, a whiteout for a deleted one) and is
+/// what the layer blob unpacks to.
+#[test]
+fn commit_container_layer_matches_its_blob() {
+    if !root_or_skip("commit_container_layer_matches_its_blob") {
+        return;
+    }
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(&tmp.path().join("data")).unwrap();
+    let img = common::make_image(
+        &store,
+        &[common::layer(&[("a", Some(b"1")), ("b", Some(b"2"))])],
+        "base:1",
+    );
+    store.prepare_container("c1", &img).unwrap();
+    let upper = store.snapshotter().upper_dir("c1").unwrap();
+    fs::write(upper.join("added"), b"new").unwrap();
+    // overlayfs records the deletion of b as a 0/0 character device
+    nix::sys::stat::mknod(
+        &upper.join("b"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o000),
+        0,
+    )
+    .unwrap();
+    let committed = store
+        .commit_container("c1", Some(&img), None, "commit", None, None)
+        .unwrap();
+    let top = store
+        .snapshotter()
+        .upper_dir(&committed.top_snapshot().unwrap())
+        .unwrap();
+    assert_eq!(fs::read(top.join("added")).unwrap(), b"new");
+    let wh = fs::symlink_metadata(top.join("b")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert!(!top.join("a").exists());
+    // the blob unpacks to the same tree, and its diff ID is the config's
+    let out = tmp.path().join("from-blob");
+    fs::create_dir(&out).unwrap();
+    let blob = committed.layers.last().unwrap();
+    let diff_id = committed.diff_ids.last().unwrap();
+    berth_image::extract::extract_layer(
+        store.content().open_blob(blob).unwrap(),
+        &out,
+        "check",
+        Some(diff_id),
+    )
+    .unwrap();
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&top), names(&out));
+    // no temporary commit snapshot is left
+    let keys: Vec<String> = store
+        .snapshotter()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert!(!keys.iter().any(|k| k.starts_with("commit-")), "{keys:?}");
+    store.remove_container_snapshot("c1").unwrap();
+}

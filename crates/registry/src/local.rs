@@ -47,6 +47,16 @@ pub trait LocalImages: Send + Sync + 'static {
     /// Remembers that the image is now in the registry as `reference` (by `manifest`), so
     /// later pushes to other repositories of that registry can mount from it.
     fn record_pushed(&self, _reference: &Reference, _manifest: &Digest) {}
+
+    /// Holds `digests` for `owner` (a pull in progress) so that a concurrent rmi or prune
+    /// does not delete a blob the pull found present and skipped. Taken before the pull
+    /// looks at what is present.
+    fn hold_blobs(&self, _owner: &str, _digests: &[Digest]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Drops what `hold_blobs` took for `owner`.
+    fn release_blobs(&self, _owner: &str) {}
 }
 
 impl LocalImages for ImageStore {
@@ -89,6 +99,19 @@ impl LocalImages for ImageStore {
             }
         }
         out
+    }
+
+    fn hold_blobs(&self, owner: &str, digests: &[Digest]) -> StoreResult<()> {
+        for d in digests {
+            self.add_blob_ref(d, owner)?;
+        }
+        Ok(())
+    }
+
+    fn release_blobs(&self, owner: &str) {
+        if let Err(e) = self.remove_blob_refs(owner, None) {
+            tracing::warn!(owner, error = %e, "could not drop a pull's blob leases");
+        }
     }
 
     fn record_pushed(&self, reference: &Reference, manifest: &Digest) {

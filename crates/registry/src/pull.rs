@@ -384,13 +384,39 @@ async fn unpack(store: &Arc<dyn LocalImages>, step: &UnpackStep) -> Result<()> {
     Ok(())
 }
 
-/// Pulls `reference` into `store`.
+/// Pulls `reference` into `store`. The blobs of the image are held (leased) from before the
+/// pull looks at what is present until the image is registered, so that an rmi or prune
+/// running at the same time cannot delete a blob the pull counted on.
 pub(crate) async fn pull(
     client: &RepositoryClient,
     store: Arc<dyn LocalImages>,
     reference: &Reference,
     opts: &PullOptions,
     progress: &dyn Progress,
+) -> Result<PullReport> {
+    static PULLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let owner = format!(
+        "berth.pull/{}-{}",
+        std::process::id(),
+        PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let result = pull_held(client, store.clone(), reference, opts, progress, &owner).await;
+    let releaser = store.clone();
+    let o = owner.clone();
+    // SQLite work: off the async threads
+    if let Err(e) = tokio::task::spawn_blocking(move || releaser.release_blobs(&o)).await {
+        tracing::warn!(owner, error = %e, "could not drop a pull's blob leases");
+    }
+    result
+}
+
+async fn pull_held(
+    client: &RepositoryClient,
+    store: Arc<dyn LocalImages>,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+    owner: &str,
 ) -> Result<PullReport> {
     let t0 = Instant::now();
     let by = match &reference.digest {
@@ -463,6 +489,16 @@ pub(crate) async fn pull(
                 reason: format!("foreign layer {} is not supported", l.digest),
             });
         }
+    }
+    {
+        let mut held = vec![manifest.config.digest.clone()];
+        held.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        let store = store.clone();
+        let owner = owner.to_string();
+        tokio::task::spawn_blocking(move || store.hold_blobs(&owner, &held))
+            .await
+            .map_err(|e| Error::Internal(format!("lease thread: {e}")))?
+            .map_err(|e| store_err("lease blobs", reference.to_string(), e))?;
     }
     let t1 = Instant::now();
     let mut fetched = Vec::new();
