@@ -1099,6 +1099,8 @@ impl Shim {
             detach: true,
             preserve_fds: 0,
             ignore_paused: false,
+            stdio: None,
+            console: None,
         };
         let rt = &self.rt;
         let id = &self.args.id;
