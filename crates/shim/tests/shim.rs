@@ -313,6 +313,16 @@ fn the_shim_survives_its_spawner_and_keeps_logging() {
     .unwrap();
     daemon.wait().unwrap();
     let logged_at_kill = s.log_records().len();
+    // what a dying daemon's terminal or service manager may send it
+    for sig in [
+        nix::sys::signal::SIGTERM,
+        nix::sys::signal::SIGHUP,
+        nix::sys::signal::SIGINT,
+        nix::sys::signal::SIGPIPE,
+    ] {
+        kill(s.shim_pid, sig);
+    }
+    assert_eq!(s.call(json!({"op": "state"}))["status"], "running");
 
     // still there, still streaming, and still logging what it streams
     let (mut attach, r) = s.request(json!({"op": "attach", "stdout": true}));
@@ -384,4 +394,112 @@ fn log_driver_none_writes_no_file_and_rotation_keeps_max_file() {
     }
     let last = s.log_records();
     assert_eq!(last.last().unwrap()["log"], "line 199\n");
+}
+
+#[test]
+fn a_client_that_does_not_read_is_dropped_and_blocks_nothing() {
+    if require_root() {
+        return;
+    }
+    const TOTAL: usize = 3_000_000;
+    let mut s = Shim::bundle(
+        "shim-slow",
+        &[
+            "sh",
+            "-c",
+            &format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {TOTAL}"),
+        ],
+    );
+    s.start_shim(&[]);
+    // attached, but reads nothing until the container is over
+    let (mut slow, r) = s.request(json!({"op": "attach", "stdout": true}));
+    assert_eq!(r, json!({"ok": true}));
+    let (mut fast, r) = s.request(json!({"op": "attach", "stdout": true}));
+    assert_eq!(r, json!({"ok": true}));
+    let reader = std::thread::spawn(move || read_frames(&mut fast));
+    let waiter = s.waiter();
+    s.start();
+    let w = wait_answer(waiter);
+    assert_eq!(w["exit_code"], 0, "{w}");
+    let (out, _) = reader.join().unwrap();
+    assert_eq!(out.len(), TOTAL, "a reading client gets everything");
+    let logged: usize = s
+        .log_records()
+        .iter()
+        .map(|r| r["log"].as_str().unwrap().len())
+        .sum();
+    assert_eq!(logged, TOTAL, "the log has everything");
+    let mut got = Vec::new();
+    slow.read_to_end(&mut got).unwrap();
+    assert!(
+        got.len() < TOTAL,
+        "the slow client was dropped, not waited for"
+    );
+    s.assert_nothing_left();
+}
+
+#[test]
+fn exec_with_a_terminal_takes_input_and_a_resize() {
+    if require_root() {
+        return;
+    }
+    let mut s = Shim::bundle("shim-exec-tty", &["sleep", "1000"]);
+    s.start_shim(&[]);
+    s.start();
+    let mut process = s.spec["process"].clone();
+    process["terminal"] = json!(true);
+    process["args"] = json!(["sh", "-c", "read x; stty size; exit 4"]);
+    let (r, resp) = s.request(json!({
+        "op": "exec", "exec_id": "t1", "process": process, "stdin": true
+    }));
+    assert_eq!(resp["ok"], true, "{resp}");
+    let r2 = s.call(json!({"op": "exec_resize", "exec_id": "t1", "height": 12, "width": 34}));
+    assert_eq!(r2, json!({"ok": true}));
+    let mut sock = r.into_inner();
+    sock.write_all(b"\n").unwrap();
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("12 34\r\n"), "{text:?}");
+    assert_eq!(
+        s.call(json!({"op": "exec_wait", "exec_id": "t1"})),
+        json!({"exit_code": 4})
+    );
+}
+
+#[test]
+fn container_processes_start_with_no_signal_blocked_or_ignored() {
+    if require_root() {
+        return;
+    }
+    let check = |who: &str, out: &[u8], err: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        assert!(err.is_empty(), "{who}: {}", String::from_utf8_lossy(err));
+        assert_eq!(text.lines().count(), 2, "{who}: {text}");
+        for line in text.lines() {
+            let (name, hex) = line.split_once(":\t").unwrap();
+            let mask = u64::from_str_radix(hex.trim(), 16).unwrap();
+            // The standard signals (1-31). Signals 32 and 33 are glibc's own (SIGCANCEL,
+            // SIGSETXID), which glibc refuses to touch: an ignored one inherited from whoever
+            // started the shim is the runtime's to reset in the child.
+            assert_eq!(mask & 0x7fff_ffff, 0, "{who}: {name} {hex}");
+        }
+    };
+    let grep = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"];
+    let mut s = Shim::bundle("shim-sigs", &grep);
+    s.start_shim(&[]);
+    let (mut attach, _) = s.request(json!({"op": "attach", "stdout": true, "stderr": true}));
+    s.start();
+    let (out, err) = read_frames(&mut attach);
+    check("init", &out, &err);
+
+    let mut s = Shim::bundle("shim-sigs-exec", &["sleep", "1000"]);
+    s.start_shim(&[]);
+    s.start();
+    let mut process = s.spec["process"].clone();
+    process["args"] = json!(grep);
+    let (mut stream, r) = s.request(json!({"op": "exec", "exec_id": "g", "process": process}));
+    assert_eq!(r["ok"], true, "{r}");
+    let (out, err) = read_frames(&mut stream);
+    check("exec", &out, &err);
 }
