@@ -5,7 +5,8 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -180,13 +181,9 @@ fn quiet_stdio() {
         .write(true)
         .open("/dev/null")
     {
-        for i in 0..3 {
-            let _ = nix::unistd::dup2(null.as_raw_fd(), i);
-        }
+        stdio::quiet(&null.into());
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 type SetupError = Box<(Error, bool, ShimArgs, Diag)>;
 
@@ -275,8 +272,7 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         }
         Err(e) => {
             prepared.abandon();
-            // The create may have happened; its id is ours alone, so delete it.
-            return fail(e, true, args, diag);
+            return fail(e, false, args, diag);
         }
     };
     let streams = match prepared.finish(&args.id, args.stdin) {
