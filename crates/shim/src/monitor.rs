@@ -5,9 +5,12 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_runtime::{CreateOptions, ExecOptions, Runtime};
@@ -178,29 +181,36 @@ fn quiet_stdio() {
         .write(true)
         .open("/dev/null")
     {
-        for i in 0..3 {
-            let _ = nix::unistd::dup2(null.as_raw_fd(), i);
-        }
+        stdio::quiet(&null.into());
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 type SetupError = Box<(Error, bool, ShimArgs, Diag)>;
 
 fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
-    let mut blocked = SigSet::empty();
-    // SIGCHLD for the signalfd; the others so that a daemon's process-group signal or a
-    // closed terminal cannot end us (SIGPIPE is already ignored by Rust's runtime).
+    // The daemon's process-group signals and a closed terminal must not end us, and a client
+    // gone mid-write must be an EPIPE, not a death. Handlers, not SIG_IGN: execve resets a
+    // handled signal to its default, so the container's processes do not inherit them.
+    let survived = Arc::new(AtomicBool::new(false));
     for s in [
-        Signal::SIGCHLD,
-        Signal::SIGHUP,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGQUIT,
+        libc::SIGPIPE,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGQUIT,
     ] {
-        blocked.add(s);
+        if let Err(e) = signal_hook::flag::register(s, Arc::clone(&survived)) {
+            return Err(Box::new((
+                Error::sys("install a signal handler", e),
+                false,
+                args,
+                diag,
+            )));
+        }
     }
+    let mut blocked = SigSet::empty();
+    // only for the signalfd; unblocked around create and exec (the mask survives execve)
+    blocked.add(Signal::SIGCHLD);
     let fail = |e: Error, created: bool, args: ShimArgs, diag: Diag| {
         Err(Box::new((e, created, args, diag)))
     };
@@ -262,8 +272,7 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         }
         Err(e) => {
             prepared.abandon();
-            // The create may have happened; its id is ours alone, so delete it.
-            return fail(e, true, args, diag);
+            return fail(e, false, args, diag);
         }
     };
     let streams = match prepared.finish(&args.id, args.stdin) {

@@ -45,6 +45,13 @@ fn dev_null() -> Result<OwnedFd, Error> {
         .map_err(|e| Error::sys("open /dev/null", e))
 }
 
+/// Point 0-2 at /dev/null: the shim's own stdio belongs to nobody.
+pub(crate) fn quiet(null: &OwnedFd) {
+    for i in 0..3 {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), i);
+    }
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))
 }
@@ -96,20 +103,23 @@ impl Prepared {
 
     /// Run `f` (the runtime's create or exec) with the process's stdio on 0-2 and with no
     /// signal blocked, so that the process inherits neither the shim's mask nor its files;
-    /// `blocked` is the shim's mask, put back afterwards.
+    /// `blocked` is the shim's mask, put back afterwards. An error means `f` did not run.
     pub(crate) fn around<R>(&self, blocked: &SigSet, f: impl FnOnce() -> R) -> Result<R, Error> {
-        for (i, fd) in self.child.iter().enumerate() {
-            nix::unistd::dup2(fd.as_raw_fd(), i as i32).map_err(|e| Error::sys("dup2", e))?;
-        }
-        let unblocked = SigSet::empty().thread_set_mask();
-        let r = f();
-        let reblocked = blocked.thread_set_mask();
         let null = dev_null()?;
-        for i in 0..3 {
-            nix::unistd::dup2(null.as_raw_fd(), i).map_err(|e| Error::sys("dup2", e))?;
+        for (i, fd) in self.child.iter().enumerate() {
+            if let Err(e) = nix::unistd::dup2(fd.as_raw_fd(), i as i32) {
+                quiet(&null);
+                return Err(Error::sys("dup2", e));
+            }
         }
-        unblocked.map_err(|e| Error::sys("unblock signals", e))?;
-        reblocked.map_err(|e| Error::sys("block signals", e))?;
+        if let Err(e) = SigSet::empty().thread_set_mask() {
+            quiet(&null);
+            return Err(Error::sys("unblock signals", e));
+        }
+        let r = f();
+        // Neither can fail with valid arguments; a failure would be a bug, not a condition.
+        let _ = blocked.thread_set_mask();
+        quiet(&null);
         Ok(r)
     }
 
