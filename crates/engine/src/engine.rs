@@ -152,8 +152,10 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
+    /// The shim's directory. Short, because a unix socket path is limited to 107 bytes:
+    /// half the ID is unique enough (128 bits) and leaves room for a long exec root.
     pub fn state_dir(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("containers").join(id)
+        self.cfg.exec_root.join("c").join(&id[..id.len().min(32)])
     }
 
     pub fn socket(&self, id: &str) -> PathBuf {
