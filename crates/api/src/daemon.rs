@@ -143,7 +143,10 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert("Api-Version", axum::http::HeaderValue::from_static(crate::API_VERSION));
+    h.insert(
+        "Api-Version",
+        axum::http::HeaderValue::from_static(crate::API_VERSION),
+    );
     h.insert("Server", axum::http::HeaderValue::from_static("berth"));
     h.insert("Ostype", axum::http::HeaderValue::from_static("linux"));
     resp

@@ -80,7 +80,13 @@ fn main() {
         Command::Image(c) => report(image_cmd::run(c, &cli.data_root)),
         Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root)),
         Command::Shim(a) => berth_shim::main(a),
-        Command::Daemon(a) => daemon_cmd::run(a, std::env::var_os("BERTH_DATA_ROOT").map(Into::into).or(Some(cli.data_root.clone())).filter(|_| std::env::var_os("BERTH_DATA_ROOT").is_some())),
+        Command::Daemon(a) => daemon_cmd::run(
+            a,
+            std::env::var_os("BERTH_DATA_ROOT")
+                .map(Into::into)
+                .or(Some(cli.data_root.clone()))
+                .filter(|_| std::env::var_os("BERTH_DATA_ROOT").is_some()),
+        ),
     };
     std::process::exit(code);
 }
