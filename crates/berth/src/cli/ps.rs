@@ -161,15 +161,10 @@ pub fn fields(c: &ContainerSummary, trunc: bool, now: i64) -> serde_json::Value 
         .map(|n| n.keys().cloned().collect())
         .unwrap_or_default();
     networks.sort();
-    let size = match (c.size_rw, c.size_root_fs) {
-        (None, None) => String::new(),
-        (rw, root) => {
-            let rw = format::human_size(rw.unwrap_or(0) as f64);
-            match root {
-                Some(r) => format!("{rw} (virtual {})", format::human_size(r as f64)),
-                None => rw,
-            }
-        }
+    let rw = format::human_size(c.size_rw.unwrap_or(0) as f64);
+    let size = match c.size_root_fs.filter(|r| *r > 0) {
+        Some(r) => format!("{rw} (virtual {})", format::human_size(r as f64)),
+        None => rw,
     };
     json!({
         "ID": id,
@@ -186,6 +181,7 @@ pub fn fields(c: &ContainerSummary, trunc: bool, now: i64) -> serde_json::Value 
         "Mounts": mounts.join(","),
         "LocalVolumes": local_volumes.to_string(),
         "Networks": networks.join(","),
+        "Platform": null,
     })
 }
 
@@ -271,7 +267,7 @@ mod tests {
         let f = fields(&c, true, 1_030);
         assert_eq!(f["ID"], "0123456789ab");
         assert_eq!(f["Names"], "web");
-        assert_eq!(f["Command"], "\"sh -c 'while true;…\"");
+        assert_eq!(f["Command"], "\"sh -c 'while true; …\"");
         assert_eq!(f["RunningFor"], "30 seconds ago");
         assert_eq!(f["Labels"], "a=1,b=2");
         assert_eq!(f["CreatedAt"], "1970-01-01 00:16:40 +0000 UTC");
