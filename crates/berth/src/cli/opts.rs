@@ -301,7 +301,7 @@ pub fn parse_ulimit(s: &str) -> std::result::Result<ResourcesUlimits, String> {
 
 /// docker's env files (and label files): one `KEY=value` a line, `#` comments and blank lines
 /// skipped, leading whitespace of the key dropped, a bare `KEY` taken from the CLI's own
-/// environment when set there.
+/// environment when set there (and dropped when not).
 pub fn parse_env_lines(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
@@ -327,9 +327,9 @@ pub fn parse_env_lines(
                 if k.contains(char::is_whitespace) {
                     return Err(format!("variable '{k}' contains whitespaces"));
                 }
-                match lookup(k) {
-                    Some(v) => out.push(format!("{k}={v}")),
-                    None => out.push(k.to_string()),
+                // a name the CLI's environment lacks is dropped, as docker drops it
+                if let Some(v) = lookup(k) {
+                    out.push(format!("{k}={v}"));
                 }
             }
         }
@@ -576,6 +576,16 @@ fn security_opts(items: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// `net_admin` → `CAP_NET_ADMIN`, as the docker CLI sends capabilities (`ALL` stays).
+pub fn normalize_cap(c: &str) -> String {
+    let up = c.trim().to_ascii_uppercase();
+    if up == "ALL" || up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    }
+}
+
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
@@ -745,8 +755,8 @@ impl RunOpts {
             network_mode: Some(self.network.clone().unwrap_or_else(|| "default".into())),
             privileged: Some(self.privileged),
             readonly_rootfs: Some(self.read_only),
-            cap_add: non_empty(self.cap_add.clone()),
-            cap_drop: non_empty(self.cap_drop.clone()),
+            cap_add: non_empty(self.cap_add.iter().map(|c| normalize_cap(c)).collect()),
+            cap_drop: non_empty(self.cap_drop.iter().map(|c| normalize_cap(c)).collect()),
             security_opt: non_empty(security_opts(&self.security_opt)?),
             sysctls: (!self.sysctl.is_empty())
                 .then(|| key_values("--sysctl", &self.sysctl))
@@ -883,7 +893,7 @@ mod tests {
             .expect("valid");
         assert_eq!(
             got,
-            vec!["A=1", "B=two words", "HOME_FROM_CLI=/h", "MISSING_X", "C="]
+            vec!["A=1", "B=two words", "HOME_FROM_CLI=/h", "C="]
         );
         assert!(parse_env_lines("=x\n", |_| None).is_err());
         assert!(parse_env_lines("A B=1\n", |_| None).is_err());
@@ -969,6 +979,16 @@ mod tests {
         assert!(parse_device("/dev/a:/dev/b:rwx").is_err());
         assert!(parse_restart("always:3").is_err());
         assert!(parse_mount("type=bind,source=/a").is_err());
+    }
+
+    #[test]
+    fn capabilities_get_their_prefix() {
+        let h = hc(&["--cap-add", "net_admin", "--cap-add", "ALL", "--cap-drop", "CAP_MKNOD", "img"]);
+        assert_eq!(
+            h.cap_add,
+            Some(vec!["CAP_NET_ADMIN".to_string(), "ALL".to_string()])
+        );
+        assert_eq!(h.cap_drop, Some(vec!["CAP_MKNOD".to_string()]));
     }
 
     #[test]

@@ -47,10 +47,9 @@ pub enum Target {
     Exec(String),
 }
 
-async fn resize(docker: &bollard::Docker, target: &Target) {
-    let Some((h, w)) = size() else { return };
-    // a resize that fails (the process just exited) is not worth reporting
-    let _ = match target {
+async fn resize(docker: &bollard::Docker, target: &Target) -> bool {
+    let Some((h, w)) = size() else { return true };
+    let r = match target {
         Target::Container(id) => {
             docker
                 .resize_container_tty(
@@ -74,18 +73,28 @@ async fn resize(docker: &bollard::Docker, target: &Target) {
                 .await
         }
     };
+    r.is_ok()
 }
 
 /// Sizes the tty now and on every SIGWINCH, until the returned task is aborted.
 pub fn follow_window(docker: bollard::Docker, target: Target) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        resize(&docker, &target).await;
+        // an exec's process may not exist yet when its start returns, and then the daemon
+        // refuses the first resize; retry a few times, as the docker CLI does, rather than
+        // leave the tty at 0x0 until the window changes
+        for attempt in 1..=10u64 {
+            if resize(&docker, &target).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+        }
         let Ok(mut winch) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         else {
             return;
         };
         while winch.recv().await.is_some() {
+            // a resize that fails (the process just exited) is not worth reporting
             resize(&docker, &target).await;
         }
     })
