@@ -7,8 +7,8 @@ use std::io::{BufRead, Write};
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptions, LogsOptions, PruneContainersOptions,
-    RemoveContainerOptions, RenameContainerOptions, RestartContainerOptions,
-    StopContainerOptions, TopOptions,
+    RemoveContainerOptions, RenameContainerOptions, RestartContainerOptions, StopContainerOptions,
+    TopOptions,
 };
 use futures_util::StreamExt;
 
@@ -23,9 +23,9 @@ use super::{CliError, Client, Result};
 #[derive(clap::Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Create and run a new container from an image
-    Run(RunOpts),
+    Run(Box<RunOpts>),
     /// Create a new container
-    Create(RunOpts),
+    Create(Box<RunOpts>),
     /// Start one or more stopped containers
     Start(StartArgs),
     /// Attach local standard input, output, and error streams to a running container
@@ -71,9 +71,9 @@ pub enum ContainerSub {
     #[command(visible_aliases = ["list", "ps"])]
     Ls(PsArgs),
     /// Create and run a new container from an image
-    Run(RunOpts),
+    Run(Box<RunOpts>),
     /// Create a new container
-    Create(RunOpts),
+    Create(Box<RunOpts>),
     /// Start one or more stopped containers
     Start(StartArgs),
     /// Attach local standard input, output, and error streams to a running container
@@ -155,7 +155,12 @@ pub struct StopArgs {
     #[arg(short, long)]
     pub signal: Option<String>,
     /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "timeout", visible_alias = "time", allow_hyphen_values = true)]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        visible_alias = "time",
+        allow_hyphen_values = true
+    )]
     pub timeout: Option<i32>,
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -228,8 +233,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
     use ContainerCommand as C;
     use ContainerSub as S;
     match cmd {
-        C::Run(o) | C::Container(S::Run(o)) => run::run(client, o).await,
-        C::Create(o) | C::Container(S::Create(o)) => run::create_cmd(client, o).await,
+        C::Run(o) | C::Container(S::Run(o)) => run::run(client, *o).await,
+        C::Create(o) | C::Container(S::Create(o)) => run::create_cmd(client, *o).await,
         C::Start(a) | C::Container(S::Start(a)) => run::start(client, a).await,
         C::Attach(a) | C::Container(S::Attach(a)) => run::attach(client, a).await,
         C::Wait(a) | C::Container(S::Wait(a)) => wait(client, a).await,

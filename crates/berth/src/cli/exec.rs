@@ -92,7 +92,11 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
             .map_err(|e| client.err("exec start", e))?;
         return Ok(0);
     }
-    let raw = if a.tty && attach_stdin { RawMode::enter() } else { None };
+    let raw = if a.tty && attach_stdin {
+        RawMode::enter()
+    } else {
+        None
+    };
     let started = client
         .docker
         .start_exec(
@@ -110,7 +114,14 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         .then(|| tty::follow_window(client.docker.clone(), tty::Target::Exec(id.clone())));
     let detached = match started {
         StartExecResults::Attached { output, input } => {
-            run::pump(client, output, input, attach_stdin, a.detach_keys.as_deref()).await
+            run::pump(
+                client,
+                output,
+                input,
+                attach_stdin,
+                a.detach_keys.as_deref(),
+            )
+            .await
         }
         StartExecResults::Detached => Ok(false),
     };

@@ -203,12 +203,17 @@ fn wrap_actions(src: &str) -> String {
             Some(b) => (b, " -"),
             None => (body, ""),
         };
-        let word = body.trim_start().split([' ', '(', '\t']).next().unwrap_or("");
-        let plain = !body.trim().is_empty()
-            && !body.trim_start().starts_with("/*")
-            && !CONTROL.contains(&word)
-            && !body.contains(":=")
-            && !(word.starts_with('$') && body.contains(" = "));
+        let word = body
+            .trim_start()
+            .split([' ', '(', '\t'])
+            .next()
+            .unwrap_or("");
+        let keeps_as_is = body.trim().is_empty()
+            || body.trim_start().starts_with("/*")
+            || CONTROL.contains(&word)
+            || body.contains(":=")
+            || (word.starts_with('$') && body.contains(" = "));
+        let plain = !keeps_as_is;
         if plain {
             out.push_str(&format!("{{{{{lead}__goprint ({}){trail}}}}}", body.trim()));
         } else {
@@ -420,7 +425,10 @@ mod tests {
         assert_eq!(render("{{.Args}}"), "[a b]");
         assert_eq!(render("{{.Missing}}"), "<no value>");
         assert_eq!(render("{{- .Name -}}"), "/web");
-        assert_eq!(render("{{if eq .State.Status \"running\"}}up{{else}}down{{end}}"), "up");
+        assert_eq!(
+            render("{{if eq .State.Status \"running\"}}up{{else}}down{{end}}"),
+            "up"
+        );
         assert_eq!(render("{{$n := .Name}}{{$n}}"), "/web");
         assert_eq!(render("{{/* c */}}x"), "x");
         assert_eq!(render("{{.Args | json}}"), r#"["a","b"]"#);

@@ -111,7 +111,10 @@ pub async fn connect(host: &str) -> Result<Client> {
     };
     let docker = Docker::connect_with_unix(&socket, 120, bollard::API_DEFAULT_VERSION)
         .map_err(|_| connect_err())?;
-    let docker = docker.negotiate_version().await.map_err(|_| connect_err())?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|_| connect_err())?;
     let v = docker.client_version();
     let api_version = format!("{}.{}", v.major_version, v.minor_version);
     Ok(Client {

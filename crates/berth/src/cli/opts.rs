@@ -198,7 +198,9 @@ pub struct RunOpts {
 }
 
 fn bad(flag: &str, value: &str, why: impl std::fmt::Display) -> CliError {
-    CliError::Usage(format!("invalid argument \"{value}\" for \"{flag}\" flag: {why}"))
+    CliError::Usage(format!(
+        "invalid argument \"{value}\" for \"{flag}\" flag: {why}"
+    ))
 }
 
 /// go-units' RAMInBytes: a size with an optional binary unit (k, m, g, t, p; "b", "ib" and
@@ -209,9 +211,7 @@ pub fn parse_bytes(s: &str) -> std::result::Result<i64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size: '{s}'"))?;
+    let n: f64 = num.parse().map_err(|_| format!("invalid size: '{s}'"))?;
     let unit = unit.trim_start().to_ascii_lowercase();
     let unit = unit
         .strip_suffix("ib")
@@ -413,9 +413,13 @@ fn throttle_iops(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevi
         if !path.starts_with("/dev/") {
             return Err(bad(flag, it, format!("{path} is not a device path")));
         }
-        let rate: i64 = rate
-            .parse()
-            .map_err(|_| bad(flag, it, "invalid rate for device, must be a positive integer"))?;
+        let rate: i64 = rate.parse().map_err(|_| {
+            bad(
+                flag,
+                it,
+                "invalid rate for device, must be a positive integer",
+            )
+        })?;
         out.push(ThrottleDevice {
             path: Some(path.to_string()),
             rate: Some(rate),
@@ -482,8 +486,9 @@ pub fn parse_mount(s: &str) -> std::result::Result<Mount, String> {
             "consistency" => m.consistency = Some(val()?.to_string()),
             "bind-propagation" => {
                 bind.propagation = Some(
-                    serde_json::from_value(serde_json::Value::String(val()?.to_string()))
-                        .map_err(|_| format!("invalid bind-propagation: {}", val().unwrap_or("")))?,
+                    serde_json::from_value(serde_json::Value::String(val()?.to_string())).map_err(
+                        |_| format!("invalid bind-propagation: {}", val().unwrap_or("")),
+                    )?,
                 )
             }
             "bind-nonrecursive" => bind.non_recursive = Some(truthy(v)?),
@@ -508,9 +513,7 @@ pub fn parse_mount(s: &str) -> std::result::Result<Mount, String> {
         return Err("target is required".to_string());
     }
     match m.typ {
-        Some(MountType::BIND) if bind != MountBindOptions::default() => {
-            m.bind_options = Some(bind)
-        }
+        Some(MountType::BIND) if bind != MountBindOptions::default() => m.bind_options = Some(bind),
         Some(MountType::VOLUME) if vol != MountVolumeOptions::default() => {
             m.volume_options = Some(vol)
         }
@@ -566,8 +569,13 @@ fn security_opts(items: &[String]) -> Result<Vec<String>> {
         };
         if k == "seccomp" && v != "unconfined" && v != "builtin" {
             let text = read_file(v)?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| bad("--security-opt", it, format!("parsing seccomp profile: {e}")))?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                bad(
+                    "--security-opt",
+                    it,
+                    format!("parsing seccomp profile: {e}"),
+                )
+            })?;
             out.push(format!("seccomp={json}"));
         } else {
             out.push(it.clone());
@@ -655,8 +663,7 @@ impl RunOpts {
         let mut env = Vec::new();
         for f in &self.env_file {
             env.extend(
-                parse_env_lines(&read_file(f)?, env_lookup)
-                    .map_err(|e| bad("--env-file", f, e))?,
+                parse_env_lines(&read_file(f)?, env_lookup).map_err(|e| bad("--env-file", f, e))?,
             );
         }
         env.extend(self.env.iter().map(|e| env_value(e)));
@@ -781,10 +788,7 @@ impl RunOpts {
             blkio_device_read_bps: throttle_bps("--device-read-bps", &self.device_read_bps)?,
             blkio_device_write_bps: throttle_bps("--device-write-bps", &self.device_write_bps)?,
             blkio_device_read_iops: throttle_iops("--device-read-iops", &self.device_read_iops)?,
-            blkio_device_write_iops: throttle_iops(
-                "--device-write-iops",
-                &self.device_write_iops,
-            )?,
+            blkio_device_write_iops: throttle_iops("--device-write-iops", &self.device_write_iops)?,
             ipc_mode: self.ipc.clone(),
             pid_mode: self.pid.clone(),
             uts_mode: self.uts.clone(),
@@ -798,7 +802,11 @@ impl RunOpts {
             ..Default::default()
         };
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
-        let cmd = self.args.get(1..).map(|c| c.to_vec()).filter(|c| !c.is_empty());
+        let cmd = self
+            .args
+            .get(1..)
+            .map(|c| c.to_vec())
+            .filter(|c| !c.is_empty());
         Ok(ContainerCreateBody {
             hostname: self.hostname.clone(),
             user: self.user.clone(),
@@ -866,7 +874,15 @@ mod tests {
         assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
         assert!(parse_bytes("12x").is_err());
         assert!(parse_bytes("m").is_err());
-        let h = hc(&["--memory", "512m", "--memory-swap", "-1", "--shm-size", "64m", "img"]);
+        let h = hc(&[
+            "--memory",
+            "512m",
+            "--memory-swap",
+            "-1",
+            "--shm-size",
+            "64m",
+            "img",
+        ]);
         assert_eq!(h.memory, Some(512 << 20));
         assert_eq!(h.memory_swap, Some(-1));
         assert_eq!(h.shm_size, Some(64 << 20));
@@ -891,10 +907,7 @@ mod tests {
         let text = "# comment\n\nA=1\n  B=two words\nHOME_FROM_CLI\nMISSING_X\nC=\n";
         let got = parse_env_lines(text, |k| (k == "HOME_FROM_CLI").then(|| "/h".to_string()))
             .expect("valid");
-        assert_eq!(
-            got,
-            vec!["A=1", "B=two words", "HOME_FROM_CLI=/h", "C="]
-        );
+        assert_eq!(got, vec!["A=1", "B=two words", "HOME_FROM_CLI=/h", "C="]);
         assert!(parse_env_lines("=x\n", |_| None).is_err());
         assert!(parse_env_lines("A B=1\n", |_| None).is_err());
     }
@@ -906,10 +919,7 @@ mod tests {
         std::fs::write(&f, "A=1\nB=2\n").expect("write env file");
         let f = f.to_str().expect("utf-8 path");
         let b = body(&["--env-file", f, "-e", "C=3", "img", "sh"]);
-        assert_eq!(
-            b.env,
-            Some(vec!["A=1".into(), "B=2".into(), "C=3".into()])
-        );
+        assert_eq!(b.env, Some(vec!["A=1".into(), "B=2".into(), "C=3".into()]));
         assert_eq!(b.cmd, Some(vec!["sh".into()]));
         assert_eq!(b.image.as_deref(), Some("img"));
     }
@@ -983,7 +993,15 @@ mod tests {
 
     #[test]
     fn capabilities_get_their_prefix() {
-        let h = hc(&["--cap-add", "net_admin", "--cap-add", "ALL", "--cap-drop", "CAP_MKNOD", "img"]);
+        let h = hc(&[
+            "--cap-add",
+            "net_admin",
+            "--cap-add",
+            "ALL",
+            "--cap-drop",
+            "CAP_MKNOD",
+            "img",
+        ]);
         assert_eq!(
             h.cap_add,
             Some(vec!["CAP_NET_ADMIN".to_string(), "ALL".to_string()])

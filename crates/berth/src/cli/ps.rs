@@ -121,7 +121,11 @@ pub fn fields(c: &ContainerSummary, trunc: bool, now: i64) -> serde_json::Value 
                 .unwrap_or_else(|| "tcp".into());
             match (p.ip.as_deref(), p.public_port) {
                 (Some(ip), Some(pp)) if !ip.is_empty() => {
-                    let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+                    let ip = if ip.contains(':') {
+                        format!("[{ip}]")
+                    } else {
+                        ip.to_string()
+                    };
                     format!("{ip}:{pp}->{}/{typ}", p.private_port)
                 }
                 _ => format!("{}/{typ}", p.private_port),
@@ -261,7 +265,10 @@ mod tests {
             command: Some("sh -c 'while true; do sleep 1; done'".into()),
             created: Some(1_000),
             status: Some("Up 2 seconds".into()),
-            labels: Some(HashMap::from([("b".into(), "2".into()), ("a".into(), "1".into())])),
+            labels: Some(HashMap::from([
+                ("b".into(), "2".into()),
+                ("a".into(), "1".into()),
+            ])),
             ..Default::default()
         };
         let f = fields(&c, true, 1_030);

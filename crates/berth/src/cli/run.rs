@@ -86,7 +86,11 @@ async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
 }
 
 /// Creates the container, pulling its image first when the daemon does not have it.
-pub async fn create(client: &Client, opts: &RunOpts, tty_size: Option<(u16, u16)>) -> Result<String> {
+pub async fn create(
+    client: &Client,
+    opts: &RunOpts,
+    tty_size: Option<(u16, u16)>,
+) -> Result<String> {
     let body = opts.to_body(tty_size)?;
     let options = Some(CreateContainerOptions {
         name: opts.name.clone(),
@@ -124,7 +128,8 @@ pub async fn create(client: &Client, opts: &RunOpts, tty_size: Option<(u16, u16)
     Ok(created.id)
 }
 
-type Output = Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
+type Output =
+    Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
 type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
 fn write_out(to_stderr: bool, bytes: &[u8]) -> std::io::Result<()> {
@@ -295,7 +300,12 @@ async fn attach_start_wait(
         drop(raw);
         return Err(e);
     }
-    let resizer = tty.then(|| tty::follow_window(client.docker.clone(), tty::Target::Container(id.to_string())));
+    let resizer = tty.then(|| {
+        tty::follow_window(
+            client.docker.clone(),
+            tty::Target::Container(id.to_string()),
+        )
+    });
     let detached = match streams {
         Some((out, inp)) => pump(client, out, inp, stdin, detach_keys).await,
         None => Ok(false),
@@ -399,7 +409,10 @@ pub async fn start(client: &Client, args: StartArgs) -> Result<i32> {
         }
     }
     if failed {
-        eprintln!("Error: failed to start containers: {}", args.containers.join(", "));
+        eprintln!(
+            "Error: failed to start containers: {}",
+            args.containers.join(", ")
+        );
         return Err(CliError::Reported { code: 1 });
     }
     Ok(0)
@@ -453,7 +466,8 @@ pub async fn attach(client: &Client, args: AttachArgs) -> Result<i32> {
     .await?;
     let waiter = wait::register(client, &id, "not-running").await?;
     let raw = if tty && stdin { RawMode::enter() } else { None };
-    let resizer = tty.then(|| tty::follow_window(client.docker.clone(), tty::Target::Container(id.clone())));
+    let resizer =
+        tty.then(|| tty::follow_window(client.docker.clone(), tty::Target::Container(id.clone())));
     let detached = pump(client, out, inp, stdin, args.detach_keys.as_deref()).await;
     if let Some(r) = resizer {
         r.abort();
@@ -487,7 +501,10 @@ mod tests {
     fn default_tag() {
         assert_eq!(with_default_tag("busybox"), "busybox:latest");
         assert_eq!(with_default_tag("busybox:1"), "busybox:1");
-        assert_eq!(with_default_tag("reg:5000/busybox"), "reg:5000/busybox:latest");
+        assert_eq!(
+            with_default_tag("reg:5000/busybox"),
+            "reg:5000/busybox:latest"
+        );
         assert_eq!(with_default_tag("b@sha256:ab"), "b@sha256:ab");
     }
 }

@@ -65,7 +65,11 @@ pub async fn version(client: &Client, a: FormatArgs) -> Result<i32> {
     );
     println!("  Git commit:       {}", s(&server, "GitCommit"));
     println!("  Built:            {}", s(&server, "BuildTime"));
-    println!("  OS/Arch:          {}/{}", s(&server, "Os"), s(&server, "Arch"));
+    println!(
+        "  OS/Arch:          {}/{}",
+        s(&server, "Os"),
+        s(&server, "Arch")
+    );
     println!("  Kernel Version:   {}", s(&server, "KernelVersion"));
     Ok(0)
 }
