@@ -56,7 +56,7 @@ d() { "$DOCKER" -H "$HOST" "$@"; }
 
 # Runs "$@" once per CLI; `@` in an argument becomes the side's container-name prefix
 # ($P-b or $P-d), and in the output it becomes `@` again, so both sides compare equal.
-# WHAT says what must match: any of out, err, rc (e.g. "out rc").
+# WHAT says what must match: any of out, err, err1 (stderr's first line), rc.
 pair() {
     local name=$1 what=$2 stdin=$3
     shift 3
@@ -72,7 +72,9 @@ pair() {
             $cli "${args[@]}" </dev/null >"$work/$side.out" 2>"$work/$side.err"
         fi
         echo "rc=$?" >"$work/$side.rc"
-        sed -i "s/$P-$side/@/g" "$work/$side.out" "$work/$side.err"
+        sed -i -e "s/$P-$side/@/g" -e 's/[0-9a-f]\{64\}/<id>/g' "$work/$side.out" "$work/$side.err"
+        # the first line of stderr, for errors whose later lines name the program
+        head -n 1 "$work/$side.err" | sed 's/^\(docker\|berth\): //' >"$work/$side.err1"
     done
     compare "$name" "$what"
 }
@@ -120,6 +122,8 @@ pair "run 126 not executable" "out rc" "" run --rm "$IMG" /etc/passwd
 pair "run 125 unknown flag" "out rc" "" run --no-such-flag "$IMG" true
 pair "run 125 bad value" "out rc" "" run --memory lots "$IMG" true
 pair "run 125 no such network" "out rc" "" run --rm --network no-such-net "$IMG" true
+pair "run pulls a missing image" "out err1 rc" "" run --rm 127.0.0.1:1/no-such-image true
+pair "run 125 bind source missing" "out err1 rc" "" run --rm -v /no/such/dir/x:/x "$IMG" true
 pair "run -i stdin" "out rc" "line one\nline two\n" run --rm -i "$IMG" cat
 pair "run -e -w -u --entrypoint -h" "out rc" "" run --rm -e A=1 -e B="two words" -w /tmp -u 1000:1000 -h boxname --entrypoint sh "$IMG" -c 'printenv A B; pwd; id -u; id -g; hostname'
 pair "run --env-file" "out rc" "" run --rm --env-file "$here/fixtures/env" "$IMG" sh -c 'printenv FROM_FILE SPACED EMPTY HOME; env | grep -c NOT_SET_IN; echo end'
@@ -146,7 +150,10 @@ cfg='{{.Name}}|{{.Config.Image}}|{{.Config.Cmd}}|{{.Config.Env}}|{{.Config.Worki
 host='{{.HostConfig.NanoCpus}}|{{.HostConfig.Memory}}|{{.HostConfig.MemoryReservation}}|{{.HostConfig.MemorySwap}}|{{.HostConfig.CpuShares}}|{{.HostConfig.CpuPeriod}}|{{.HostConfig.CpuQuota}}|{{.HostConfig.CpusetCpus}}|{{.HostConfig.PidsLimit}}|{{.HostConfig.BlkioWeight}}|{{.HostConfig.ShmSize}}|{{range .HostConfig.Ulimits}}{{.Name}}={{.Soft}}:{{.Hard}} {{end}}|{{.HostConfig.CapAdd}}|{{.HostConfig.CapDrop}}|{{.HostConfig.SecurityOpt}}|{{.HostConfig.ReadonlyRootfs}}|{{.HostConfig.Tmpfs}}|{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}|{{.HostConfig.Init}}|{{.HostConfig.GroupAdd}}|{{range .HostConfig.Devices}}{{.PathOnHost}}>{{.PathInContainer}}:{{.CgroupPermissions}}{{end}}|{{.HostConfig.OomKillDisable}}|{{.HostConfig.LogConfig.Type}}{{.HostConfig.LogConfig.Config}}|{{.HostConfig.Binds}}|{{range .HostConfig.Mounts}}{{.Type}}:{{.Target}}{{end}}|{{.HostConfig.IpcMode}}|{{.HostConfig.PidMode}}|{{range .HostConfig.BlkioDeviceReadBps}}{{.Path}}={{.Rate}}{{end}}|{{range .HostConfig.BlkioDeviceWriteIOps}}{{.Path}}={{.Rate}}{{end}}|{{.HostConfig.Sysctls}}|{{.HostConfig.AutoRemove}}|{{.HostConfig.NetworkMode}}'
 pair "create maps Config as docker" "out err rc" "" inspect --format "$cfg" @-cfg
 pair "create maps HostConfig as docker" "out err rc" "" inspect --format "$host" @-cfg
-pair "start -a" "out rc" "" start -a @-cfg
+pair "start -a of a container that cannot start" "out err1 rc" "" start -a @-cfg
+both create --name @-sa "$IMG" sh -c 'echo started; echo on-err >&2; exit 3'
+pair "start -a" "out err rc" "" start -a @-sa
+pair "start" "out err rc" "" start @-sa
 pair "inspect after exit" "out rc" "" inspect --format '{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}' @-cfg
 
 # --- detached containers: logs, exec, ps, lifecycle

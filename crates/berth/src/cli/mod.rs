@@ -45,6 +45,10 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A container that would not start: for `run`, the message says whether its command
+    /// was missing (127) or not executable (126).
+    #[error("{0}")]
+    Start(Box<CliError>),
     /// Errors already printed (one per argument, as docker does for `rm a b`).
     #[error("")]
     Reported { code: i32 },
@@ -160,9 +164,13 @@ pub fn main(cmd: ContainerCommand, host: Option<String>) -> i32 {
             eprintln!("berth: {e}");
             EXIT_DAEMON
         }
-        Err(e) if is_run => {
+        Err(CliError::Start(e)) if is_run => {
             eprintln!("berth: {e}");
             run::exit_code_for_start_error(&e.to_string())
+        }
+        Err(e) if is_run => {
+            eprintln!("berth: {e}");
+            EXIT_DAEMON
         }
         Err(e) => {
             eprintln!("{e}");

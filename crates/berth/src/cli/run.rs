@@ -298,7 +298,7 @@ async fn attach_start_wait(
     let raw = if tty && stdin { RawMode::enter() } else { None };
     if let Err(e) = start_one(client, id).await {
         drop(raw);
-        return Err(e);
+        return Err(CliError::Start(Box::new(e)));
     }
     let resizer = tty.then(|| {
         tty::follow_window(
