@@ -163,6 +163,8 @@ pair "logs stdout and stderr apart" "out err rc" "" logs @-bg
 both run --name @-logs "$IMG" sh -c 'echo a; echo b; echo c'
 pair "logs --tail 2" "out err rc" "" logs --tail 2 @-logs
 pair "logs --since --until" "out err rc" "" logs --since 2000-01-01T00:00:00Z --until 1h @-logs
+both run -d --name @-follow "$IMG" sh -c 'echo first; sleep 1; echo second >&2; echo third'
+pair "logs -f until the container exits" "out err rc" "" logs -f @-follow
 pair "logs -f of an exited container" "out err rc" "" logs -f @-logs
 pair "exec -e -w -u" "out err rc" "" exec -e FOO=bar -w /tmp -u 1000 @-bg sh -c 'printenv FOO; pwd; id -u'
 pair "exec -i stdin" "out rc" "from stdin\n" exec -i @-bg cat
@@ -220,6 +222,11 @@ if command -v python3 >/dev/null 2>&1; then
     tty_pair "run -t exit code, no stdin" '' run -t --rm "$IMG" sh -c 'tty; exit 5'
     both run -d --name @-tty "$IMG" sleep 600
     tty_pair "exec -it through a pty" 'echo in-exec-tty\nexit 3\n' exec -it @-tty sh
+    tty_pair "run -it detach keys" '\x10\x11' run -it --name @-det "$IMG" sh
+    pair "detached container still runs" "out rc" "" ps --filter name=@-det --format '{{.Names}} {{.State}}'
+    tty_pair "attach -it" 'echo attached\nexit 2\n' attach @-det
+    pair "attach ended the container" "out rc" "" inspect --format '{{.State.Status}} {{.State.ExitCode}}' @-det
+    tty_pair "run -it --detach-keys" 'ctrl-x\x18\n' run -it --rm --detach-keys ctrl-x "$IMG" sh -c 'read line; echo got $line; exit 9'
 else
     echo "SKIP: -it scenarios: no python3 for a pty"
     [ "${CI:-}" = true ] && failures=$((failures + 1))

@@ -466,8 +466,11 @@ pub async fn attach(client: &Client, args: AttachArgs) -> Result<i32> {
     .await?;
     let waiter = wait::register(client, &id, "not-running").await?;
     let raw = if tty && stdin { RawMode::enter() } else { None };
-    let resizer =
-        tty.then(|| tty::follow_window(client.docker.clone(), tty::Target::Container(id.clone())));
+    let target = tty::Target::Container(id.clone());
+    if tty {
+        tty::nudge(&client.docker, &target).await;
+    }
+    let resizer = tty.then(|| tty::follow_window(client.docker.clone(), target));
     let detached = pump(client, out, inp, stdin, args.detach_keys.as_deref()).await;
     if let Some(r) = resizer {
         r.abort();

@@ -49,6 +49,19 @@ pub enum Target {
 
 async fn resize(docker: &bollard::Docker, target: &Target) -> bool {
     let Some((h, w)) = size() else { return true };
+    resize_to(docker, target, h, w).await
+}
+
+/// A shell attached to again has nothing new to print; a size change makes it redraw its
+/// prompt (SIGWINCH), so `attach` first sets a size one larger, as the docker CLI does, and
+/// `follow_window` then sets the real one.
+pub async fn nudge(docker: &bollard::Docker, target: &Target) {
+    if let Some((h, w)) = size() {
+        resize_to(docker, target, h.saturating_add(1), w.saturating_add(1)).await;
+    }
+}
+
+async fn resize_to(docker: &bollard::Docker, target: &Target, h: u16, w: u16) -> bool {
     let r = match target {
         Target::Container(id) => {
             docker
