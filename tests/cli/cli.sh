@@ -72,7 +72,7 @@ pair() {
             $cli "${args[@]}" </dev/null >"$work/$side.out" 2>"$work/$side.err"
         fi
         echo "rc=$?" >"$work/$side.rc"
-        sed -i -e "s/$P-$side/@/g" -e 's/[0-9a-f]\{64\}/<id>/g' "$work/$side.out" "$work/$side.err"
+        sed -i -e "s/$P-[bd]/@/g" -e 's/[0-9a-f]\{64\}/<id>/g' "$work/$side.out" "$work/$side.err"
         # the first line of stderr, for errors whose later lines name the program
         head -n 1 "$work/$side.err" | sed 's/^\(docker\|berth\): //' >"$work/$side.err1"
     done
@@ -135,6 +135,8 @@ pair "run -a stderr only" "out err rc" "" run --rm -a stderr "$IMG" sh -c 'echo 
 # --- the create request: every flag must reach the daemon as docker's CLI sends it
 both create --name @-cfgq --cpu-period 100000 --cpu-quota 50000 "$IMG" true
 pair "create --cpu-period --cpu-quota" "out err rc" "" inspect --format '{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.NanoCpus}}' @-cfgq
+both create --name @-ns --uts host --userns host --cgroupns private --privileged --network none --ipc shareable "$IMG" true
+pair "create namespace flags" "out err rc" "" inspect --format '{{.HostConfig.UTSMode}} {{.HostConfig.UsernsMode}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.Privileged}} {{.HostConfig.NetworkMode}} {{.HostConfig.IpcMode}}' @-ns
 both create --name @-cfg --cpus 1.5 -m 64m --memory-reservation 32m --memory-swap 128m \
     --cpu-shares 512 --cpuset-cpus 0 --pids-limit 100 \
     --blkio-weight 300 --shm-size 32m --ulimit nofile=1024:2048 --ulimit nproc=500 \
@@ -173,11 +175,16 @@ pair "exec -d" "out err rc" "" exec -d @-bg sleep 1
 pair "exec into a missing container" "out rc" "" exec @-missing true
 pair "ps --format" "out err rc" "" ps --filter name=@-bg --format '{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Labels}}|{{.Ports}}'
 pair "ps --format table" "out err rc" "" ps --filter name=@-bg --format 'table {{.Names}}\t{{.Image}}\t{{.State}}'
+pair "ps -s" "out err rc" "" ps -s --filter name=@-bg --format '{{.Names}} {{.Size}}'
 pair "ps --format json keys" "rc" "" ps --filter name=@-bg --format json
 pair "ps -q -f label=" "rc" "" ps -q --filter label=role=bg --filter name=@-bg
 pair "ps --format funcs" "out err rc" "" ps --filter name=@-bg --format '{{upper .State}} {{lower "ABC"}} {{printf "%s/%s" .Image .State}} {{json .Names}} {{join (split .Labels "=") "+"}}'
 pair "inspect --format index/json" "out err rc" "" inspect --format '{{json .Config.Labels}} {{index .Config.Cmd 0}} {{len .Config.Cmd}} {{.Config.Labels.role}} {{index .Config.Labels "role"}}' @-bg
 pair "inspect --type container" "out rc" "" inspect --type container --format '{{.Name}}' @-bg
+pair "inspect JSON of an image as the daemon sent it" "out err rc" "" inspect "$IMG"
+pair "inspect JSON of a container as the daemon sent it" "out err rc" "" inspect $P-b-logs $P-b-bg
+pair "inspect --type image" "out err rc" "" inspect --type image --format '{{.Id}} {{.RepoTags}}' "$IMG"
+pair "inspect -s" "out err rc" "" inspect -s --format '{{.SizeRw}} {{.SizeRootFs}}' $P-b-logs
 pair "inspect a missing object" "out rc" "" inspect @-missing
 pair "top" "rc" "" top @-bg
 pair "pause" "out err rc" "" pause @-bg

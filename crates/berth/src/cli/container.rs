@@ -6,9 +6,8 @@ use std::io::{BufRead, Write};
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
-    InspectContainerOptions, KillContainerOptions, LogsOptions, PruneContainersOptions,
-    RemoveContainerOptions, RenameContainerOptions, RestartContainerOptions, StopContainerOptions,
-    TopOptions,
+    KillContainerOptions, LogsOptions, PruneContainersOptions, RemoveContainerOptions,
+    RenameContainerOptions, RestartContainerOptions, StopContainerOptions, TopOptions,
 };
 use futures_util::StreamExt;
 
@@ -519,15 +518,20 @@ async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// docker's indentation for inspect: four spaces.
-fn pretty(v: &serde_json::Value) -> String {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    if serde::Serialize::serialize(v, &mut ser).is_err() {
-        return v.to_string();
+/// One object's inspect JSON, as the daemon sent it; None when there is no such object.
+async fn inspect_raw(client: &Client, path: &str) -> Result<Option<String>> {
+    let r = super::raw::send(client, "GET", path).await?;
+    match r.status {
+        404 => Ok(None),
+        200 => {
+            let body = r.body().await?;
+            Ok(Some(String::from_utf8_lossy(&body).trim().to_string()))
+        }
+        _ => Err(r.json().await.err().unwrap_or_else(|| CliError::Daemon {
+            status: 500,
+            message: format!("inspect {path} failed"),
+        })),
     }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Result<i32> {
@@ -536,6 +540,13 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
     } else {
         a.typ.clone()
     };
+    if let Some(t) = typ
+        .as_deref()
+        .filter(|t| !matches!(*t, "container" | "image"))
+    {
+        eprintln!("unknown type: \"{t}\": must be one of \"container\", \"image\"");
+        return Err(CliError::Reported { code: 1 });
+    }
     let fmt = a
         .format
         .as_deref()
@@ -548,26 +559,11 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
     for n in &a.names {
         let mut found = None;
         if typ.as_deref() != Some("image") {
-            match client
-                .docker
-                .inspect_container(n, Some(InspectContainerOptions { size: a.size }))
-                .await
-            {
-                Ok(c) => found = serde_json::to_value(c).ok(),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(e) => return Err(client.err("inspect", e)),
-            }
+            let size = if a.size { "?size=1" } else { "" };
+            found = inspect_raw(client, &format!("/containers/{n}/json{size}")).await?;
         }
         if found.is_none() && typ.as_deref() != Some("container") {
-            match client.docker.inspect_image(n).await {
-                Ok(i) => found = serde_json::to_value(i).ok(),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(e) => return Err(client.err("inspect", e)),
-            }
+            found = inspect_raw(client, &format!("/images/{n}/json")).await?;
         }
         match found {
             Some(v) => items.push(v),
@@ -584,11 +580,18 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
     match fmt {
         Some(f) => {
             for it in &items {
-                let out = f.render(&format::from_json(it)).map_err(CliError::Usage)?;
+                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
+                    op: "parse inspect response".into(),
+                    source: e.into(),
+                })?;
+                let out = f.render(&format::from_json(&v)).map_err(CliError::Usage)?;
                 println!("{out}");
             }
         }
-        None => println!("{}", pretty(&serde_json::Value::Array(items))),
+        None => println!(
+            "{}",
+            super::raw::indent_json(&format!("[{}]", items.join(",")))
+        ),
     }
     if failed {
         return Err(CliError::Reported { code: 1 });

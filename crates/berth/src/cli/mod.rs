@@ -7,6 +7,7 @@ mod exec;
 mod format;
 mod opts;
 mod ps;
+mod raw;
 mod run;
 mod system;
 mod tty;
@@ -65,8 +66,8 @@ impl CliError {
 
 pub type Result<T> = std::result::Result<T, CliError>;
 
-/// The client for one command: bollard, plus the socket path for the one request bollard
-/// cannot make (see wait.rs).
+/// The client for one command: bollard, plus the socket path for the few requests bollard
+/// cannot make as docker makes them (see raw.rs).
 pub struct Client {
     pub docker: Docker,
     pub host: String,
