@@ -201,6 +201,22 @@ pair "rm -f running" "out err rc" "" rm -f @-bg2
 pair "rm a missing container" "out rc" "" rm @-bg2
 pair "container prune -f" "rc" "" container prune -f --filter label=never-set-$$
 
+# --- signals: without a tty, the CLI passes what it receives on to the container
+for side in b d; do
+    cli=$BERTH
+    [ "$side" = d ] && cli=$DOCKER
+    "$cli" -H "$HOST" run --rm --name "$P-$side-sig" "$IMG" \
+        sh -c 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.1; done' \
+        >"$work/$side.out" 2>"$work/$side.err" &
+    cli_pid=$!
+    # the trap is set once the container has said so
+    for _ in $(seq 1 600); do grep -q ready "$work/$side.out" && break; sleep 0.1; done
+    kill -TERM $cli_pid
+    wait $cli_pid
+    echo "rc=$?" >"$work/$side.rc"
+done
+compare "run --sig-proxy forwards SIGTERM" "out rc"
+
 # --- a real terminal: -it through a pty, input typed, exit code, terminal restored after
 tty_pair() {
     local name=$1 typed=$2

@@ -12,7 +12,7 @@ use bollard::models::{
 
 use super::{CliError, Result};
 
-#[derive(clap::Args, Debug, Default, Clone)]
+#[derive(clap::Args, Debug, Clone)]
 #[command(disable_help_flag = true)]
 pub struct RunOpts {
     /// Print usage
@@ -72,6 +72,10 @@ pub struct RunOpts {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
+    /// Proxy received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
     /// Connect a container to a network
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,

@@ -277,6 +277,40 @@ fn check_tty(opts_tty: bool, interactive: bool) -> Result<()> {
     Ok(())
 }
 
+/// docker's sig-proxy: the signals the CLI receives go to the container. Not with a tty,
+/// where ctrl-c is a byte for the container's terminal instead.
+fn forward_signals(docker: &bollard::Docker, id: &str) -> Vec<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+    ];
+    let mut tasks = Vec::new();
+    for (kind, name) in kinds {
+        let Ok(mut sig) = signal(kind) else { continue };
+        let docker = docker.clone();
+        let id = id.to_string();
+        tasks.push(tokio::spawn(async move {
+            while sig.recv().await.is_some() {
+                // the container may have just exited; nothing left to tell
+                let _ = docker
+                    .kill_container(
+                        &id,
+                        Some(bollard::query_parameters::KillContainerOptions {
+                            signal: name.to_string(),
+                        }),
+                    )
+                    .await;
+            }
+        }));
+    }
+    tasks
+}
+
 /// Attaches (when asked), starts, and waits: the common tail of `run` and `start -a`.
 #[allow(clippy::too_many_arguments)]
 async fn attach_start_wait(
@@ -288,6 +322,7 @@ async fn attach_start_wait(
     stderr: bool,
     detach_keys: Option<&str>,
     condition: &str,
+    sig_proxy: bool,
 ) -> Result<i32> {
     let streams = if stdin || stdout || stderr {
         Some(attach_streams(client, id, stdin, stdout, stderr, detach_keys, false).await?)
@@ -306,6 +341,11 @@ async fn attach_start_wait(
             tty::Target::Container(id.to_string()),
         )
     });
+    let proxies = if sig_proxy && !tty {
+        forward_signals(&client.docker, id)
+    } else {
+        Vec::new()
+    };
     let detached = match streams {
         Some((out, inp)) => pump(client, out, inp, stdin, detach_keys).await,
         None => Ok(false),
@@ -314,11 +354,23 @@ async fn attach_start_wait(
         r.abort();
     }
     drop(raw);
-    if detached? {
-        return Ok(0);
+    let stop_proxies = || proxies.iter().for_each(|p| p.abort());
+    match detached {
+        Ok(true) => {
+            stop_proxies();
+            Ok(0)
+        }
+        Err(e) => {
+            stop_proxies();
+            Err(e)
+        }
+        Ok(false) => {
+            // signals keep going to the container until it has exited
+            let code = waiter.status().await;
+            stop_proxies();
+            Ok(i32::try_from(code?).unwrap_or(125))
+        }
     }
-    let code = waiter.status().await?;
-    Ok(i32::try_from(code).unwrap_or(125))
 }
 
 pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
@@ -343,6 +395,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
         streams.stderr,
         opts.detach_keys.as_deref(),
         condition,
+        opts.sig_proxy,
     )
     .await
 }
@@ -395,6 +448,7 @@ pub async fn start(client: &Client, args: StartArgs) -> Result<i32> {
             true,
             args.detach_keys.as_deref(),
             "next-exit",
+            true,
         )
         .await;
     }
@@ -427,7 +481,8 @@ pub struct AttachArgs {
     #[arg(long = "no-stdin")]
     pub no_stdin: bool,
     /// Proxy all received signals to the process
-    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
     pub container: String,
 }
@@ -471,10 +526,16 @@ pub async fn attach(client: &Client, args: AttachArgs) -> Result<i32> {
         tty::nudge(&client.docker, &target).await;
     }
     let resizer = tty.then(|| tty::follow_window(client.docker.clone(), target));
+    let proxies = if args.sig_proxy && !tty {
+        forward_signals(&client.docker, &id)
+    } else {
+        Vec::new()
+    };
     let detached = pump(client, out, inp, stdin, args.detach_keys.as_deref()).await;
     if let Some(r) = resizer {
         r.abort();
     }
+    proxies.iter().for_each(|p| p.abort());
     drop(raw);
     if detached? {
         return Ok(0);
