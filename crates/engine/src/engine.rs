@@ -377,6 +377,20 @@ impl Engine {
     /// its process runs (attach streams connect then).
     pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
+        let res = self.start_inner(&r.id, on_created);
+        // A --rm container that could not start is removed, as docker does.
+        if res.is_err()
+            && body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true)
+        {
+            if let Err(e) = self.remove(&r.id, true) {
+                tracing::warn!(container = %r.id, error = %e, "remove a --rm container that failed to start");
+            }
+        }
+        res
+    }
+
+    fn start_inner(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
+        let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.db.find(&r.id)?;
