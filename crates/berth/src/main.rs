@@ -57,6 +57,19 @@ fn main() {
     if invoked_as == "berth-runtime" || invoked_as == "runc" {
         std::process::exit(runtime_cmd::main_from_args(args.split_off(1)));
     }
+    // `berth shim ...` (started by the daemon for every container) parses only its own
+    // flags: the whole CLI's parser would allocate heap that an idle shim keeps.
+    if args.get(1).is_some_and(|a| a == "shim") {
+        #[derive(clap::Parser)]
+        struct Shim {
+            #[command(flatten)]
+            args: berth_shim::ShimArgs,
+        }
+        let parsed = <Shim as clap::Parser>::parse_from(
+            std::iter::once(std::ffi::OsString::from("berth shim")).chain(args.split_off(2)),
+        );
+        std::process::exit(berth_shim::main(parsed.args));
+    }
     // Fast path: `berth runtime ...` skips the outer parser's work entirely.
     if args.get(1).map(|a| a == "runtime").unwrap_or(false) {
         std::process::exit(runtime_cmd::main_from_args(args.split_off(2)));

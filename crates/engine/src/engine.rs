@@ -304,7 +304,8 @@ impl Engine {
             "hosts",
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
                  fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-                 ff02::2\tip6-allrouters\n".to_string(),
+                 ff02::2\tip6-allrouters\n"
+                .to_string(),
         )
         .map_err(cleanup)?;
         write("resolv.conf", resolv_conf()).map_err(cleanup)?;

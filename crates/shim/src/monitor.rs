@@ -170,6 +170,9 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
     quiet_stdio();
     shim.diag
         .say(format_args!("container {id} created, init pid {pid}"));
+    // What start-up allocated (arguments, the spec, the runtime's work) is freed by now; an
+    // idle shim should not keep it (the goal is a few hundred KiB per container).
+    berth_sys::release_free_heap();
     shim.event_loop();
     shim.cleanup();
     0
@@ -961,6 +964,7 @@ impl Shim {
                         self.started = true;
                         self.respond(slot, json!({"ok": true}));
                         self.set_mode(slot, Mode::Close);
+                        berth_sys::release_free_heap();
                     }
                     Err(e) => self.refuse(slot, e),
                 }
