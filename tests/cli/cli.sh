@@ -125,6 +125,7 @@ pair "run 125 no such network" "out rc" "" run --rm --network no-such-net "$IMG"
 pair "run pulls a missing image" "out err1 rc" "" run --rm 127.0.0.1:1/no-such-image true
 pair "run 125 bind source missing" "out err1 rc" "" run --rm -v /no/such/dir/x:/x "$IMG" true
 pair "run -i stdin" "out rc" "line one\nline two\n" run --rm -i "$IMG" cat
+pair "run -i stdin keeps ctrl-p ctrl-q bytes" "out rc" "a\0020\0021b\n" run --rm -i "$IMG" od -c
 pair "run -e -w -u --entrypoint -h" "out rc" "" run --rm -e A=1 -e B="two words" -w /tmp -u 1000:1000 -h boxname --entrypoint sh "$IMG" -c 'printenv A B; pwd; id -u; id -g; hostname'
 pair "run --env-file" "out rc" "" run --rm --env-file "$here/fixtures/env" "$IMG" sh -c 'printenv FROM_FILE SPACED EMPTY HOME; env | grep -c NOT_SET_IN; echo end'
 pair "run --name then rm" "out rc" "" run --name @-named "$IMG" echo named

@@ -127,9 +127,6 @@ pub struct Containers {
 
 #[derive(clap::Args, Debug)]
 pub struct LogsArgs {
-    /// Show extra details provided to logs
-    #[arg(long)]
-    pub details: bool,
     /// Follow log output
     #[arg(short, long)]
     pub follow: bool,

@@ -119,6 +119,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
                 output,
                 input,
                 attach_stdin,
+                a.tty,
                 a.detach_keys.as_deref(),
             )
             .await
