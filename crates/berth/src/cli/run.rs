@@ -594,7 +594,7 @@ mod tests {
         };
         assert_eq!(s.feed(b"ab"), (b"ab".to_vec(), false));
         assert_eq!(s.feed(&[b'x', 16]), (b"x".to_vec(), false));
-        assert_eq!(s.feed(&[b'y']), (vec![16, b'y'], false));
+        assert_eq!(s.feed(b"y"), (vec![16, b'y'], false));
         assert_eq!(s.feed(&[16, 16]), (vec![16], false));
         assert_eq!(s.feed(&[17, b'z']), (vec![], true));
         let mut none = EscapeScanner {
