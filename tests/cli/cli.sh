@@ -173,7 +173,14 @@ pair "exec -e -w -u" "out err rc" "" exec -e FOO=bar -w /tmp -u 1000 @-bg sh -c 
 pair "exec -i stdin" "out rc" "from stdin\n" exec -i @-bg cat
 pair "exec 126/127" "out rc" "" exec @-bg no-such-command
 pair "exec -d" "out err rc" "" exec -d @-bg sleep 1
-pair "exec into a missing container" "out rc" "" exec @-missing true
+pair "exec into a missing container" "out err rc" "" exec @-missing true
+pair "exec -it without a terminal" "out err rc" "" exec -it @-bg true
+pair "exec -it into a missing container without a terminal" "out err rc" "" exec -it @-missing true
+pair "run -it without a terminal" "out err1 rc" "" run -it --rm "$IMG" true
+pair "rename a missing container" "out err rc" "" rename @-missing @-other
+pair "logs of a missing container" "out err rc" "" logs @-missing
+pair "start a missing container" "out err rc" "" start @-missing
+pair "wait for a missing container" "out err rc" "" wait @-missing
 pair "ps --format" "out err rc" "" ps --filter name=@-bg --format '{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Labels}}|{{.Ports}}'
 pair "ps --format table" "out err rc" "" ps --filter name=@-bg --format 'table {{.Names}}\t{{.Image}}\t{{.State}}'
 pair "ps -s" "out err rc" "" ps -s --filter name=@-bg --format '{{.Names}} {{.Size}}'

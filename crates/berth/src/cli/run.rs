@@ -295,9 +295,10 @@ pub async fn start_one(client: &Client, id: &str) -> Result<()> {
         .map_err(|e| client.err("start", e))
 }
 
-fn check_tty(opts_tty: bool, interactive: bool) -> Result<()> {
+pub fn check_tty(opts_tty: bool, interactive: bool) -> Result<()> {
     if opts_tty && interactive && !std::io::stdin().is_terminal() {
-        return Err(CliError::Usage("the input device is not a TTY".into()));
+        eprintln!("the input device is not a TTY");
+        return Err(CliError::Reported { code: 1 });
     }
     Ok(())
 }
