@@ -125,6 +125,7 @@ pair "run 125 no such network" "out rc" "" run --rm --network no-such-net "$IMG"
 pair "run pulls a missing image" "out err1 rc" "" run --rm 127.0.0.1:1/no-such-image true
 pair "run 125 bind source missing" "out err1 rc" "" run --rm -v /no/such/dir/x:/x "$IMG" true
 pair "run -i stdin" "out rc" "line one\nline two\n" run --rm -i "$IMG" cat
+pair "run -i stdin keeps ctrl-p ctrl-q bytes" "out rc" "a\0020\0021b\n" run --rm -i "$IMG" od -c
 pair "run -e -w -u --entrypoint -h" "out rc" "" run --rm -e A=1 -e B="two words" -w /tmp -u 1000:1000 -h boxname --entrypoint sh "$IMG" -c 'printenv A B; pwd; id -u; id -g; hostname'
 pair "run --env-file" "out rc" "" run --rm --env-file "$here/fixtures/env" "$IMG" sh -c 'printenv FROM_FILE SPACED EMPTY HOME; env | grep -c NOT_SET_IN; echo end'
 pair "run --name then rm" "out rc" "" run --name @-named "$IMG" echo named
@@ -172,7 +173,14 @@ pair "exec -e -w -u" "out err rc" "" exec -e FOO=bar -w /tmp -u 1000 @-bg sh -c 
 pair "exec -i stdin" "out rc" "from stdin\n" exec -i @-bg cat
 pair "exec 126/127" "out rc" "" exec @-bg no-such-command
 pair "exec -d" "out err rc" "" exec -d @-bg sleep 1
-pair "exec into a missing container" "out rc" "" exec @-missing true
+pair "exec into a missing container" "out err rc" "" exec @-missing true
+pair "exec -it without a terminal" "out err rc" "" exec -it @-bg true
+pair "exec -it into a missing container without a terminal" "out err rc" "" exec -it @-missing true
+pair "run -it without a terminal" "out err1 rc" "" run -it --rm "$IMG" true
+pair "rename a missing container" "out err rc" "" rename @-missing @-other
+pair "logs of a missing container" "out err rc" "" logs @-missing
+pair "start a missing container" "out err rc" "" start @-missing
+pair "wait for a missing container" "out err rc" "" wait @-missing
 pair "ps --format" "out err rc" "" ps --filter name=@-bg --format '{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Labels}}|{{.Ports}}'
 pair "ps --format table" "out err rc" "" ps --filter name=@-bg --format 'table {{.Names}}\t{{.Image}}\t{{.State}}'
 pair "ps -s" "out err rc" "" ps -s --filter name=@-bg --format '{{.Names}} {{.Size}}'

@@ -122,12 +122,18 @@ fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
     if !e.use_stderr() {
         return 0;
     }
-    let container_cmd = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.starts_with('-'))
-        .is_some_and(|a| cli::owns(&a));
+    // the command is the first word that is neither a flag nor --data-root's value
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    let mut command = None;
+    while let Some(w) = words.next() {
+        if w == "--data-root" {
+            words.next();
+        } else if !w.starts_with('-') {
+            command = Some(w);
+            break;
+        }
+    }
+    let container_cmd = command.is_some_and(|c| cli::owns(&c));
     if container_cmd {
         cli::EXIT_DAEMON
     } else {

@@ -127,9 +127,6 @@ pub struct Containers {
 
 #[derive(clap::Args, Debug)]
 pub struct LogsArgs {
-    /// Show extra details provided to logs
-    #[arg(long)]
-    pub details: bool,
     /// Follow log output
     #[arg(short, long)]
     pub follow: bool,
@@ -383,7 +380,11 @@ async fn rename(client: &Client, a: RenameArgs) -> Result<i32> {
         .docker
         .rename_container(&a.container, RenameContainerOptions { name })
         .await
-        .map_err(|e| client.err("rename", e))?;
+        .map_err(|e| {
+            eprintln!("{}", client.err("rename", e));
+            eprintln!("Error: failed to rename container named {}", a.container);
+            CliError::Reported { code: 1 }
+        })?;
     Ok(0)
 }
 

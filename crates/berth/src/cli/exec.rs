@@ -47,7 +47,13 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         .ok_or_else(|| CliError::Usage("\"exec\" requires at least 2 arguments".into()))?;
     let attach_stdin = a.interactive && !a.detach;
     if a.tty && attach_stdin && !std::io::stdin().is_terminal() {
-        return Err(CliError::Usage("the input device is not a TTY".into()));
+        // docker names a missing container before a missing terminal
+        client
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| client.err("inspect", e))?;
+        run::check_tty(a.tty, attach_stdin)?;
     }
     let env: Vec<String> = a
         .env
@@ -119,6 +125,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
                 output,
                 input,
                 attach_stdin,
+                a.tty,
                 a.detach_keys.as_deref(),
             )
             .await

@@ -144,47 +144,74 @@ fn write_out(to_stderr: bool, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Copies stdin to the container (watching for the detach keys) and its output to stdout and
-/// stderr, until the output ends. Returns true when the user detached.
+/// Finds the detach keys in what the user types. The sequence may span reads: bytes that
+/// start it are held back until it is known whether they complete it.
+struct EscapeScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl EscapeScanner {
+    /// The bytes to pass on, and whether the keys were completed (the rest is then dropped).
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        if self.keys.is_empty() {
+            return (input.to_vec(), false);
+        }
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+/// Copies stdin to the container and its output to stdout and stderr, until the output ends.
+/// With a tty, stdin is watched for the detach keys (as docker does: without one, stdin may
+/// be binary data). Returns true when the user detached.
 pub async fn pump(
     client: &Client,
     mut output: Output,
     mut input: Input,
     stdin: bool,
+    tty: bool,
     detach_keys: Option<&str>,
 ) -> Result<bool> {
-    let escape = tty::parse_detach_keys(detach_keys.unwrap_or(DEFAULT_DETACH_KEYS))
-        .map_err(CliError::Usage)?;
+    let mut scanner = EscapeScanner {
+        keys: if tty {
+            tty::parse_detach_keys(detach_keys.unwrap_or(DEFAULT_DETACH_KEYS))
+                .map_err(CliError::Usage)?
+        } else {
+            Vec::new()
+        },
+        matched: 0,
+    };
     let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
     let input_task = if stdin {
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut src = tokio::io::stdin();
             let mut buf = [0u8; 4096];
-            let mut matched = 0usize;
             loop {
                 let n = match src.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                // the detach sequence may span reads; bytes that start it are held back until
-                // it is known whether they complete it
-                let mut out = Vec::with_capacity(n);
-                for &b in &buf[..n] {
-                    if b == escape[matched] {
-                        matched += 1;
-                        if matched == escape.len() {
-                            let _ = detach_tx.send(());
-                            return;
-                        }
-                    } else {
-                        out.extend_from_slice(&escape[..matched]);
-                        matched = 0;
-                        if b == escape[0] {
-                            matched = 1;
-                        } else {
-                            out.push(b);
-                        }
-                    }
+                let (out, detach) = scanner.feed(&buf[..n]);
+                if detach {
+                    let _ = detach_tx.send(());
+                    return;
                 }
                 if input.write_all(&out).await.is_err() || input.flush().await.is_err() {
                     return;
@@ -194,13 +221,13 @@ pub async fn pump(
             let _ = input.shutdown().await;
             // keep the connection's write half alive until the output ends
             std::future::pending::<()>().await;
-        }))
+        })
     } else {
         // the write half stays open (a drop would not close it either) until output ends
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             let _keep = input;
             std::future::pending::<()>().await;
-        }))
+        })
     };
     let mut detached = false;
     // the sender is dropped when stdin ends without the detach keys; a finished oneshot must
@@ -229,9 +256,7 @@ pub async fn pump(
             }
         }
     }
-    if let Some(t) = input_task {
-        t.abort();
-    }
+    input_task.abort();
     Ok(detached)
 }
 
@@ -270,9 +295,10 @@ pub async fn start_one(client: &Client, id: &str) -> Result<()> {
         .map_err(|e| client.err("start", e))
 }
 
-fn check_tty(opts_tty: bool, interactive: bool) -> Result<()> {
+pub fn check_tty(opts_tty: bool, interactive: bool) -> Result<()> {
     if opts_tty && interactive && !std::io::stdin().is_terminal() {
-        return Err(CliError::Usage("the input device is not a TTY".into()));
+        eprintln!("the input device is not a TTY");
+        return Err(CliError::Reported { code: 1 });
     }
     Ok(())
 }
@@ -347,7 +373,7 @@ async fn attach_start_wait(
         Vec::new()
     };
     let detached = match streams {
-        Some((out, inp)) => pump(client, out, inp, stdin, detach_keys).await,
+        Some((out, inp)) => pump(client, out, inp, stdin, tty, detach_keys).await,
         None => Ok(false),
     };
     if let Some(r) = resizer {
@@ -531,7 +557,7 @@ pub async fn attach(client: &Client, args: AttachArgs) -> Result<i32> {
     } else {
         Vec::new()
     };
-    let detached = pump(client, out, inp, stdin, args.detach_keys.as_deref()).await;
+    let detached = pump(client, out, inp, stdin, tty, args.detach_keys.as_deref()).await;
     if let Some(r) = resizer {
         r.abort();
     }
@@ -559,6 +585,24 @@ mod tests {
             126
         );
         assert_eq!(exit_code_for_start_error("No such image: x"), 125);
+    }
+
+    #[test]
+    fn detach_keys_are_found_across_reads() {
+        let mut s = EscapeScanner {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        assert_eq!(s.feed(b"ab"), (b"ab".to_vec(), false));
+        assert_eq!(s.feed(&[b'x', 16]), (b"x".to_vec(), false));
+        assert_eq!(s.feed(b"y"), (vec![16, b'y'], false));
+        assert_eq!(s.feed(&[16, 16]), (vec![16], false));
+        assert_eq!(s.feed(&[17, b'z']), (vec![], true));
+        let mut none = EscapeScanner {
+            keys: vec![],
+            matched: 0,
+        };
+        assert_eq!(none.feed(&[16, 17]), (vec![16, 17], false));
     }
 
     #[test]
