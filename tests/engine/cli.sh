@@ -78,15 +78,16 @@ cli_one() {
     contains "$tag name conflict message" 'is already in use' "$out"
 
     # kill -s, stop, restart, wait
-    d kill -s USR1 "${n}r" >/dev/null 2>&1
-    out=$(d inspect --format '{{.State.Status}} {{.State.ExitCode}}' "${n}r"); eq "$tag kill -s USR1 (sh dies of it)" "exited 138" "$out"
-    d start "${n}r" >/dev/null 2>&1
-    out=$(d inspect --format '{{.State.Status}}' "${n}r"); eq "$tag start again" running "$out"
     d stop -t 1 "${n}r" >/dev/null 2>&1; rc=$?
     out=$(d inspect --format '{{.State.Status}} {{.State.ExitCode}}' "${n}r")
-    # sh as PID 1 ignores SIGTERM, so the timeout's SIGKILL ends it
+    # sh as PID 1 gets no SIGTERM it has no handler for, so the timeout's SIGKILL ends it
     eq "$tag stop (SIGTERM ignored, then SIGKILL)" "0 exited 137" "$rc $out"
-    d run -d --name "${n}t" busybox sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+    d run -d --name "${n}t" busybox sh -c 'trap "exit 42" TERM; trap "exit 21" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
+    sleep 0.3
+    d kill -s USR1 "${n}t" >/dev/null 2>&1
+    out=$(d wait "${n}t"); eq "$tag kill -s USR1" 21 "$out"
+    d start "${n}t" >/dev/null 2>&1
+    out=$(d inspect --format '{{.State.Status}}' "${n}t"); eq "$tag start again" running "$out"
     sleep 0.3
     d stop "${n}t" >/dev/null 2>&1
     out=$(d inspect --format '{{.State.ExitCode}}' "${n}t"); eq "$tag stop (SIGTERM handled)" 42 "$out"

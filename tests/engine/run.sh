@@ -26,7 +26,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 0
 fi
 
-T=$(mktemp -d /tmp/berth-accept.XXXXXX)
+# short: the shim socket is <exec-root>/containers/<64-hex id>/shim.sock, which must fit
+# in sun_path (108 bytes)
+T=$(mktemp -d /tmp/bA.XXXXXX)
 SOCK=$T/berth.sock
 DATA=$T/data
 RUN=$T/run
@@ -93,14 +95,14 @@ ping_ok() { curl -sf --max-time 5 --unix-socket "$SOCK" http://x/_ping >/dev/nul
 our_pids() {
     local p
     for p in /proc/[0-9]*; do
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "$T"; then echo "${p#/proc/}"; fi
+        if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "$T"; then echo "${p#/proc/}"; fi
     done
 }
 shim_pids() {
     local p
     for p in $(our_pids); do
         [ "$p" = "$DAEMON_PID" ] && continue
-        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' shim' && echo "$p"
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q ' shim' && echo "$p"
     done
 }
 our_mounts() { grep -F -- "$T" /proc/self/mountinfo | awk '{print $5}'; }

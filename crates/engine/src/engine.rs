@@ -319,6 +319,21 @@ impl Engine {
     /// `POST /containers/{id}/start`. `on_created` runs once the container exists but before
     /// its process runs (attach streams connect then).
     pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
+        let res = self.start_once(s, on_created);
+        if res.is_err() {
+            // dockerd removes an AutoRemove container whose start failed: `docker run --rm`
+            // waits for condition=removed after a failed start and would otherwise hang.
+            if let Ok(r) = self.db.find(s) {
+                let auto = body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true);
+                if auto && !matches!(r.status.as_str(), "running" | "paused" | "removing") {
+                    let _ = self.remove(&r.id, true);
+                }
+            }
+        }
+        res
+    }
+
+    fn start_once(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -732,6 +747,16 @@ impl Engine {
             .clone()
             .map(|h| serde_json::to_value(h).unwrap_or_else(|_| json!({})))
             .unwrap_or_else(|| json!({}));
+        let mut host_config = host_config;
+        if let Some(o) = host_config.as_object_mut() {
+            // dockerd records the default driver at create; the Python SDK's run() reads
+            // HostConfig.LogConfig.Type to decide whether it can read the logs.
+            let typ = o.get("LogConfig").and_then(|l| l.get("Type")).and_then(|t| t.as_str());
+            if typ.is_none_or(str::is_empty) {
+                let cfg = o.get("LogConfig").and_then(|l| l.get("Config")).cloned().unwrap_or_else(|| json!({}));
+                o.insert("LogConfig".into(), json!({"Type": "json-file", "Config": cfg}));
+            }
+        }
         let running = r.status == "running" || r.status == "paused";
         let v = json!({
             "Id": r.id,
