@@ -22,6 +22,10 @@ scenario_bad() {
     out=$(code_body http://x/containers/nosuchcontainer/json)
     case "$out" in "404 "*"No such container"*) ok "bad: unknown container is a 404" ;; *) fail "bad: unknown container: $out" ;; esac
     still_pings "unknown image"
+    api -XPOST -H 'Content-Type: application/json' -d '{"Image": "busybox"}' 'http://x/containers/create?name=badname' >/dev/null
+    out=$(code_body -XPOST -H 'Content-Type: application/json' -d '{"Image": "busybox"}' 'http://x/containers/create?name=badname')
+    case "$out" in "409 "*'"/badname" is already in use'*) ok "bad: a name conflict is a 409 naming it" ;; *) fail "bad: name conflict: $out" ;; esac
+    api -XDELETE http://x/containers/badname >/dev/null
 
     head -c 52428800 /dev/zero | tr '\0' 'a' >"$T/big.json"
     out=$(code_body -XPOST -H 'Content-Type: application/json' --data-binary @"$T/big.json" http://x/containers/create | cut -c1-200)
