@@ -1,8 +1,10 @@
 #!/bin/bash
 # berth's main job on a fresh Debian 12 machine, as root: install what the build needs, build
-# berth, make a busybox root filesystem from Debian's busybox-static, run a container in it
-# with berth's OCI runtime and print from inside, then import the same rootfs as an image and
-# list it. (The daemon and `berth run` come with the engine; this grows with it.)
+# berth, start its daemon (the Docker Engine API on /run/berth/berth.sock, data in
+# /var/lib/berth), make a busybox image from Debian's busybox-static, and run containers in it
+# with berth's CLI: a foreground run, then a detached one with logs, exec, ps and rm -f.
+# The daemon keeps running afterwards (stop it with: kill $(cat /run/berth/berth.pid));
+# the docker CLI works against it too: DOCKER_HOST=unix:///run/berth/berth.sock docker ps
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -19,17 +21,31 @@ command -v cargo >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install 
 
 berth=$(bash scripts/build-release.sh)
 ln -sf berth "$(dirname "$berth")/berth-runtime"
+echo "built $berth"
 
+# The daemon: started unless one already answers on the default socket.
+if ! "$berth" version >/dev/null 2>&1; then
+  mkdir -p /var/log
+  setsid "$berth" daemon </dev/null >>/var/log/berth-daemon.log 2>&1 &
+  for _ in $(seq 100); do "$berth" version >/dev/null 2>&1 && break; sleep 0.1; done
+  "$berth" version >/dev/null || { echo "the daemon did not start; see /var/log/berth-daemon.log" >&2; exit 1; }
+  echo "berth daemon started (pid $(cat /run/berth/berth.pid)); log in /var/log/berth-daemon.log"
+fi
+
+# The busybox image, from Debian's busybox-static.
 work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-bash "$repo/tests/make-busybox-rootfs.sh" "$work/bundle/rootfs" "$work/busybox.tar" >/dev/null
-cd "$work/bundle"
-"$berth" runtime spec
-# no terminal, and a command that shows it is isolated
-sed -z -i -e 's/"terminal": true/"terminal": false/' \
-  -e 's/"args": \[[^]]*\]/"args": ["sh", "-c", "echo hello from inside berth: pid $$, hostname $(hostname), uid $(id -u)"]/' config.json
-"$berth" runtime --root "$work/state" run "quickstart-$$"
-
-export BERTH_DATA_ROOT=$work/data
-"$berth" import "$work/busybox.tar" busybox:quickstart >/dev/null
+bash "$repo/tests/make-busybox-rootfs.sh" "$work/rootfs" "$work/busybox.tar" >/dev/null
+"$berth" import "$work/busybox.tar" busybox:latest >/dev/null
 "$berth" images
+
+set -x
+"$berth" run --rm busybox echo "hello from a berth container"
+"$berth" run --rm busybox sh -c 'echo "pid $$, hostname $(hostname), uid $(id -u)"'
+"$berth" run -d --name quickstart busybox sh -c 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done'
+sleep 1
+"$berth" logs --tail 3 quickstart
+"$berth" exec quickstart sh -c 'echo "exec in $(hostname): $(ps | wc -l) lines of ps"'
+"$berth" ps
+"$berth" rm -f quickstart
+"$berth" ps -a

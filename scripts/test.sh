@@ -23,15 +23,25 @@ systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
 results=()
 fail=0
+logs=$(mktemp -d /tmp/berth-test-logs.XXXXXX)
+n=0
+# Each step's output goes to the terminal and to a log, so that the summary can count and
+# show every skipped test (a skip prints "SKIP: <reason>") instead of letting it pass as a pass.
 step() {
   local name=$1; shift
+  n=$((n + 1))
   echo "=== test.sh: $name" >&2
-  if "$@"; then results+=("ok    $name"); else results+=("FAIL  $name"); fail=1; fi
+  if (set -o pipefail; "$@" 2>&1 | tee "$logs/$n.log"); then
+    results+=("ok    $name")
+  else
+    results+=("FAIL  $name"); fail=1
+  fi
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
-step "cargo test (unit + integration on this kernel)" cargo test --workspace
+# --show-output: the SKIP lines of passing tests reach the log and the summary
+step "cargo test (unit + integration on this kernel)" cargo test --workspace -- --show-output
 # through a pipe: the VM tool re-opens its output, which would truncate a log file
 vm_tests() { set -o pipefail; bash .ci/cgroup2-vm-tests 2>&1 | cat; }
 step "cgroup v2 tests in a VM" vm_tests
@@ -45,5 +55,12 @@ echo "=== test.sh summary"
 printf '%s\n' "${results[@]}"
 passed=$(printf '%s\n' "${results[@]}" | grep -c '^ok' || true)
 failed=$(printf '%s\n' "${results[@]}" | grep -c '^FAIL' || true)
-echo "steps: $passed passed, $failed failed"
+skips=$(cat "$logs"/*.log | grep -oE 'SKIP[^:]*:.*' | sed 's/[[:space:]]*$//' | sort | uniq -c || true)
+nskip=$(cat "$logs"/*.log | grep -cE 'SKIP[^:]*:' || true)
+echo "steps: $passed passed, $failed failed; skipped tests: $nskip"
+if [ -n "$skips" ]; then
+  echo "skipped (count, reason):"
+  echo "$skips"
+fi
+rm -rf "$logs"
 exit $fail

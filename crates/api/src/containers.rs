@@ -66,18 +66,28 @@ pub fn parse_body<T: serde::de::DeserializeOwned + Default>(b: &Bytes) -> ApiRes
 
 async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Response> {
     if body.iter().all(|c| c.is_ascii_whitespace()) {
-        return Err(ApiError::bad_request("the create request needs a JSON body"));
+        return Err(ApiError::bad_request(
+            "the create request needs a JSON body",
+        ));
     }
     let cfg: ContainerCreateBody = parse_body(&body)?;
     let name = q.get("name").cloned();
     let e = st.engine.clone();
     let (id, warnings) = blocking(move || Ok(e.create(name.as_deref(), cfg)?)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"Id": id, "Warnings": warnings}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": id, "Warnings": warnings})),
+    )
+        .into_response())
 }
 
 async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Value>> {
     let all = qbool(&q, "all");
-    let limit: Option<usize> = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).map(|l| l as usize);
+    let limit: Option<usize> = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let filters = match q.get("filters") {
         Some(f) if !f.is_empty() => parse_filters(f)?,
         _ => HashMap::new(),
@@ -87,17 +97,30 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
         let mut out = Vec::new();
         for r in e.records()? {
             let running = r.status == "running" || r.status == "paused";
-            if !all && limit.is_none() && !running && !filters.contains_key("status") && !filters.contains_key("exited") {
+            if !all
+                && limit.is_none()
+                && !running
+                && !filters.contains_key("status")
+                && !filters.contains_key("exited")
+            {
                 continue;
             }
             let body = e.body(&r);
             let labels = body.labels.clone().unwrap_or_default();
-            let ok = |k: &str, pred: &dyn Fn(&str) -> bool| filters.get(k).is_none_or(|v| v.iter().any(|x| pred(x)));
+            let ok = |k: &str, pred: &dyn Fn(&str) -> bool| {
+                filters.get(k).is_none_or(|v| v.iter().any(|x| pred(x)))
+            };
             let pass = ok("name", &|x| r.name.contains(x.trim_start_matches('/')))
                 && ok("id", &|x| r.id.starts_with(x))
                 && ok("status", &|x| x == r.status)
-                && ok("exited", &|x| r.status == "exited" && x.parse::<i64>().ok() == Some(r.exit_code))
-                && ok("ancestor", &|x| r.image == x || r.image_id.starts_with(x) || r.image_id.trim_start_matches("sha256:").starts_with(x))
+                && ok("exited", &|x| {
+                    r.status == "exited" && x.parse::<i64>().ok() == Some(r.exit_code)
+                })
+                && ok("ancestor", &|x| {
+                    r.image == x
+                        || r.image_id.starts_with(x)
+                        || r.image_id.trim_start_matches("sha256:").starts_with(x)
+                })
                 && ok("label", &|x| match x.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
                     None => labels.contains_key(x),
@@ -116,7 +139,10 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
     Ok(Json(serde_json::Value::Array(out)))
 }
 
-async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn inspect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let e = st.engine.clone();
     let v = blocking(move || Ok(e.inspect(&id)?)).await?;
     Ok(Json(serde_json::to_value(v).unwrap_or_default()))
@@ -141,7 +167,9 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
                 if w.send((c.socket.clone(), ack_tx)).is_ok() {
                     // Bounded: an attacher that never connects must not hold the start.
                     let rt = tokio::runtime::Handle::current();
-                    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), ack_rx).await });
+                    let _ = rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), ack_rx).await
+                    });
                 }
             }
         })?;
@@ -159,10 +187,9 @@ async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<
 
 fn timeout_param(q: &HashMap<String, String>) -> ApiResult<Option<i64>> {
     match q.get("t").or(q.get("timeout")) {
-        Some(t) => t
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("invalid timeout {t:?}: not a number of seconds"))),
+        Some(t) => t.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("invalid timeout {t:?}: not a number of seconds"))
+        }),
         None => Ok(None),
     }
 }
@@ -229,7 +256,10 @@ async fn rename(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Api
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn top(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn top(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let e = st.engine.clone();
     let (titles, rows) = blocking(move || Ok(e.top(&id)?)).await?;
     Ok(Json(json!({"Titles": titles, "Processes": rows})))
@@ -248,7 +278,9 @@ async fn prune(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>>
         Ok(out)
     })
     .await?;
-    Ok(Json(json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0})))
+    Ok(Json(
+        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
 }
 
 async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
@@ -257,7 +289,10 @@ async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Api
     let e = st.engine.clone();
     let r = blocking(move || Ok(e.find(&id)?)).await?;
     if r.status != "running" {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("Container {} is not running", r.id)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", r.id),
+        ));
     }
     let sock = st.engine.socket(&r.id);
     let (_, resp) = stream::shim_request(&sock, &json!({"op": "resize", "height": h, "width": w}))
@@ -266,7 +301,9 @@ async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Api
     if resp.get("ok").and_then(|v| v.as_bool()) != Some(true) {
         return Err(ApiError::bad_request(format!(
             "resize: {}",
-            resp.get("error").and_then(|v| v.as_str()).unwrap_or("refused")
+            resp.get("error")
+                .and_then(|v| v.as_str())
+                .unwrap_or("refused")
         )));
     }
     Ok(StatusCode::OK.into_response())
@@ -274,9 +311,14 @@ async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Api
 
 /// `POST /containers/{id}/wait`: headers at once, the body when the condition is met.
 async fn wait(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
-    let cond = q.get("condition").cloned().unwrap_or_else(|| "not-running".into());
+    let cond = q
+        .get("condition")
+        .cloned()
+        .unwrap_or_else(|| "not-running".into());
     if !matches!(cond.as_str(), "not-running" | "next-exit" | "removed" | "") {
-        return Err(ApiError::bad_request(format!("invalid condition {cond:?}: not-running, next-exit or removed")));
+        return Err(ApiError::bad_request(format!(
+            "invalid condition {cond:?}: not-running, next-exit or removed"
+        )));
     }
     // Subscribe before looking, so an exit in between is not missed.
     let mut rx = st.engine.events.subscribe();
@@ -291,7 +333,11 @@ async fn wait(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
                 match rx.recv().await {
                     Ok(ev) if ev.id == r.id => {
                         if ev.action == "die" {
-                            code = ev.attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(code);
+                            code = ev
+                                .attributes
+                                .get("exitCode")
+                                .and_then(|c| c.parse().ok())
+                                .unwrap_or(code);
                             if cond != "removed" {
                                 break;
                             }
@@ -307,14 +353,21 @@ async fn wait(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
             }
         }
         let v = json!({"StatusCode": code, "Error": null});
-        let _ = tx.send(Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))).await;
+        let _ = tx
+            .send(Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default())))
+            .await;
     });
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `POST /containers/{id}/attach`: hijacks the connection; before the container starts, the
 /// stream waits for it (docker run attaches first, then starts).
-async fn attach(State(st): State<AppState>, Path(id): Path<String>, q: Q, mut req: Request) -> ApiResult<Response> {
+async fn attach(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+    mut req: Request,
+) -> ApiResult<Response> {
     let e = st.engine.clone();
     let r = blocking(move || Ok(e.find(&id)?)).await?;
     let tty = st.engine.body(&r).tty.unwrap_or(false);
@@ -340,7 +393,9 @@ async fn attach(State(st): State<AppState>, Path(id): Path<String>, q: Q, mut re
     }
     tokio::spawn(async move {
         let Ok(client) = on.await else { return };
-        let Ok((sock, ack)) = sock_rx.await else { return };
+        let Ok((sock, ack)) = sock_rx.await else {
+            return;
+        };
         let conn = stream::shim_request(&sock, &want).await;
         let _ = ack.send(());
         if let Ok((conn, v)) = conn {
@@ -372,13 +427,21 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
     let want_out = qbool(&q, "stdout");
     let want_err = qbool(&q, "stderr");
     if !want_out && !want_err {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let follow = qbool(&q, "follow");
     let timestamps = qbool(&q, "timestamps");
     let tail: Option<usize> = q.get("tail").and_then(|t| t.parse().ok());
-    let since = q.get("since").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0);
-    let until = q.get("until").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0);
+    let since = q
+        .get("since")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0);
+    let until = q
+        .get("until")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0);
     let path = st.engine.log_path(&r.id);
     let engine = st.engine.clone();
     let cid = r.id.clone();
@@ -405,7 +468,11 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
                 payload.push(b' ');
             }
             payload.extend_from_slice(log.as_bytes());
-            Some(if tty { payload } else { stream::frame(n, &payload) })
+            Some(if tty {
+                payload
+            } else {
+                stream::frame(n, &payload)
+            })
         };
         let mut f = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
@@ -453,11 +520,14 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
             }
             let e = engine.clone();
             let c = cid.clone();
-            let running = tokio::task::spawn_blocking(move || e.find(&c).map(|r| r.status == "running" || r.status == "paused"))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .unwrap_or(false);
+            let running = tokio::task::spawn_blocking(move || {
+                e.find(&c)
+                    .map(|r| r.status == "running" || r.status == "paused")
+            })
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or(false);
             if !running {
                 // One last read: the shim writes the final lines before it reports the exit.
                 let mut chunk = Vec::new();
@@ -476,6 +546,10 @@ async fn logs(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let ct = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
     Ok(([(header::CONTENT_TYPE, ct)], out).into_response())
 }

@@ -161,7 +161,10 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
     }
     let mut resp = json_error(next.run(req).await).await;
     let h = resp.headers_mut();
-    h.insert("Api-Version", axum::http::HeaderValue::from_static(crate::API_VERSION));
+    h.insert(
+        "Api-Version",
+        axum::http::HeaderValue::from_static(crate::API_VERSION),
+    );
     h.insert("Server", axum::http::HeaderValue::from_static("berth"));
     h.insert("Ostype", axum::http::HeaderValue::from_static("linux"));
     resp

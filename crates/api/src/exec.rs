@@ -25,7 +25,11 @@ pub fn routes() -> Router<AppState> {
         .route("/exec/{id}/resize", post(resize))
 }
 
-async fn create(State(st): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let cfg: ExecConfig = parse_body(&body)?;
     let e = st.engine.clone();
     let exec_id = blocking(move || Ok(e.exec_create(&id, cfg)?)).await?;
@@ -39,7 +43,11 @@ async fn exit_code(sock: &std::path::Path, exec_id: &str) -> i64 {
     }
 }
 
-async fn start(State(st): State<AppState>, Path(exec_id): Path<String>, mut req: Request) -> ApiResult<Response> {
+async fn start(
+    State(st): State<AppState>,
+    Path(exec_id): Path<String>,
+    mut req: Request,
+) -> ApiResult<Response> {
     let body = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("read body: {e}")))?;
@@ -64,7 +72,11 @@ async fn start(State(st): State<AppState>, Path(exec_id): Path<String>, mut req:
             .await
             .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
         if v.get("ok").and_then(|x| x.as_bool()) != Some(true) {
-            let msg = v.get("error").and_then(|x| x.as_str()).unwrap_or("exec failed").to_string();
+            let msg = v
+                .get("error")
+                .and_then(|x| x.as_str())
+                .unwrap_or("exec failed")
+                .to_string();
             let engine = st.engine.clone();
             let _ = tokio::task::spawn_blocking(move || engine.exec_finished(&exec_id, 126)).await;
             return Err(ApiError::internal(msg));
@@ -85,14 +97,27 @@ async fn start(State(st): State<AppState>, Path(exec_id): Path<String>, mut req:
             }
             Ok((_, v)) => {
                 // Docker reports a failed exec start in the stream and as exit code 126/127.
-                let msg = v.get("error").and_then(|x| x.as_str()).unwrap_or("exec failed").to_string();
-                let code = if msg.contains("not found") || msg.contains("No such file") { 127 } else { 126 };
+                let msg = v
+                    .get("error")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("exec failed")
+                    .to_string();
+                let code = if msg.contains("not found") || msg.contains("No such file") {
+                    127
+                } else {
+                    126
+                };
                 let mut io = hyper_util::rt::TokioIo::new(client);
                 let line = format!("OCI runtime exec failed: {msg}\r\n");
-                let data = if tty { line.into_bytes() } else { stream::frame(1, line.as_bytes()) };
+                let data = if tty {
+                    line.into_bytes()
+                } else {
+                    stream::frame(1, line.as_bytes())
+                };
                 let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &data).await;
                 let engine = st.engine.clone();
-                let _ = tokio::task::spawn_blocking(move || engine.exec_finished(&exec_id, code)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || engine.exec_finished(&exec_id, code)).await;
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
             }
             Err(_) => {}
@@ -101,20 +126,35 @@ async fn start(State(st): State<AppState>, Path(exec_id): Path<String>, mut req:
     Ok(resp)
 }
 
-async fn inspect(State(st): State<AppState>, Path(exec_id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn inspect(
+    State(st): State<AppState>,
+    Path(exec_id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let e = st.engine.clone();
     let v = blocking(move || Ok(e.exec_inspect(&exec_id)?)).await?;
     Ok(Json(v))
 }
 
-async fn resize(State(st): State<AppState>, Path(exec_id): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+async fn resize(
+    State(st): State<AppState>,
+    Path(exec_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let h: u16 = q.get("h").and_then(|x| x.parse().ok()).unwrap_or(0);
     let w: u16 = q.get("w").and_then(|x| x.parse().ok()).unwrap_or(0);
     let e = st.engine.clone();
     let id2 = exec_id.clone();
     let rec = blocking(move || Ok(e.exec_inspect(&id2)?)).await?;
-    let cid = rec.get("ContainerID").and_then(|c| c.as_str()).unwrap_or("").to_string();
+    let cid = rec
+        .get("ContainerID")
+        .and_then(|c| c.as_str())
+        .unwrap_or("")
+        .to_string();
     let sock = st.engine.socket(&cid);
-    let _ = stream::shim_request(&sock, &json!({"op": "exec_resize", "exec_id": exec_id, "height": h, "width": w})).await;
+    let _ = stream::shim_request(
+        &sock,
+        &json!({"op": "exec_resize", "exec_id": exec_id, "height": h, "width": w}),
+    )
+    .await;
     Ok(StatusCode::OK.into_response())
 }

@@ -14,9 +14,10 @@ use crate::daemon::{blocking, AppState};
 use crate::error::{ApiError, ApiResult};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/images/json", get(list))
-        .route("/images/{*rest}", get(get_any).post(post_any).delete(remove))
+    Router::new().route("/images/json", get(list)).route(
+        "/images/{*rest}",
+        get(get_any).post(post_any).delete(remove),
+    )
 }
 
 fn created_ts(i: &Image) -> i64 {
@@ -24,7 +25,12 @@ fn created_ts(i: &Image) -> i64 {
 }
 
 fn summary(i: &Image) -> serde_json::Value {
-    let labels = i.config.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+    let labels = i
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
     json!({
         "Id": i.id.to_string(),
         "ParentId": "",
@@ -38,7 +44,10 @@ fn summary(i: &Image) -> serde_json::Value {
     })
 }
 
-async fn list(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<serde_json::Value>> {
+async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
     let all = crate::containers::qbool(&q, "all");
     let _ = all;
     let filters = match q.get("filters") {
@@ -50,9 +59,15 @@ async fn list(State(st): State<AppState>, Query(q): Query<HashMap<String, String
     let mut out = Vec::new();
     for i in &imgs {
         let dangling = i.repo_tags.is_empty();
-        let ok_d = filters.get("dangling").is_none_or(|v| v.iter().any(|x| (x == "true") == dangling));
+        let ok_d = filters
+            .get("dangling")
+            .is_none_or(|v| v.iter().any(|x| (x == "true") == dangling));
         let ok_ref = filters.get("reference").is_none_or(|v| {
-            v.iter().any(|x| i.repo_tags.iter().any(|t| t.familiar() == *x || t.familiar_name() == *x))
+            v.iter().any(|x| {
+                i.repo_tags
+                    .iter()
+                    .any(|t| t.familiar() == *x || t.familiar_name() == *x)
+            })
         });
         if ok_d && ok_ref {
             let typed: bollard_stubs::models::ImageSummary = serde_json::from_value(summary(i))
@@ -68,12 +83,12 @@ async fn get_any(State(st): State<AppState>, Path(rest): Path<String>) -> ApiRes
         let name = name.to_string();
         let e = st.engine.clone();
         let i = blocking(move || {
-            e.images
-                .resolve(&name)
-                .map_err(|err| match err.kind() {
-                    berth_image::ErrorKind::NotFound => ApiError::new(StatusCode::NOT_FOUND, format!("No such image: {name}")),
-                    _ => err.into(),
-                })
+            e.images.resolve(&name).map_err(|err| match err.kind() {
+                berth_image::ErrorKind::NotFound => {
+                    ApiError::new(StatusCode::NOT_FOUND, format!("No such image: {name}"))
+                }
+                _ => err.into(),
+            })
         })
         .await?;
         let c = i.config.config.clone();
@@ -92,18 +107,29 @@ async fn get_any(State(st): State<AppState>, Path(rest): Path<String>) -> ApiRes
             "RootFS": {"Type": "layers", "Layers": i.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         });
-        let typed: bollard_stubs::models::ImageInspect = serde_json::from_value(v)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let typed: bollard_stubs::models::ImageInspect =
+            serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(Json(serde_json::to_value(typed).unwrap_or_default()).into_response());
     }
-    Err(ApiError::new(StatusCode::NOT_FOUND, format!("page not found: GET /images/{rest}")))
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("page not found: GET /images/{rest}"),
+    ))
 }
 
-async fn post_any(State(st): State<AppState>, Path(rest): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+async fn post_any(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         let name = name.to_string();
         let repo = q.get("repo").cloned().unwrap_or_default();
-        let tag = q.get("tag").cloned().filter(|t| !t.is_empty()).unwrap_or_else(|| "latest".into());
+        let tag = q
+            .get("tag")
+            .cloned()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "latest".into());
         let e = st.engine.clone();
         blocking(move || {
             let img = e.images.resolve(&name)?;
@@ -116,10 +142,17 @@ async fn post_any(State(st): State<AppState>, Path(rest): Path<String>, Query(q)
         .await?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    Err(ApiError::new(StatusCode::NOT_FOUND, format!("page not found: POST /images/{rest}")))
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("page not found: POST /images/{rest}"),
+    ))
 }
 
-async fn remove(State(st): State<AppState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<serde_json::Value>> {
+async fn remove(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
     let force = crate::containers::qbool(&q, "force");
     let e = st.engine.clone();
     let actions = blocking(move || {

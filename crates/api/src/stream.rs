@@ -63,7 +63,10 @@ pub fn upgrade(req: &mut Request, tty: bool) -> ApiResult<(Response, OnUpgrade)>
 
 /// Connects to a shim and sends one request; returns the connection after its response
 /// line (read byte by byte, so no stream byte after it is consumed here).
-pub async fn shim_request(sock: &Path, req: &serde_json::Value) -> std::io::Result<(UnixStream, serde_json::Value)> {
+pub async fn shim_request(
+    sock: &Path,
+    req: &serde_json::Value,
+) -> std::io::Result<(UnixStream, serde_json::Value)> {
     let mut s = UnixStream::connect(sock).await?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
@@ -98,7 +101,11 @@ pub async fn pump(client: hyper::upgrade::Upgraded, shim: UnixStream) {
 
 /// [`pump`], running `after` once the shim's side has ended and before the client's side
 /// is closed (an exec's exit code is recorded before its client can ask for it).
-pub async fn pump_then(client: hyper::upgrade::Upgraded, shim: UnixStream, after: impl std::future::Future<Output = ()>) {
+pub async fn pump_then(
+    client: hyper::upgrade::Upgraded,
+    shim: UnixStream,
+    after: impl std::future::Future<Output = ()>,
+) {
     let client = TokioIo::new(client);
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();

@@ -54,8 +54,8 @@ async fn version() -> ApiResult<Json<serde_json::Value>> {
         "KernelVersion": kernel(),
         "BuildTime": "",
     });
-    let typed: bollard_stubs::models::SystemVersion = serde_json::from_value(v)
-        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    let typed: bollard_stubs::models::SystemVersion =
+        serde_json::from_value(v).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
     Ok(Json(serde_json::to_value(typed).unwrap_or_default()))
 }
 
@@ -72,11 +72,19 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> 
         .and_then(|m| {
             m.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<i64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|k| k.parse::<i64>().ok())
+                })
         })
         .unwrap_or(0)
         * 1024;
-    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
+    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
     let v = json!({
         "ID": "berth",
         "Containers": recs.len(),
@@ -123,8 +131,8 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> 
         "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Warnings": [],
     });
-    let typed: bollard_stubs::models::SystemInfo = serde_json::from_value(v)
-        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    let typed: bollard_stubs::models::SystemInfo =
+        serde_json::from_value(v).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
     Ok(Json(serde_json::to_value(typed).unwrap_or_default()))
 }
 
@@ -180,13 +188,16 @@ async fn events(
 }
 
 fn matches(f: &HashMap<String, Vec<String>>, ev: &berth_engine::events::Event) -> bool {
-    let any = |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|v| v.iter().any(|x| pred(x)));
+    let any =
+        |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|v| v.iter().any(|x| pred(x)));
     any("type", &|x| x == ev.typ)
         && any("event", &|x| x == ev.action)
         && any("container", &|x| {
             ev.id.starts_with(x) || ev.attributes.get("name").is_some_and(|n| n == x)
         })
-        && any("image", &|x| ev.attributes.get("image").is_some_and(|n| n == x))
+        && any("image", &|x| {
+            ev.attributes.get("image").is_some_and(|n| n == x)
+        })
 }
 
 /// Docker's `filters` query parameter: `{"key": ["v"]}` or the old `{"key": {"v": true}}`.
@@ -197,9 +208,16 @@ pub fn parse_filters(s: &str) -> ApiResult<HashMap<String, Vec<String>>> {
     if let Some(o) = v.as_object() {
         for (k, val) in o {
             let list: Vec<String> = match val {
-                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
                 serde_json::Value::Object(m) => m.keys().cloned().collect(),
-                _ => return Err(crate::error::ApiError::bad_request(format!("invalid filter {k:?}"))),
+                _ => {
+                    return Err(crate::error::ApiError::bad_request(format!(
+                        "invalid filter {k:?}"
+                    )))
+                }
             };
             out.insert(k.clone(), list);
         }
@@ -215,6 +233,7 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(f(tx));
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let s =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     axum::body::Body::from_stream(s)
 }

@@ -61,7 +61,10 @@ pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
     if let Some(p) = a.pidfile {
         cfg.pidfile = Some(p);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth daemon: start the async runtime: {e}");

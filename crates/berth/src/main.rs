@@ -2,6 +2,8 @@
 //! beyond parsing arguments and printing results.
 
 mod daemon_cmd;
+// The container CLI: a Docker Engine API client (src/cli).
+mod cli;
 mod image_cmd;
 mod registry_cmd;
 mod runtime_cmd;
@@ -36,6 +38,9 @@ enum Command {
     Shim(berth_shim::ShimArgs),
     /// The daemon: serves the Docker Engine API and owns containers and images.
     Daemon(daemon_cmd::DaemonArgs),
+    // the container commands (run, ps, exec, ...), clients of the daemon's API
+    #[command(flatten)]
+    Container(cli::ContainerCommand),
 }
 
 fn main() {
@@ -74,15 +79,47 @@ fn main() {
     if args.get(1).is_some_and(runc_global) {
         std::process::exit(runtime_cmd::main_from_args(args.split_off(1)));
     }
-    let cli = Cli::parse();
+    // `-H`/`--host` before the command, as docker takes it (not a clap global: `history -H`
+    // means something else)
+    let host = cli::take_host_flag(&mut args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => std::process::exit(usage_error(e, &args)),
+    };
     let code = match cli.command {
         Command::Runtime(_) => unreachable_runtime(),
         Command::Image(c) => report(image_cmd::run(c, &cli.data_root)),
         Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root)),
         Command::Shim(a) => berth_shim::main(a),
-        Command::Daemon(a) => daemon_cmd::run(a, std::env::var_os("BERTH_DATA_ROOT").map(Into::into).or(Some(cli.data_root.clone())).filter(|_| std::env::var_os("BERTH_DATA_ROOT").is_some())),
+        Command::Daemon(a) => daemon_cmd::run(
+            a,
+            std::env::var_os("BERTH_DATA_ROOT")
+                .map(Into::into)
+                .or(Some(cli.data_root.clone()))
+                .filter(|_| std::env::var_os("BERTH_DATA_ROOT").is_some()),
+        ),
+        Command::Container(c) => cli::main(c, host),
     };
     std::process::exit(code);
+}
+
+/// Prints clap's message; a usage error in a container command exits 125 as docker's does.
+fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
+    let _ = e.print();
+    if !e.use_stderr() {
+        return 0;
+    }
+    let container_cmd = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|a| cli::owns(&a));
+    if container_cmd {
+        cli::EXIT_DAEMON
+    } else {
+        e.exit_code()
+    }
 }
 
 fn unreachable_runtime() -> i32 {

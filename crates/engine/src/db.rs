@@ -132,9 +132,11 @@ impl Db {
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
                 let id: String = conn
-                    .query_row("SELECT id FROM containers WHERE name = ?1", [&r.name], |x| {
-                        x.get(0)
-                    })
+                    .query_row(
+                        "SELECT id FROM containers WHERE name = ?1",
+                        [&r.name],
+                        |x| x.get(0),
+                    )
                     .unwrap_or_default();
                 Err(Error::NameInUse {
                     name: r.name.clone(),
@@ -183,7 +185,10 @@ impl Db {
         }
         if s.bytes().all(|b| b.is_ascii_hexdigit()) {
             let pat = format!("{}%", s.to_ascii_lowercase());
-            let mut v = q(&format!("SELECT {COLS} FROM containers WHERE id LIKE ?1"), &pat)?;
+            let mut v = q(
+                &format!("SELECT {COLS} FROM containers WHERE id LIKE ?1"),
+                &pat,
+            )?;
             if v.len() == 1 {
                 return Ok(v.remove(0));
             }
@@ -199,7 +204,9 @@ impl Db {
     pub fn list(&self) -> Result<Vec<Record>> {
         let conn = self.lock();
         let mut st = conn
-            .prepare(&format!("SELECT {COLS} FROM containers ORDER BY created DESC"))
+            .prepare(&format!(
+                "SELECT {COLS} FROM containers ORDER BY created DESC"
+            ))
             .map_err(Error::db("list containers"))?;
         let rows = st
             .query_map([], row)
@@ -285,7 +292,14 @@ impl Db {
             .execute(
                 "INSERT INTO execs (id, container, body, running, exit_code, pid) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![e.id, e.container, e.body, e.running as i64, e.exit_code, e.pid],
+                params![
+                    e.id,
+                    e.container,
+                    e.body,
+                    e.running as i64,
+                    e.exit_code,
+                    e.pid
+                ],
             )
             .map_err(Error::db("insert exec"))?;
         Ok(())
@@ -312,7 +326,13 @@ impl Db {
             .ok_or_else(|| Error::NoSuchExec(id.to_string()))
     }
 
-    pub fn update_exec(&self, id: &str, running: bool, exit_code: Option<i64>, pid: i64) -> Result<()> {
+    pub fn update_exec(
+        &self,
+        id: &str,
+        running: bool,
+        exit_code: Option<i64>,
+        pid: i64,
+    ) -> Result<()> {
         self.lock()
             .execute(
                 "UPDATE execs SET running = ?2, exit_code = ?3, pid = ?4 WHERE id = ?1",

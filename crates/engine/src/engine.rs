@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard_stubs::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ExecConfig};
 use berth_image::ImageStore;
 use berth_runtime::Runtime;
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ExecConfig,
+};
 use serde_json::json;
 
 use crate::db::{Db, ExecRecord, Record};
@@ -70,15 +72,60 @@ fn valid_name(n: &str) -> bool {
 fn random_name() -> String {
     use rand::seq::SliceRandom;
     const LEFT: &[&str] = &[
-        "admiring", "bold", "brave", "clever", "dazzling", "eager", "elegant", "festive",
-        "focused", "gallant", "happy", "jolly", "keen", "kind", "lucid", "modest", "nifty",
-        "optimistic", "peaceful", "quirky", "relaxed", "serene", "sharp", "stoic", "vibrant",
-        "wizardly", "youthful", "zealous",
+        "admiring",
+        "bold",
+        "brave",
+        "clever",
+        "dazzling",
+        "eager",
+        "elegant",
+        "festive",
+        "focused",
+        "gallant",
+        "happy",
+        "jolly",
+        "keen",
+        "kind",
+        "lucid",
+        "modest",
+        "nifty",
+        "optimistic",
+        "peaceful",
+        "quirky",
+        "relaxed",
+        "serene",
+        "sharp",
+        "stoic",
+        "vibrant",
+        "wizardly",
+        "youthful",
+        "zealous",
     ];
     const RIGHT: &[&str] = &[
-        "albattani", "babbage", "bohr", "curie", "darwin", "einstein", "euclid", "fermi",
-        "galileo", "hopper", "hypatia", "kepler", "lamarr", "lovelace", "meitner", "newton",
-        "noether", "pascal", "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak",
+        "albattani",
+        "babbage",
+        "bohr",
+        "curie",
+        "darwin",
+        "einstein",
+        "euclid",
+        "fermi",
+        "galileo",
+        "hopper",
+        "hypatia",
+        "kepler",
+        "lamarr",
+        "lovelace",
+        "meitner",
+        "newton",
+        "noether",
+        "pascal",
+        "ritchie",
+        "shannon",
+        "thompson",
+        "torvalds",
+        "turing",
+        "wozniak",
     ];
     let mut r = rand::thread_rng();
     format!(
@@ -152,8 +199,10 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
+    /// The shim's directory. Short, because a unix socket path is limited to 107 bytes:
+    /// half the ID is unique enough (128 bits) and leaves room for a long exec root.
     pub fn state_dir(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("containers").join(id)
+        self.cfg.exec_root.join("c").join(&id[..id.len().min(32)])
     }
 
     pub fn socket(&self, id: &str) -> PathBuf {
@@ -184,7 +233,11 @@ impl Engine {
     }
 
     /// `POST /containers/create`.
-    pub fn create(&self, name: Option<&str>, mut body: ContainerCreateBody) -> Result<(String, Vec<String>)> {
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        mut body: ContainerCreateBody,
+    ) -> Result<(String, Vec<String>)> {
         let name = match name.map(|n| n.strip_prefix('/').unwrap_or(n)) {
             Some(n) if !n.is_empty() => {
                 if !valid_name(n) {
@@ -204,16 +257,21 @@ impl Engine {
             .clone()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::InvalidArgument("config.Image: no image specified".into()))?;
-        let image = self.images.resolve(&image_name).map_err(|e| match e.kind() {
-            berth_image::ErrorKind::NotFound => Error::NoSuchImage(image_name.clone()),
-            _ => Error::Image(e),
-        })?;
+        let image = self
+            .images
+            .resolve(&image_name)
+            .map_err(|e| match e.kind() {
+                berth_image::ErrorKind::NotFound => Error::NoSuchImage(image_name.clone()),
+                _ => Error::Image(e),
+            })?;
         let id = random_id();
         let mut warnings = Vec::new();
         if let Some(hc) = &body.host_config {
             for o in hc.security_opt.iter().flatten() {
                 if o.starts_with("apparmor") || o.starts_with("label") {
-                    warnings.push(format!("security option {o:?} ignored: berth has no AppArmor or SELinux support"));
+                    warnings.push(format!(
+                        "security option {o:?} ignored: berth has no AppArmor or SELinux support"
+                    ));
                 }
             }
         }
@@ -244,15 +302,14 @@ impl Engine {
         write("hostname", format!("{hostname}\n")).map_err(cleanup)?;
         write(
             "hosts",
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
                  fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-                 ff02::2\tip6-allrouters\n"
-            ),
+                 ff02::2\tip6-allrouters\n".to_string(),
         )
         .map_err(cleanup)?;
         write("resolv.conf", resolv_conf()).map_err(cleanup)?;
-        std::fs::create_dir(dir.join("rootfs")).map_err(|e| cleanup(Error::io("create", dir.join("rootfs"))(e)))?;
+        std::fs::create_dir(dir.join("rootfs"))
+            .map_err(|e| cleanup(Error::io("create", dir.join("rootfs"))(e)))?;
         self.images
             .prepare_container(&id, &image)
             .map_err(|e| cleanup(e.into()))?;
@@ -335,6 +392,20 @@ impl Engine {
 
     fn start_once(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
+        let res = self.start_inner(&r.id, on_created);
+        // A --rm container that could not start is removed, as docker does.
+        if res.is_err()
+            && body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true)
+        {
+            if let Err(e) = self.remove(&r.id, true) {
+                tracing::warn!(container = %r.id, error = %e, "remove a --rm container that failed to start");
+            }
+        }
+        res
+    }
+
+    fn start_inner(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
+        let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.db.find(&r.id)?;
@@ -347,7 +418,10 @@ impl Engine {
                 )))
             }
             "removing" => {
-                return Err(Error::Conflict(format!("container {} is being removed", r.id)))
+                return Err(Error::Conflict(format!(
+                    "container {} is being removed",
+                    r.id
+                )))
             }
             _ => {}
         }
@@ -373,7 +447,8 @@ impl Engine {
         })
         .map_err(|e| fail(e.into()))?;
         let cfg_path = dir.join("config.json");
-        let data = serde_json::to_vec(&spec).map_err(|e| fail(Error::InvalidArgument(e.to_string())))?;
+        let data =
+            serde_json::to_vec(&spec).map_err(|e| fail(Error::InvalidArgument(e.to_string())))?;
         std::fs::write(&cfg_path, data).map_err(|e| fail(Error::io("write", &cfg_path)(e)))?;
 
         let state_dir = self.state_dir(&id);
@@ -398,12 +473,19 @@ impl Engine {
                 "log driver {driver:?} is not supported (json-file, none)"
             ))));
         }
-        let max_size = match opts.get("max-size") {
-            Some(v) => Some(parse_size(v).map_err(|e| fail(Error::InvalidArgument(format!("--log-opt max-size: {e}"))))?),
-            None => None,
-        };
+        let max_size =
+            match opts.get("max-size") {
+                Some(v) => Some(parse_size(v).map_err(|e| {
+                    fail(Error::InvalidArgument(format!("--log-opt max-size: {e}")))
+                })?),
+                None => None,
+            };
         let max_file = match opts.get("max-file") {
-            Some(v) => Some(v.parse::<u32>().map_err(|_| fail(Error::InvalidArgument(format!("--log-opt max-file: {v:?} is not a number"))))?),
+            Some(v) => Some(v.parse::<u32>().map_err(|_| {
+                fail(Error::InvalidArgument(format!(
+                    "--log-opt max-file: {v:?} is not a number"
+                )))
+            })?),
             None => None,
         };
         let tty = body.tty.unwrap_or(false);
@@ -416,7 +498,11 @@ impl Engine {
             runtime_root: &self.runtime.root,
             state_dir: &state_dir,
             log_path: &log_path,
-            log_driver: if driver.is_empty() { "json-file" } else { &driver },
+            log_driver: if driver.is_empty() {
+                "json-file"
+            } else {
+                &driver
+            },
             log_max_size: max_size,
             log_max_file: max_file,
             tty,
@@ -430,11 +516,15 @@ impl Engine {
             socket: sock.clone(),
             tty,
         });
-        let resp = shim::request(&sock, &json!({"op": "start"}), Some(Duration::from_secs(60)))
-            .map_err(|e| Error::Shim {
-                id: id.clone(),
-                reason: format!("start: {e}"),
-            });
+        let resp = shim::request(
+            &sock,
+            &json!({"op": "start"}),
+            Some(Duration::from_secs(60)),
+        )
+        .map_err(|e| Error::Shim {
+            id: id.clone(),
+            reason: format!("start: {e}"),
+        });
         let resp = match resp {
             Ok(v) => v,
             Err(e) => {
@@ -449,7 +539,10 @@ impl Engine {
                 .and_then(|v| v.as_str())
                 .unwrap_or("start failed")
                 .to_string();
-            return Err(fail(Error::Shim { id: id.clone(), reason: msg }));
+            return Err(fail(Error::Shim {
+                id: id.clone(),
+                reason: msg,
+            }));
         }
         self.db.set_running(&id, pid, &now())?;
         self.emit(&r, "start", &[]);
@@ -475,8 +568,15 @@ impl Engine {
                 finished_at: now(),
                 oom_killed: false,
             });
-        let finished = if info.finished_at.is_empty() { now() } else { info.finished_at.clone() };
-        if !self.db.set_exited(id, info.exit_code, &finished, info.oom_killed, "")? {
+        let finished = if info.finished_at.is_empty() {
+            now()
+        } else {
+            info.finished_at.clone()
+        };
+        if !self
+            .db
+            .set_exited(id, info.exit_code, &finished, info.oom_killed, "")?
+        {
             return Ok(());
         }
         // The shim normally deletes the runtime's state; if it died, we do.
@@ -506,7 +606,12 @@ impl Engine {
                 let _ = self.exited_locked(id, info);
                 true
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                false
+            }
             Err(_) => {
                 // No shim: the container is gone.
                 let _ = self.exited_locked(id, None);
@@ -519,12 +624,19 @@ impl Engine {
     pub fn kill(&self, s: &str, signal: i32) -> Result<()> {
         let r = self.db.find(s)?;
         if r.status != "running" && r.status != "paused" {
-            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
-        self.runtime.kill(&r.id, signal, false).or_else(|e| match e {
-            berth_runtime::Error::WrongState { .. } | berth_runtime::Error::NotFound(_) => Ok(()),
-            e => Err(e),
-        })?;
+        self.runtime
+            .kill(&r.id, signal, false)
+            .or_else(|e| match e {
+                berth_runtime::Error::WrongState { .. } | berth_runtime::Error::NotFound(_) => {
+                    Ok(())
+                }
+                e => Err(e),
+            })?;
         self.emit(&r, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
@@ -561,7 +673,10 @@ impl Engine {
     pub fn pause(&self, s: &str) -> Result<()> {
         let r = self.db.find(s)?;
         if r.status != "running" {
-            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         self.runtime.pause(&r.id)?;
         self.db.set_status(&r.id, "paused")?;
@@ -651,7 +766,10 @@ impl Engine {
     pub fn top(&self, s: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
         let r = self.db.find(s)?;
         if r.status != "running" && r.status != "paused" {
-            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         let pids = self.runtime.pids(&r.id)?;
         let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
@@ -801,7 +919,10 @@ impl Engine {
     pub fn exec_create(&self, s: &str, body: ExecConfig) -> Result<String> {
         let r = self.db.find(s)?;
         if r.status != "running" {
-            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         if body.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(Error::InvalidArgument("No exec command specified".into()));
@@ -823,18 +944,24 @@ impl Engine {
     pub fn exec_plan(&self, exec_id: &str, detach: bool) -> Result<ExecPlan> {
         let e = self.db.get_exec(exec_id)?;
         if e.running || e.exit_code.is_some() {
-            return Err(Error::Conflict(format!("exec {exec_id} has already been started")));
+            return Err(Error::Conflict(format!(
+                "exec {exec_id} has already been started"
+            )));
         }
         let r = self.db.find(&e.container)?;
         if r.status != "running" {
-            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         let body: ExecConfig = serde_json::from_str(&e.body).unwrap_or_default();
         let cfg = self.container_dir(&r.id).join("config.json");
         let data = std::fs::read(&cfg).map_err(Error::io("read", &cfg))?;
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(&data)
             .map_err(|e| Error::InvalidArgument(format!("{}: {e}", cfg.display())))?;
-        let process = crate::spec::exec_process(&body, &spec, &self.container_dir(&r.id).join("rootfs"))?;
+        let process =
+            crate::spec::exec_process(&body, &spec, &self.container_dir(&r.id).join("rootfs"))?;
         self.db.update_exec(exec_id, true, None, 0)?;
         self.emit(&r, "exec_start", &[("execID", exec_id.to_string())]);
         Ok(ExecPlan {
@@ -850,7 +977,14 @@ impl Engine {
         self.db.update_exec(exec_id, false, Some(exit_code), 0)?;
         if let Ok(e) = self.db.get_exec(exec_id) {
             if let Ok(r) = self.db.find(&e.container) {
-                self.emit(&r, "exec_die", &[("execID", exec_id.to_string()), ("exitCode", exit_code.to_string())]);
+                self.emit(
+                    &r,
+                    "exec_die",
+                    &[
+                        ("execID", exec_id.to_string()),
+                        ("exitCode", exit_code.to_string()),
+                    ],
+                );
             }
         }
         Ok(())
@@ -894,9 +1028,12 @@ impl Engine {
             match r.status.as_str() {
                 "running" | "paused" => {
                     let sock = self.socket(&r.id);
-                    let alive = shim::request(&sock, &json!({"op": "state"}), Some(Duration::from_secs(5)))
-                        .ok()
-                        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_string));
+                    let alive =
+                        shim::request(&sock, &json!({"op": "state"}), Some(Duration::from_secs(5)))
+                            .ok()
+                            .and_then(|v| {
+                                v.get("status").and_then(|s| s.as_str()).map(str::to_string)
+                            });
                     match alive.as_deref() {
                         Some("running") | Some("created") => live.push(r.id.clone()),
                         _ => {
@@ -952,7 +1089,11 @@ fn resolv_conf() -> String {
     out
 }
 
-fn process_args(body: &ContainerCreateBody, r: &Record, images: &ImageStore) -> (String, Vec<String>) {
+fn process_args(
+    body: &ContainerCreateBody,
+    r: &Record,
+    images: &ImageStore,
+) -> (String, Vec<String>) {
     let img = r
         .image_id
         .parse()
@@ -989,13 +1130,21 @@ fn command_line(body: &ContainerCreateBody, r: &Record, images: &ImageStore) -> 
 pub fn human_status(r: &Record) -> String {
     let since = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
-            .map(|d| (chrono::Utc::now() - d.with_timezone(&chrono::Utc)).num_seconds().max(0))
+            .map(|d| {
+                (chrono::Utc::now() - d.with_timezone(&chrono::Utc))
+                    .num_seconds()
+                    .max(0)
+            })
             .unwrap_or(0)
     };
     match r.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&r.started_at))),
         "paused" => format!("Up {} (Paused)", human_duration(since(&r.started_at))),
-        "exited" => format!("Exited ({}) {} ago", r.exit_code, human_duration(since(&r.finished_at))),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            r.exit_code,
+            human_duration(since(&r.finished_at))
+        ),
         "created" => "Created".into(),
         "removing" => "Removal In Progress".into(),
         other => other.to_string(),

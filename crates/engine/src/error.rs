@@ -65,7 +65,9 @@ impl Error {
             Error::Spec(e) if e.is_invalid_argument() => Kind::InvalidArgument,
             Error::Image(e) => match e.kind() {
                 berth_image::ErrorKind::NotFound => Kind::NotFound,
-                berth_image::ErrorKind::Conflict | berth_image::ErrorKind::AlreadyExists => Kind::Conflict,
+                berth_image::ErrorKind::Conflict | berth_image::ErrorKind::AlreadyExists => {
+                    Kind::Conflict
+                }
                 berth_image::ErrorKind::InvalidArgument => Kind::InvalidArgument,
                 _ => Kind::Internal,
             },
@@ -73,7 +75,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<std::path::PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }

@@ -80,7 +80,10 @@ pub fn spawn(s: &ShimSpawn<'_>) -> Result<i64> {
     let mut child = cmd
         .spawn()
         .map_err(|e| shim_err(format!("spawn {}: {e}", s.exe.display())))?;
-    let stdout = child.stdout.take().ok_or_else(|| shim_err("no stdout pipe".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| shim_err("no stdout pipe".into()))?;
     let mut line = String::new();
     let read = BufReader::new(stdout).read_line(&mut line);
     let mut stderr = String::new();

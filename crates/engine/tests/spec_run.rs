@@ -191,6 +191,8 @@ impl Run {
                     detach: false,
                     preserve_fds: 0,
                     ignore_paused: false,
+                    stdio: None,
+                    console: None,
                 },
             )
             .unwrap();
