@@ -100,6 +100,12 @@ cli_one() {
     d run -d --name "${n}w" busybox sh -c 'sleep 1; exit 9' >/dev/null 2>&1
     out=$(d wait "${n}w" 2>&1); eq "$tag wait" 9 "$out"
 
+    # a second start of a running --rm container changes nothing (it is not a failed start)
+    d run -d --rm --name "${n}rm" busybox sleep 300 >/dev/null 2>&1
+    d start "${n}rm" >/dev/null 2>&1
+    out=$(d inspect --format '{{.State.Status}}' "${n}rm" 2>&1); eq "$tag start of a running --rm container keeps it" running "$out"
+    d rm -f "${n}rm" >/dev/null 2>&1
+
     # start -a
     d create --name "${n}a" busybox sh -c 'echo attached-out; exit 4' >/dev/null 2>&1
     out=$(d start -a "${n}a" 2>&1); rc=$?

@@ -26,8 +26,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 0
 fi
 
-# short: the shim socket is <exec-root>/containers/<64-hex id>/shim.sock, which must fit
-# in sun_path (108 bytes)
+# short: the shims' sockets live under the exec root and must fit in sun_path (108 bytes)
 T=$(mktemp -d /tmp/bA.XXXXXX)
 SOCK=$T/berth.sock
 DATA=$T/data

@@ -376,26 +376,18 @@ impl Engine {
     /// `POST /containers/{id}/start`. `on_created` runs once the container exists but before
     /// its process runs (attach streams connect then).
     pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
-        let res = self.start_once(s, on_created);
-        if res.is_err() {
-            // dockerd removes an AutoRemove container whose start failed: `docker run --rm`
-            // waits for condition=removed after a failed start and would otherwise hang.
-            if let Ok(r) = self.db.find(s) {
-                let auto = body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true);
-                if auto && !matches!(r.status.as_str(), "running" | "paused" | "removing") {
-                    let _ = self.remove(&r.id, true);
-                }
-            }
-        }
-        res
-    }
-
-    fn start_once(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
         let res = self.start_inner(&r.id, on_created);
-        // A --rm container that could not start is removed, as docker does.
+        // A --rm container that could not start is removed, as docker does; one that is
+        // running (a second start: 304) or paused is not a failed start.
         if res.is_err()
             && body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true)
+            && self
+                .db
+                .get(&r.id)
+                .ok()
+                .flatten()
+                .is_some_and(|now| !matches!(now.status.as_str(), "running" | "paused" | "removing"))
         {
             if let Err(e) = self.remove(&r.id, true) {
                 tracing::warn!(container = %r.id, error = %e, "remove a --rm container that failed to start");
