@@ -304,7 +304,8 @@ impl Engine {
             "hosts",
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
                  fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-                 ff02::2\tip6-allrouters\n".to_string(),
+                 ff02::2\tip6-allrouters\n"
+                .to_string(),
         )
         .map_err(cleanup)?;
         write("resolv.conf", resolv_conf()).map_err(cleanup)?;
@@ -382,12 +383,9 @@ impl Engine {
         // running (a second start: 304) or paused is not a failed start.
         if res.is_err()
             && body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true)
-            && self
-                .db
-                .get(&r.id)
-                .ok()
-                .flatten()
-                .is_some_and(|now| !matches!(now.status.as_str(), "running" | "paused" | "removing"))
+            && self.db.get(&r.id).ok().flatten().is_some_and(|now| {
+                !matches!(now.status.as_str(), "running" | "paused" | "removing")
+            })
         {
             if let Err(e) = self.remove(&r.id, true) {
                 tracing::warn!(container = %r.id, error = %e, "remove a --rm container that failed to start");
@@ -861,10 +859,20 @@ impl Engine {
         if let Some(o) = host_config.as_object_mut() {
             // dockerd records the default driver at create; the Python SDK's run() reads
             // HostConfig.LogConfig.Type to decide whether it can read the logs.
-            let typ = o.get("LogConfig").and_then(|l| l.get("Type")).and_then(|t| t.as_str());
+            let typ = o
+                .get("LogConfig")
+                .and_then(|l| l.get("Type"))
+                .and_then(|t| t.as_str());
             if typ.is_none_or(str::is_empty) {
-                let cfg = o.get("LogConfig").and_then(|l| l.get("Config")).cloned().unwrap_or_else(|| json!({}));
-                o.insert("LogConfig".into(), json!({"Type": "json-file", "Config": cfg}));
+                let cfg = o
+                    .get("LogConfig")
+                    .and_then(|l| l.get("Config"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                o.insert(
+                    "LogConfig".into(),
+                    json!({"Type": "json-file", "Config": cfg}),
+                );
             }
         }
         let running = r.status == "running" || r.status == "paused";
