@@ -120,6 +120,24 @@ pub fn spawn_monitor(state: AppState, id: String) {
     });
 }
 
+/// Errors made by axum's extractors (a body over the limit: 413) are plain text; Docker's
+/// clients read an error's message from `{"message": ...}`.
+async fn json_error(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let status = resp.status();
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => status.to_string(),
+    };
+    crate::error::ApiError::new(status, text).into_response_owned()
+}
+
 /// Docker clients put `/v1.NN` before every path; the routes are written without it.
 async fn strip_version(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
@@ -141,7 +159,7 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
             }
         }
     }
-    let mut resp = next.run(req).await;
+    let mut resp = json_error(next.run(req).await).await;
     let h = resp.headers_mut();
     h.insert(
         "Api-Version",

@@ -379,9 +379,13 @@ impl Engine {
     pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
         let res = self.start_inner(&r.id, on_created);
-        // A --rm container that could not start is removed, as docker does.
+        // A --rm container that could not start is removed, as docker does; one that is
+        // running (a second start: 304) or paused is not a failed start.
         if res.is_err()
             && body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true)
+            && self.db.get(&r.id).ok().flatten().is_some_and(|now| {
+                !matches!(now.status.as_str(), "running" | "paused" | "removing")
+            })
         {
             if let Err(e) = self.remove(&r.id, true) {
                 tracing::warn!(container = %r.id, error = %e, "remove a --rm container that failed to start");
@@ -851,6 +855,26 @@ impl Engine {
             .clone()
             .map(|h| serde_json::to_value(h).unwrap_or_else(|_| json!({})))
             .unwrap_or_else(|| json!({}));
+        let mut host_config = host_config;
+        if let Some(o) = host_config.as_object_mut() {
+            // dockerd records the default driver at create; the Python SDK's run() reads
+            // HostConfig.LogConfig.Type to decide whether it can read the logs.
+            let typ = o
+                .get("LogConfig")
+                .and_then(|l| l.get("Type"))
+                .and_then(|t| t.as_str());
+            if typ.is_none_or(str::is_empty) {
+                let cfg = o
+                    .get("LogConfig")
+                    .and_then(|l| l.get("Config"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                o.insert(
+                    "LogConfig".into(),
+                    json!({"Type": "json-file", "Config": cfg}),
+                );
+            }
+        }
         let running = r.status == "running" || r.status == "paused";
         let v = json!({
             "Id": r.id,
