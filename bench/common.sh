@@ -53,6 +53,11 @@ bench_init() {
   trap 'exit 130' INT TERM
   bash "$repo/tests/make-busybox-rootfs.sh" "$work/rootfs" "$work/busybox.tar" >/dev/null
   rm -rf "$work/rootfs"
+  # The engines' runtime state (sockets, shims' files, the OCI runtimes' state) lives in /run
+  # on a real host, a tmpfs; this machine's /run is on its disk, where every fsync of a state
+  # file would cost a journal commit. All three get the same tmpfs.
+  mkdir -p "$work/run"
+  mount -t tmpfs -o mode=0711 bench-run "$work/run"
 }
 
 # Processes whose command line names a path under the work directory (shims, conmon,
@@ -62,7 +67,7 @@ bench_own_pids() {
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ "$pid" = $$ ] && continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF "$work/" && echo "$pid"
+    tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF "$work/" && echo "$pid"
   done
   return 0
 }
@@ -97,8 +102,7 @@ bench_cleanup() {
   if [ -n "$podman_used" ]; then
     pm rm -af -t 0 >/dev/null 2>&1
   fi
-  # whatever is left of ours (a shim whose container could not be removed): its cgroups go
-  # with the runtime state below
+  # whatever of ours is still alive (a monitor whose container could not be removed)
   for p in $(bench_own_pids); do kill -9 "$p" 2>/dev/null; done
   grep -o " $work/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
   rm -rf "$work"
@@ -112,7 +116,7 @@ bcli() { "$DOCKER_CLI" -H "unix://$work/berth.sock" "$@"; }
 start_berth() {
   "$BERTH" --data-root "$work/berth" import "$work/busybox.tar" busybox:latest >/dev/null
   "$BERTH" daemon -H "unix://$work/berth.sock" --data-root "$work/berth" \
-    --exec-root "$work/berth-exec" --pidfile "$work/berth.pid" \
+    --exec-root "$work/run/berth" --pidfile "$work/berth.pid" \
     --config-file "$work/berth-daemon.json" >"$work/berth.log" 2>&1 &
   berth_pid=$!
   wait_api "$work/berth.sock" "$berth_pid" "$work/berth.log" berth
@@ -124,7 +128,7 @@ dcli() { "$DOCKER_CLI" -H "unix://$work/docker.sock" "$@"; }
 
 start_docker() {
   echo '{}' >"$work/docker-daemon.json"
-  dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" \
+  dockerd --data-root "$work/docker" --exec-root "$work/run/docker" \
     -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" --bridge=none \
     --iptables=false --ip6tables=false --storage-driver overlay2 \
     --config-file "$work/docker-daemon.json" >"$work/dockerd.log" 2>&1 &
@@ -144,8 +148,8 @@ containerd_pid() {
 
 # --- podman ---------------------------------------------------------------------------------
 pm() {
-  CONTAINERS_CONF=$work/containers.conf podman --root "$work/podman" --runroot "$work/podman-run" \
-    --tmpdir "$work/podman-tmp" --storage-driver overlay --runtime runc "$@"
+  CONTAINERS_CONF=$work/containers.conf podman --root "$work/podman" --runroot "$work/run/podman" \
+    --tmpdir "$work/run/podman-tmp" --storage-driver overlay --runtime runc "$@"
 }
 
 start_podman() {
@@ -157,7 +161,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
   podman_used=1
-  pm import "$work/busybox.tar" busybox:latest >/dev/null
+  pm import "$work/busybox.tar" busybox:latest >/dev/null 2>&1
 }
 
 # Waits for a daemon's API socket to answer /_ping (up to 30 s).

@@ -27,7 +27,7 @@ monitors() {
   local p comm argv1
   for p in $(bench_own_pids); do
     comm=$(cat "/proc/$p/comm" 2>/dev/null) || continue
-    argv1=$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | sed -n 2p)
+    argv1=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | sed -n 2p)
     case "$1" in
       berth) [ "$comm" = berth ] && [ "$argv1" = shim ] && echo "$p" ;;
       docker) [ "$comm" = containerd-shim ] && echo "$p" ;;

@@ -40,7 +40,7 @@ else
 fi
 add "berth (docker CLI)" "$DOCKER_CLI -H unix://$work/berth.sock run --rm --network none busybox true"
 add "docker" "$DOCKER_CLI -H unix://$work/docker.sock run --rm --network none busybox true"
-add "podman" "podman --root $work/podman --runroot $work/podman-run --tmpdir $work/podman-tmp --storage-driver overlay --runtime runc run --rm --network none busybox true"
+add "podman" "podman --root $work/podman --runroot $work/run/podman --tmpdir $work/run/podman-tmp --storage-driver overlay --runtime runc run --rm --network none busybox true"
 
 # each must work before it is timed
 for i in "${!cmds[@]}"; do
