@@ -43,6 +43,7 @@ bench_context() {
 }
 
 work=
+run=
 berth_pid=
 docker_pid=
 podman_used=
@@ -55,9 +56,11 @@ bench_init() {
   rm -rf "$work/rootfs"
   # The engines' runtime state (sockets, shims' files, the OCI runtimes' state) lives in /run
   # on a real host, a tmpfs; this machine's /run is on its disk, where every fsync of a state
-  # file would cost a journal commit. All three get the same tmpfs.
-  mkdir -p "$work/run"
-  mount -t tmpfs -o mode=0711 bench-run "$work/run"
+  # file would cost a journal commit. All three get the same tmpfs, at a short path: a unix
+  # socket's path has at most 107 bytes, and berth's shim socket is
+  # <exec-root>/containers/<64-hex id>/shim.sock.
+  run=$(mktemp -d /run/bb.XXXXXX)
+  mount -t tmpfs -o mode=0711 bench-run "$run"
 }
 
 # Processes whose command line names a path under the work directory (shims, conmon,
@@ -67,7 +70,7 @@ bench_own_pids() {
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ "$pid" = $$ ] && continue
-    tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF "$work/" && echo "$pid"
+    tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qE "($work|$run)/" && echo "$pid"
   done
   return 0
 }
@@ -88,6 +91,7 @@ bench_cleanup() {
   set +e
   trap - EXIT INT TERM
   [ -n "$work" ] || exit $rc
+  [ -n "$run" ] || run=$work/none
   if [ -n "$berth_pid" ]; then
     # berth's containers outlive its daemon by design: remove them through it first
     ids=$(bcli ps -aq 2>/dev/null)
@@ -104,8 +108,9 @@ bench_cleanup() {
   fi
   # whatever of ours is still alive (a monitor whose container could not be removed)
   for p in $(bench_own_pids); do kill -9 "$p" 2>/dev/null; done
-  grep -o " $work/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+  grep -o " \($work\|$run\)\(/[^ ]*\)\? " /proc/mounts | sort -ru | while read -r m; do umount -l "$m"; done
   rm -rf "$work"
+  [ -d "$run" ] && rmdir "$run"
   exit $rc
 }
 
@@ -116,7 +121,7 @@ bcli() { "$DOCKER_CLI" -H "unix://$work/berth.sock" "$@"; }
 start_berth() {
   "$BERTH" --data-root "$work/berth" import "$work/busybox.tar" busybox:latest >/dev/null
   "$BERTH" daemon -H "unix://$work/berth.sock" --data-root "$work/berth" \
-    --exec-root "$work/run/berth" --pidfile "$work/berth.pid" \
+    --exec-root "$run/b" --pidfile "$work/berth.pid" \
     --config-file "$work/berth-daemon.json" >"$work/berth.log" 2>&1 &
   berth_pid=$!
   wait_api "$work/berth.sock" "$berth_pid" "$work/berth.log" berth
@@ -128,7 +133,7 @@ dcli() { "$DOCKER_CLI" -H "unix://$work/docker.sock" "$@"; }
 
 start_docker() {
   echo '{}' >"$work/docker-daemon.json"
-  dockerd --data-root "$work/docker" --exec-root "$work/run/docker" \
+  dockerd --data-root "$work/docker" --exec-root "$run/d" \
     -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" --bridge=none \
     --iptables=false --ip6tables=false --storage-driver overlay2 \
     --config-file "$work/docker-daemon.json" >"$work/dockerd.log" 2>&1 &
@@ -148,8 +153,8 @@ containerd_pid() {
 
 # --- podman ---------------------------------------------------------------------------------
 pm() {
-  CONTAINERS_CONF=$work/containers.conf podman --root "$work/podman" --runroot "$work/run/podman" \
-    --tmpdir "$work/run/podman-tmp" --storage-driver overlay --runtime runc "$@"
+  CONTAINERS_CONF=$work/containers.conf podman --root "$work/podman" --runroot "$run/p" \
+    --tmpdir "$run/pt" --storage-driver overlay --runtime runc "$@"
 }
 
 start_podman() {

@@ -40,11 +40,11 @@ else
 fi
 add "berth (docker CLI)" "$DOCKER_CLI -H unix://$work/berth.sock run --rm --network none busybox true"
 add "docker" "$DOCKER_CLI -H unix://$work/docker.sock run --rm --network none busybox true"
-add "podman" "podman --root $work/podman --runroot $work/run/podman --tmpdir $work/run/podman-tmp --storage-driver overlay --runtime runc run --rm --network none busybox true"
+add "podman" "podman --root $work/podman --runroot $run/p --tmpdir $run/pt --storage-driver overlay --runtime runc run --rm --network none busybox true"
 
 # each must work before it is timed
 for i in "${!cmds[@]}"; do
-  ${cmds[$i]} || { echo "${names[$i]}: \`${cmds[$i]}\` failed" >&2; exit 1; }
+  timeout 120 ${cmds[$i]} || { echo "${names[$i]}: \`${cmds[$i]}\` failed" >&2; exit 1; }
 done
 # and the CLI alone, for scale: the docker CLI's start-up and one request
 add "docker CLI alone (version)" "$DOCKER_CLI -H unix://$work/berth.sock version"
