@@ -12,5 +12,5 @@ cd "$repo"
 triple=$(rustc -vV | sed -n 's/^host: //p')
 LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/$(gcc -print-multiarch) \
   RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --release -p berth --target "$triple" --target-dir target/static >&2
-echo "$repo/target/static/$triple/release/berth"
+  cargo build --release -p berth --target "$triple" --target-dir "${CARGO_TARGET_DIR:-target}/static" >&2
+echo "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/static/$triple/release/berth"
