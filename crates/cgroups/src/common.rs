@@ -91,6 +91,17 @@ pub(crate) fn is_not_found(err: &Error) -> bool {
     }
 }
 
+/// A cgroup directory that went away under us (removed, or being destroyed).
+fn vanished(err: &Error) -> bool {
+    match err {
+        Error::Read { source, .. } | Error::Write { source, .. } | Error::Create { source, .. } => {
+            source.kind() == std::io::ErrorKind::NotFound
+                || source.raw_os_error() == Some(libc::ENODEV)
+        }
+        _ => false,
+    }
+}
+
 /// Parse "key value" lines (memory.stat, cpu.stat, memory.events, cpuacct.stat, ...).
 /// Lines whose value is not a number are refused: these files only hold counters.
 pub(crate) fn parse_flat_keyed(path: &Path, text: &str) -> Result<BTreeMap<String, u64>> {
@@ -246,7 +257,17 @@ pub(crate) fn create_levels(
                 }
                 Err(source) => return Err(Error::Create { path: dir, source }),
             }
-            on_level(&parent, &dir)?;
+            match on_level(&parent, &dir) {
+                Ok(()) => {}
+                // Another container's removal took an empty ancestor away between our mkdir
+                // and our write (ENOENT, or ENODEV from a cgroup being destroyed): make the
+                // levels again.
+                Err(e) if attempt < 4 && vanished(&e) => {
+                    raced = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if !raced {
             return Ok(dir);
