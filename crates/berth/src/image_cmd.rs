@@ -1216,73 +1216,6 @@ fn load(store: &ImageStore, a: &LoadArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Applies `docker import -c` instructions to a config.
-fn apply_changes(changes: &[String]) -> anyhow::Result<ContainerConfig> {
-    let mut c = ContainerConfig::default();
-    let list = |v: &str| -> anyhow::Result<Vec<String>> {
-        let v = v.trim();
-        if v.starts_with('[') {
-            serde_json::from_str(v).with_context(|| format!("parse JSON array {v:?}"))
-        } else {
-            Ok(vec!["/bin/sh".into(), "-c".into(), v.to_string()])
-        }
-    };
-    for ch in changes {
-        let (inst, rest) = ch
-            .trim()
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| anyhow!("invalid change {ch:?}"))?;
-        let rest = rest.trim();
-        match inst.to_ascii_uppercase().as_str() {
-            "CMD" => c.cmd = Some(list(rest)?),
-            "ENTRYPOINT" => c.entrypoint = Some(list(rest)?),
-            "ENV" => {
-                let kv = match rest.split_once('=') {
-                    Some(_) => rest.to_string(),
-                    None => rest.replacen(char::is_whitespace, "=", 1),
-                };
-                c.env.get_or_insert_with(Vec::new).push(kv);
-            }
-            "WORKDIR" => c.working_dir = Some(rest.to_string()),
-            "USER" => c.user = Some(rest.to_string()),
-            "STOPSIGNAL" => c.stop_signal = Some(rest.to_string()),
-            "LABEL" => {
-                let (k, v) = rest
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("LABEL needs key=value: {ch:?}"))?;
-                c.labels
-                    .get_or_insert_with(Default::default)
-                    .insert(k.trim_matches('"').into(), v.trim_matches('"').into());
-            }
-            "EXPOSE" => {
-                for p in rest.split_whitespace() {
-                    let p = if p.contains('/') {
-                        p.to_string()
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    c.exposed_ports
-                        .get_or_insert_with(Default::default)
-                        .insert(p, json!({}));
-                }
-            }
-            "VOLUME" => {
-                for v in list(rest)
-                    .ok()
-                    .filter(|_| rest.starts_with('['))
-                    .unwrap_or_else(|| rest.split_whitespace().map(str::to_string).collect())
-                {
-                    c.volumes
-                        .get_or_insert_with(Default::default)
-                        .insert(v, json!({}));
-                }
-            }
-            other => bail!("{other} is not a valid change command"),
-        }
-    }
-    Ok(c)
-}
-
 fn import(store: &ImageStore, a: &ImportArgs) -> anyhow::Result<i32> {
     if let Some(p) = &a.platform {
         let want = berth_image::Platform::parse(p)?;
@@ -1301,7 +1234,7 @@ fn import(store: &ImageStore, a: &ImportArgs) -> anyhow::Result<i32> {
     let opts = ImportOptions {
         message: a.message.clone(),
         source: a.file.clone(),
-        config: Some(apply_changes(&a.change)?),
+        config: Some(archive::parse_changes(&a.change)?),
     };
     let img = if a.file == "-" {
         archive::import(store, io::stdin().lock(), reference.as_ref(), &opts)?
@@ -1376,21 +1309,5 @@ mod tests {
         assert!(glob_match("busybox:*", "busybox:latest"));
         assert!(!glob_match("busy*", "library/busybox"));
         assert!(glob_match("*/x", "localhost:5000/x"));
-    }
-
-    #[test]
-    fn changes() {
-        let c = apply_changes(&[
-            "CMD [\"/bin/sh\"]".into(),
-            "ENV A=b".into(),
-            "ENV C d".into(),
-            "EXPOSE 80".into(),
-            "WORKDIR /w".into(),
-        ])
-        .unwrap();
-        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh"]);
-        assert_eq!(c.env.unwrap(), vec!["A=b", "C=d"]);
-        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
-        assert!(apply_changes(&["RUN x".into()]).is_err());
     }
 }

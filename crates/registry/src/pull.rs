@@ -29,6 +29,9 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Blobs downloaded at once.
     pub concurrency: usize,
+    /// Credentials the caller brings (a daemon's client, through `X-Registry-Auth`); when
+    /// `None` the credential file is read, as the CLI did.
+    pub credentials: Option<crate::Credentials>,
 }
 
 impl Default for PullOptions {
@@ -36,6 +39,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: None,
             concurrency: 6,
+            credentials: None,
         }
     }
 }
