@@ -557,8 +557,13 @@ async fn pull_held(
             .unwrap_or(1),
     );
     let results: Vec<Result<(Digest, Option<u64>, bool)>> =
-        futures_util::stream::iter(jobs.iter().zip(present.iter()))
-            .map(|(j, has)| {
+        // Indices, not references, go through the stream: a closure over `&BlobJob` makes
+        // the future not provably `Send` (rustc's higher-ranked lifetime limitation), and
+        // the daemon runs pulls on spawned tasks.
+        futures_util::stream::iter(0..jobs.len())
+            .map(|i| {
+                let j = &jobs[i];
+                let has = &present[i];
                 let store = &store;
                 let plan = &plan;
                 let downloads = &downloads;

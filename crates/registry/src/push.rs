@@ -374,8 +374,10 @@ pub(crate) async fn push(
             progress.status(&j.digest, "Preparing");
         }
     }
-    let results: Vec<(Digest, Result<Outcome>)> = futures_util::stream::iter(jobs.iter())
-        .map(|j| {
+    let results: Vec<(Digest, Result<Outcome>)> = futures_util::stream::iter(0..jobs.len())
+        // Indices rather than `&BlobJob`: see pull.rs (the future must be `Send`).
+        .map(|i| {
+            let j = &jobs[i];
             let store = &store;
             let progress = &progress;
             let mount_from = &mount_from;
