@@ -140,14 +140,19 @@ fn bar(done: u64, total: u64) -> String {
 /// Byte counts are sent at most every 256 KiB per blob (and at the end), so a fast local
 /// transfer does not become a flood of lines.
 struct JsonProgress {
-    tx: mpsc::UnboundedSender<Bytes>,
+    /// Lines, each with whether it commits the answer to a stream (a blob's progress does;
+    /// `Pulling from x`, sent before the manifest is found, does not).
+    tx: mpsc::UnboundedSender<(Bytes, bool)>,
     sent: Mutex<HashMap<Digest, u64>>,
 }
 
 impl JsonProgress {
     fn send(&self, b: Bytes) {
         // A client that went away: the transfer finishes (it is the daemon's now) unread.
-        let _ = self.tx.send(b);
+        let _ = self.tx.send((b, true));
+    }
+    fn send_soft(&self, b: Bytes) {
+        let _ = self.tx.send((b, false));
     }
 }
 
@@ -188,7 +193,7 @@ impl Progress for JsonProgress {
             }
             _ => json!({"status": text}),
         };
-        self.send(line(v));
+        self.send_soft(line(v));
     }
 }
 
@@ -201,31 +206,41 @@ where
     F: FnOnce(Arc<JsonProgress>) -> Fut,
     Fut: std::future::Future<Output = ApiResult<Vec<Bytes>>> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Bytes, bool)>();
     let progress = Arc::new(JsonProgress {
         tx: tx.clone(),
         sent: Mutex::new(HashMap::new()),
     });
-    let mut task = tokio::spawn(work(progress));
-    let first = tokio::select! {
-        biased;
-        b = rx.recv() => b,
-        r = &mut task => {
-            // Done before any progress line: an error is an HTTP error.
-            let r = r?;
-            let mut lines = Vec::new();
-            while let Ok(b) = rx.try_recv() {
-                lines.push(b);
-            }
-            let tail = r?;
-            lines.extend(tail);
-            let body = Body::from(lines.concat());
-            return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
-        }
-    };
     drop(tx);
+    let mut task = tokio::spawn(work(progress));
+    // Lines are held until one commits the answer to a stream or the work ends.
+    let mut held: Vec<Bytes> = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some((b, commit)) => {
+                    held.push(b);
+                    if commit {
+                        break;
+                    }
+                }
+                None => {
+                    let r = (&mut task).await?;
+                    return finished(held, r);
+                }
+            },
+            r = &mut task => {
+                let r = r?;
+                while let Ok((b, _)) = rx.try_recv() {
+                    held.push(b);
+                }
+                return finished(held, r);
+            }
+        }
+    }
     let body = crate::system::async_stream(move |out| async move {
-        if let Some(b) = first {
+        for b in held {
             if out.send(Ok(b)).await.is_err() {
                 return;
             }
@@ -233,7 +248,7 @@ where
         let r = loop {
             tokio::select! {
                 b = rx.recv() => match b {
-                    Some(b) => {
+                    Some((b, _)) => {
                         if out.send(Ok(b)).await.is_err() {
                             return;
                         }
@@ -243,7 +258,7 @@ where
                 r = &mut task => break r,
             }
         };
-        while let Ok(b) = rx.try_recv() {
+        while let Ok((b, _)) = rx.try_recv() {
             if out.send(Ok(b)).await.is_err() {
                 return;
             }
@@ -260,6 +275,18 @@ where
         }
     });
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The answer of work that ended before committing to a stream: its lines, or its error
+/// as a plain HTTP error.
+fn finished(held: Vec<Bytes>, r: ApiResult<Vec<Bytes>>) -> ApiResult<Response> {
+    let mut lines = held;
+    lines.extend(r?);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(lines.concat()),
+    )
+        .into_response())
 }
 
 /// A query string's values by name, repeated names kept (`changes=..&changes=..`).
