@@ -110,34 +110,16 @@ async fn get_any(State(st): State<AppState>, Path(rest): Path<String>) -> ApiRes
     if let Some(name) = rest.strip_suffix("/json") {
         let name = name.to_string();
         let e = st.engine.clone();
-        let i = blocking(move || {
-            e.images.resolve(&name).map_err(|err| match err.kind() {
-                berth_image::ErrorKind::NotFound => {
-                    ApiError::new(StatusCode::NOT_FOUND, format!("No such image: {name}"))
-                }
-                _ => err.into(),
-            })
+        let v = blocking(move || {
+            let img = e.images.resolve(&name).map_err(not_found(&name))?;
+            Ok(berth_image::query::inspect(&e.images, &img))
         })
         .await?;
-        let c = i.config.config.clone();
-        let v = json!({
-            "Id": i.id.to_string(),
-            "RepoTags": i.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-            "RepoDigests": i.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-            "Parent": "",
-            "Comment": "",
-            "Created": i.config.created.clone().unwrap_or_default(),
-            "Author": i.config.author.clone().unwrap_or_default(),
-            "Config": c,
-            "Architecture": i.config.architecture,
-            "Os": i.config.os,
-            "Size": i.size,
-            "RootFS": {"Type": "layers", "Layers": i.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
-            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-        });
-        let typed: bollard_stubs::models::ImageInspect =
-            serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))?;
-        return Ok(Json(serde_json::to_value(typed).unwrap_or_default()).into_response());
+        // Docker's shape, checked against the API's type, served as built (field order
+        // and nulls as dockerd prints them).
+        let _typed: bollard_stubs::models::ImageInspect =
+            serde_json::from_value(v.clone()).map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(Json(v).into_response());
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,

@@ -5,8 +5,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::manifest::ContainerConfig;
 
 use crate::error::{Error, Result};
+use crate::snapshot::Snapshotter;
 use crate::store::{Image, ImageStore};
 
 /// Docker's glob (Go's `path.Match`) for reference filters: `*` and `?` within a segment.
@@ -221,6 +225,126 @@ pub fn history(store: &ImageStore, img: &Image) -> Vec<HistoryEntry> {
     }
     entries.reverse();
     entries
+}
+
+/// An image config's `config` in Docker's shape: every field Docker prints, in its order,
+/// with Docker's nulls.
+pub fn docker_config(c: Option<&ContainerConfig>) -> Value {
+    let c = c.cloned().unwrap_or_default();
+    let mut m = Map::new();
+    let d = |v: Option<Value>| v.unwrap_or(Value::Null);
+    m.insert("Hostname".into(), json!(""));
+    m.insert("Domainname".into(), json!(""));
+    m.insert("User".into(), json!(c.user.clone().unwrap_or_default()));
+    m.insert("AttachStdin".into(), json!(false));
+    m.insert("AttachStdout".into(), json!(false));
+    m.insert("AttachStderr".into(), json!(false));
+    if let Some(p) = &c.exposed_ports {
+        m.insert("ExposedPorts".into(), json!(p));
+    }
+    m.insert("Tty".into(), json!(false));
+    m.insert("OpenStdin".into(), json!(false));
+    m.insert("StdinOnce".into(), json!(false));
+    m.insert("Env".into(), d(c.env.as_ref().map(|e| json!(e))));
+    m.insert("Cmd".into(), d(c.cmd.as_ref().map(|e| json!(e))));
+    m.insert("Image".into(), json!(""));
+    m.insert("Volumes".into(), d(c.volumes.as_ref().map(|e| json!(e))));
+    m.insert(
+        "WorkingDir".into(),
+        json!(c.working_dir.clone().unwrap_or_default()),
+    );
+    m.insert(
+        "Entrypoint".into(),
+        d(c.entrypoint.as_ref().map(|e| json!(e))),
+    );
+    m.insert("OnBuild".into(), Value::Null);
+    m.insert("Labels".into(), d(c.labels.as_ref().map(|e| json!(e))));
+    if let Some(s) = &c.stop_signal {
+        m.insert("StopSignal".into(), json!(s));
+    }
+    // fields Docker knows that berth does not model (Healthcheck, Shell, ...) pass through
+    for (k, v) in &c.extra {
+        m.entry(k.clone()).or_insert(v.clone());
+    }
+    Value::Object(m)
+}
+
+/// `docker image inspect`'s object for `img` (what `GET /images/{name}/json` serves).
+pub fn inspect(store: &ImageStore, img: &Image) -> Value {
+    let top = img.top_snapshot();
+    let graph = match &top {
+        Some(t) => {
+            let dirs = store.snapshotter().chain_dirs(t).unwrap_or_default();
+            let mut data = Map::new();
+            if let Some((upper, lower)) = dirs.split_first() {
+                if !lower.is_empty() {
+                    data.insert(
+                        "LowerDir".into(),
+                        json!(lower
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(":")),
+                    );
+                }
+                data.insert("UpperDir".into(), json!(upper.display().to_string()));
+            }
+            json!({"Data": data, "Name": "overlay"})
+        }
+        None => json!({"Data": null, "Name": "overlay"}),
+    };
+    let last_tag = store
+        .tag_history(None)
+        .ok()
+        .and_then(|h| {
+            h.into_iter()
+                .rev()
+                .find(|(_, id, action, _)| id == img.id.as_str() && action == "tag")
+                .map(|x| x.3)
+        })
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    let mut v = json!({
+        "Id": img.id.to_string(),
+        "RepoTags": img.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": img.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
+        "Parent": "",
+        "Comment": img.config.history.as_ref().and_then(|h| h.last()).and_then(|h| h.comment.clone()).unwrap_or_default(),
+        "Created": img.config.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        "DockerVersion": img.config.extra.get("docker_version").cloned().unwrap_or(json!("")),
+        "Author": img.config.author.clone().unwrap_or_default(),
+        "Config": docker_config(img.config.config.as_ref()),
+        "Architecture": img.config.architecture,
+        "Os": img.config.os,
+        "Size": img.size,
+        "GraphDriver": graph,
+        "RootFS": {"Type": "layers", "Layers": img.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+        "Metadata": {"LastTagTime": last_tag},
+        "Descriptor": {"mediaType": img.manifest_media_type, "digest": img.manifest_digest.to_string(),
+            "size": store.content().size(&img.manifest_digest).unwrap_or(0)},
+    });
+    if let (Some(variant), Some(m)) = (&img.config.variant, v.as_object_mut()) {
+        m.insert("Variant".into(), json!(variant));
+    }
+    v
+}
+
+/// Bytes of blobs and layer snapshots in the store (what a prune reclaimed is the difference).
+pub fn usage(store: &ImageStore) -> u64 {
+    let blobs: u64 = store
+        .content()
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| store.content().size(d).ok())
+        .sum();
+    let snaps: u64 = store
+        .snapshotter()
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| store.snapshotter().recorded_size(&i.key).ok())
+        .sum();
+    blobs + snaps
 }
 
 #[cfg(test)]

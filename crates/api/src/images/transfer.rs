@@ -404,10 +404,13 @@ async fn import(st: AppState, q: &Params, src: &str, body: Body) -> ApiResult<Re
         }
         None => None,
     };
+    // The docker CLI repeats `changes`; bollard sends one, its lines joined by newlines.
     let changes: Vec<String> = q
         .iter()
-        .filter(|(k, v)| k == "changes" && !v.is_empty())
-        .map(|(_, v)| v.clone())
+        .filter(|(k, _)| k == "changes")
+        .flat_map(|(_, v)| v.lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
         .collect();
     let config = berth_image::archive::parse_changes(&changes)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
