@@ -71,127 +71,212 @@ pub enum ImageSub {
 pub struct ImagesArgs {
     /// Show all images (default hides intermediate images)
     #[arg(short, long)]
-    all: bool,
+    pub(crate) all: bool,
     /// Show digests
     #[arg(long)]
-    digests: bool,
+    pub(crate) digests: bool,
     /// Filter output based on conditions provided (reference=, dangling=, before=, since=, label=)
     #[arg(short, long = "filter")]
-    filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
     /// Format output using a Go-style template ('table', 'json', or '{{.Repository}}:{{.Tag}}' ...)
     #[arg(long)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Don't truncate output
     #[arg(long)]
-    no_trunc: bool,
+    pub(crate) no_trunc: bool,
     /// Only show image IDs
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// REPOSITORY[:TAG]
-    repository: Option<String>,
+    pub(crate) repository: Option<String>,
 }
 
 #[derive(clap::Args)]
 pub struct TagArgs {
     /// SOURCE_IMAGE[:TAG]
-    source: String,
+    pub(crate) source: String,
     /// TARGET_IMAGE[:TAG]
-    target: String,
+    pub(crate) target: String,
 }
 
 #[derive(clap::Args)]
 pub struct RmiArgs {
     /// Force removal of the image
     #[arg(short, long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Do not delete untagged parents (accepted for compatibility)
     #[arg(long)]
-    no_prune: bool,
+    pub(crate) no_prune: bool,
     #[arg(required = true)]
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
     /// Format output using a Go-style template
     #[arg(short, long)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     #[arg(required = true)]
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct PruneArgs {
     /// Remove all unused images, not just dangling ones
     #[arg(short, long)]
-    all: bool,
+    pub(crate) all: bool,
     /// Do not prompt for confirmation
     #[arg(short, long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Provide filter values (e.g. 'label=<key>=<value>')
     #[arg(long = "filter")]
-    filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct HistoryArgs {
     /// Format output using a Go-style template
     #[arg(long)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
-    human: bool,
+    pub(crate) human: bool,
     /// Don't truncate output
     #[arg(long)]
-    no_trunc: bool,
+    pub(crate) no_trunc: bool,
     /// Only show image IDs
     #[arg(short, long)]
-    quiet: bool,
-    image: String,
+    pub(crate) quiet: bool,
+    pub(crate) image: String,
 }
 
 #[derive(clap::Args)]
 pub struct SaveArgs {
     /// Write to a file, instead of STDOUT
     #[arg(short, long)]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Write an OCI image layout directory instead of an archive (for `skopeo copy oci:DIR`)
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
-    oci_layout: Option<PathBuf>,
+    pub(crate) oci_layout: Option<PathBuf>,
     #[arg(required = true)]
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
     /// Read from tar archive file (or OCI layout directory), instead of STDIN
     #[arg(short, long)]
-    input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// Suppress the load output
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
     /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL)
     #[arg(short, long)]
-    change: Vec<String>,
+    pub(crate) change: Vec<String>,
     /// Set commit message for imported image
     #[arg(short, long)]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Set platform if server is multi-platform capable (accepted: the host platform)
     #[arg(long)]
-    platform: Option<String>,
+    pub(crate) platform: Option<String>,
     /// file|- (a tarball, plain or compressed)
-    file: String,
+    pub(crate) file: String,
     /// REPOSITORY[:TAG]
-    reference: Option<String>,
+    pub(crate) reference: Option<String>,
 }
 
-pub fn run(cmd: ImageCommand, data_root: &Path) -> anyhow::Result<i32> {
-    match run_inner(cmd, data_root) {
-        // `berth images | head`: a closed pipe is the reader's choice, not an error
+/// Whether the image commands work on the store directly instead of through the daemon:
+/// only when a data root is named (`--data-root`, `BERTH_DATA_ROOT`) and no daemon is
+/// (`-H`, `BERTH_HOST`). Kept for scripts that make an image before any daemon runs;
+/// everything else is a client of the daemon, as docker's CLI is.
+pub fn offline(host: Option<&str>) -> bool {
+    host.is_none()
+        && (std::env::var_os("BERTH_DATA_ROOT").is_some()
+            || std::env::args().any(|a| a == "--data-root" || a.starts_with("--data-root=")))
+}
+
+/// Runs `f` with a client of the daemon at `host` (or the default socket) on a runtime of
+/// its own; a daemon that is not there is one line and docker's exit code 125.
+pub fn with_client<F>(host: Option<String>, f: F) -> anyhow::Result<i32>
+where
+    F: for<'c> FnOnce(
+        &'c crate::cli::Client,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<i32>> + 'c>,
+    >,
+{
+    let host = host
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| crate::cli::DEFAULT_HOST.to_string());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let r = rt.block_on(async {
+        match crate::cli::connect(&host).await {
+            Ok(c) => f(&c).await,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                Ok(crate::cli::EXIT_DAEMON)
+            }
+        }
+    });
+    rt.shutdown_background();
+    r
+}
+
+pub fn run(cmd: ImageCommand, data_root: &Path, host: Option<String>) -> anyhow::Result<i32> {
+    use crate::image_client as api;
+    let remote = !offline(host.as_deref())
+        && !matches!(
+            cmd,
+            ImageCommand::Image(ImageSub::Mount { .. } | ImageSub::Unmount { .. })
+        );
+    if remote {
+        return quiet_pipe(with_client(host, move |c| {
+            Box::pin(async move {
+                match cmd {
+                    ImageCommand::Images(a) | ImageCommand::Image(ImageSub::Ls(a)) => {
+                        api::images(c, &a).await
+                    }
+                    ImageCommand::Tag(a) | ImageCommand::Image(ImageSub::Tag(a)) => {
+                        api::tag(c, &a).await
+                    }
+                    ImageCommand::Rmi(a) | ImageCommand::Image(ImageSub::Rm(a)) => {
+                        api::rmi(c, &a).await
+                    }
+                    ImageCommand::History(a) | ImageCommand::Image(ImageSub::History(a)) => {
+                        api::history(c, &a).await
+                    }
+                    ImageCommand::Save(a) | ImageCommand::Image(ImageSub::Save(a)) => {
+                        api::save(c, &a).await
+                    }
+                    ImageCommand::Load(a) | ImageCommand::Image(ImageSub::Load(a)) => {
+                        api::load(c, &a).await
+                    }
+                    ImageCommand::Import(a) | ImageCommand::Image(ImageSub::Import(a)) => {
+                        api::import(c, &a).await
+                    }
+                    ImageCommand::Image(ImageSub::Inspect(a)) => api::inspect(c, &a).await,
+                    ImageCommand::Image(ImageSub::Prune(a)) => api::prune(c, &a).await,
+                    ImageCommand::Image(ImageSub::Mount { .. } | ImageSub::Unmount { .. }) => {
+                        Ok(0)
+                    }
+                }
+            })
+        }));
+    }
+    quiet_pipe(run_inner(cmd, data_root))
+}
+
+/// `berth images | head`: a closed pipe is the reader's choice, not an error.
+fn quiet_pipe(r: anyhow::Result<i32>) -> anyhow::Result<i32> {
+    match r {
         Err(e)
             if e.chain().any(|c| {
                 c.downcast_ref::<io::Error>()
@@ -348,7 +433,7 @@ fn human_duration(secs: i64) -> String {
     format!("{} years", s / 3600 / 24 / 365)
 }
 
-fn created_since(t: Option<DateTime<Utc>>) -> String {
+pub(crate) fn created_since(t: Option<DateTime<Utc>>) -> String {
     match t {
         Some(t) if t.timestamp() > 0 => {
             format!("{} ago", human_duration((Utc::now() - t).num_seconds()))
@@ -358,7 +443,7 @@ fn created_since(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.
-fn human_size(size: u64) -> String {
+pub(crate) fn human_size(size: u64) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut v = size as f64;
     let mut i = 0;
@@ -623,7 +708,7 @@ fn images(store: &ImageStore, a: &ImagesArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn image_headers() -> BTreeMap<&'static str, &'static str> {
+pub(crate) fn image_headers() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         ("Containers", "CONTAINERS"),
         ("CreatedAt", "CREATED AT"),
@@ -643,13 +728,13 @@ fn image_headers() -> BTreeMap<&'static str, &'static str> {
 
 // ---- Go-template-ish formatting ----
 
-enum Piece {
+pub(crate) enum Piece {
     Text(String),
     Field(Vec<String>),
     Json(Vec<String>),
 }
 
-fn parse_template(t: &str) -> anyhow::Result<Vec<Piece>> {
+pub(crate) fn parse_template(t: &str) -> anyhow::Result<Vec<Piece>> {
     // Docker's CLI turns the escapes \t and \n in --format into real characters
     let t = t.replace("\\t", "\t").replace("\\n", "\n");
     let mut out = Vec::new();
@@ -731,7 +816,7 @@ fn go_string(v: &Value) -> String {
     }
 }
 
-fn render(pieces: &[Piece], v: &Value) -> anyhow::Result<String> {
+pub(crate) fn render(pieces: &[Piece], v: &Value) -> anyhow::Result<String> {
     let mut s = String::new();
     for p in pieces {
         match p {
@@ -745,7 +830,7 @@ fn render(pieces: &[Piece], v: &Value) -> anyhow::Result<String> {
 
 /// Prints `values` with a Docker `--format`: `json`, `table <template>` (header row and
 /// aligned columns, as Go's tabwriter with minwidth 10, padding 3), or a plain template.
-fn print_formatted(
+pub(crate) fn print_formatted(
     out: &mut dyn Write,
     format: &str,
     values: &[Value],
@@ -977,7 +1062,7 @@ fn inspect(store: &ImageStore, a: &InspectArgs) -> anyhow::Result<i32> {
 
 // ---- prune ----
 
-fn confirm(msg: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(msg: &str) -> anyhow::Result<bool> {
     eprint!("{msg}\nAre you sure you want to continue? [y/N] ");
     io::stderr().flush()?;
     let mut line = String::new();
