@@ -1,16 +1,76 @@
-//! End-to-end tests of the image commands of the berth binary against a private data root:
-//! import, images (columns, --format, -q, filters), tag, history, image inspect, save/load,
-//! rmi and image prune, with Docker's output shapes. Needs root (layers are unpacked with
-//! their owners and device nodes).
+//! End-to-end tests of the image commands of the berth binary, clients of a private daemon
+//! (`berth daemon` on its own socket and data root, started per test and killed at the
+//! end): import, images (columns, --format, -q, filters), tag, history, image inspect,
+//! save/load, rmi and image prune, with Docker's output shapes; the hostile corpus through
+//! the API's load and import. Needs root (layers are unpacked with their owners and device
+//! nodes).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+/// A `berth daemon` for one data root; killed (and waited for) when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(root: &Path) -> Daemon {
+        let dir = root.with_extension("daemon");
+        std::fs::create_dir_all(&dir).expect("daemon dir");
+        let sock = socket_of(root);
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("daemon")
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(root)
+            .arg("--exec-root")
+            .arg(dir.join("run"))
+            .arg("--pidfile")
+            .arg(dir.join("pid"))
+            .env_remove("BERTH_DATA_ROOT")
+            .env_remove("BERTH_HOST")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("daemon.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .spawn()
+            .expect("start berth daemon");
+        let d = Daemon { child };
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the daemon did not listen on {}",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn socket_of(root: &Path) -> PathBuf {
+    root.with_extension("sock")
+}
+
+/// `berth ARGS` as a client of the daemon of `root`.
 fn berth(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--data-root")
-        .arg(root)
+        .arg("-H")
+        .arg(format!("unix://{}", socket_of(root).display()))
         .args(args)
+        .env_remove("BERTH_DATA_ROOT")
         .output()
         .expect("run berth")
 }
@@ -57,6 +117,7 @@ fn image_commands_like_docker() {
         return;
     };
     let root = tmp.path().join("data");
+    let _daemon = Daemon::start(&root);
     let tb = tarball.to_str().unwrap();
 
     // import prints the full image ID
@@ -176,6 +237,7 @@ fn image_commands_like_docker() {
         ],
     );
     let root2 = tmp.path().join("data2");
+    let _daemon2 = Daemon::start(&root2);
     let out = ok(&root2, &["load", "-i", archive.to_str().unwrap()]);
     assert!(
         out.contains("Loaded image: busybox:latest")
@@ -269,6 +331,7 @@ fn hostile_corpus_is_refused_by_load_and_import() {
         return;
     }
     let root = tmp.path().join("data");
+    let _daemon = Daemon::start(&root);
     ok(
         &root,
         &[
