@@ -250,7 +250,13 @@ fn auth_header(user: &str, pass: &str, server: &str) -> String {
 }
 
 fn ids_of(sock: &Path, filters: &str) -> Vec<serde_json::Value> {
-    let (code, body) = http(sock, "GET", &format!("/images/json?filters={filters}"), &[], b"");
+    let (code, body) = http(
+        sock,
+        "GET",
+        &format!("/images/json?filters={filters}"),
+        &[],
+        b"",
+    );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     json(&body).as_array().cloned().unwrap_or_default()
 }
@@ -319,7 +325,10 @@ fn images_through_the_api() {
         &tarball,
     );
     assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
-    assert!(json(&body)["message"].as_str().unwrap_or("").contains("RUN"));
+    assert!(json(&body)["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("RUN"));
 
     // History: newest first, the top entry with the image's ID, tags and the message.
     let (code, body) = http(s, "GET", "/images/busybox:latest/history", &[], b"");
@@ -386,10 +395,16 @@ fn images_through_the_api() {
         b"",
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(stream_error(&body), None, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        stream_error(&body),
+        None,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let st = statuses(&body);
     assert!(
-        st.iter().any(|l| l.starts_with("The push refers to repository")),
+        st.iter()
+            .any(|l| l.starts_with("The push refers to repository")),
         "{st:?}"
     );
     assert!(st.iter().any(|l| l == "Pushed"), "{st:?}");
@@ -420,7 +435,12 @@ fn images_through_the_api() {
         b"",
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(stream_error(&body), None, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        stream_error(&body),
+        None,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let st = statuses(&body);
     assert!(st.contains(&"Pulling from test/bb".to_string()), "{st:?}");
     assert!(st.contains(&format!("Digest: {pushed_digest}")), "{st:?}");
@@ -545,17 +565,30 @@ fn images_through_the_api() {
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let dangling_id = statuses(&body)[0].clone();
-    let enc = |f: &str| f.replace('"', "%22").replace('{', "%7B").replace('}', "%7D");
+    let enc = |f: &str| {
+        f.replace('"', "%22")
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+    };
     let busy = ids_of(s, &enc(r#"{"reference":["busy*"]}"#));
     assert_eq!(busy.len(), 1, "{busy:?}");
     assert_eq!(busy[0]["RepoTags"], serde_json::json!(["busybox:latest"]));
     let labelled = ids_of(s, &enc(r#"{"label":["kind=bb"]}"#));
-    assert!(labelled.iter().all(|i| i["Id"] == id.as_str()), "{labelled:?}");
+    assert!(
+        labelled.iter().all(|i| i["Id"] == id.as_str()),
+        "{labelled:?}"
+    );
     assert!(!labelled.is_empty());
     let dangling = ids_of(s, &enc(r#"{"dangling":["true"]}"#));
     assert_eq!(dangling.len(), 1, "{dangling:?}");
     assert_eq!(dangling[0]["Id"], dangling_id.as_str());
-    let (code, body) = http(s, "GET", "/images/json?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D", &[], b"");
+    let (code, body) = http(
+        s,
+        "GET",
+        "/images/json?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D",
+        &[],
+        b"",
+    );
     assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
     let (code, body) = http(s, "POST", "/images/prune", &[], b"");
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
@@ -583,7 +616,12 @@ fn docker_cli(d: &Daemon, reg: &Registry, remote: &str) {
     let major = version
         .as_ref()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).split('.').next().map(str::to_string))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split('.')
+                .next()
+                .map(str::to_string)
+        })
         .and_then(|m| m.trim().parse::<u32>().ok())
         .unwrap_or(0);
     if major < 23 {

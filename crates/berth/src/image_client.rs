@@ -158,7 +158,7 @@ pub async fn images(c: &Client, a: &ImagesArgs) -> anyhow::Result<i32> {
         }))
         .await
         .map_err(|e| daemon_err(c, "list images", e))?;
-    list.sort_by(|x, y| y.created.cmp(&x.created));
+    list.sort_by_key(|x| std::cmp::Reverse(x.created));
     let positional = a.repository.as_deref().map(split_tag);
     let mut rows = Vec::new();
     for s in &list {
@@ -297,7 +297,11 @@ pub async fn history(c: &Client, a: &HistoryArgs) -> anyhow::Result<i32> {
                 t.map(|t| t.to_rfc3339()).unwrap_or_default()
             };
             let size = u64::try_from(h.size).unwrap_or(0);
-            let size = if a.human { human_size(size) } else { size.to_string() };
+            let size = if a.human {
+                human_size(size)
+            } else {
+                size.to_string()
+            };
             json!({"ID": id_of(&h.id), "CreatedSince": created,
                 "CreatedAt": t.map(|t| t.to_rfc3339()).unwrap_or_default(),
                 "CreatedBy": created_by, "Size": size, "Comment": h.comment})
@@ -320,8 +324,14 @@ pub fn raw_request(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut s = std::os::unix::net::UnixStream::connect(&c.socket)
-        .map_err(|_| anyhow!("{}", CliError::Connect { host: c.host.clone() }))?;
+    let mut s = std::os::unix::net::UnixStream::connect(&c.socket).map_err(|_| {
+        anyhow!(
+            "{}",
+            CliError::Connect {
+                host: c.host.clone()
+            }
+        )
+    })?;
     write!(
         s,
         "{method} /v{}{path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -377,8 +387,14 @@ fn stream_lines(
     mut each: impl FnMut(&Value),
 ) -> anyhow::Result<Result<(), Vec<u8>>> {
     use std::io::BufRead;
-    let mut s = std::os::unix::net::UnixStream::connect(&c.socket)
-        .map_err(|_| anyhow!("{}", CliError::Connect { host: c.host.clone() }))?;
+    let mut s = std::os::unix::net::UnixStream::connect(&c.socket).map_err(|_| {
+        anyhow!(
+            "{}",
+            CliError::Connect {
+                host: c.host.clone()
+            }
+        )
+    })?;
     let mut head = format!(
         "{method} /v{}{path} HTTP/1.0\r\nHost: berth\r\nContent-Length: 0\r\n",
         c.api_version
@@ -400,7 +416,9 @@ fn stream_lines(
         .unwrap_or(0);
     loop {
         let mut h = String::new();
-        let n = r.read_line(&mut h).with_context(|| format!("{method} {path}"))?;
+        let n = r
+            .read_line(&mut h)
+            .with_context(|| format!("{method} {path}"))?;
         if n == 0 || h == "\r\n" || h == "\n" {
             break;
         }
@@ -446,7 +464,8 @@ pub async fn inspect(c: &Client, a: &InspectArgs) -> anyhow::Result<i32> {
     let mut values = Vec::new();
     let mut code = 0;
     for n in &a.images {
-        let (status, body) = raw_request(c, "GET", &format!("/images/{}/json", path_escape(n)), b"")?;
+        let (status, body) =
+            raw_request(c, "GET", &format!("/images/{}/json", path_escape(n)), b"")?;
         if status == 200 {
             values.push(serde_json::from_slice::<Value>(&body).context("the daemon's inspect")?);
         } else {
@@ -462,7 +481,11 @@ pub async fn inspect(c: &Client, a: &InspectArgs) -> anyhow::Result<i32> {
                 writeln!(out, "{}", image_cmd::render(&pieces, v)?)?;
             }
         }
-        None => writeln!(out, "{}", serde_json::to_string_pretty(&Value::Array(values))?)?,
+        None => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(values))?
+        )?,
     }
     Ok(code)
 }
@@ -588,7 +611,10 @@ pub async fn save(c: &Client, a: &SaveArgs) -> anyhow::Result<i32> {
                 let mut e = e.context("read the archive")?;
                 let p = e.path().context("read the archive")?.into_owned();
                 let top = p.components().next().map(|c| c.as_os_str().to_owned());
-                let keep = matches!(top.as_deref().and_then(|s| s.to_str()), Some("blobs" | "oci-layout" | "index.json"));
+                let keep = matches!(
+                    top.as_deref().and_then(|s| s.to_str()),
+                    Some("blobs" | "oci-layout" | "index.json")
+                );
                 if keep {
                     e.unpack_in(&dir)
                         .with_context(|| format!("write {} in {}", p.display(), dir.display()))?;
@@ -607,9 +633,9 @@ fn upload_bar(total: Option<u64>) -> ProgressBar {
     };
     if io::stdout().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::stdout());
-        if let Ok(style) = ProgressStyle::with_template(
-            "Loading layer {wide_bar} {bytes}/{total_bytes}",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("Loading layer {wide_bar} {bytes}/{total_bytes}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
     } else {
@@ -631,7 +657,10 @@ fn body_of(
                 Ok(0) => break,
                 Ok(n) => {
                     bar.inc(n as u64);
-                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -662,13 +691,18 @@ fn tar_layout(dir: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
         for e in entries {
             let p = e.path();
             let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
-            let md = std::fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+            let md =
+                std::fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
             if md.file_type().is_symlink() {
-                bail!("{}: a symbolic link in an OCI layout is refused", rel.display());
+                bail!(
+                    "{}: a symbolic link in an OCI layout is refused",
+                    rel.display()
+                );
             } else if md.is_dir() {
                 stack.push(p);
             } else if md.is_file() {
-                let mut f = std::fs::File::open(&p).with_context(|| format!("open {}", p.display()))?;
+                let mut f =
+                    std::fs::File::open(&p).with_context(|| format!("open {}", p.display()))?;
                 b.append_file(&rel, &mut f)
                     .with_context(|| format!("pack {}", rel.display()))?;
             } else {
@@ -835,7 +869,9 @@ impl Bars {
             Some(m) => {
                 let bar = self.bars.entry(id.to_string()).or_insert_with(|| {
                     let b = m.add(ProgressBar::new(0));
-                    if let Ok(s) = ProgressStyle::with_template("{prefix}: {msg} {wide_bar} {bytes}/{total_bytes}") {
+                    if let Ok(s) = ProgressStyle::with_template(
+                        "{prefix}: {msg} {wide_bar} {bytes}/{total_bytes}",
+                    ) {
                         b.set_style(s.progress_chars("=> "));
                     }
                     b.set_prefix(id.to_string());
@@ -846,8 +882,10 @@ impl Bars {
                     bar.set_length(u64::try_from(t).unwrap_or(0));
                     bar.set_position(u64::try_from(c).unwrap_or(0));
                 }
-                if matches!(status, "Pull complete" | "Already exists" | "Pushed" | "Layer already exists")
-                    || status.starts_with("Mounted from")
+                if matches!(
+                    status,
+                    "Pull complete" | "Already exists" | "Pushed" | "Layer already exists"
+                ) || status.starts_with("Mounted from")
                 {
                     if let Ok(s) = ProgressStyle::with_template("{prefix}: {msg}") {
                         bar.set_style(s);
@@ -877,7 +915,12 @@ impl Bars {
     }
 }
 
-pub async fn pull(c: &Client, name: &str, platform: Option<String>, quiet: bool) -> anyhow::Result<i32> {
+pub async fn pull(
+    c: &Client,
+    name: &str,
+    platform: Option<String>,
+    quiet: bool,
+) -> anyhow::Result<i32> {
     let (image, tag) = match name.split_once('@') {
         Some((n, d)) => (n.to_string(), Some(d.to_string())),
         None => split_tag(name),
@@ -949,7 +992,11 @@ pub async fn push(c: &Client, name: &str, quiet: bool) -> anyhow::Result<i32> {
         bars.last.insert("\0quiet".into(), String::new());
     }
     // By hand: bollard's push items drop the layer `id`, which the bars need.
-    let mut path = format!("/images/{}/push?tag={}", path_escape(&image), path_escape(&tag));
+    let mut path = format!(
+        "/images/{}/push?tag={}",
+        path_escape(&image),
+        path_escape(&tag)
+    );
     if path.ends_with("?tag=") {
         path.truncate(path.len() - 5);
     }
@@ -986,7 +1033,10 @@ pub async fn push(c: &Client, name: &str, quiet: bool) -> anyhow::Result<i32> {
         bail!("{e}");
     }
     if quiet {
-        if let Some(d) = digest_line.as_deref().and_then(|l| l.split(": digest: ").nth(1)) {
+        if let Some(d) = digest_line
+            .as_deref()
+            .and_then(|l| l.split(": digest: ").nth(1))
+        {
             let digest = d.split_whitespace().next().unwrap_or(d);
             println!("{image}@{digest}");
         }

@@ -264,9 +264,7 @@ pub fn run(cmd: ImageCommand, data_root: &Path, host: Option<String>) -> anyhow:
                     }
                     ImageCommand::Image(ImageSub::Inspect(a)) => api::inspect(c, &a).await,
                     ImageCommand::Image(ImageSub::Prune(a)) => api::prune(c, &a).await,
-                    ImageCommand::Image(ImageSub::Mount { .. } | ImageSub::Unmount { .. }) => {
-                        Ok(0)
-                    }
+                    ImageCommand::Image(ImageSub::Mount { .. } | ImageSub::Unmount { .. }) => Ok(0),
                 }
             })
         }));

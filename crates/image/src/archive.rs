@@ -810,8 +810,9 @@ pub fn parse_changes(changes: &[String]) -> Result<manifest::ContainerConfig> {
     let list = |v: &str| -> Result<Vec<String>> {
         let v = v.trim();
         if v.starts_with('[') {
-            serde_json::from_str(v)
-                .map_err(|e| Error::InvalidArgument(format!("change {v:?}: not a JSON array of strings: {e}")))
+            serde_json::from_str(v).map_err(|e| {
+                Error::InvalidArgument(format!("change {v:?}: not a JSON array of strings: {e}"))
+            })
         } else {
             Ok(vec!["/bin/sh".into(), "-c".into(), v.to_string()])
         }
@@ -836,9 +837,9 @@ pub fn parse_changes(changes: &[String]) -> Result<manifest::ContainerConfig> {
             "USER" => c.user = Some(rest.to_string()),
             "STOPSIGNAL" => c.stop_signal = Some(rest.to_string()),
             "LABEL" => {
-                let (k, v) = rest
-                    .split_once('=')
-                    .ok_or_else(|| Error::InvalidArgument(format!("LABEL needs key=value: {ch:?}")))?;
+                let (k, v) = rest.split_once('=').ok_or_else(|| {
+                    Error::InvalidArgument(format!("LABEL needs key=value: {ch:?}"))
+                })?;
                 c.labels
                     .get_or_insert_with(Default::default)
                     .insert(k.trim_matches('"').into(), v.trim_matches('"').into());
@@ -963,5 +964,4 @@ mod tests {
         assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
         assert!(parse_changes(&["RUN x".into()]).is_err());
     }
-
 }

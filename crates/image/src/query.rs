@@ -160,10 +160,9 @@ impl ImageFilters {
     /// when there are none).
     pub fn any_tag_matches(&self, img: &Image) -> bool {
         self.reference.is_empty()
-            || img
-                .repo_tags
-                .iter()
-                .any(|t| self.reference_matches(&t.familiar_name(), t.tag.as_deref().unwrap_or("latest")))
+            || img.repo_tags.iter().any(|t| {
+                self.reference_matches(&t.familiar_name(), t.tag.as_deref().unwrap_or("latest"))
+            })
     }
 }
 

@@ -169,7 +169,12 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<PullReport> {
         let client = self
-            .connect(reference, Access::Pull, Vec::new(), opts.credentials.clone())
+            .connect(
+                reference,
+                Access::Pull,
+                Vec::new(),
+                opts.credentials.clone(),
+            )
             .await?;
         let r = pull::pull(&client, store, reference, opts, progress).await;
         tracing::debug!(

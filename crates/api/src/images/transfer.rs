@@ -509,7 +509,9 @@ pub async fn load(
     let mut out = Vec::new();
     for l in &loaded {
         if l.tags.is_empty() {
-            out.push(line(json!({"stream": format!("Loaded image ID: {}\n", l.id)})));
+            out.push(line(
+                json!({"stream": format!("Loaded image ID: {}\n", l.id)}),
+            ));
         }
         for t in &l.tags {
             out.push(line(
@@ -517,7 +519,11 @@ pub async fn load(
             ));
         }
     }
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from(out.concat())).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(out.concat()),
+    )
+        .into_response())
 }
 
 /// A `Write` into the response body: the blocking archive writer on one side, the client
@@ -558,7 +564,9 @@ pub async fn save_many(State(st): State<AppState>, Query(q): Query<Params>) -> A
         .map(|(_, v)| v)
         .collect();
     if names.is_empty() {
-        return Err(ApiError::bad_request("names: at least one image is required"));
+        return Err(ApiError::bad_request(
+            "names: at least one image is required",
+        ));
     }
     save(st, names).await
 }
@@ -612,14 +620,17 @@ pub async fn auth(State(st): State<AppState>, body: Bytes) -> ApiResult<Response
     let r: Req = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("auth: invalid JSON: {e}")))?;
     let Some(creds) = auth_config(&body)? else {
-        return Err(ApiError::bad_request("auth: username and password are required"));
+        return Err(ApiError::bad_request(
+            "auth: username and password are required",
+        ));
     };
     let server = (!r.serveraddress.is_empty()).then_some(r.serveraddress);
     let reg = registry_for(st.engine.images.root())?;
     reg.check_login(server.as_deref(), &creds)
         .await
         .map_err(|e| match e.kind() {
-            berth_registry::ErrorKind::Unauthorized | berth_registry::ErrorKind::InvalidArgument => {
+            berth_registry::ErrorKind::Unauthorized
+            | berth_registry::ErrorKind::InvalidArgument => {
                 ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
             }
             _ => registry_error(e),
