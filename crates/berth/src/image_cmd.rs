@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use berth_image::archive::{self, ImportOptions};
-use berth_image::manifest::ContainerConfig;
-use berth_image::snapshot::Snapshotter;
 use berth_image::store::RemoveAction;
 use berth_image::{Image, ImageStore, Reference};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 #[derive(clap::Subcommand)]
 pub enum ImageCommand {
@@ -510,132 +508,22 @@ fn row_value(r: &Row<'_>, no_trunc: bool) -> Value {
     })
 }
 
-/// Docker's glob (`path.Match`) for reference filters: `*` and `?` within a path segment.
-fn glob_match(pattern: &str, s: &str) -> bool {
-    fn rec(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => {
-                rec(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && rec(p, &s[1..]))
-            }
-            (Some(b'?'), Some(c)) if *c != b'/' => rec(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), s.as_bytes())
-}
+use berth_image::query::{glob_match, ImageFilters as Filters};
 
-struct Filters {
-    reference: Vec<String>,
-    dangling: Option<bool>,
-    before: Option<DateTime<Utc>>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    labels: Vec<(String, Option<String>)>,
-}
-
-/// `until=` takes a duration before now (`24h`, `90m`, `30s`) or a timestamp (RFC 3339 or
-/// Unix seconds), as Docker's prune filters do.
-fn parse_until(v: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(secs) = v.parse::<i64>() {
-        return DateTime::from_timestamp(secs, 0).ok_or_else(|| anyhow!("invalid timestamp {v:?}"));
-    }
-    let mut total = 0i64;
-    let mut num = String::new();
-    for c in v.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num.parse().map_err(|_| anyhow!("invalid duration {v:?}"))?;
-        num.clear();
-        total += n * match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => bail!("invalid duration {v:?} (use h, m, s)"),
-        };
-    }
-    if !num.is_empty() {
-        bail!("invalid duration {v:?}: missing unit");
-    }
-    Ok(Utc::now() - chrono::Duration::seconds(total))
-}
-
+/// `-f key=value` flags as the API's filter map, parsed by the image library.
 fn parse_filters(store: &ImageStore, raw: &[String]) -> anyhow::Result<Filters> {
-    let mut f = Filters {
-        until: None,
-        reference: vec![],
-        dangling: None,
-        before: None,
-        since: None,
-        labels: vec![],
-    };
+    let mut m: std::collections::HashMap<String, Vec<String>> = Default::default();
     for item in raw {
         let (k, v) = item
             .split_once('=')
             .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {item}"))?;
-        match k {
-            "reference" => f.reference.push(v.to_string()),
-            "dangling" => {
-                f.dangling = Some(match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => bail!("invalid filter 'dangling={v}'"),
-                })
-            }
-            "before" => f.before = store.resolve(v)?.created,
-            "since" => f.since = store.resolve(v)?.created,
-            "until" => f.until = Some(parse_until(v)?),
-            "label" => {
-                let (lk, lv) = match v.split_once('=') {
-                    Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                    None => (v.to_string(), None),
-                };
-                f.labels.push((lk, lv));
-            }
-            other => bail!("invalid filter '{other}'"),
-        }
+        m.entry(k.to_string()).or_default().push(v.to_string());
     }
-    Ok(f)
+    Ok(Filters::parse(store, &m)?)
 }
 
 fn image_matches(f: &Filters, img: &Image) -> bool {
-    if let Some(d) = f.dangling {
-        if d != img.repo_tags.is_empty() {
-            return false;
-        }
-    }
-    if let (Some(b), Some(c)) = (f.before, img.created) {
-        if c >= b {
-            return false;
-        }
-    }
-    if let (Some(s), Some(c)) = (f.since, img.created) {
-        if c <= s {
-            return false;
-        }
-    }
-    if let (Some(u), Some(c)) = (f.until, img.created) {
-        if c >= u {
-            return false;
-        }
-    }
-    let labels = img
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default();
-    f.labels.iter().all(|(k, v)| match (labels.get(k), v) {
-        (Some(_), None) => true,
-        (Some(have), Some(want)) => have == want,
-        _ => false,
-    })
+    f.matches(img)
 }
 
 fn row_matches_reference(patterns: &[String], r: &Row<'_>) -> bool {
@@ -931,110 +819,12 @@ fn rmi(store: &ImageStore, a: &RmiArgs) -> anyhow::Result<i32> {
 
 // ---- inspect ----
 
-fn docker_config(c: Option<&ContainerConfig>) -> Value {
-    let c = c.cloned().unwrap_or_default();
-    let mut m = Map::new();
-    let d = |v: Option<Value>| v.unwrap_or(Value::Null);
-    m.insert("Hostname".into(), json!(""));
-    m.insert("Domainname".into(), json!(""));
-    m.insert("User".into(), json!(c.user.clone().unwrap_or_default()));
-    m.insert("AttachStdin".into(), json!(false));
-    m.insert("AttachStdout".into(), json!(false));
-    m.insert("AttachStderr".into(), json!(false));
-    if let Some(p) = &c.exposed_ports {
-        m.insert("ExposedPorts".into(), json!(p));
-    }
-    m.insert("Tty".into(), json!(false));
-    m.insert("OpenStdin".into(), json!(false));
-    m.insert("StdinOnce".into(), json!(false));
-    m.insert("Env".into(), d(c.env.as_ref().map(|e| json!(e))));
-    m.insert("Cmd".into(), d(c.cmd.as_ref().map(|e| json!(e))));
-    m.insert("Image".into(), json!(""));
-    m.insert("Volumes".into(), d(c.volumes.as_ref().map(|e| json!(e))));
-    m.insert(
-        "WorkingDir".into(),
-        json!(c.working_dir.clone().unwrap_or_default()),
-    );
-    m.insert(
-        "Entrypoint".into(),
-        d(c.entrypoint.as_ref().map(|e| json!(e))),
-    );
-    m.insert("OnBuild".into(), Value::Null);
-    m.insert("Labels".into(), d(c.labels.as_ref().map(|e| json!(e))));
-    if let Some(s) = &c.stop_signal {
-        m.insert("StopSignal".into(), json!(s));
-    }
-    // fields Docker knows that berth does not model (Healthcheck, Shell, ...) pass through
-    for (k, v) in &c.extra {
-        m.entry(k.clone()).or_insert(v.clone());
-    }
-    Value::Object(m)
-}
-
-fn inspect_value(store: &ImageStore, img: &Image) -> Value {
-    let top = img.top_snapshot();
-    let graph = match &top {
-        Some(t) => {
-            let dirs = store.snapshotter().chain_dirs(t).unwrap_or_default();
-            let mut data = Map::new();
-            if let Some((upper, lower)) = dirs.split_first() {
-                if !lower.is_empty() {
-                    data.insert(
-                        "LowerDir".into(),
-                        json!(lower
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(":")),
-                    );
-                }
-                data.insert("UpperDir".into(), json!(upper.display().to_string()));
-            }
-            json!({"Data": data, "Name": "overlay"})
-        }
-        None => json!({"Data": null, "Name": "overlay"}),
-    };
-    let last_tag = store
-        .tag_history(None)
-        .ok()
-        .and_then(|h| {
-            h.into_iter()
-                .rev()
-                .find(|(_, id, action, _)| id == img.id.as_str() && action == "tag")
-                .map(|x| x.3)
-        })
-        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
-    let mut v = json!({
-        "Id": img.id.to_string(),
-        "RepoTags": img.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": img.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-        "Parent": "",
-        "Comment": img.config.history.as_ref().and_then(|h| h.last()).and_then(|h| h.comment.clone()).unwrap_or_default(),
-        "Created": img.config.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-        "DockerVersion": img.config.extra.get("docker_version").cloned().unwrap_or(json!("")),
-        "Author": img.config.author.clone().unwrap_or_default(),
-        "Config": docker_config(img.config.config.as_ref()),
-        "Architecture": img.config.architecture,
-        "Os": img.config.os,
-        "Size": img.size,
-        "GraphDriver": graph,
-        "RootFS": {"Type": "layers", "Layers": img.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
-        "Metadata": {"LastTagTime": last_tag},
-        "Descriptor": {"mediaType": img.manifest_media_type, "digest": img.manifest_digest.to_string(),
-            "size": store.content().size(&img.manifest_digest).unwrap_or(0)},
-    });
-    if let (Some(variant), Some(m)) = (&img.config.variant, v.as_object_mut()) {
-        m.insert("Variant".into(), json!(variant));
-    }
-    v
-}
-
 fn inspect(store: &ImageStore, a: &InspectArgs) -> anyhow::Result<i32> {
     let mut values = Vec::new();
     let mut code = 0;
     for n in &a.images {
         match store.resolve(n) {
-            Ok(img) => values.push(inspect_value(store, &img)),
+            Ok(img) => values.push(berth_image::query::inspect(store, &img)),
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;
@@ -1090,10 +880,10 @@ fn prune(store: &ImageStore, a: &PruneArgs) -> anyhow::Result<i32> {
         {
             continue;
         }
-        let before: u64 = store_usage(store);
+        let before: u64 = berth_image::query::usage(store);
         let name = img.id.to_string();
         let actions = store.remove(&name, true)?;
-        reclaimed += before.saturating_sub(store_usage(store));
+        reclaimed += before.saturating_sub(berth_image::query::usage(store));
         for act in actions {
             match act {
                 RemoveAction::Untagged(r) => lines.push(format!("untagged: {r}")),
@@ -1115,75 +905,11 @@ fn prune(store: &ImageStore, a: &PruneArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Bytes of blobs and layer snapshots in the store (to report what a prune reclaimed).
-fn store_usage(store: &ImageStore) -> u64 {
-    let blobs: u64 = store
-        .content()
-        .list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| store.content().size(d).ok())
-        .sum();
-    let snaps: u64 = store
-        .snapshotter()
-        .list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|i| store.snapshotter().recorded_size(&i.key).ok())
-        .sum();
-    blobs + snaps
-}
-
 // ---- history ----
 
 fn history(store: &ImageStore, a: &HistoryArgs) -> anyhow::Result<i32> {
     let img = store.resolve(&a.image)?;
-    // layer sizes by position: history entries that are not empty_layer consume layers in order
-    let sizes: Vec<u64> = img
-        .chain_ids
-        .iter()
-        .map(|c| store.snapshotter().recorded_size(c.as_str()).unwrap_or(0))
-        .collect();
-    let hist = img.config.history.clone().unwrap_or_default();
-    struct H {
-        created: Option<DateTime<Utc>>,
-        created_by: String,
-        size: u64,
-        comment: String,
-    }
-    let mut entries: Vec<H> = Vec::new();
-    if hist.is_empty() {
-        for s in &sizes {
-            entries.push(H {
-                created: img.created,
-                created_by: String::new(),
-                size: *s,
-                comment: String::new(),
-            });
-        }
-    } else {
-        let mut li = 0;
-        for h in &hist {
-            let size = if h.empty_layer.unwrap_or(false) {
-                0
-            } else {
-                let s = sizes.get(li).copied().unwrap_or(0);
-                li += 1;
-                s
-            };
-            entries.push(H {
-                created: h
-                    .created
-                    .as_deref()
-                    .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-                    .map(|t| t.with_timezone(&Utc)),
-                created_by: h.created_by.clone().unwrap_or_default(),
-                size,
-                comment: h.comment.clone().unwrap_or_default(),
-            });
-        }
-    }
-    entries.reverse();
+    let entries = berth_image::query::history(store, &img);
     let mut out = io::stdout().lock();
     let id_for = |i: usize| {
         if i == 0 {
