@@ -7,8 +7,9 @@
 #     (docker 20.10's legacy format), `berth load`: same image ID; berth's mount of it gives
 #     the same command output as `docker run`, and the deleted file is gone.
 #  3. berth save of what it loaded, `docker load` again: still the same image ID.
-# A private dockerd is started with its own data root, exec root and socket, and stopped
-# (with everything it made) at exit.
+# A private dockerd and a private berth daemon are started, each with its own data root,
+# exec root and socket, and stopped (with everything they made) at exit; berth's commands are
+# clients of its daemon (`image mount`, a debugging aid, works on its data root directly).
 #
 #   tests/interop-docker.sh [path/to/berth]
 set -eu
@@ -32,12 +33,20 @@ docker=/usr/bin/docker
 
 tmp=$(mktemp -d /tmp/berth-interop.XXXXXX)
 sock=$tmp/docker.sock
-export BERTH_DATA_ROOT=$tmp/berth
+bdata=$tmp/berth
+bsock=$tmp/berth.sock
 mnt=$tmp/mnt
 dpid=
+bpid=
+# berth's commands, as clients of the private berth daemon
+b() { BERTH_HOST="unix://$bsock" "$berth" "$@"; }
 cleanup() {
     set +e
-    mountpoint -q "$mnt" 2>/dev/null && "$berth" image unmount "$mnt"
+    mountpoint -q "$mnt" 2>/dev/null && "$berth" --data-root "$bdata" image unmount "$mnt"
+    if [ -n "$bpid" ]; then
+        kill "$bpid" 2>/dev/null
+        wait "$bpid" 2>/dev/null
+    fi
     if [ -n "$dpid" ]; then
         kill "$dpid" 2>/dev/null
         i=0; while kill -0 "$dpid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -66,21 +75,36 @@ until d version >/dev/null 2>&1; do
 done
 echo "dockerd $(d version -f '{{.Server.Version}}') up"
 
+env -u BERTH_HOST -u BERTH_DATA_ROOT "$berth" daemon -H "unix://$bsock" --data-root "$bdata" \
+    --exec-root "$tmp/berth-run" --pidfile "$tmp/berth.pid" >"$tmp/berthd.log" 2>&1 &
+bpid=$!
+i=0
+until b version >/dev/null 2>&1; do
+    i=$((i+1))
+    if [ $i -gt 150 ] || ! kill -0 "$bpid" 2>/dev/null; then
+        tail -20 "$tmp/berthd.log" >&2
+        echo "FAIL: the private berth daemon did not start" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo "berth daemon up"
+
 # (not /etc as a whole: docker bind-mounts hostname, hosts and resolv.conf there)
 cmd='echo hello from busybox; ls /bin | wc -l; cat /etc/passwd; ls -ln /bin/busybox /bin/sh /etc/group /etc/passwd; stat -c "%a %u %g %n" /tmp /root /var/tmp; test -e /bin/vi && echo vi present || echo vi gone'
 
 # expected output of the command in an image's filesystem, through berth's own mount
 in_berth_mount() {
-    "$berth" image mount "$1" "$mnt"
+    "$berth" --data-root "$bdata" image mount "$1" "$mnt"
     chroot "$mnt" /bin/sh -c "$cmd"
-    "$berth" image unmount "$mnt"
+    "$berth" --data-root "$bdata" image unmount "$mnt"
 }
 
 "$here/make-busybox-rootfs.sh" "$tmp/rootfs" "$tmp/rootfs.tar"
 
 echo "== 1. berth save -> docker load -> docker run"
-id=$("$berth" import -c 'CMD ["/bin/sh"]' "$tmp/rootfs.tar" berth-busybox:latest)
-"$berth" save -o "$tmp/berth.tar" berth-busybox:latest
+id=$(b import -c 'CMD ["/bin/sh"]' "$tmp/rootfs.tar" berth-busybox:latest)
+b save -o "$tmp/berth.tar" berth-busybox:latest
 d load -i "$tmp/berth.tar"
 did=$(d image inspect -f '{{.Id}}' berth-busybox:latest)
 [ "$did" = "$id" ] || { echo "FAIL: docker sees image ID $did, berth made $id" >&2; exit 1; }
@@ -96,30 +120,30 @@ printf 'FROM dk-base:latest\nRUN rm /bin/vi && mkdir -p /data && echo layered > 
 DOCKER_BUILDKIT=0 d build -q -t dk-busybox:latest "$tmp/ctx" >/dev/null
 did=$(d image inspect -f '{{.Id}}' dk-busybox:latest)
 d save -o "$tmp/docker.tar" dk-busybox:latest
-"$berth" load -i "$tmp/docker.tar"
-bid=$("$berth" images --no-trunc -q dk-busybox:latest)
+b load -i "$tmp/docker.tar"
+bid=$(b images --no-trunc -q dk-busybox:latest)
 [ "$bid" = "$did" ] || { echo "FAIL: berth loaded image ID $bid, docker has $did" >&2; exit 1; }
 d run --rm --network none dk-busybox:latest /bin/sh -c "$cmd; cat /data/file" >"$tmp/docker-run2.out"
 cmd2="$cmd; cat /data/file"
-"$berth" image mount dk-busybox:latest "$mnt"
+"$berth" --data-root "$bdata" image mount dk-busybox:latest "$mnt"
 chroot "$mnt" /bin/sh -c "$cmd2" >"$tmp/berth-run2.out"
-"$berth" image unmount "$mnt"
+"$berth" --data-root "$bdata" image unmount "$mnt"
 diff -u "$tmp/berth-run2.out" "$tmp/docker-run2.out"
 grep -q "vi gone" "$tmp/berth-run2.out"
 echo "ok: same ID ($did), same output, whiteout applied"
 # the same listing, byte for byte, in Docker's table layout
 fmt='table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}'
 d images --filter reference='dk-busybox' --format "$fmt" >"$tmp/docker-images.out"
-"$berth" images --filter reference='dk-busybox' --format "$fmt" >"$tmp/berth-images.out"
+b images --filter reference='dk-busybox' --format "$fmt" >"$tmp/berth-images.out"
 diff -u "$tmp/docker-images.out" "$tmp/berth-images.out"
 d history -q dk-busybox:latest | head -1 >"$tmp/docker-history.out"
-"$berth" history -q dk-busybox:latest | head -1 >"$tmp/berth-history.out"
+b history -q dk-busybox:latest | head -1 >"$tmp/berth-history.out"
 diff -u "$tmp/docker-history.out" "$tmp/berth-history.out"
 echo "ok: images table and history ID as docker prints them"
 
 echo "== 3. berth save of the docker image -> docker load"
 d rmi -f dk-busybox:latest >/dev/null
-"$berth" save -o "$tmp/again.tar" dk-busybox:latest
+b save -o "$tmp/again.tar" dk-busybox:latest
 d load -i "$tmp/again.tar"
 did2=$(d image inspect -f '{{.Id}}' dk-busybox:latest)
 [ "$did2" = "$did" ] || { echo "FAIL: round trip changed the ID: $did -> $did2" >&2; exit 1; }

@@ -4,6 +4,7 @@
 # iptables), so the machine's Docker, if any, is untouched:
 #   1. `docker push` (Docker schema 2 media types) -> `berth pull`: same digest.
 #   2. `berth push` to an empty registry on the same address -> `docker pull`: same digest.
+# berth's commands are clients of a private `berth daemon`, started here and stopped at exit.
 #
 #   tests/registry/docker.sh [BERTH]    # default target/debug/berth (built if missing)
 set -eu
@@ -31,6 +32,7 @@ fi
 tmp=$(mktemp -d /var/tmp/berth-docker.XXXXXX)
 dockerd_pid=
 cleanup() {
+    stop_berth_daemon
     if [ -n "$dockerd_pid" ]; then
         kill "$dockerd_pid" 2>/dev/null || true
         wait "$dockerd_pid" 2>/dev/null || true
@@ -67,7 +69,7 @@ want=$(sed -n 's/^1: digest: \(sha256:[0-9a-f]*\) size: .*/\1/p' "$tmp/dpush.out
 [ -n "$want" ] || { echo "FAIL: no digest in docker push output" >&2; exit 1; }
 
 echo "== berth pull $reg/dock/bb:1"
-export BERTH_DATA_ROOT="$tmp/berth"
+start_berth_daemon "$BERTH" "$tmp/berth"
 "$BERTH" pull "$reg/dock/bb:1" | tee "$tmp/pull.out"
 got=$(sed -n 's/^Digest: //p' "$tmp/pull.out")
 [ "$got" = "$want" ] || { echo "FAIL: berth pulled $got, docker pushed $want" >&2; exit 1; }

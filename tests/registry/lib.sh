@@ -45,3 +45,33 @@ stop_registry() {
         REGISTRY_PID=
     fi
 }
+
+# start_berth_daemon BERTH DIR — a private `berth daemon` with its socket, data root, exec
+# root and pidfile under DIR; sets BERTH_DAEMON_PID and exports BERTH_HOST so that berth's
+# commands are its clients. Waits until it answers.
+start_berth_daemon() {
+    mkdir -p "$2"
+    env -u BERTH_HOST -u BERTH_DATA_ROOT "$1" daemon -H "unix://$2/s.sock" \
+        --data-root "$2/data" --exec-root "$2/run" --pidfile "$2/pid" >"$2/daemon.log" 2>&1 &
+    BERTH_DAEMON_PID=$!
+    export BERTH_HOST="unix://$2/s.sock"
+    unset BERTH_DATA_ROOT
+    i=0
+    until "$1" version >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ $i -gt 200 ] || ! kill -0 "$BERTH_DAEMON_PID" 2>/dev/null; then
+            echo "berth daemon in $2 did not start:" >&2
+            tail -20 "$2/daemon.log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+stop_berth_daemon() {
+    if [ -n "${BERTH_DAEMON_PID:-}" ]; then
+        kill "$BERTH_DAEMON_PID" 2>/dev/null || true
+        wait "$BERTH_DAEMON_PID" 2>/dev/null || true
+        BERTH_DAEMON_PID=
+    fi
+}

@@ -6,7 +6,8 @@
 #      the same manifest digest and layers, and skopeo can copy it back out.
 # The OCI layout is berth's own (`berth import` of a busybox rootfs, `berth save
 # --oci-layout`) when this berth has those commands, else tests/registry/make-oci-layout.sh's
-# over the same rootfs plus a small layer.
+# over the same rootfs plus a small layer. berth's commands are clients of private `berth
+# daemon`s (one for the source layout, one for the pull and push), stopped at exit.
 #
 #   tests/registry/skopeo.sh [BERTH]    # default target/debug/berth (built if missing)
 set -eu
@@ -33,6 +34,7 @@ fi
 
 tmp=$(mktemp -d /tmp/berth-skopeo.XXXXXX)
 cleanup() {
+    stop_berth_daemon
     stop_registry
     rm -rf "$tmp"
 }
@@ -43,7 +45,7 @@ reg=127.0.0.1:$port
 start_registry "$tmp/reg1" "$port"
 
 # An OCI layout to start from.
-export BERTH_DATA_ROOT="$tmp/berth-src"
+start_berth_daemon "$BERTH" "$tmp/berth-src"
 "$repo/tests/make-busybox-rootfs.sh" "$tmp/rootfs" "$tmp/rootfs.tar" >/dev/null
 if "$BERTH" save --help 2>/dev/null | grep -q -- --oci-layout &&
     "$BERTH" import "$tmp/rootfs.tar" interop-src:1 >/dev/null &&
@@ -62,7 +64,8 @@ skopeo copy -q --dest-tls-verify=false "oci:$tmp/oci:1" "docker://$reg/interop/x
 want=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$reg/interop/x:1")
 
 echo "== berth pull $reg/interop/x:1"
-export BERTH_DATA_ROOT="$tmp/berth"
+stop_berth_daemon
+start_berth_daemon "$BERTH" "$tmp/berth"
 "$BERTH" pull "$reg/interop/x:1" | tee "$tmp/pull.out"
 got=$(sed -n 's/^Digest: //p' "$tmp/pull.out")
 [ "$got" = "$want" ] || { echo "FAIL: berth pulled $got, skopeo pushed $want" >&2; exit 1; }

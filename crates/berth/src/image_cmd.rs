@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use berth_image::archive::{self, ImportOptions};
-use berth_image::manifest::ContainerConfig;
-use berth_image::snapshot::Snapshotter;
 use berth_image::store::RemoveAction;
 use berth_image::{Image, ImageStore, Reference};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 #[derive(clap::Subcommand)]
 pub enum ImageCommand {
@@ -71,127 +69,210 @@ pub enum ImageSub {
 pub struct ImagesArgs {
     /// Show all images (default hides intermediate images)
     #[arg(short, long)]
-    all: bool,
+    pub(crate) all: bool,
     /// Show digests
     #[arg(long)]
-    digests: bool,
+    pub(crate) digests: bool,
     /// Filter output based on conditions provided (reference=, dangling=, before=, since=, label=)
     #[arg(short, long = "filter")]
-    filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
     /// Format output using a Go-style template ('table', 'json', or '{{.Repository}}:{{.Tag}}' ...)
     #[arg(long)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Don't truncate output
     #[arg(long)]
-    no_trunc: bool,
+    pub(crate) no_trunc: bool,
     /// Only show image IDs
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// REPOSITORY[:TAG]
-    repository: Option<String>,
+    pub(crate) repository: Option<String>,
 }
 
 #[derive(clap::Args)]
 pub struct TagArgs {
     /// SOURCE_IMAGE[:TAG]
-    source: String,
+    pub(crate) source: String,
     /// TARGET_IMAGE[:TAG]
-    target: String,
+    pub(crate) target: String,
 }
 
 #[derive(clap::Args)]
 pub struct RmiArgs {
     /// Force removal of the image
     #[arg(short, long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Do not delete untagged parents (accepted for compatibility)
     #[arg(long)]
-    no_prune: bool,
+    pub(crate) no_prune: bool,
     #[arg(required = true)]
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
     /// Format output using a Go-style template
     #[arg(short, long)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     #[arg(required = true)]
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct PruneArgs {
     /// Remove all unused images, not just dangling ones
     #[arg(short, long)]
-    all: bool,
+    pub(crate) all: bool,
     /// Do not prompt for confirmation
     #[arg(short, long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Provide filter values (e.g. 'label=<key>=<value>')
     #[arg(long = "filter")]
-    filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct HistoryArgs {
     /// Format output using a Go-style template
     #[arg(long)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
-    human: bool,
+    pub(crate) human: bool,
     /// Don't truncate output
     #[arg(long)]
-    no_trunc: bool,
+    pub(crate) no_trunc: bool,
     /// Only show image IDs
     #[arg(short, long)]
-    quiet: bool,
-    image: String,
+    pub(crate) quiet: bool,
+    pub(crate) image: String,
 }
 
 #[derive(clap::Args)]
 pub struct SaveArgs {
     /// Write to a file, instead of STDOUT
     #[arg(short, long)]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Write an OCI image layout directory instead of an archive (for `skopeo copy oci:DIR`)
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
-    oci_layout: Option<PathBuf>,
+    pub(crate) oci_layout: Option<PathBuf>,
     #[arg(required = true)]
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
     /// Read from tar archive file (or OCI layout directory), instead of STDIN
     #[arg(short, long)]
-    input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// Suppress the load output
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
     /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL)
     #[arg(short, long)]
-    change: Vec<String>,
+    pub(crate) change: Vec<String>,
     /// Set commit message for imported image
     #[arg(short, long)]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Set platform if server is multi-platform capable (accepted: the host platform)
     #[arg(long)]
-    platform: Option<String>,
+    pub(crate) platform: Option<String>,
     /// file|- (a tarball, plain or compressed)
-    file: String,
+    pub(crate) file: String,
     /// REPOSITORY[:TAG]
-    reference: Option<String>,
+    pub(crate) reference: Option<String>,
 }
 
-pub fn run(cmd: ImageCommand, data_root: &Path) -> anyhow::Result<i32> {
-    match run_inner(cmd, data_root) {
-        // `berth images | head`: a closed pipe is the reader's choice, not an error
+/// Whether the image commands work on the store directly instead of through the daemon:
+/// only when a data root is named (`--data-root`, `BERTH_DATA_ROOT`) and no daemon is
+/// (`-H`, `BERTH_HOST`). Kept for scripts that make an image before any daemon runs;
+/// everything else is a client of the daemon, as docker's CLI is.
+pub fn offline(host: Option<&str>) -> bool {
+    host.is_none()
+        && (std::env::var_os("BERTH_DATA_ROOT").is_some()
+            || std::env::args().any(|a| a == "--data-root" || a.starts_with("--data-root=")))
+}
+
+/// Runs `f` with a client of the daemon at `host` (or the default socket) on a runtime of
+/// its own; a daemon that is not there is one line and docker's exit code 125.
+pub fn with_client<F>(host: Option<String>, f: F) -> anyhow::Result<i32>
+where
+    F: for<'c> FnOnce(
+        &'c crate::cli::Client,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<i32>> + 'c>,
+    >,
+{
+    let host = host
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| crate::cli::DEFAULT_HOST.to_string());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let r = rt.block_on(async {
+        match crate::cli::connect(&host).await {
+            Ok(c) => f(&c).await,
+            Err(e) => {
+                eprintln!("berth: {e}");
+                Ok(crate::cli::EXIT_DAEMON)
+            }
+        }
+    });
+    rt.shutdown_background();
+    r
+}
+
+pub fn run(cmd: ImageCommand, data_root: &Path, host: Option<String>) -> anyhow::Result<i32> {
+    use crate::image_client as api;
+    let remote = !offline(host.as_deref())
+        && !matches!(
+            cmd,
+            ImageCommand::Image(ImageSub::Mount { .. } | ImageSub::Unmount { .. })
+        );
+    if remote {
+        return quiet_pipe(with_client(host, move |c| {
+            Box::pin(async move {
+                match cmd {
+                    ImageCommand::Images(a) | ImageCommand::Image(ImageSub::Ls(a)) => {
+                        api::images(c, &a).await
+                    }
+                    ImageCommand::Tag(a) | ImageCommand::Image(ImageSub::Tag(a)) => {
+                        api::tag(c, &a).await
+                    }
+                    ImageCommand::Rmi(a) | ImageCommand::Image(ImageSub::Rm(a)) => {
+                        api::rmi(c, &a).await
+                    }
+                    ImageCommand::History(a) | ImageCommand::Image(ImageSub::History(a)) => {
+                        api::history(c, &a).await
+                    }
+                    ImageCommand::Save(a) | ImageCommand::Image(ImageSub::Save(a)) => {
+                        api::save(c, &a).await
+                    }
+                    ImageCommand::Load(a) | ImageCommand::Image(ImageSub::Load(a)) => {
+                        api::load(c, &a).await
+                    }
+                    ImageCommand::Import(a) | ImageCommand::Image(ImageSub::Import(a)) => {
+                        api::import(c, &a).await
+                    }
+                    ImageCommand::Image(ImageSub::Inspect(a)) => api::inspect(c, &a).await,
+                    ImageCommand::Image(ImageSub::Prune(a)) => api::prune(c, &a).await,
+                    ImageCommand::Image(ImageSub::Mount { .. } | ImageSub::Unmount { .. }) => Ok(0),
+                }
+            })
+        }));
+    }
+    quiet_pipe(run_inner(cmd, data_root))
+}
+
+/// `berth images | head`: a closed pipe is the reader's choice, not an error.
+fn quiet_pipe(r: anyhow::Result<i32>) -> anyhow::Result<i32> {
+    match r {
         Err(e)
             if e.chain().any(|c| {
                 c.downcast_ref::<io::Error>()
@@ -348,7 +429,7 @@ fn human_duration(secs: i64) -> String {
     format!("{} years", s / 3600 / 24 / 365)
 }
 
-fn created_since(t: Option<DateTime<Utc>>) -> String {
+pub(crate) fn created_since(t: Option<DateTime<Utc>>) -> String {
     match t {
         Some(t) if t.timestamp() > 0 => {
             format!("{} ago", human_duration((Utc::now() - t).num_seconds()))
@@ -358,7 +439,7 @@ fn created_since(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.
-fn human_size(size: u64) -> String {
+pub(crate) fn human_size(size: u64) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut v = size as f64;
     let mut i = 0;
@@ -427,132 +508,22 @@ fn row_value(r: &Row<'_>, no_trunc: bool) -> Value {
     })
 }
 
-/// Docker's glob (`path.Match`) for reference filters: `*` and `?` within a path segment.
-fn glob_match(pattern: &str, s: &str) -> bool {
-    fn rec(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => {
-                rec(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && rec(p, &s[1..]))
-            }
-            (Some(b'?'), Some(c)) if *c != b'/' => rec(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), s.as_bytes())
-}
+use berth_image::query::{glob_match, ImageFilters as Filters};
 
-struct Filters {
-    reference: Vec<String>,
-    dangling: Option<bool>,
-    before: Option<DateTime<Utc>>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    labels: Vec<(String, Option<String>)>,
-}
-
-/// `until=` takes a duration before now (`24h`, `90m`, `30s`) or a timestamp (RFC 3339 or
-/// Unix seconds), as Docker's prune filters do.
-fn parse_until(v: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(secs) = v.parse::<i64>() {
-        return DateTime::from_timestamp(secs, 0).ok_or_else(|| anyhow!("invalid timestamp {v:?}"));
-    }
-    let mut total = 0i64;
-    let mut num = String::new();
-    for c in v.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num.parse().map_err(|_| anyhow!("invalid duration {v:?}"))?;
-        num.clear();
-        total += n * match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => bail!("invalid duration {v:?} (use h, m, s)"),
-        };
-    }
-    if !num.is_empty() {
-        bail!("invalid duration {v:?}: missing unit");
-    }
-    Ok(Utc::now() - chrono::Duration::seconds(total))
-}
-
+/// `-f key=value` flags as the API's filter map, parsed by the image library.
 fn parse_filters(store: &ImageStore, raw: &[String]) -> anyhow::Result<Filters> {
-    let mut f = Filters {
-        until: None,
-        reference: vec![],
-        dangling: None,
-        before: None,
-        since: None,
-        labels: vec![],
-    };
+    let mut m: std::collections::HashMap<String, Vec<String>> = Default::default();
     for item in raw {
         let (k, v) = item
             .split_once('=')
             .ok_or_else(|| anyhow!("bad format of filter (expected name=value): {item}"))?;
-        match k {
-            "reference" => f.reference.push(v.to_string()),
-            "dangling" => {
-                f.dangling = Some(match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => bail!("invalid filter 'dangling={v}'"),
-                })
-            }
-            "before" => f.before = store.resolve(v)?.created,
-            "since" => f.since = store.resolve(v)?.created,
-            "until" => f.until = Some(parse_until(v)?),
-            "label" => {
-                let (lk, lv) = match v.split_once('=') {
-                    Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                    None => (v.to_string(), None),
-                };
-                f.labels.push((lk, lv));
-            }
-            other => bail!("invalid filter '{other}'"),
-        }
+        m.entry(k.to_string()).or_default().push(v.to_string());
     }
-    Ok(f)
+    Ok(Filters::parse(store, &m)?)
 }
 
 fn image_matches(f: &Filters, img: &Image) -> bool {
-    if let Some(d) = f.dangling {
-        if d != img.repo_tags.is_empty() {
-            return false;
-        }
-    }
-    if let (Some(b), Some(c)) = (f.before, img.created) {
-        if c >= b {
-            return false;
-        }
-    }
-    if let (Some(s), Some(c)) = (f.since, img.created) {
-        if c <= s {
-            return false;
-        }
-    }
-    if let (Some(u), Some(c)) = (f.until, img.created) {
-        if c >= u {
-            return false;
-        }
-    }
-    let labels = img
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default();
-    f.labels.iter().all(|(k, v)| match (labels.get(k), v) {
-        (Some(_), None) => true,
-        (Some(have), Some(want)) => have == want,
-        _ => false,
-    })
+    f.matches(img)
 }
 
 fn row_matches_reference(patterns: &[String], r: &Row<'_>) -> bool {
@@ -623,7 +594,7 @@ fn images(store: &ImageStore, a: &ImagesArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn image_headers() -> BTreeMap<&'static str, &'static str> {
+pub(crate) fn image_headers() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         ("Containers", "CONTAINERS"),
         ("CreatedAt", "CREATED AT"),
@@ -643,13 +614,13 @@ fn image_headers() -> BTreeMap<&'static str, &'static str> {
 
 // ---- Go-template-ish formatting ----
 
-enum Piece {
+pub(crate) enum Piece {
     Text(String),
     Field(Vec<String>),
     Json(Vec<String>),
 }
 
-fn parse_template(t: &str) -> anyhow::Result<Vec<Piece>> {
+pub(crate) fn parse_template(t: &str) -> anyhow::Result<Vec<Piece>> {
     // Docker's CLI turns the escapes \t and \n in --format into real characters
     let t = t.replace("\\t", "\t").replace("\\n", "\n");
     let mut out = Vec::new();
@@ -731,7 +702,7 @@ fn go_string(v: &Value) -> String {
     }
 }
 
-fn render(pieces: &[Piece], v: &Value) -> anyhow::Result<String> {
+pub(crate) fn render(pieces: &[Piece], v: &Value) -> anyhow::Result<String> {
     let mut s = String::new();
     for p in pieces {
         match p {
@@ -745,7 +716,7 @@ fn render(pieces: &[Piece], v: &Value) -> anyhow::Result<String> {
 
 /// Prints `values` with a Docker `--format`: `json`, `table <template>` (header row and
 /// aligned columns, as Go's tabwriter with minwidth 10, padding 3), or a plain template.
-fn print_formatted(
+pub(crate) fn print_formatted(
     out: &mut dyn Write,
     format: &str,
     values: &[Value],
@@ -848,110 +819,12 @@ fn rmi(store: &ImageStore, a: &RmiArgs) -> anyhow::Result<i32> {
 
 // ---- inspect ----
 
-fn docker_config(c: Option<&ContainerConfig>) -> Value {
-    let c = c.cloned().unwrap_or_default();
-    let mut m = Map::new();
-    let d = |v: Option<Value>| v.unwrap_or(Value::Null);
-    m.insert("Hostname".into(), json!(""));
-    m.insert("Domainname".into(), json!(""));
-    m.insert("User".into(), json!(c.user.clone().unwrap_or_default()));
-    m.insert("AttachStdin".into(), json!(false));
-    m.insert("AttachStdout".into(), json!(false));
-    m.insert("AttachStderr".into(), json!(false));
-    if let Some(p) = &c.exposed_ports {
-        m.insert("ExposedPorts".into(), json!(p));
-    }
-    m.insert("Tty".into(), json!(false));
-    m.insert("OpenStdin".into(), json!(false));
-    m.insert("StdinOnce".into(), json!(false));
-    m.insert("Env".into(), d(c.env.as_ref().map(|e| json!(e))));
-    m.insert("Cmd".into(), d(c.cmd.as_ref().map(|e| json!(e))));
-    m.insert("Image".into(), json!(""));
-    m.insert("Volumes".into(), d(c.volumes.as_ref().map(|e| json!(e))));
-    m.insert(
-        "WorkingDir".into(),
-        json!(c.working_dir.clone().unwrap_or_default()),
-    );
-    m.insert(
-        "Entrypoint".into(),
-        d(c.entrypoint.as_ref().map(|e| json!(e))),
-    );
-    m.insert("OnBuild".into(), Value::Null);
-    m.insert("Labels".into(), d(c.labels.as_ref().map(|e| json!(e))));
-    if let Some(s) = &c.stop_signal {
-        m.insert("StopSignal".into(), json!(s));
-    }
-    // fields Docker knows that berth does not model (Healthcheck, Shell, ...) pass through
-    for (k, v) in &c.extra {
-        m.entry(k.clone()).or_insert(v.clone());
-    }
-    Value::Object(m)
-}
-
-fn inspect_value(store: &ImageStore, img: &Image) -> Value {
-    let top = img.top_snapshot();
-    let graph = match &top {
-        Some(t) => {
-            let dirs = store.snapshotter().chain_dirs(t).unwrap_or_default();
-            let mut data = Map::new();
-            if let Some((upper, lower)) = dirs.split_first() {
-                if !lower.is_empty() {
-                    data.insert(
-                        "LowerDir".into(),
-                        json!(lower
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(":")),
-                    );
-                }
-                data.insert("UpperDir".into(), json!(upper.display().to_string()));
-            }
-            json!({"Data": data, "Name": "overlay"})
-        }
-        None => json!({"Data": null, "Name": "overlay"}),
-    };
-    let last_tag = store
-        .tag_history(None)
-        .ok()
-        .and_then(|h| {
-            h.into_iter()
-                .rev()
-                .find(|(_, id, action, _)| id == img.id.as_str() && action == "tag")
-                .map(|x| x.3)
-        })
-        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
-    let mut v = json!({
-        "Id": img.id.to_string(),
-        "RepoTags": img.repo_tags.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": img.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
-        "Parent": "",
-        "Comment": img.config.history.as_ref().and_then(|h| h.last()).and_then(|h| h.comment.clone()).unwrap_or_default(),
-        "Created": img.config.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-        "DockerVersion": img.config.extra.get("docker_version").cloned().unwrap_or(json!("")),
-        "Author": img.config.author.clone().unwrap_or_default(),
-        "Config": docker_config(img.config.config.as_ref()),
-        "Architecture": img.config.architecture,
-        "Os": img.config.os,
-        "Size": img.size,
-        "GraphDriver": graph,
-        "RootFS": {"Type": "layers", "Layers": img.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
-        "Metadata": {"LastTagTime": last_tag},
-        "Descriptor": {"mediaType": img.manifest_media_type, "digest": img.manifest_digest.to_string(),
-            "size": store.content().size(&img.manifest_digest).unwrap_or(0)},
-    });
-    if let (Some(variant), Some(m)) = (&img.config.variant, v.as_object_mut()) {
-        m.insert("Variant".into(), json!(variant));
-    }
-    v
-}
-
 fn inspect(store: &ImageStore, a: &InspectArgs) -> anyhow::Result<i32> {
     let mut values = Vec::new();
     let mut code = 0;
     for n in &a.images {
         match store.resolve(n) {
-            Ok(img) => values.push(inspect_value(store, &img)),
+            Ok(img) => values.push(berth_image::query::inspect(store, &img)),
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;
@@ -977,7 +850,7 @@ fn inspect(store: &ImageStore, a: &InspectArgs) -> anyhow::Result<i32> {
 
 // ---- prune ----
 
-fn confirm(msg: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(msg: &str) -> anyhow::Result<bool> {
     eprint!("{msg}\nAre you sure you want to continue? [y/N] ");
     io::stderr().flush()?;
     let mut line = String::new();
@@ -1007,10 +880,10 @@ fn prune(store: &ImageStore, a: &PruneArgs) -> anyhow::Result<i32> {
         {
             continue;
         }
-        let before: u64 = store_usage(store);
+        let before: u64 = berth_image::query::usage(store);
         let name = img.id.to_string();
         let actions = store.remove(&name, true)?;
-        reclaimed += before.saturating_sub(store_usage(store));
+        reclaimed += before.saturating_sub(berth_image::query::usage(store));
         for act in actions {
             match act {
                 RemoveAction::Untagged(r) => lines.push(format!("untagged: {r}")),
@@ -1032,75 +905,11 @@ fn prune(store: &ImageStore, a: &PruneArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Bytes of blobs and layer snapshots in the store (to report what a prune reclaimed).
-fn store_usage(store: &ImageStore) -> u64 {
-    let blobs: u64 = store
-        .content()
-        .list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| store.content().size(d).ok())
-        .sum();
-    let snaps: u64 = store
-        .snapshotter()
-        .list()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|i| store.snapshotter().recorded_size(&i.key).ok())
-        .sum();
-    blobs + snaps
-}
-
 // ---- history ----
 
 fn history(store: &ImageStore, a: &HistoryArgs) -> anyhow::Result<i32> {
     let img = store.resolve(&a.image)?;
-    // layer sizes by position: history entries that are not empty_layer consume layers in order
-    let sizes: Vec<u64> = img
-        .chain_ids
-        .iter()
-        .map(|c| store.snapshotter().recorded_size(c.as_str()).unwrap_or(0))
-        .collect();
-    let hist = img.config.history.clone().unwrap_or_default();
-    struct H {
-        created: Option<DateTime<Utc>>,
-        created_by: String,
-        size: u64,
-        comment: String,
-    }
-    let mut entries: Vec<H> = Vec::new();
-    if hist.is_empty() {
-        for s in &sizes {
-            entries.push(H {
-                created: img.created,
-                created_by: String::new(),
-                size: *s,
-                comment: String::new(),
-            });
-        }
-    } else {
-        let mut li = 0;
-        for h in &hist {
-            let size = if h.empty_layer.unwrap_or(false) {
-                0
-            } else {
-                let s = sizes.get(li).copied().unwrap_or(0);
-                li += 1;
-                s
-            };
-            entries.push(H {
-                created: h
-                    .created
-                    .as_deref()
-                    .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-                    .map(|t| t.with_timezone(&Utc)),
-                created_by: h.created_by.clone().unwrap_or_default(),
-                size,
-                comment: h.comment.clone().unwrap_or_default(),
-            });
-        }
-    }
-    entries.reverse();
+    let entries = berth_image::query::history(store, &img);
     let mut out = io::stdout().lock();
     let id_for = |i: usize| {
         if i == 0 {
@@ -1216,73 +1025,6 @@ fn load(store: &ImageStore, a: &LoadArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Applies `docker import -c` instructions to a config.
-fn apply_changes(changes: &[String]) -> anyhow::Result<ContainerConfig> {
-    let mut c = ContainerConfig::default();
-    let list = |v: &str| -> anyhow::Result<Vec<String>> {
-        let v = v.trim();
-        if v.starts_with('[') {
-            serde_json::from_str(v).with_context(|| format!("parse JSON array {v:?}"))
-        } else {
-            Ok(vec!["/bin/sh".into(), "-c".into(), v.to_string()])
-        }
-    };
-    for ch in changes {
-        let (inst, rest) = ch
-            .trim()
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| anyhow!("invalid change {ch:?}"))?;
-        let rest = rest.trim();
-        match inst.to_ascii_uppercase().as_str() {
-            "CMD" => c.cmd = Some(list(rest)?),
-            "ENTRYPOINT" => c.entrypoint = Some(list(rest)?),
-            "ENV" => {
-                let kv = match rest.split_once('=') {
-                    Some(_) => rest.to_string(),
-                    None => rest.replacen(char::is_whitespace, "=", 1),
-                };
-                c.env.get_or_insert_with(Vec::new).push(kv);
-            }
-            "WORKDIR" => c.working_dir = Some(rest.to_string()),
-            "USER" => c.user = Some(rest.to_string()),
-            "STOPSIGNAL" => c.stop_signal = Some(rest.to_string()),
-            "LABEL" => {
-                let (k, v) = rest
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("LABEL needs key=value: {ch:?}"))?;
-                c.labels
-                    .get_or_insert_with(Default::default)
-                    .insert(k.trim_matches('"').into(), v.trim_matches('"').into());
-            }
-            "EXPOSE" => {
-                for p in rest.split_whitespace() {
-                    let p = if p.contains('/') {
-                        p.to_string()
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    c.exposed_ports
-                        .get_or_insert_with(Default::default)
-                        .insert(p, json!({}));
-                }
-            }
-            "VOLUME" => {
-                for v in list(rest)
-                    .ok()
-                    .filter(|_| rest.starts_with('['))
-                    .unwrap_or_else(|| rest.split_whitespace().map(str::to_string).collect())
-                {
-                    c.volumes
-                        .get_or_insert_with(Default::default)
-                        .insert(v, json!({}));
-                }
-            }
-            other => bail!("{other} is not a valid change command"),
-        }
-    }
-    Ok(c)
-}
-
 fn import(store: &ImageStore, a: &ImportArgs) -> anyhow::Result<i32> {
     if let Some(p) = &a.platform {
         let want = berth_image::Platform::parse(p)?;
@@ -1301,7 +1043,7 @@ fn import(store: &ImageStore, a: &ImportArgs) -> anyhow::Result<i32> {
     let opts = ImportOptions {
         message: a.message.clone(),
         source: a.file.clone(),
-        config: Some(apply_changes(&a.change)?),
+        config: Some(archive::parse_changes(&a.change)?),
     };
     let img = if a.file == "-" {
         archive::import(store, io::stdin().lock(), reference.as_ref(), &opts)?
@@ -1376,21 +1118,5 @@ mod tests {
         assert!(glob_match("busybox:*", "busybox:latest"));
         assert!(!glob_match("busy*", "library/busybox"));
         assert!(glob_match("*/x", "localhost:5000/x"));
-    }
-
-    #[test]
-    fn changes() {
-        let c = apply_changes(&[
-            "CMD [\"/bin/sh\"]".into(),
-            "ENV A=b".into(),
-            "ENV C d".into(),
-            "EXPOSE 80".into(),
-            "WORKDIR /w".into(),
-        ])
-        .unwrap();
-        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh"]);
-        assert_eq!(c.env.unwrap(), vec!["A=b", "C=d"]);
-        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
-        assert!(apply_changes(&["RUN x".into()]).is_err());
     }
 }

@@ -4,6 +4,7 @@
 mod daemon_cmd;
 // The container CLI: a Docker Engine API client (src/cli).
 mod cli;
+mod image_client;
 mod image_cmd;
 mod registry_cmd;
 mod runtime_cmd;
@@ -101,8 +102,8 @@ fn main() {
     };
     let code = match cli.command {
         Command::Runtime(_) => unreachable_runtime(),
-        Command::Image(c) => report(image_cmd::run(c, &cli.data_root)),
-        Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root)),
+        Command::Image(c) => report(image_cmd::run(c, &cli.data_root, host.clone())),
+        Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root, host.clone())),
         Command::Shim(a) => berth_shim::main(a),
         Command::Daemon(a) => daemon_cmd::run(
             a,

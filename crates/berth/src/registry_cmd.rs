@@ -59,7 +59,81 @@ pub enum RegistryCommand {
     },
 }
 
-pub fn run(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32> {
+pub fn run(cmd: RegistryCommand, data_root: &Path, host: Option<String>) -> anyhow::Result<i32> {
+    if !crate::image_cmd::offline(host.as_deref()) {
+        return match cmd {
+            RegistryCommand::Pull {
+                platform,
+                quiet,
+                name,
+            } => crate::image_cmd::with_client(host, move |c| {
+                Box::pin(async move { crate::image_client::pull(c, &name, platform, quiet).await })
+            }),
+            RegistryCommand::Push { quiet, name, .. } => {
+                crate::image_cmd::with_client(host, move |c| {
+                    Box::pin(async move { crate::image_client::push(c, &name, quiet).await })
+                })
+            }
+            RegistryCommand::Login {
+                username,
+                password,
+                password_stdin,
+                server,
+            } => {
+                let creds = read_credentials(username, password, password_stdin)?;
+                crate::image_cmd::with_client(host, move |c| {
+                    Box::pin(async move {
+                        crate::image_client::login(c, server.as_deref(), creds).await
+                    })
+                })
+            }
+            // Credentials are the client's: logging out needs no daemon.
+            cmd @ RegistryCommand::Logout { .. } => run_offline(cmd, data_root),
+        };
+    }
+    run_offline(cmd, data_root)
+}
+
+/// The credentials `login` was given, asked for on the terminal or read from stdin.
+fn read_credentials(
+    username: Option<String>,
+    password: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<Credentials> {
+    if password.is_some() && password_stdin {
+        bail!("--password and --password-stdin are mutually exclusive");
+    }
+    if password.is_some() {
+        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+    }
+    let username = match username {
+        Some(u) => u,
+        None if password_stdin => bail!("Must provide --username with --password-stdin"),
+        None => prompt("Username: ")?,
+    };
+    if username.is_empty() {
+        bail!("Error: Non-null Username Required");
+    }
+    let password = match password {
+        Some(p) => p,
+        None if password_stdin => {
+            let mut s = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut s)
+                .context("read the password from stdin")?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        None => prompt_hidden("Password: ")?,
+    };
+    if password.is_empty() {
+        bail!("Error: Non-null Password Required");
+    }
+    Ok(Credentials { username, password })
+}
+
+/// The registry commands on the store directly (see `image_cmd::offline`).
+fn run_offline(cmd: RegistryCommand, data_root: &Path) -> anyhow::Result<i32> {
     // `RUST_LOG=debug berth pull` prints where the time goes (manifest, download, unpack).
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()

@@ -1,16 +1,76 @@
-//! End-to-end tests of the image commands of the berth binary against a private data root:
-//! import, images (columns, --format, -q, filters), tag, history, image inspect, save/load,
-//! rmi and image prune, with Docker's output shapes. Needs root (layers are unpacked with
-//! their owners and device nodes).
+//! End-to-end tests of the image commands of the berth binary, clients of a private daemon
+//! (`berth daemon` on its own socket and data root, started per test and killed at the
+//! end): import, images (columns, --format, -q, filters), tag, history, image inspect,
+//! save/load, rmi and image prune, with Docker's output shapes; the hostile corpus through
+//! the API's load and import. Needs root (layers are unpacked with their owners and device
+//! nodes).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+/// A `berth daemon` for one data root; killed (and waited for) when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(root: &Path) -> Daemon {
+        let dir = root.with_extension("daemon");
+        std::fs::create_dir_all(&dir).expect("daemon dir");
+        let sock = socket_of(root);
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("daemon")
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(root)
+            .arg("--exec-root")
+            .arg(dir.join("run"))
+            .arg("--pidfile")
+            .arg(dir.join("pid"))
+            .env_remove("BERTH_DATA_ROOT")
+            .env_remove("BERTH_HOST")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("daemon.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .spawn()
+            .expect("start berth daemon");
+        let d = Daemon { child };
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the daemon did not listen on {}",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn socket_of(root: &Path) -> PathBuf {
+    root.with_extension("sock")
+}
+
+/// `berth ARGS` as a client of the daemon of `root`.
 fn berth(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--data-root")
-        .arg(root)
+        .arg("-H")
+        .arg(format!("unix://{}", socket_of(root).display()))
         .args(args)
+        .env_remove("BERTH_DATA_ROOT")
         .output()
         .expect("run berth")
 }
@@ -57,6 +117,7 @@ fn image_commands_like_docker() {
         return;
     };
     let root = tmp.path().join("data");
+    let _daemon = Daemon::start(&root);
     let tb = tarball.to_str().unwrap();
 
     // import prints the full image ID
@@ -176,6 +237,7 @@ fn image_commands_like_docker() {
         ],
     );
     let root2 = tmp.path().join("data2");
+    let _daemon2 = Daemon::start(&root2);
     let out = ok(&root2, &["load", "-i", archive.to_str().unwrap()]);
     assert!(
         out.contains("Loaded image: busybox:latest")
@@ -269,6 +331,7 @@ fn hostile_corpus_is_refused_by_load_and_import() {
         return;
     }
     let root = tmp.path().join("data");
+    let _daemon = Daemon::start(&root);
     ok(
         &root,
         &[
@@ -330,4 +393,172 @@ fn hostile_corpus_is_refused_by_load_and_import() {
             "/tmp/{n} was written through a layer"
         );
     }
+}
+
+/// A docker-registry on 127.0.0.1 that wants a password (htpasswd), killed when dropped.
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_registry(user: &str, pass: &str) -> Option<Registry> {
+    let dir = tempfile::tempdir().ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, pass])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, &out.stdout).ok()?;
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: berth-test-secret\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+        dir.path().join("data").display(),
+        file.display()
+    );
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, config).ok()?;
+    let child = Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let reg = Registry {
+        child,
+        addr,
+        _dir: dir,
+    };
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&reg.addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(reg)
+}
+
+/// login, push, pull and logout through the daemon against a registry with a password: the
+/// credentials are kept client-side (DOCKER_CONFIG) and travel in X-Registry-Auth.
+#[test]
+fn registry_commands_through_the_daemon() {
+    if !nix::unistd::Uid::effective().is_root() && skip("needs root") {
+        return;
+    }
+    if !Path::new("/usr/bin/docker-registry").exists()
+        && skip("docker-registry not installed (run tests/registry/setup.sh)")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(tarball) = busybox_tarball(tmp.path()) else {
+        skip("tests/make-busybox-rootfs.sh failed");
+        return;
+    };
+    let Some(reg) = start_registry("tester", "s3cret") else {
+        skip("htpasswd (apache2-utils) not installed or the registry did not start");
+        return;
+    };
+    let root = tmp.path().join("data");
+    let _daemon = Daemon::start(&root);
+    let config = tmp.path().join("docker-config");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket_of(&root).display()))
+            .args(args)
+            .env_remove("BERTH_DATA_ROOT")
+            .env("DOCKER_CONFIG", &config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run berth");
+        if let (Some(mut si), Some(text)) = (child.stdin.take(), stdin) {
+            si.write_all(text.as_bytes()).expect("stdin");
+        }
+        let o = child.wait_with_output().expect("berth output");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let image = format!("{}/cli/bb:1", reg.addr);
+    let (rc, _, err) = run(&["import", tarball.to_str().unwrap(), &image], None);
+    assert_eq!(rc, 0, "{err}");
+
+    // Without credentials the registry refuses the push.
+    let (rc, out, err) = run(&["push", &image], None);
+    assert_ne!(rc, 0, "{out}{err}");
+    // A wrong password is refused by the daemon's /auth and nothing is stored.
+    let (rc, out, err) = run(
+        &["login", "-u", "tester", "--password-stdin", &reg.addr],
+        Some("wrong\n"),
+    );
+    assert_ne!(rc, 0, "{out}{err}");
+    assert!(!config.join("config.json").exists());
+    let (rc, out, err) = run(
+        &["login", "-u", "tester", "--password-stdin", &reg.addr],
+        Some("s3cret\n"),
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let saved = std::fs::read_to_string(config.join("config.json")).expect("config.json");
+    assert!(saved.contains(&reg.addr), "{saved}");
+
+    let (rc, out, err) = run(&["push", &image], None);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("Pushed"), "{out}");
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a digest line")
+        .to_string();
+    let (rc, out, err) = run(&["rmi", &image], None);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = run(&["pull", &image], None);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(out.trim_end().ends_with(&image), "{out}");
+    let (rc, out, _) = run(
+        &[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Digest}}",
+            &format!("{}/cli/bb", reg.addr),
+        ],
+        None,
+    );
+    assert_eq!(rc, 0);
+    assert_eq!(out.trim(), digest);
+    let (rc, out, err) = run(&["pull", &format!("{}/cli/bb:nosuch", reg.addr)], None);
+    assert_ne!(rc, 0, "{out}");
+    assert!(err.contains("Error response from daemon"), "{err}");
+
+    let (rc, out, _) = run(&["logout", &reg.addr], None);
+    assert_eq!(rc, 0);
+    assert!(out.contains("Removing login credentials"), "{out}");
+    let (rc, out, err) = run(&["pull", &image], None);
+    assert_ne!(rc, 0, "pulled after logout: {out}{err}");
 }

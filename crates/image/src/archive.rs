@@ -802,6 +802,81 @@ pub fn export_oci_layout(store: &ImageStore, names: &[String], dir: &Path) -> Re
     Ok(())
 }
 
+/// Applies `docker import -c` instructions (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`,
+/// `STOPSIGNAL`, `LABEL`, `EXPOSE`, `VOLUME`) to an empty config; shared by the CLI's and
+/// the API's import.
+pub fn parse_changes(changes: &[String]) -> Result<manifest::ContainerConfig> {
+    let mut c = manifest::ContainerConfig::default();
+    let list = |v: &str| -> Result<Vec<String>> {
+        let v = v.trim();
+        if v.starts_with('[') {
+            serde_json::from_str(v).map_err(|e| {
+                Error::InvalidArgument(format!("change {v:?}: not a JSON array of strings: {e}"))
+            })
+        } else {
+            Ok(vec!["/bin/sh".into(), "-c".into(), v.to_string()])
+        }
+    };
+    for ch in changes {
+        let (inst, rest) = ch
+            .trim()
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| Error::InvalidArgument(format!("invalid change {ch:?}")))?;
+        let rest = rest.trim();
+        match inst.to_ascii_uppercase().as_str() {
+            "CMD" => c.cmd = Some(list(rest)?),
+            "ENTRYPOINT" => c.entrypoint = Some(list(rest)?),
+            "ENV" => {
+                let kv = match rest.split_once('=') {
+                    Some(_) => rest.to_string(),
+                    None => rest.replacen(char::is_whitespace, "=", 1),
+                };
+                c.env.get_or_insert_with(Vec::new).push(kv);
+            }
+            "WORKDIR" => c.working_dir = Some(rest.to_string()),
+            "USER" => c.user = Some(rest.to_string()),
+            "STOPSIGNAL" => c.stop_signal = Some(rest.to_string()),
+            "LABEL" => {
+                let (k, v) = rest.split_once('=').ok_or_else(|| {
+                    Error::InvalidArgument(format!("LABEL needs key=value: {ch:?}"))
+                })?;
+                c.labels
+                    .get_or_insert_with(Default::default)
+                    .insert(k.trim_matches('"').into(), v.trim_matches('"').into());
+            }
+            "EXPOSE" => {
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    c.exposed_ports
+                        .get_or_insert_with(Default::default)
+                        .insert(p, serde_json::json!({}));
+                }
+            }
+            "VOLUME" => {
+                for v in list(rest)
+                    .ok()
+                    .filter(|_| rest.starts_with('['))
+                    .unwrap_or_else(|| rest.split_whitespace().map(str::to_string).collect())
+                {
+                    c.volumes
+                        .get_or_insert_with(Default::default)
+                        .insert(v, serde_json::json!({}));
+                }
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "{other} is not a valid change command"
+                )))
+            }
+        }
+    }
+    Ok(c)
+}
+
 /// Options for [`import`].
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -868,4 +943,25 @@ pub fn layout_files(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes() {
+        let c = parse_changes(&[
+            "CMD [\"/bin/sh\"]".into(),
+            "ENV A=b".into(),
+            "ENV C d".into(),
+            "EXPOSE 80".into(),
+            "WORKDIR /w".into(),
+        ])
+        .unwrap();
+        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh"]);
+        assert_eq!(c.env.unwrap(), vec!["A=b", "C=d"]);
+        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
+        assert!(parse_changes(&["RUN x".into()]).is_err());
+    }
 }

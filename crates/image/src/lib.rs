@@ -67,6 +67,7 @@ pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod manifest;
+pub mod query;
 pub mod reference;
 pub mod snapshot;
 pub mod store;

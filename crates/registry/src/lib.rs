@@ -104,7 +104,21 @@ impl Registry {
         reference: &Reference,
         access: Access,
         mount_sources: Vec<String>,
+        given: Option<Credentials>,
     ) -> Result<RepositoryClient> {
+        if given.is_some() {
+            return RepositoryClient::connect(
+                self.http.clone(),
+                &self.settings,
+                &reference.registry,
+                reference.registry_host(),
+                &reference.repository,
+                given,
+                access,
+                mount_sources,
+            )
+            .await;
+        }
         // Credentials kept by a helper (Docker Desktop's `credsStore`) are not readable here;
         // public images must still pull, so the helper only matters if the registry then
         // asks for a login, and the error says so.
@@ -154,7 +168,14 @@ impl Registry {
         opts: &PullOptions,
         progress: &dyn Progress,
     ) -> Result<PullReport> {
-        let client = self.connect(reference, Access::Pull, Vec::new()).await?;
+        let client = self
+            .connect(
+                reference,
+                Access::Pull,
+                Vec::new(),
+                opts.credentials.clone(),
+            )
+            .await?;
         let r = pull::pull(&client, store, reference, opts, progress).await;
         tracing::debug!(
             get = client.counts.get.load(std::sync::atomic::Ordering::Relaxed),
@@ -180,7 +201,12 @@ impl Registry {
         }
         mount_from.retain(|r| *r != reference.repository);
         let client = self
-            .connect(reference, Access::Push, mount_from.clone())
+            .connect(
+                reference,
+                Access::Push,
+                mount_from.clone(),
+                opts.credentials.clone(),
+            )
             .await?;
         let report = push::push(
             &client,
@@ -202,6 +228,14 @@ impl Registry {
     /// Checks `creds` against `server` and, if the registry accepts them, stores them.
     /// Returns the registry name they were stored under.
     pub async fn login(&self, server: Option<&str>, creds: Credentials) -> Result<String> {
+        let registry = self.check_login(server, &creds).await?;
+        self.credentials.store(&registry, &creds)?;
+        Ok(registry)
+    }
+
+    /// Checks `creds` against `server` without storing them (a daemon's `/auth`: the
+    /// credentials are the client's to keep). Returns the registry's name.
+    pub async fn check_login(&self, server: Option<&str>, creds: &Credentials) -> Result<String> {
         let (registry, host) = normalize_server(server);
         RepositoryClient::connect(
             self.http.clone(),
@@ -221,7 +255,6 @@ impl Registry {
             },
             e => e,
         })?;
-        self.credentials.store(&registry, &creds)?;
         Ok(registry)
     }
 

@@ -29,6 +29,9 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Blobs downloaded at once.
     pub concurrency: usize,
+    /// Credentials the caller brings (a daemon's client, through `X-Registry-Auth`); when
+    /// `None` the credential file is read, as the CLI did.
+    pub credentials: Option<crate::Credentials>,
 }
 
 impl Default for PullOptions {
@@ -36,6 +39,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: None,
             concurrency: 6,
+            credentials: None,
         }
     }
 }
@@ -553,8 +557,13 @@ async fn pull_held(
             .unwrap_or(1),
     );
     let results: Vec<Result<(Digest, Option<u64>, bool)>> =
-        futures_util::stream::iter(jobs.iter().zip(present.iter()))
-            .map(|(j, has)| {
+        // Indices, not references, go through the stream: a closure over `&BlobJob` makes
+        // the future not provably `Send` (rustc's higher-ranked lifetime limitation), and
+        // the daemon runs pulls on spawned tasks.
+        futures_util::stream::iter(0..jobs.len())
+            .map(|i| {
+                let j = &jobs[i];
+                let has = &present[i];
                 let store = &store;
                 let plan = &plan;
                 let downloads = &downloads;

@@ -32,6 +32,8 @@ pub struct PushOptions {
     /// Repositories on the same registry to try mounting blobs from, besides those the
     /// store knows.
     pub mount_from: Vec<String>,
+    /// Credentials the caller brings (see `PullOptions::credentials`).
+    pub credentials: Option<crate::Credentials>,
 }
 
 impl Default for PushOptions {
@@ -42,6 +44,7 @@ impl Default for PushOptions {
             chunk_size: 32 * 1024 * 1024,
             force_chunked: false,
             mount_from: Vec::new(),
+            credentials: None,
         }
     }
 }
@@ -371,8 +374,10 @@ pub(crate) async fn push(
             progress.status(&j.digest, "Preparing");
         }
     }
-    let results: Vec<(Digest, Result<Outcome>)> = futures_util::stream::iter(jobs.iter())
-        .map(|j| {
+    let results: Vec<(Digest, Result<Outcome>)> = futures_util::stream::iter(0..jobs.len())
+        // Indices rather than `&BlobJob`: see pull.rs (the future must be `Send`).
+        .map(|i| {
+            let j = &jobs[i];
             let store = &store;
             let progress = &progress;
             let mount_from = &mount_from;
