@@ -142,9 +142,11 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
 async fn inspect(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    q: Q,
 ) -> ApiResult<Json<serde_json::Value>> {
     let e = st.engine.clone();
-    let v = blocking(move || Ok(e.inspect(&id)?)).await?;
+    let size = qbool(&q, "size");
+    let v = blocking(move || Ok(e.inspect_sized(&id, size)?)).await?;
     Ok(Json(serde_json::to_value(v).unwrap_or_default()))
 }
 

@@ -436,6 +436,10 @@ impl Engine {
             ns_of: &|w, t| self.ns_of(w, t),
         })
         .map_err(|e| fail(e.into()))?;
+        let mut spec = spec;
+        if body.host_config.as_ref().and_then(|h| h.init) == Some(true) {
+            use_init(&mut spec);
+        }
         let cfg_path = dir.join("config.json");
         let data =
             serde_json::to_vec(&spec).map_err(|e| fail(Error::InvalidArgument(e.to_string())))?;
@@ -840,6 +844,12 @@ impl Engine {
 
     /// `GET /containers/{id}/json`.
     pub fn inspect(&self, s: &str) -> Result<ContainerInspectResponse> {
+        self.inspect_sized(s, false)
+    }
+
+    /// `GET /containers/{id}/json`, with `size=1`: the writable layer's size and the whole
+    /// root filesystem's (image plus that layer).
+    pub fn inspect_sized(&self, s: &str, size: bool) -> Result<ContainerInspectResponse> {
         let r = self.db.find(s)?;
         let body = body_of(&r);
         let dir = self.container_dir(&r.id);
@@ -850,11 +860,32 @@ impl Engine {
             o.remove("NetworkingConfig");
             o.entry("Hostname").or_insert(json!(r.id[..12]));
         }
-        let host_config = body
-            .host_config
-            .clone()
-            .map(|h| serde_json::to_value(h).unwrap_or_else(|_| json!({})))
-            .unwrap_or_else(|| json!({}));
+        let mut host_config = host_config_defaults();
+        if let (Some(dst), Some(src)) = (
+            host_config.as_object_mut(),
+            body.host_config
+                .as_ref()
+                .and_then(|h| serde_json::to_value(h).ok()),
+        ) {
+            for (k, v) in src.as_object().into_iter().flatten() {
+                dst.insert(k.clone(), v.clone());
+            }
+        }
+        let sizes = if size {
+            let rw = berth_image::Snapshotter::usage(self.images.snapshotter(), &r.id)
+                .map(|u| u.size as i64)
+                .unwrap_or(0);
+            let img = r
+                .image_id
+                .parse()
+                .ok()
+                .and_then(|d| self.images.get(&d).ok())
+                .map(|i| i.size as i64)
+                .unwrap_or(0);
+            Some((rw, rw + img))
+        } else {
+            None
+        };
         let mut host_config = host_config;
         if let Some(o) = host_config.as_object_mut() {
             // dockerd records the default driver at create; the Python SDK's run() reads
@@ -912,6 +943,11 @@ impl Engine {
             "Config": config,
             "NetworkSettings": {"Networks": {}, "Ports": {}},
         });
+        let mut v = v;
+        if let Some((rw, rootfs)) = sizes {
+            v["SizeRw"] = json!(rw);
+            v["SizeRootFs"] = json!(rootfs);
+        }
         serde_json::from_value(v).map_err(|e| Error::InvalidArgument(format!("inspect: {e}")))
     }
 
@@ -1050,6 +1086,51 @@ impl Engine {
         }
         Ok(live)
     }
+}
+
+/// `--init`: berth's own init (the runtime's reaper) as PID 1, when the container has a pid
+/// namespace of its own (with the host's or another container's there already is an init).
+fn use_init(spec: &mut oci_spec::runtime::Spec) {
+    let own_pid = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        });
+    if own_pid {
+        let mut a = spec.annotations().clone().unwrap_or_default();
+        a.insert(
+            berth_runtime::reaper::INIT_ANNOTATION.to_string(),
+            "true".to_string(),
+        );
+        spec.set_annotations(Some(a));
+    }
+}
+
+/// The HostConfig dockerd reports for a container created with no options: every field
+/// present with its zero value, so `inspect` templates find them as they do on Docker.
+fn host_config_defaults() -> serde_json::Value {
+    json!({
+        "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
+        "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
+        "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
+        "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false, "PublishAllPorts": false,
+        "ReadonlyRootfs": false, "SecurityOpt": null, "UTSMode": "", "UsernsMode": "",
+        "ShmSize": 67108864, "Runtime": "berth", "Isolation": "", "CpuShares": 0, "Memory": 0,
+        "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+        "DeviceCgroupRules": null, "DeviceRequests": null, "MemoryReservation": 0,
+        "MemorySwap": 0, "MemorySwappiness": null, "OomKillDisable": null, "PidsLimit": null,
+        "Ulimits": [], "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        "MaskedPaths": null, "ReadonlyPaths": null,
+    })
 }
 
 fn parse_size(s: &str) -> std::result::Result<u64, String> {

@@ -2,6 +2,7 @@
 //! Docker's defaults, an overlay snapshot, a shim that runs it), keeps containers and exec
 //! sessions in SQLite, and knows no HTTP: the API crate maps requests onto it.
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod db;
 pub mod engine;

@@ -243,6 +243,14 @@ fn init(a: &InitArgs) -> Result<Never> {
         st.status = Status::Running;
         crate::hooks::run_with_env(hooks, &st, Some(process.env().as_deref().unwrap_or(&[])))?;
     }
+    let wants_init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::reaper::INIT_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    if wants_init {
+        crate::reaper::split_off_command()?;
+    }
     Err(crate::process::exec(&prepared))
 }
 

@@ -29,6 +29,7 @@ pub mod init;
 pub mod namespaces;
 pub mod personality;
 pub mod process;
+pub mod reaper;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
