@@ -102,18 +102,20 @@ def cmd_burst_start(sock, count):
     barrier = threading.Barrier(count + 1)
     errors = []
 
-    def one():
+    def one(i):
         conn = UnixConnection(sock, timeout=600)
         try:
             barrier.wait()
-            cid = call(conn, "POST", "/containers/create", create_body(["sleep", "3600"], False))["Id"]
+            # named: a daemon's generated names may collide (berth's do, see RESULTS.md)
+            cid = call(conn, "POST", f"/containers/create?name=burst-api-{i}",
+                       create_body(["sleep", "3600"], False))["Id"]
             call(conn, "POST", f"/containers/{cid}/start")
         except Exception as e:  # reported below, counted as not running
             errors.append(str(e))
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     barrier.wait()
