@@ -2,7 +2,7 @@
 the daemon's side of `run --rm` (create, start, exit and removal) without any CLI's start-up,
 and starts or removes many containers at once from concurrent connections.
 
-  api_client.py run SOCK N [SOCK N ...]   # N x run --rm busybox true on each daemon, alternating
+  api_client.py run LABEL SOCK N [LABEL SOCK N ...]  # N x run --rm busybox true on each, in turn
   api_client.py burst-start SOCK COUNT    # COUNT x create+start of `sleep 3600`, all at once
   api_client.py burst-rm SOCK             # DELETE ?force=1 of every container, all at once
 """
@@ -74,23 +74,27 @@ def run_rm(sock):
 
 
 def cmd_run(args):
-    daemons = [(args[i], int(args[i + 1])) for i in range(0, len(args), 2)]
-    n = max(k for _, k in daemons)
-    times = {s: [] for s, _ in daemons}
-    for s, _ in daemons:  # warm-up: first container, page cache, lazily built state
+    """LABEL SOCK N triples: N runs on each daemon in turn, then the medians of each phase and
+    the ratio of the first daemon to the last."""
+    daemons = [(args[i], args[i + 1], int(args[i + 2])) for i in range(0, len(args), 3)]
+    n = max(k for _, _, k in daemons)
+    times = {s: [] for _, s, _ in daemons}
+    for _, s, _ in daemons:  # warm-up: first container, page cache, lazily built state
         run_rm(s)
     for i in range(n):
-        for s, k in daemons:
+        for _, s, k in daemons:
             if i < k:
                 times[s].append(run_rm(s))
-    for s, _ in daemons:
+    medians = []
+    for label, s, _ in daemons:
         t = times[s]
         total = [sum(x) for x in t]
         ph = [statistics.median(p) * 1000 for p in zip(*t)]
-        print(json.dumps({"socket": s, "runs": len(t),
-                          "median_ms": statistics.median(total) * 1000,
-                          "mean_ms": statistics.mean(total) * 1000,
-                          "create_ms": ph[0], "start_ms": ph[1], "exit_and_remove_ms": ph[2]}))
+        medians.append(statistics.median(total))
+        print(f"  {label:14} median {medians[-1] * 1000:7.1f} ms  mean {statistics.mean(total) * 1000:7.1f} ms"
+              f"  ({len(t)} runs; medians: create {ph[0]:.1f}, start {ph[1]:.1f},"
+              f" exit and removal {ph[2]:.1f})")
+    print(f"  ratio {daemons[0][0]}/{daemons[-1][0]}: median {medians[0] / medians[-1]:.3f}")
 
 
 def cmd_burst_start(sock, count):
@@ -98,18 +102,20 @@ def cmd_burst_start(sock, count):
     barrier = threading.Barrier(count + 1)
     errors = []
 
-    def one():
+    def one(i):
         conn = UnixConnection(sock, timeout=600)
         try:
             barrier.wait()
-            cid = call(conn, "POST", "/containers/create", create_body(["sleep", "3600"], False))["Id"]
+            # named: a daemon's generated names may collide (berth's do, see RESULTS.md)
+            cid = call(conn, "POST", f"/containers/create?name=burst-api-{i}",
+                       create_body(["sleep", "3600"], False))["Id"]
             call(conn, "POST", f"/containers/{cid}/start")
         except Exception as e:  # reported below, counted as not running
             errors.append(str(e))
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     barrier.wait()

@@ -70,7 +70,7 @@ bench_own_pids() {
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ "$pid" = $$ ] && continue
-    tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qE "($work|$run)/" && echo "$pid"
+    grep -qaE "($work|$run)/" "$d/cmdline" 2>/dev/null && echo "$pid"
   done
   return 0
 }

@@ -92,13 +92,4 @@ for n, t in zip(names, times):
 PY
 
 echo "the daemons alone (bench/api_client.py, no CLI), $api_runs runs each, alternating:"
-python3 "$repo/bench/api_client.py" run "$work/berth.sock" "$api_runs" "$work/docker.sock" "$api_runs" |
-  python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin]
-names = {rows[0]["socket"]: "berth daemon", rows[1]["socket"]: "dockerd"}
-for r in rows:
-    print(f"  {names[r[\"socket\"]]:14} median {r[\"median_ms\"]:7.1f} ms  mean {r[\"mean_ms\"]:7.1f} ms"
-          f"  (create {r[\"create_ms\"]:.1f}, start {r[\"start_ms\"]:.1f}, exit+remove {r[\"exit_and_remove_ms\"]:.1f})")
-print(f"  ratio berth/docker: median {rows[0][\"median_ms\"]/rows[1][\"median_ms\"]:.3f}")
-'
+python3 "$repo/bench/api_client.py" run berth "$work/berth.sock" "$api_runs" dockerd "$work/docker.sock" "$api_runs"
