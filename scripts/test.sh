@@ -9,7 +9,7 @@ cd "$repo"
 
 need=()
 for p in busybox-static libseccomp-dev pkg-config gcc docker-registry apache2-utils skopeo \
-         runc docker.io podman python3; do
+         runc docker.io podman python3 python3-venv curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -46,6 +46,10 @@ step "cargo test (unit + integration on this kernel)" cargo test --workspace -- 
 vm_tests() { set -o pipefail; bash .ci/cgroup2-vm-tests 2>&1 | cat; }
 step "cgroup v2 tests in a VM" vm_tests
 step "engines: docker and podman drive berth-runtime" bash tests/engines.sh "$repo/target/debug/berth"
+step "engine: the daemon with the docker CLIs, the Python SDK, crash, leak and bad input" \
+  bash tests/engine/run.sh "$repo/target/debug/berth"
+step "cli: berth's CLI beside the docker CLI against the berth daemon" \
+  bash tests/cli/with-berth.sh "$repo/target/debug/berth"
 step "interop: docker load/save" bash tests/interop-docker.sh "$repo/target/debug/berth"
 step "interop: skopeo <-> registry" bash tests/registry/skopeo.sh "$repo/target/debug/berth"
 step "interop: docker push/pull <-> berth through a registry" bash tests/registry/docker.sh "$repo/target/debug/berth"
