@@ -22,7 +22,7 @@ pub struct Prepared {
     exe: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    seccomp: Option<libseccomp::ScmpFilterContext>,
+    seccomp: Option<crate::seccomp::Filter>,
 }
 
 fn cstr(s: &str, what: &str) -> Result<CString> {
@@ -46,7 +46,7 @@ pub fn prepare(p: &Process, seccomp: Option<&LinuxSeccomp>) -> Result<Prepared> 
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let exe = find_executable(&args[0], path_var, p.cwd())?;
-    let seccomp = seccomp.map(crate::seccomp::compile).transpose()?;
+    let seccomp = seccomp.map(crate::seccomp::filter_for).transpose()?;
     Ok(Prepared {
         exe: CString::new(exe.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidSpec("program path contains a NUL byte".into()))?,

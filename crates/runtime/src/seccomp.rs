@@ -157,8 +157,13 @@ pub struct NotifyAgent {
 }
 
 /// Send the filter's notification descriptor to the agent.
-pub fn send_to_agent(ctx: &ScmpFilterContext, agent: &NotifyAgent, pid: i32) -> Result<()> {
+pub fn send_to_agent(f: &Filter, agent: &NotifyAgent, pid: i32) -> Result<()> {
     use std::os::fd::AsRawFd;
+    let Filter::Context(ctx) = f else {
+        return Err(Error::Init(
+            "seccomp: a listener needs the filter compiled in the container process".into(),
+        ));
+    };
     let fd = ctx
         .get_notify_fd()
         .map_err(|e| Error::Init(format!("seccomp: notification descriptor: {e}")))?;
@@ -186,10 +191,95 @@ pub fn send_to_agent(ctx: &ScmpFilterContext, agent: &NotifyAgent, pid: i32) -> 
     Ok(())
 }
 
+/// A filter ready to install: libseccomp's context, or a BPF program compiled earlier.
+pub enum Filter {
+    Context(ScmpFilterContext),
+    Bpf(Vec<u8>),
+}
+
 /// Install the filter on the calling thread.
-pub fn load(ctx: &ScmpFilterContext) -> Result<()> {
-    ctx.load()
-        .map_err(|e| Error::Init(format!("seccomp: load filter: {e}")))
+pub fn load(f: &Filter) -> Result<()> {
+    match f {
+        Filter::Context(ctx) => ctx
+            .load()
+            .map_err(|e| Error::Init(format!("seccomp: load filter: {e}"))),
+        Filter::Bpf(prog) => berth_sys::seccomp_set_filter(prog)
+            .map_err(|e| Error::Init(format!("seccomp: load filter: {e}"))),
+    }
+}
+
+/// The filter for `s`: the program compiled on the host before the fork, if it is `s`'s,
+/// else compiled here.
+pub fn filter_for(s: &LinuxSeccomp) -> Result<Filter> {
+    if let Some(prog) = precompiled_for(s) {
+        return Ok(Filter::Bpf(prog));
+    }
+    Ok(Filter::Context(compile(s)?))
+}
+
+// Compiling Docker's default profile with libseccomp takes tens of milliseconds, most of a
+// container's start (bench/RESULTS.md). The program depends only on the profile, the
+// architecture and libseccomp, so the runtime compiles it once on the host, keeps it in a
+// cache file under its own root (root-only), and hands it to the forked child in memory.
+static PRECOMPILED: std::sync::Mutex<Option<(String, Vec<u8>)>> = std::sync::Mutex::new(None);
+
+fn precompiled_for(s: &LinuxSeccomp) -> Option<Vec<u8>> {
+    let g = PRECOMPILED.lock().ok()?;
+    let (json, prog) = g.as_ref()?;
+    (serde_json::to_string(s).ok()? == *json).then(|| prog.clone())
+}
+
+/// Called on the host before forking a container process: makes the compiled program of `s`
+/// available to the child (from `cache_dir`, or compiled and stored there). Profiles with a
+/// notify listener or filter flags are left to libseccomp in the child. Best effort: on any
+/// failure the child compiles as before.
+pub fn precompile(s: &LinuxSeccomp, cache_dir: &std::path::Path) {
+    use sha2::Digest;
+    if s.listener_path().is_some() || s.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return;
+    }
+    let Ok(json) = serde_json::to_string(s) else {
+        return;
+    };
+    if let Ok(g) = PRECOMPILED.lock() {
+        if g.as_ref().is_some_and(|(j, _)| *j == json) {
+            return;
+        }
+    }
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let mut h = sha2::Sha256::new();
+    h.update(json.as_bytes());
+    h.update(std::env::consts::ARCH.as_bytes());
+    h.update(v.as_bytes());
+    let key = hex::encode(h.finalize());
+    let path = cache_dir.join(format!("{key}.bpf"));
+    let prog = match std::fs::read(&path) {
+        Ok(p) if !p.is_empty() && p.len() % 8 == 0 => p,
+        _ => {
+            let Ok(ctx) = compile(s) else { return };
+            let _ = std::fs::create_dir_all(cache_dir);
+            let tmp = cache_dir.join(format!(".{key}.{}", std::process::id()));
+            let Ok(f) = std::fs::File::create(&tmp) else {
+                return;
+            };
+            if ctx.export_bpf(&f).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+                return;
+            }
+            drop(f);
+            let Ok(p) = std::fs::read(&tmp) else { return };
+            if p.is_empty() || p.len() % 8 != 0 || std::fs::rename(&tmp, &path).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+                return;
+            }
+            p
+        }
+    };
+    if let Ok(mut g) = PRECOMPILED.lock() {
+        *g = Some((json, prog));
+    }
 }
 
 #[cfg(test)]

@@ -359,6 +359,9 @@ impl Runtime {
 
         let hooks = spec.hooks().clone();
         let seccomp_agent = connect_agent(&spec, &state_for_hooks)?;
+        if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            crate::seccomp::precompile(s, &self.root.join("seccomp"));
+        }
         let (parent_chan, child_chan) = channel::pair()?;
         let joined_types: Vec<_> = plan.types.clone();
         let new_user = plan.new_user;

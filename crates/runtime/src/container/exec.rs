@@ -58,6 +58,9 @@ impl Runtime {
         }
         let spec = c.spec()?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        if let Some(s) = &seccomp {
+            crate::seccomp::precompile(s, &self.root.join("seccomp"));
+        }
         // Open the container's namespaces through its init, now (pinning them).
         let mut nss: Vec<(LinuxNamespaceType, OwnedFd, PathBuf)> = Vec::new();
         let own_ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).ok();
