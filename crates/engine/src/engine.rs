@@ -886,7 +886,6 @@ impl Engine {
         } else {
             None
         };
-        let mut host_config = host_config;
         if let Some(o) = host_config.as_object_mut() {
             // dockerd records the default driver at create; the Python SDK's run() reads
             // HostConfig.LogConfig.Type to decide whether it can read the logs.

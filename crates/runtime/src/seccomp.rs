@@ -256,7 +256,7 @@ pub fn precompile(s: &LinuxSeccomp, cache_dir: &std::path::Path) {
     let key = hex::encode(h.finalize());
     let path = cache_dir.join(format!("{key}.bpf"));
     let prog = match std::fs::read(&path) {
-        Ok(p) if !p.is_empty() && p.len() % 8 == 0 => p,
+        Ok(p) if !p.is_empty() && p.len().is_multiple_of(8) => p,
         _ => {
             let Ok(ctx) = compile(s) else { return };
             let _ = std::fs::create_dir_all(cache_dir);
@@ -270,7 +270,7 @@ pub fn precompile(s: &LinuxSeccomp, cache_dir: &std::path::Path) {
             }
             drop(f);
             let Ok(p) = std::fs::read(&tmp) else { return };
-            if p.is_empty() || p.len() % 8 != 0 || std::fs::rename(&tmp, &path).is_err() {
+            if p.is_empty() || !p.len().is_multiple_of(8) || std::fs::rename(&tmp, &path).is_err() {
                 let _ = std::fs::remove_file(&tmp);
                 return;
             }

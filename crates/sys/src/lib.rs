@@ -736,6 +736,64 @@ pub fn process_state(pid: i32) -> Option<char> {
     rest.split_whitespace().next()?.chars().next()
 }
 
+/// Gives the heap memory that is free back to the kernel (glibc's `malloc_trim`), so that a
+/// long-lived, mostly idle process (the shim) does not keep what its start-up allocated and
+/// freed. A no-op where the C library has no such call.
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes the allocator's own locks and only returns free pages; it
+    // touches no memory the caller holds.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Installs a seccomp filter given as a raw BPF program (`struct sock_filter` records, as
+/// libseccomp's `seccomp_export_bpf` writes them) on the calling thread, with no flags. The
+/// kernel requires no_new_privs or CAP_SYS_ADMIN, as for any filter.
+pub fn seccomp_set_filter(prog: &[u8]) -> io::Result<()> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    let rec = std::mem::size_of::<libc::sock_filter>();
+    if prog.is_empty() || !prog.len().is_multiple_of(rec) || prog.len() / rec > u16::MAX as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a seccomp program of {} bytes is not a whole number of {rec}-byte records",
+                prog.len()
+            ),
+        ));
+    }
+    // Copied into properly aligned records: the byte buffer has no alignment guarantee.
+    let filters: Vec<libc::sock_filter> = prog
+        .chunks_exact(rec)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: filters.len() as u16,
+        filter: filters.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `filters`, a live, properly aligned array of `len` records,
+    // for the duration of the call; the kernel copies the program and keeps no pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,63 +841,5 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EXDEV));
-    }
-}
-
-/// Gives the heap memory that is free back to the kernel (glibc's `malloc_trim`), so that a
-/// long-lived, mostly idle process (the shim) does not keep what its start-up allocated and
-/// freed. A no-op where the C library has no such call.
-pub fn release_free_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim takes the allocator's own locks and only returns free pages; it
-    // touches no memory the caller holds.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Installs a seccomp filter given as a raw BPF program (`struct sock_filter` records, as
-/// libseccomp's `seccomp_export_bpf` writes them) on the calling thread, with no flags. The
-/// kernel requires no_new_privs or CAP_SYS_ADMIN, as for any filter.
-pub fn seccomp_set_filter(prog: &[u8]) -> io::Result<()> {
-    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
-    let rec = std::mem::size_of::<libc::sock_filter>();
-    if prog.is_empty() || prog.len() % rec != 0 || prog.len() / rec > u16::MAX as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a seccomp program of {} bytes is not a whole number of {rec}-byte records",
-                prog.len()
-            ),
-        ));
-    }
-    // Copied into properly aligned records: the byte buffer has no alignment guarantee.
-    let filters: Vec<libc::sock_filter> = prog
-        .chunks_exact(rec)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect();
-    let fprog = libc::sock_fprog {
-        len: filters.len() as u16,
-        filter: filters.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: `fprog` points at `filters`, a live, properly aligned array of `len` records,
-    // for the duration of the call; the kernel copies the program and keeps no pointer.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_ulong,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
