@@ -238,6 +238,7 @@ impl Engine {
         name: Option<&str>,
         mut body: ContainerCreateBody,
     ) -> Result<(String, Vec<String>)> {
+        let generated = name.is_none_or(|n| n.trim_start_matches('/').is_empty());
         let name = match name.map(|n| n.strip_prefix('/').unwrap_or(n)) {
             Some(n) if !n.is_empty() => {
                 if !valid_name(n) {
@@ -330,7 +331,24 @@ impl Engine {
             oom_killed: false,
             error: String::new(),
         };
-        self.db.insert(&rec).map_err(cleanup)?;
+        let mut rec = rec;
+        // A generated name can be taken by a concurrent create between the check above and
+        // this insert: then another one, as many times as it takes (bounded).
+        let mut tries = 0;
+        loop {
+            match self.db.insert(&rec) {
+                Ok(()) => break,
+                Err(Error::NameInUse { .. }) if generated && tries < 50 => {
+                    tries += 1;
+                    rec.name = if tries < 25 {
+                        random_name()
+                    } else {
+                        format!("{}_{}", random_name(), &id[..6])
+                    };
+                }
+                Err(e) => return Err(cleanup(e)),
+            }
+        }
         self.emit(&rec, "create", &[]);
         Ok((id, warnings))
     }
@@ -1090,16 +1108,7 @@ impl Engine {
 /// `--init`: berth's own init (the runtime's reaper) as PID 1, when the container has a pid
 /// namespace of its own (with the host's or another container's there already is an init).
 fn use_init(spec: &mut oci_spec::runtime::Spec) {
-    let own_pid = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter().any(|n| {
-                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-            })
-        });
-    if own_pid {
+    if crate::spec::has_own_pid_namespace(spec) {
         let mut a = spec.annotations().clone().unwrap_or_default();
         a.insert(
             berth_runtime::reaper::INIT_ANNOTATION.to_string(),

@@ -834,6 +834,18 @@ pub fn build(input: &SpecInput) -> Result<oci_spec::runtime::Spec, SpecError> {
     })
 }
 
+/// Whether the container gets a pid namespace of its own (not the host's, not another's).
+pub fn has_own_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        })
+}
+
 /// `--init`: run `host_binary`, bind-mounted read-only at `in_container`, as the container's
 /// PID 1 with `init_args` and then `--` and the command, as Docker does with docker-init.
 /// Only for a container with a PID namespace of its own (with the host's or another
@@ -848,16 +860,7 @@ pub fn add_init(
         what: "add the init process",
         reason: e,
     };
-    let own_pid = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter().any(|n| {
-                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-            })
-        });
-    if !own_pid {
+    if !has_own_pid_namespace(spec) {
         return Ok(false);
     }
     abs("--init", in_container)?;
