@@ -4,105 +4,16 @@
 //! filters and prune; then the docker CLI (28.x) logging in, pulling and pushing through the
 //! daemon. Needs root, overlayfs, docker-registry, htpasswd and the berth binary.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-fn skip(reason: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("required facility missing under CI: {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-    true
-}
-
-/// target/debug/berth, beside target/debug/deps/<this test>.
-fn berth_bin() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("berth");
-    p.exists().then_some(p)
-}
-
-struct Daemon {
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.path().join("data/containers"))
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// A daemon with `busybox:latest` imported (through the daemon's own import), and the
-/// rootfs tarball it came from at `<dir>/bb.tar`.
-fn start_daemon(berth: &Path) -> Daemon {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-api-images")
-        .tempdir()
-        .expect("tempdir");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let st = Command::new("sh")
-        .arg(repo.join("tests/make-busybox-rootfs.sh"))
-        .arg(dir.path().join("rootfs"))
-        .arg(dir.path().join("bb.tar"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("make busybox rootfs");
-    assert!(st.success());
-    let sock = dir.path().join("berth.sock");
-    let cfg = berth_api::DaemonConfig {
-        hosts: vec![format!("unix://{}", sock.display())],
-        data_root: dir.path().join("data"),
-        exec_root: dir.path().join("run"),
-        pidfile: None,
-        berth_exe: berth.to_path_buf(),
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            tokio::select! {
-                r = berth_api::run(cfg) => { r.expect("daemon"); }
-                _ = rx => {}
-            }
-        });
-    });
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the daemon did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        dir,
-        sock,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
-}
+mod common;
+use common::{berth_bin, http, json, skip, start_daemon, Daemon};
 
 struct Registry {
     child: Child,
@@ -156,68 +67,6 @@ fn start_registry(user: &str, pass: &str) -> Registry {
         std::thread::sleep(Duration::from_millis(50));
     }
     reg
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns status and (de-chunked) body.
-fn http(
-    sock: &Path,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let mut s = UnixStream::connect(sock).expect("connect to the daemon");
-    s.set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("send head");
-    // A daemon that refuses a request before reading its body closes early: its answer
-    // is still there to read.
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read answer");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no header end");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut rest = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while let Some(nl) = rest[i..].windows(2).position(|w| w == b"\r\n") {
-            let n = usize::from_str_radix(String::from_utf8_lossy(&rest[i..i + nl]).trim(), 16)
-                .unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            let start = i + nl + 2;
-            out.extend_from_slice(&rest[start..start + n]);
-            i = start + n + 2;
-        }
-        rest = out;
-    }
-    (status, rest)
-}
-
-fn json(b: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(b)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
 }
 
 /// A stream of JSON lines.
@@ -288,7 +137,7 @@ fn images_through_the_api() {
     let Some(berth) = requirements() else {
         return;
     };
-    let d = start_daemon(&berth);
+    let d = start_daemon(&berth, "berth-api-images", false);
     let s = &d.sock;
     let reg = start_registry("tester", "s3cret");
     let good = auth_header("tester", "s3cret", &reg.addr);
