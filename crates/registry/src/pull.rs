@@ -405,6 +405,7 @@ pub(crate) async fn pull(
         PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let fetched = std::sync::Mutex::new(Vec::new());
+    let unpacked = std::sync::Mutex::new(Vec::new());
     let result = pull_held(
         client,
         store.clone(),
@@ -412,7 +413,7 @@ pub(crate) async fn pull(
         opts,
         progress,
         &owner,
-        &fetched,
+        (&fetched, &unpacked),
     )
     .await;
     let releaser = store.clone();
@@ -423,8 +424,16 @@ pub(crate) async fn pull(
         (Err(_), Ok(list)) => list,
         _ => Vec::new(),
     };
+    let layers = match (&result, unpacked.into_inner()) {
+        (Err(_), Ok(list)) => list,
+        _ => Vec::new(),
+    };
     // SQLite work: off the async threads
     if let Err(e) = tokio::task::spawn_blocking(move || {
+        // layers before blobs: an unpacked layer is what a full disk most needs freed
+        if !layers.is_empty() {
+            releaser.discard_layers(&layers);
+        }
         if discard.is_empty() {
             releaser.release_blobs(&o)
         } else {
@@ -445,7 +454,10 @@ async fn pull_held(
     opts: &PullOptions,
     progress: &dyn Progress,
     owner: &str,
-    fetched_log: &std::sync::Mutex<Vec<Digest>>,
+    (fetched_log, unpacked_log): (
+        &std::sync::Mutex<Vec<Digest>>,
+        &std::sync::Mutex<Vec<Digest>>,
+    ),
 ) -> Result<PullReport> {
     let t0 = Instant::now();
     let by = match &reference.digest {
@@ -624,6 +636,11 @@ async fn pull_held(
                             progress.status(&j.digest, "Extracting");
                         }
                         unpack(store, step).await?;
+                        if !*has {
+                            if let Ok(mut l) = unpacked_log.lock() {
+                                l.push(step.chain_id.clone());
+                            }
+                        }
                         unpacked = true;
                     }
                     if unpacked && !*has {
