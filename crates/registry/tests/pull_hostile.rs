@@ -136,10 +136,7 @@ impl TestRegistry {
     ) {
         let resp = http
             .put(format!("http://{}/v2/{repo}/manifests/{tag}", self.addr))
-            .header(
-                "content-type",
-                "application/vnd.oci.image.manifest.v1+json",
-            )
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
             .body(serde_json::to_vec(m).expect("manifest json"))
             .send()
             .await
@@ -328,7 +325,7 @@ fn state(store: &ImageStore) -> StoreState {
 fn client(dir: &Path) -> Registry {
     Registry::new(
         Settings::default(),
-        CredentialStore::at(&dir.join("config.json")),
+        CredentialStore::at(dir.join("config.json")),
     )
     .expect("registry client")
 }
@@ -428,9 +425,7 @@ async fn hostile_images_are_refused_by_pull() {
         &http,
         "hostile/size",
         "1",
-        &[RawTar::new()
-            .file("big", &noise(64 * 1024, 3))
-            .finish()],
+        &[RawTar::new().file("big", &noise(64 * 1024, 3)).finish()],
         Hostile {
             size_delta: -1000,
             ..Hostile::default()
@@ -442,7 +437,10 @@ async fn hostile_images_are_refused_by_pull() {
     let r = client(creds.path());
     // (repository, words of which at least one must be in the error)
     let cases: &[(&str, &[&str])] = &[
-        ("hostile/traversal", &["..", "escape", "outside", "traversal"]),
+        (
+            "hostile/traversal",
+            &["..", "escape", "outside", "traversal"],
+        ),
         ("hostile/symlink", &["symlink", "link", "outside", "escape"]),
         ("hostile/config", &["config", "json", "JSON"]),
         ("hostile/diffid", &["diff", "Diff"]),
@@ -464,7 +462,10 @@ async fn hostile_images_are_refused_by_pull() {
             .expect("outside dir")
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
-        assert!(leaked.is_empty(), "{repo}: wrote outside the store: {leaked:?}");
+        assert!(
+            leaked.is_empty(),
+            "{repo}: wrote outside the store: {leaked:?}"
+        );
     }
 }
 
@@ -477,7 +478,13 @@ impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().ok()?;
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "berth-pull-full"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "berth-pull-full",
+            ])
             .arg(dir.path())
             .status()
             .map(|s| s.success())
@@ -488,7 +495,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
