@@ -381,6 +381,15 @@ async fn hostile_images_are_refused_by_pull() {
     push_image(
         &reg,
         &http,
+        "seed/image",
+        "1",
+        std::slice::from_ref(&ok_layer),
+        Hostile::default(),
+    )
+    .await;
+    push_image(
+        &reg,
+        &http,
         "hostile/traversal",
         "1",
         &[traversal],
@@ -449,7 +458,18 @@ async fn hostile_images_are_refused_by_pull() {
     for (repo, words) in cases {
         let dir = tempfile::tempdir().expect("store dir");
         let store = Arc::new(ImageStore::open(&dir.path().join("data")).expect("open store"));
+        // A store with an image already, sharing a layer with two of the hostile ones, so
+        // "unchanged" means something and a failed pull must keep what another image uses.
+        r.pull(
+            store.clone(),
+            &reg.reference("seed/image:1"),
+            &PullOptions::default(),
+            &progress::Silent,
+        )
+        .await
+        .expect("pull the seed image");
         let before = state(&store);
+        assert!(!before.images.is_empty() && !before.snapshots.is_empty());
         let reference = reg.reference(&format!("{repo}:1"));
         let msg = pull_err(&r, &store, &reference).await;
         eprintln!("{repo}: {msg}");
