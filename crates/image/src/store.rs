@@ -291,8 +291,8 @@ impl ImageStore {
     }
 
     /// Removes the layer snapshots `keys` (in chain order) that no image, lease or child
-    /// uses.
-    fn discard_layers(&self, keys: &[Digest]) -> Result<()> {
+    /// uses (the layers a failed registration or pull unpacked).
+    pub fn discard_layers(&self, keys: &[Digest]) -> Result<()> {
         let mut dirs = Vec::new();
         for k in keys.iter().rev() {
             if let Some(d) = self.delete_snapshot_if_unused(k.as_str())? {

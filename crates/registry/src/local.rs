@@ -57,6 +57,16 @@ pub trait LocalImages: Send + Sync + 'static {
 
     /// Drops what `hold_blobs` took for `owner`.
     fn release_blobs(&self, _owner: &str) {}
+
+    /// Drops `owner`'s holds and deletes those of `candidates` (blobs a failed pull
+    /// downloaded) that nothing else needs.
+    fn release_and_discard_blobs(&self, owner: &str, _candidates: &[Digest]) {
+        self.release_blobs(owner)
+    }
+
+    /// Removes the layer snapshots `chain_ids` (in chain order; a failed pull unpacked them)
+    /// that no image, container or child layer uses.
+    fn discard_layers(&self, _chain_ids: &[Digest]) {}
 }
 
 impl LocalImages for ImageStore {
@@ -111,6 +121,18 @@ impl LocalImages for ImageStore {
     fn release_blobs(&self, owner: &str) {
         if let Err(e) = self.remove_blob_refs(owner, None) {
             tracing::warn!(owner, error = %e, "could not drop a pull's blob leases");
+        }
+    }
+
+    fn discard_layers(&self, chain_ids: &[Digest]) {
+        if let Err(e) = ImageStore::discard_layers(self, chain_ids) {
+            tracing::warn!(error = %e, "could not remove a failed pull's layers");
+        }
+    }
+
+    fn release_and_discard_blobs(&self, owner: &str, candidates: &[Digest]) {
+        if let Err(e) = self.release_blob_lease(owner, candidates) {
+            tracing::warn!(owner, error = %e, "could not discard a failed pull's blobs");
         }
     }
 

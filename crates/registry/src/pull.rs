@@ -404,11 +404,44 @@ pub(crate) async fn pull(
         std::process::id(),
         PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let result = pull_held(client, store.clone(), reference, opts, progress, &owner).await;
+    let fetched = std::sync::Mutex::new(Vec::new());
+    let unpacked = std::sync::Mutex::new(Vec::new());
+    let result = pull_held(
+        client,
+        store.clone(),
+        reference,
+        opts,
+        progress,
+        &owner,
+        (&fetched, &unpacked),
+    )
+    .await;
     let releaser = store.clone();
     let o = owner.clone();
+    // A failed pull must not leave the blobs it downloaded behind (issue 12): the store is
+    // to look as it did before; those another image or pull needs are kept by the store.
+    let discard = match (&result, fetched.into_inner()) {
+        (Err(_), Ok(list)) => list,
+        _ => Vec::new(),
+    };
+    let layers = match (&result, unpacked.into_inner()) {
+        (Err(_), Ok(list)) => list,
+        _ => Vec::new(),
+    };
     // SQLite work: off the async threads
-    if let Err(e) = tokio::task::spawn_blocking(move || releaser.release_blobs(&o)).await {
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        // layers before blobs: an unpacked layer is what a full disk most needs freed
+        if !layers.is_empty() {
+            releaser.discard_layers(&layers);
+        }
+        if discard.is_empty() {
+            releaser.release_blobs(&o)
+        } else {
+            releaser.release_and_discard_blobs(&o, &discard)
+        }
+    })
+    .await
+    {
         tracing::warn!(owner, error = %e, "could not drop a pull's blob leases");
     }
     result
@@ -421,6 +454,10 @@ async fn pull_held(
     opts: &PullOptions,
     progress: &dyn Progress,
     owner: &str,
+    (fetched_log, unpacked_log): (
+        &std::sync::Mutex<Vec<Digest>>,
+        &std::sync::Mutex<Vec<Digest>>,
+    ),
 ) -> Result<PullReport> {
     let t0 = Instant::now();
     let by = match &reference.digest {
@@ -461,6 +498,11 @@ async fn pull_held(
             match parse(&child, d.as_str())? {
                 (_, ManifestDoc::Manifest(m)) => {
                     let content = store.content().clone();
+                    if !content.has(&top.digest) {
+                        if let Ok(mut l) = fetched_log.lock() {
+                            l.push(top.digest.clone());
+                        }
+                    }
                     let idx_bytes = top.bytes.clone();
                     // Kept so the index digest a user pulled by stays resolvable.
                     tokio::task::spawn_blocking(move || content.write_bytes(&idx_bytes))
@@ -520,6 +562,9 @@ async fn pull_held(
         skipped.push(config_job.digest.clone());
     } else {
         bytes_downloaded += fetch_blob(client, &store, &config_job, progress).await?;
+        if let Ok(mut l) = fetched_log.lock() {
+            l.push(config_job.digest.clone());
+        }
         fetched.push(config_job.digest.clone());
     }
     let plan = unpack_plan(&store, &manifest).await;
@@ -576,6 +621,9 @@ async fn pull_held(
                             .await
                             .map_err(|e| Error::Internal(e.to_string()))?;
                         n = Some(fetch_blob(client, store, j, progress).await?);
+                        if let Ok(mut l) = fetched_log.lock() {
+                            l.push(j.digest.clone());
+                        }
                         progress.status(&j.digest, "Download complete");
                     }
                     let mut unpacked = false;
@@ -588,6 +636,11 @@ async fn pull_held(
                             progress.status(&j.digest, "Extracting");
                         }
                         unpack(store, step).await?;
+                        if !*has {
+                            if let Ok(mut l) = unpacked_log.lock() {
+                                l.push(step.chain_id.clone());
+                            }
+                        }
                         unpacked = true;
                     }
                     if unpacked && !*has {
@@ -629,6 +682,11 @@ async fn pull_held(
     let content = store.content().clone();
     let mbytes = fetched_manifest.bytes.clone();
     let manifest_digest = fetched_manifest.digest.clone();
+    if !content.has(&manifest_digest) {
+        if let Ok(mut l) = fetched_log.lock() {
+            l.push(manifest_digest.clone());
+        }
+    }
     let store2 = store.clone();
     let reference2 = reference.clone();
     let md = manifest_digest.clone();
