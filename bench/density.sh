@@ -36,9 +36,17 @@ monitors() {
   done
   return 0
 }
+# berth's shim zygote (forks the shims; shared by all containers) counts with the daemon
+berth_zygote() {
+  local p
+  for p in $(bench_own_pids); do
+    [ "$(tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | sed -n 2p)" = shim-zygote ] && echo "$p"
+  done
+  return 0
+}
 daemons() {
   case "$1" in
-    berth) echo "$berth_pid" ;;
+    berth) echo "$berth_pid $(berth_zygote)" ;;
     docker) echo "$docker_pid $(containerd_pid)" ;;
     podman) ;;
   esac

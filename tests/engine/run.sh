@@ -101,7 +101,7 @@ shim_pids() {
     local p
     for p in $(our_pids); do
         [ "$p" = "$DAEMON_PID" ] && continue
-        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q ' shim' && echo "$p"
+        tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q ' shim ' && echo "$p"
     done
 }
 our_mounts() { grep -F -- "$T" /proc/self/mountinfo | awk '{print $5}'; }

@@ -71,6 +71,9 @@ fn main() {
         );
         std::process::exit(berth_shim::main(parsed.args));
     }
+    if args.get(1).is_some_and(|a| a == "shim-zygote") {
+        std::process::exit(berth_shim::zygote::main());
+    }
     // Fast path: `berth runtime ...` skips the outer parser's work entirely.
     if args.get(1).map(|a| a == "runtime").unwrap_or(false) {
         std::process::exit(runtime_cmd::main_from_args(args.split_off(2)));

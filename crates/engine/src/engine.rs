@@ -38,6 +38,8 @@ pub struct Engine {
     runtime: Runtime,
     pub events: Events,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Directories of removed containers and snapshots, deleted off the request path.
+    trash: crate::trash::Trash,
 }
 
 /// What `start` tells its caller between creating the container and starting it, so that
@@ -176,6 +178,7 @@ impl Engine {
         let images = Arc::new(ImageStore::open(&cfg.data_root)?);
         let db = Db::open(&cfg.data_root.join("engine.db"))?;
         let runtime = Runtime::new(cfg.exec_root.join("runtime"));
+        let trash = crate::trash::Trash::start(&[&cdir, images.snapshotter().root()]);
         Ok(Engine {
             cfg,
             images,
@@ -183,6 +186,7 @@ impl Engine {
             runtime,
             events: Events::new(),
             locks: Mutex::new(HashMap::new()),
+            trash,
         })
     }
 
@@ -505,6 +509,7 @@ impl Engine {
         let log_path = self.log_path(&id);
         let pid = shim::spawn(&ShimSpawn {
             exe: &self.cfg.berth_exe,
+            exec_root: &self.cfg.exec_root,
             id: &id,
             bundle: &dir,
             runtime_root: &self.runtime.root,
@@ -744,16 +749,21 @@ impl Engine {
         self.db.set_status(&r.id, "removing")?;
         let _ = self.runtime.delete(&r.id, true);
         self.unmount_rootfs(&r.id);
-        if let Err(e) = self.images.remove_container_snapshot(&r.id) {
-            tracing::warn!(container = %r.id, error = %e, "remove snapshot");
+        // The directories go to the trash (renamed now, deleted by its worker): deleting
+        // them here would make `rm` and `run --rm` wait for the kernel (see trash.rs).
+        match self.images.release_container_snapshot(&r.id) {
+            Ok(dir) => {
+                if let Err(e) = self.trash.remove_dir(&dir) {
+                    tracing::warn!(container = %r.id, error = %e, "remove snapshot directory");
+                }
+            }
+            Err(e) => tracing::warn!(container = %r.id, error = %e, "remove snapshot"),
         }
         let _ = std::fs::remove_dir_all(self.state_dir(&r.id));
         let dir = self.container_dir(&r.id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io("remove", &dir)(e));
-            }
-        }
+        self.trash
+            .remove_dir(&dir)
+            .map_err(Error::io("remove", &dir))?;
         self.db.remove(&r.id)?;
         self.locks
             .lock()

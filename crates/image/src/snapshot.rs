@@ -481,6 +481,40 @@ impl OverlaySnapshotter {
         }
         Ok(n)
     }
+
+    /// Removes `key`'s row (refused while it has children) and returns its directory, which
+    /// the caller deletes: now (`remove`) or later, off a request's path. Until then it is an
+    /// orphan directory, which `remove_orphan_dirs` also deletes after a crash.
+    pub fn forget(&self, key: &str) -> Result<PathBuf> {
+        let info = self.stat(key)?;
+        {
+            let mut conn = self.db.lock();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(Error::db("begin"))?;
+            let children: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM snapshots WHERE parent = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .map_err(Error::db("count children"))?;
+            if children > 0 {
+                return Err(Error::SnapshotState {
+                    key: key.to_string(),
+                    reason: format!("has {children} child snapshot(s)"),
+                });
+            }
+            tx.execute("DELETE FROM snapshots WHERE key = ?1", [key])
+                .map_err(Error::db("delete snapshot"))?;
+            tx.execute("DELETE FROM leases WHERE snapshot_key = ?1", [key])
+                .map_err(Error::db("delete leases"))?;
+            tx.commit().map_err(Error::db("commit"))?;
+        }
+        // the row is gone first: a crash before the directory is deleted leaves an orphan
+        // directory, which remove_orphan_dirs cleans, never a row pointing at nothing
+        Ok(self.dir(info.id))
+    }
 }
 
 impl Snapshotter for OverlaySnapshotter {
@@ -511,34 +545,7 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn remove(&self, key: &str) -> Result<()> {
-        let info = self.stat(key)?;
-        {
-            let mut conn = self.db.lock();
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(Error::db("begin"))?;
-            let children: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM snapshots WHERE parent = ?1",
-                    [key],
-                    |r| r.get(0),
-                )
-                .map_err(Error::db("count children"))?;
-            if children > 0 {
-                return Err(Error::SnapshotState {
-                    key: key.to_string(),
-                    reason: format!("has {children} child snapshot(s)"),
-                });
-            }
-            tx.execute("DELETE FROM snapshots WHERE key = ?1", [key])
-                .map_err(Error::db("delete snapshot"))?;
-            tx.execute("DELETE FROM leases WHERE snapshot_key = ?1", [key])
-                .map_err(Error::db("delete leases"))?;
-            tx.commit().map_err(Error::db("commit"))?;
-        }
-        // the row is gone first: a crash here leaves an orphan directory, which
-        // remove_orphan_dirs cleans, never a row pointing at nothing
-        let dir = self.dir(info.id);
+        let dir = self.forget(key)?;
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

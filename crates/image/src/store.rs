@@ -1341,6 +1341,14 @@ impl ImageStore {
         self.snapshots.remove(key)
     }
 
+    /// `remove_container_snapshot` without deleting the snapshot's directory: that is
+    /// returned for the caller to delete off its request's path (a crash before that leaves
+    /// an orphan directory, which gc deletes).
+    pub fn release_container_snapshot(&self, key: &str) -> Result<PathBuf> {
+        self.snapshots.remove_lease(key, key)?;
+        self.snapshots.forget(key)
+    }
+
     /// Removes blobs and snapshots no image references and no lease holds (blobs and layer
     /// snapshots younger than [`GC_GRACE`] are kept: a pull may be about to register them).
     pub fn gc(&self) -> Result<GcReport> {

@@ -249,7 +249,7 @@ fn init(a: &InitArgs) -> Result<Never> {
         .and_then(|a| a.get(crate::reaper::INIT_ANNOTATION))
         .is_some_and(|v| v == "true");
     if wants_init {
-        crate::reaper::split_off_command()?;
+        crate::reaper::split_off_command(prepared.argv())?;
     }
     Err(crate::process::exec(&prepared))
 }

@@ -25,6 +25,13 @@ pub struct Prepared {
     seccomp: Option<crate::seccomp::Filter>,
 }
 
+impl Prepared {
+    /// The command's arguments, as it will be executed.
+    pub fn argv(&self) -> &[CString] {
+        &self.argv
+    }
+}
+
 fn cstr(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::InvalidSpec(format!("{what} {s:?} contains a NUL byte")))
 }

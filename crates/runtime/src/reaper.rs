@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 pub const INIT_ANNOTATION: &str = "org.berth.init";
 
 /// Returns in the child, which goes on to exec the command; the parent never returns.
-pub fn split_off_command() -> Result<()> {
+pub fn split_off_command(argv: &[std::ffi::CString]) -> Result<()> {
     // Block every signal before the fork, so none meant for the parent (a SIGCHLD from a
     // command that exits at once, a SIGTERM) is lost between the fork and the wait.
     let all = SigSet::all();
@@ -32,7 +32,14 @@ pub fn split_off_command() -> Result<()> {
                 .map_err(|e| Error::sys("restore the signal mask", e))?;
             Ok(())
         }
-        berth_sys::Forked::Parent(pid) => berth_sys::exit_child(reap(Pid::from_raw(pid), &all)),
+        berth_sys::Forked::Parent(pid) => {
+            // The container sees PID 1 as what it is, not as the shim it was forked from
+            // (whose command line names host paths).
+            let mut words: Vec<&[u8]> = vec![b"berth-init", b"--"];
+            words.extend(argv.iter().map(|a| a.as_bytes()));
+            let _ = berth_sys::set_cmdline(&words);
+            berth_sys::exit_child(reap(Pid::from_raw(pid), &all))
+        }
     }
 }
 

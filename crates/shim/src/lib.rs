@@ -8,6 +8,7 @@
 mod logfile;
 mod monitor;
 mod stdio;
+pub mod zygote;
 
 use std::fs::File;
 use std::io::Write;

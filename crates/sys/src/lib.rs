@@ -705,6 +705,90 @@ pub fn mount_setattr_recursive(target: BorrowedFd<'_>, set: u64, clear: u64) -> 
     Ok(())
 }
 
+/// Makes `dst` a read-only bind mount of the file `src`, in the caller's mount namespace.
+/// A daemon points its shims at `dst`: their /proc/self/exe is then on a read-only mount, so
+/// a container process that reaches it cannot rewrite the host's binary (CVE-2019-5736), and
+/// no shim needs a mount namespace and a second exec of its own to get there. An older bind
+/// at `dst` (a previous daemon's, maybe of an older binary) is detached first; shims started
+/// from it keep theirs.
+pub fn readonly_bind_file(src: &Path, dst: &Path) -> io::Result<()> {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    use std::os::unix::fs::OpenOptionsExt;
+    // Every earlier bind stacked here, until only the plain file is left.
+    while umount2(dst, MntFlags::MNT_DETACH).is_ok() {}
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o700)
+        .open(dst)?;
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io::Error::from)?;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if let Err(e) = mount(None::<&str>, dst, None::<&str>, ro, None::<&str>) {
+        let _ = umount2(dst, MntFlags::MNT_DETACH);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Rewrites this process's command line as `ps` and /proc/<pid>/cmdline show it: the kernel
+/// reads it from the argument area at the top of the stack, so the words are written there,
+/// through /proc/self/mem, NUL-separated and cut to the area's size, the rest zeroed; the
+/// name (`comm`) becomes the first word. Used by the container's init (`--init`), a fork of
+/// the shim, which would otherwise show the shim's own host command line to the container.
+/// Changing the area's bounds instead (PR_SET_MM) needs CAP_SYS_RESOURCE.
+pub fn set_cmdline(words: &[&[u8]]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // after ')' the first field is field 3; arg_start and arg_end are fields 48 and 49
+    let num = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i - 3)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+    };
+    let (start, end) = (num(48)?, num(49)?);
+    let len = end.saturating_sub(start) as usize;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut buf = Vec::with_capacity(len);
+    for w in words {
+        buf.extend_from_slice(w);
+        buf.push(0);
+    }
+    buf.resize(len, 0);
+    // the last byte stays a NUL, so the kernel reads the area as plain arguments
+    buf[len - 1] = 0;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")?
+        .write_all_at(&buf, start)?;
+    if let Some(first) = words.first() {
+        let name = first.rsplit(|b| *b == b'/').next().unwrap_or(first);
+        let name: Vec<u8> = name.iter().copied().take(15).filter(|b| *b != 0).collect();
+        if let Ok(c) = CString::new(name) {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from the
+            // pointer, which `c` provides for the duration of the call.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file at `path` is on a mount that is not read-only.
+pub fn path_is_writable_mount(path: &Path) -> bool {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(s) => !s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        Err(_) => true,
+    }
+}
+
 /// Whether the running executable's file can be written by root (its mount is not read-only).
 pub fn executable_is_writable() -> bool {
     match nix::sys::statvfs::statvfs("/proc/self/exe") {
