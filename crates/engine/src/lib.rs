@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod shim;
 pub mod spec;
+pub mod volumes;
 
 pub use engine::{Config, Created, Engine, ExecPlan};
 pub use error::{Error, Kind, Result};
