@@ -803,6 +803,27 @@ impl Engine {
         }
     }
 
+    /// `DELETE /containers/{id}?v=1`: the container, then the volumes made for it (a named
+    /// volume stays; an anonymous one another container took over by `--volumes-from` too).
+    pub fn remove_with_volumes(&self, s: &str, force: bool, volumes: bool) -> Result<()> {
+        if !volumes {
+            return self.remove(s, force);
+        }
+        let r = self.find(s)?;
+        let anon = self.anonymous_volumes(&r.id)?;
+        self.remove(&r.id, force)?;
+        for v in anon {
+            match self.volume_remove(&v, true) {
+                Ok(()) => {}
+                Err(e) if e.kind() == crate::Kind::Conflict => {
+                    tracing::info!(container = %r.id, volume = %v, "anonymous volume still in use: kept");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Undoes `commit_mounts` of a create that failed after it: the mounts forgotten, the
     /// volumes made for the container removed.
     pub(crate) fn abort_mounts(&self, id: &str) {
