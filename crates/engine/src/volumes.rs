@@ -351,11 +351,39 @@ fn volume_event(
     }
 }
 
+/// Whether something is mounted at `p`, by the mount table: a bind of a directory of the
+/// same filesystem has the same device number as its parent, so `stat` cannot tell.
 fn is_mountpoint(p: &Path) -> bool {
-    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
-        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
-        _ => false,
+    let Ok(p) = p.canonicalize() else {
+        return false;
+    };
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.to_string_lossy();
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_mountinfo(m) == want)
+}
+
+/// mountinfo writes space, tab, newline and backslash in a path as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Engine {
@@ -386,7 +414,7 @@ impl Engine {
         }
         let (name, anonymous) = match name.filter(|n| !n.is_empty()) {
             Some(n) => (n.to_string(), false),
-            None => (random_hex(), true),
+            None => (random_hex(), false),
         };
         check_name(&name)?;
         check_options(&name, &options)?;
@@ -516,6 +544,8 @@ impl Engine {
     /// `DELETE /volumes/{name}`. A volume a container uses (running or not) is refused with
     /// 409; `force` only makes a missing volume no error, as in Docker.
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
+        let dir = self.volumes_dir().join(name);
+        let data = dir.join("_data");
         {
             // the check and the delete under one lock: a container create that resolves its
             // mounts meanwhile either sees the volume gone or is seen using it
@@ -543,16 +573,19 @@ impl Engine {
                     names.join(", ")
                 )));
             }
+            // a filesystem mounted by `type=` options (a bind of the user's device directory)
+            // comes off first: what is below it is not the volume's to delete
+            while is_mountpoint(&data) {
+                nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
+                    Error::Io {
+                        op: "unmount volume",
+                        path: data.clone(),
+                        source: e.into(),
+                    }
+                })?;
+            }
             conn.execute("DELETE FROM volumes WHERE name = ?1", [name])
                 .map_err(Error::db("remove volume"))?;
-        }
-        let dir = self.volumes_dir().join(name);
-        let data = dir.join("_data");
-        while is_mountpoint(&data) {
-            if let Err(e) = nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH) {
-                tracing::warn!(volume = name, error = %e, "unmount volume");
-                break;
-            }
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -1092,6 +1125,13 @@ mod tests {
         assert!(parse_bind_entry("vol:rel").is_err());
         assert!(parse_bind_entry("vol:/x:bogus").is_err());
         assert!(parse_bind_entry("vol:/x:rshared").is_err());
+    }
+
+    #[test]
+    fn mountinfo_paths() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
+        assert!(is_mountpoint(Path::new("/proc")));
     }
 
     #[test]
