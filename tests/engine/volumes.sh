@@ -75,6 +75,10 @@ vol_cli() {
     timeout 30 "$D" rm -v "va$n" >/dev/null 2>&1
     check "volumes $n: rm -v removes the anonymous volume" test ! -e "$DATA/volumes/$anon"
     check "volumes $n: ... and keeps the named one" test -f "$DATA/volumes/$v/_data/f"
+    local nvol
+    nvol=$(ls "$DATA/volumes" | wc -l)
+    timeout 60 "$D" run --rm -v /gone busybox true >/dev/null 2>&1
+    eq "volumes $n: run --rm takes its anonymous volume with it" "$nvol" "$(ls "$DATA/volumes" | wc -l)"
 
     # prune: -a removes unused named volumes, never one in use
     timeout 30 "$D" volume create "vp$n" >/dev/null 2>&1
@@ -162,6 +166,10 @@ scenario_volumes() {
     else
         skip "volumes: Debian's docker 20.10 client is not installed at $DOCKER20"
     fi
+    # berth's own CLI, the same checks
+    printf '#!/bin/sh\nexec "%s" -H "unix://%s" "$@"\n' "$BERTH" "$SOCK" >"$T/berth-cli"
+    chmod +x "$T/berth-cli"
+    vol_cli berth "$T/berth-cli"
     vol_sdk
 
     # the data outlives a kill -9 of the daemon: a running container writing to its volume,

@@ -177,5 +177,7 @@ async fn prune(
         Ok(e.volume_prune(all, &keep)?)
     })
     .await?;
-    Ok(Json(json!({"VolumesDeleted": gone, "SpaceReclaimed": bytes})))
+    Ok(Json(
+        json!({"VolumesDeleted": gone, "SpaceReclaimed": bytes}),
+    ))
 }

@@ -108,6 +108,26 @@ fn container_count(d: &Daemon) -> usize {
     v.as_array().map(Vec::len).unwrap_or(0)
 }
 
+/// Unmounts what volumes with `type=` options left mounted under the data root, also when a
+/// test fails before it removes them (the tempdir could not be removed otherwise).
+struct UnmountVolumes(std::path::PathBuf);
+
+impl Drop for UnmountVolumes {
+    fn drop(&mut self) {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.0.to_string_lossy().into_owned();
+        let mut points: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 fn daemon() -> Option<Daemon> {
     if !nix::unistd::geteuid().is_root() && skip("needs root") {
         return None;
@@ -125,6 +145,7 @@ fn daemon() -> Option<Daemon> {
 fn volumes_api_names_filters_and_removal() {
     let Some(d) = daemon() else { return };
     let data = d.dir.path().join("data");
+    let _unmount = UnmountVolumes(data.join("volumes"));
 
     let (code, v) = call(
         &d,
@@ -141,7 +162,9 @@ fn volumes_api_names_filters_and_removal() {
     assert_eq!(v["Mountpoint"], mp.to_str().expect("utf-8"));
     assert!(mp.is_dir());
     assert!(v["CreatedAt"].as_str().is_some_and(|s| s.starts_with("20")));
-    let mode = std::fs::metadata(data.join("volumes")).expect("volumes dir").mode();
+    let mode = std::fs::metadata(data.join("volumes"))
+        .expect("volumes dir")
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
     // creating it again returns the same volume
     let (code, v2) = call(&d, "POST", "/volumes/create", Some(j!({"Name": "data1"})));
@@ -191,7 +214,12 @@ fn volumes_api_names_filters_and_removal() {
     assert!(volume_names(&d, r#"{"label":["team=web"]}"#).is_empty());
     assert_eq!(volume_names(&d, r#"{"name":["ata"]}"#), vec!["data1"]);
     assert_eq!(volume_names(&d, r#"{"driver":["local"]}"#).len(), 2);
-    let (code, _) = call(&d, "GET", "/volumes?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D", None);
+    let (code, _) = call(
+        &d,
+        "GET",
+        "/volumes?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
     assert_eq!(code, 400);
 
     // in use by a container (not running): dangling=false, 409 naming it
@@ -200,9 +228,16 @@ fn volumes_api_names_filters_and_removal() {
         j!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Binds": ["data1:/data"]}}),
     );
     let (_, c) = call(&d, "GET", &format!("/containers/{id}/json"), None);
-    let cname = c["Name"].as_str().expect("Name").trim_start_matches('/').to_string();
+    let cname = c["Name"]
+        .as_str()
+        .expect("Name")
+        .trim_start_matches('/')
+        .to_string();
     assert_eq!(volume_names(&d, r#"{"dangling":["false"]}"#), vec!["data1"]);
-    assert_eq!(volume_names(&d, r#"{"dangling":["true"]}"#), vec![gen.clone()]);
+    assert_eq!(
+        volume_names(&d, r#"{"dangling":["true"]}"#),
+        vec![gen.clone()]
+    );
     let (code, v) = call(&d, "DELETE", "/volumes/data1", None);
     assert_eq!(code, 409, "{v}");
     let msg = v["message"].as_str().expect("message");
@@ -237,7 +272,8 @@ fn volumes_api_names_filters_and_removal() {
         ),
         None,
     );
-    let mut deleted: Vec<String> = serde_json::from_value(v["VolumesDeleted"].clone()).expect("list");
+    let mut deleted: Vec<String> =
+        serde_json::from_value(v["VolumesDeleted"].clone()).expect("list");
     deleted.sort();
     let mut want = vec![gen.clone(), "spare".to_string()];
     want.sort();
@@ -262,12 +298,17 @@ fn volumes_api_names_filters_and_removal() {
 fn every_mount_form_reaches_the_container() {
     let Some(d) = daemon() else { return };
     let data = d.dir.path().join("data");
+    let _unmount = UnmountVolumes(data.join("volumes"));
     let host = d.dir.path().join("host");
 
     // -v name:/p creates the volume; what the container writes is in it, and outlives it
     let (id1, code, out) = run(
         &d,
-        sh("busybox", "echo hello > /data/f && cat /data/f", j!({"Binds": ["named:/data"]})),
+        sh(
+            "busybox",
+            "echo hello > /data/f && cat /data/f",
+            j!({"Binds": ["named:/data"]}),
+        ),
     );
     assert_eq!((code, out.trim()), (0, "hello"));
     assert_eq!(
@@ -281,17 +322,27 @@ fn every_mount_form_reaches_the_container() {
     assert_eq!(m[0]["Destination"], "/data");
     assert_eq!(m[0]["Driver"], "local");
     assert_eq!(m[0]["RW"], true);
-    assert_eq!(m[0]["Source"], data.join("volumes/named/_data").to_str().expect("utf-8"));
+    assert_eq!(
+        m[0]["Source"],
+        data.join("volumes/named/_data").to_str().expect("utf-8")
+    );
     let (code, _) = call(&d, "DELETE", &format!("/containers/{id1}?v=1"), None);
     assert_eq!(code, 204);
     // rm -v keeps a named volume
-    let (_, code, out) = run(&d, sh("busybox", "cat /data/f", j!({"Binds": ["named:/data:ro"]})));
+    let (_, code, out) = run(
+        &d,
+        sh("busybox", "cat /data/f", j!({"Binds": ["named:/data:ro"]})),
+    );
     assert_eq!((code, out.trim()), (0, "hello"));
 
     // :ro is read-only
     let (idro, code, out) = run(
         &d,
-        sh("busybox", "echo x > /data/g; echo $?", j!({"Binds": ["named:/data:ro"]})),
+        sh(
+            "busybox",
+            "echo x > /data/g; echo $?",
+            j!({"Binds": ["named:/data:ro"]}),
+        ),
     );
     assert_eq!((code, out.lines().last()), (0, Some("1")), "{out}");
     assert_eq!(mounts_of(&d, &idro)[0]["RW"], false);
@@ -307,11 +358,24 @@ fn every_mount_form_reaches_the_container() {
         ),
     );
     assert_eq!((code, out.trim()), (0, "b"));
-    assert_eq!(std::fs::read_to_string(src.join("file")).expect("bind file"), "b\n");
+    assert_eq!(
+        std::fs::read_to_string(src.join("file")).expect("bind file"),
+        "b\n"
+    );
     let m = mounts_of(&d, &idb);
     assert_eq!(
-        (&m[0]["Type"], &m[0]["Source"], &m[0]["Mode"], &m[0]["Propagation"]),
-        (&j!("bind"), &j!(src.to_str().expect("utf-8")), &j!("rw,z"), &j!("rprivate"))
+        (
+            &m[0]["Type"],
+            &m[0]["Source"],
+            &m[0]["Mode"],
+            &m[0]["Propagation"]
+        ),
+        (
+            &j!("bind"),
+            &j!(src.to_str().expect("utf-8")),
+            &j!("rw,z"),
+            &j!("rprivate")
+        )
     );
 
     // --mount type=bind with a missing source: 400, nothing created
@@ -320,8 +384,10 @@ fn every_mount_form_reaches_the_container() {
         &d,
         "POST",
         "/containers/create",
-        Some(j!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
-            {"Type": "bind", "Source": host.join("absent").to_str(), "Target": "/x"}]}})),
+        Some(
+            j!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
+            {"Type": "bind", "Source": host.join("absent").to_str(), "Target": "/x"}]}}),
+        ),
     );
     assert_eq!(code, 400, "{v}");
     assert!(v["message"]
@@ -365,12 +431,26 @@ fn every_mount_form_reaches_the_container() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "b");
     assert_eq!(lines[1], "mv-ro");
-    assert!(out.contains("/mt tmpfs") && out.contains("size=1024k"), "{out}");
-    assert!(out.contains("/tt tmpfs") && out.contains("size=2048k"), "{out}");
+    assert!(
+        out.contains("/mt tmpfs") && out.contains("size=1024k"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/tt tmpfs") && out.contains("size=2048k"),
+        "{out}"
+    );
     assert_eq!(lines.last().copied(), Some("1770"));
     let m = mounts_of(&d, &idm);
-    let by = |dst: &str| m.iter().find(|x| x["Destination"] == dst).cloned().expect(dst);
-    assert_eq!((by("/mv")["Type"].clone(), by("/mv")["RW"].clone()), (j!("volume"), j!(false)));
+    let by = |dst: &str| {
+        m.iter()
+            .find(|x| x["Destination"] == dst)
+            .cloned()
+            .expect(dst)
+    };
+    assert_eq!(
+        (by("/mv")["Type"].clone(), by("/mv")["RW"].clone()),
+        (j!("volume"), j!(false))
+    );
     assert_eq!(by("/mb")["Type"], "bind");
     assert_eq!(by("/mt")["Type"], "tmpfs");
 
@@ -379,13 +459,19 @@ fn every_mount_form_reaches_the_container() {
         &d,
         "POST",
         "/volumes/create",
-        Some(j!({"Name": "tvol", "DriverOpts": {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"}})),
+        Some(
+            j!({"Name": "tvol", "DriverOpts": {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"}}),
+        ),
     );
     assert_eq!(code, 201, "{v}");
     assert_eq!(v["Options"]["type"], "tmpfs");
     let (idt, code, out) = run(
         &d,
-        sh("busybox", "grep ' /tv ' /proc/mounts", j!({"Binds": ["tvol:/tv"]})),
+        sh(
+            "busybox",
+            "grep ' /tv ' /proc/mounts",
+            j!({"Binds": ["tvol:/tv"]}),
+        ),
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("tmpfs") && out.contains("size=3072k"), "{out}");
@@ -397,10 +483,15 @@ fn every_mount_form_reaches_the_container() {
         &d,
         "POST",
         "/volumes/create",
-        Some(j!({"Name": "bvol", "DriverOpts": {"type": "none", "o": "bind", "device": dev.to_str()}})),
+        Some(
+            j!({"Name": "bvol", "DriverOpts": {"type": "none", "o": "bind", "device": dev.to_str()}}),
+        ),
     );
     assert_eq!(code, 201, "{v}");
-    let (idbv, code, out) = run(&d, sh("busybox", "cat /bv/in-device", j!({"Binds": ["bvol:/bv"]})));
+    let (idbv, code, out) = run(
+        &d,
+        sh("busybox", "cat /bv/in-device", j!({"Binds": ["bvol:/bv"]})),
+    );
     assert_eq!((code, out.trim()), (0, "dev"));
 
     // -v /p (Config.Volumes): an anonymous volume; rm -v removes it, the named one stays
@@ -419,7 +510,10 @@ fn every_mount_form_reaches_the_container() {
         .to_string();
     assert_eq!(anon.len(), 64);
     let (_, v) = call(&d, "GET", &format!("/volumes/{anon}"), None);
-    assert!(v["Labels"].get("com.docker.volume.anonymous").is_some(), "{v}");
+    assert!(
+        v["Labels"].get("com.docker.volume.anonymous").is_some(),
+        "{v}"
+    );
     assert!(data.join(format!("volumes/{anon}/_data/f")).exists());
 
     // --volumes-from, :ro: the other container's volumes and binds, read-only
@@ -451,8 +545,14 @@ fn every_mount_form_reaches_the_container() {
     assert!(data.join(format!("volumes/{anon}")).exists());
     assert!(data.join("volumes/keep").exists());
     // an anonymous volume of a container removed with v=1 while nobody else uses it goes
-    let (idz, _, _) = run(&d, j!({"Image": "busybox", "Cmd": ["true"], "Volumes": {"/z": {}}}));
-    let z = mounts_of(&d, &idz)[0]["Name"].as_str().expect("Name").to_string();
+    let (idz, _, _) = run(
+        &d,
+        j!({"Image": "busybox", "Cmd": ["true"], "Volumes": {"/z": {}}}),
+    );
+    let z = mounts_of(&d, &idz)[0]["Name"]
+        .as_str()
+        .expect("Name")
+        .to_string();
     let (code, _) = call(&d, "DELETE", &format!("/containers/{idz}?v=1"), None);
     assert_eq!(code, 204);
     assert!(!data.join(format!("volumes/{z}")).exists());
@@ -490,6 +590,7 @@ fn tar_of(dir: &Path, out: &Path) {
 fn a_new_volume_is_seeded_from_the_image_once() {
     let Some(d) = daemon() else { return };
     let data = d.dir.path().join("data");
+    let _unmount = UnmountVolumes(data.join("volumes"));
     // an image with /seed (owners, modes, a symlink, a hard link, an xattr) declared a VOLUME,
     // and /evil -> /etc, an absolute link that must resolve inside the image
     let root = d.dir.path().join("rootfs");
@@ -522,7 +623,10 @@ fn a_new_volume_is_seeded_from_the_image_once() {
 
     let check = |dir: &Path| {
         let md = std::fs::metadata(dir.join("file")).expect("seeded file");
-        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1234, 5678, 0o640));
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (1234, 5678, 0o640)
+        );
         let md = std::fs::metadata(dir.join("sub")).expect("seeded dir");
         assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (42, 43, 0o711));
         let md = std::fs::metadata(dir).expect("volume dir");
@@ -558,14 +662,22 @@ fn a_new_volume_is_seeded_from_the_image_once() {
     // same volume sees the change, not a second copy
     let (_, code, _) = run(
         &d,
-        sh("seedimg", "rm /seed/file && echo mine > /seed/new", j!({"Binds": ["sv:/seed"]})),
+        sh(
+            "seedimg",
+            "rm /seed/file && echo mine > /seed/new",
+            j!({"Binds": ["sv:/seed"]}),
+        ),
     );
     assert_eq!(code, 0);
     let sv = data.join("volumes/sv/_data");
     assert!(!sv.join("file").exists() && sv.join("hard").exists());
     let (_, code, out) = run(
         &d,
-        sh("seedimg", "ls /seed; cat /seed/new", j!({"Binds": ["sv:/seed"]})),
+        sh(
+            "seedimg",
+            "ls /seed; cat /seed/new",
+            j!({"Binds": ["sv:/seed"]}),
+        ),
     );
     assert_eq!(code, 0, "{out}");
     assert!(!out.lines().any(|l| l == "file"), "copied twice: {out}");
@@ -585,7 +697,10 @@ fn a_new_volume_is_seeded_from_the_image_once() {
                 {"Type": "volume", "Source": "nc2", "Target": "/s2", "VolumeOptions": {"NoCopy": true}}]}),
         ),
     );
-    assert_eq!((code, out.split_whitespace().collect::<Vec<_>>()), (0, vec!["0", "0"]));
+    assert_eq!(
+        (code, out.split_whitespace().collect::<Vec<_>>()),
+        (0, vec!["0", "0"])
+    );
     // ... and seeding with the files happens when mounted where they are
     let (_, code, _) = run(
         &d,
@@ -600,7 +715,11 @@ fn a_new_volume_is_seeded_from_the_image_once() {
     std::fs::create_dir(&empty).expect("mkdir");
     let (_, code, _) = run(
         &d,
-        sh("seedimg", "true", j!({"Binds": [format!("{}:/seed", empty.display())]})),
+        sh(
+            "seedimg",
+            "true",
+            j!({"Binds": [format!("{}:/seed", empty.display())]}),
+        ),
     );
     assert_eq!(code, 0);
     assert_eq!(std::fs::read_dir(&empty).expect("read bind").count(), 0);
@@ -611,7 +730,10 @@ fn a_new_volume_is_seeded_from_the_image_once() {
     let id = create(&d, sh("seedimg", "true", j!({"Binds": ["ev:/evil"]})));
     let _ = call(&d, "POST", &format!("/containers/{id}/start"), None);
     let ev = data.join("volumes/ev/_data");
-    assert!(ev.join("passwd").exists(), "the image's /etc was not copied");
+    assert!(
+        ev.join("passwd").exists(),
+        "the image's /etc was not copied"
+    );
     assert_eq!(
         std::fs::read(ev.join("passwd")).expect("passwd"),
         std::fs::read(root.join("etc/passwd")).expect("image passwd")

@@ -266,7 +266,14 @@ fn parse_mount(m: &Mount) -> Result<MountRec> {
                 check_name(&src)?;
                 r.name = src;
             }
-            check_options(if r.name.is_empty() { "anonymous volume" } else { &r.name }, &r.volume_opts)?;
+            check_options(
+                if r.name.is_empty() {
+                    "anonymous volume"
+                } else {
+                    &r.name
+                },
+                &r.volume_opts,
+            )?;
             Ok(r)
         }
         Some(MountType::TMPFS) => Ok(MountRec {
@@ -373,8 +380,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -732,11 +741,22 @@ impl Engine {
     /// recorded (from now on the volumes are in use).
     pub(crate) fn commit_mounts(&self, id: &str, plan: Vec<MountRec>) -> Result<()> {
         for mut m in plan {
+            if m.typ == "volume" && m.anonymous && m.name.is_empty() {
+                m.name = random_hex();
+            }
+            // the mount is recorded before its volume is made: from the moment the volume
+            // exists it is in use, so a concurrent prune or rm cannot take it away
+            let body = serde_json::to_string(&m).unwrap_or_default();
+            self.db
+                .lock()
+                .execute(
+                    "INSERT OR REPLACE INTO container_mounts (container, destination, typ, name, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, m.destination, m.typ, m.name, body],
+                )
+                .map_err(Error::db("record a container's mount"))?;
             match m.typ.as_str() {
                 "volume" => {
-                    if m.anonymous && m.name.is_empty() {
-                        m.name = random_hex();
-                    }
                     self.create_volume(
                         &m.name,
                         std::mem::take(&mut m.volume_opts),
@@ -750,15 +770,6 @@ impl Engine {
                 }
                 _ => {}
             }
-            let body = serde_json::to_string(&m).unwrap_or_default();
-            self.db
-                .lock()
-                .execute(
-                    "INSERT OR REPLACE INTO container_mounts (container, destination, typ, name, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, m.destination, m.typ, m.name, body],
-                )
-                .map_err(Error::db("record a container's mount"))?;
         }
         Ok(())
     }
@@ -1109,12 +1120,23 @@ mod tests {
     fn bind_entries() {
         let m = parse_bind_entry("data:/srv/:ro,nocopy").expect("named");
         assert_eq!(
-            (m.typ.as_str(), m.name.as_str(), m.destination.as_str(), m.rw, m.nocopy),
+            (
+                m.typ.as_str(),
+                m.name.as_str(),
+                m.destination.as_str(),
+                m.rw,
+                m.nocopy
+            ),
             ("volume", "data", "/srv", false, true)
         );
         let m = parse_bind_entry("/h:/c:rshared,Z").expect("bind");
         assert_eq!(
-            (m.typ.as_str(), m.source.as_str(), m.propagation.as_str(), m.rw),
+            (
+                m.typ.as_str(),
+                m.source.as_str(),
+                m.propagation.as_str(),
+                m.rw
+            ),
             ("bind", "/h", "rshared", true)
         );
         let m = parse_bind_entry("/only").expect("anonymous");
@@ -1137,7 +1159,9 @@ mod tests {
     #[test]
     fn options() {
         let o = |kv: &[(&str, &str)]| -> HashMap<String, String> {
-            kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert!(check_options("v", &o(&[("type", "tmpfs"), ("o", "size=1m")])).is_ok());
         assert!(check_options("v", &o(&[("bogus", "1")])).is_err());
@@ -1145,7 +1169,11 @@ mod tests {
         assert!(check_options("v", &o(&[("type", "ext4")])).is_err());
         assert!(check_options(
             "v",
-            &o(&[("type", "none"), ("o", "bind"), ("device", "/nonexistent/xyz")])
+            &o(&[
+                ("type", "none"),
+                ("o", "bind"),
+                ("device", "/nonexistent/xyz")
+            ])
         )
         .is_err());
     }

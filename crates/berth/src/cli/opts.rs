@@ -516,9 +516,8 @@ pub fn parse_mount(s: &str) -> std::result::Result<Mount, String> {
                     .insert(ok.to_string(), ov.to_string());
             }
             "volume-driver" => {
-                vol.driver_config
-                    .get_or_insert_with(Default::default)
-                    .name = Some(val()?.to_string())
+                vol.driver_config.get_or_insert_with(Default::default).name =
+                    Some(val()?.to_string())
             }
             "tmpfs-size" => tmpfs.size_bytes = Some(parse_bytes(val()?)?),
             "tmpfs-mode" => {

@@ -102,7 +102,9 @@ fn pairs(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
     for it in items {
         let (k, v) = it.split_once('=').unwrap_or((it.as_str(), ""));
         if k.is_empty() {
-            return Err(CliError::Usage(format!("invalid {flag} {it:?}: a key is needed")));
+            return Err(CliError::Usage(format!(
+                "invalid {flag} {it:?}: a key is needed"
+            )));
         }
         m.insert(k.to_string(), v.to_string());
     }
@@ -179,7 +181,10 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
         .filter(|f| !f.is_empty())
         .unwrap_or_else(|| "table {{.Driver}}\t{{.Name}}".into());
     let fmt = Format::parse(&spec).map_err(CliError::Usage)?;
-    let items: Vec<_> = vols.iter().map(|v| format::from_json(&context(v))).collect();
+    let items: Vec<_> = vols
+        .iter()
+        .map(|v| format::from_json(&context(v)))
+        .collect();
     let header = format::from_json(&serde_json::json!({
         "Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
         "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "CreatedAt": "CREATED",
