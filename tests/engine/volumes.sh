@@ -42,6 +42,11 @@ vol_cli() {
     out=$(timeout 60 "$D" run --rm --mount "type=volume,src=$v,dst=/m,readonly" busybox \
         sh -c 'cat /m/f; touch /m/x 2>/dev/null || echo ro' 2>&1 | tr '\n' ,)
     eq "volumes $n: --mount type=volume,readonly" "written-by-1,ro," "$out"
+    out=$(timeout 60 "$D" run --rm --mount "type=volume,src=vo$n,dst=/o,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=2m" \
+        busybox sh -c "grep ' /o ' /proc/mounts | cut -d' ' -f3" 2>&1)
+    eq "volumes $n: --mount volume-opt= makes a tmpfs volume" "tmpfs" "$out"
+    out=$(timeout 10 "$D" volume inspect --format '{{.Options.type}}' "vo$n" 2>&1)
+    eq "volumes $n: ... with its options" "tmpfs" "$out"
     out=$(timeout 60 "$D" run --rm --mount type=tmpfs,dst=/tt,tmpfs-size=1m busybox \
         sh -c "grep ' /tt ' /proc/mounts | cut -d' ' -f3" 2>&1)
     eq "volumes $n: --mount type=tmpfs" "tmpfs" "$out"

@@ -21,6 +21,9 @@ use crate::db::Record;
 use crate::engine::{now, Engine};
 use crate::error::{Error, Result};
 
+/// Held while a volume is mounted and seeded at a container's start.
+static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The label Docker (23+) puts on the volumes it makes for a container; `volume prune`
 /// without `all=true` removes only those.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -923,16 +926,26 @@ impl Engine {
         for m in &mounts {
             let source = match m.typ.as_str() {
                 "volume" => {
+                    // two containers starting on one new volume: one mounts and seeds it,
+                    // the other then finds it done
+                    let _g = SEED_LOCK.lock().unwrap_or_else(|p| p.into_inner());
                     let v = self.volume_get(&m.name)?;
                     let data = self.volume_data(&m.name);
+                    if !data.is_dir() {
+                        // removed behind berth's back: an empty volume again, not a failed start
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o755)
+                            .create(&data)
+                            .map_err(Error::io("create volume directory", &data))?;
+                    }
                     self.mount_volume(&v, &data)?;
                     if !v.seeded {
                         if !m.nocopy {
-                            seed(rootfs, &m.destination, &data).map_err(|e| {
-                                Error::InvalidArgument(format!(
-                                    "copy the image's {} into volume {}: {e}",
-                                    m.destination, m.name
-                                ))
+                            seed(rootfs, &m.destination, &data).map_err(|e| Error::Io {
+                                op: "copy the image's files into the volume",
+                                path: data.clone(),
+                                source: e,
                             })?;
                         }
                         self.db
