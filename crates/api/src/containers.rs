@@ -243,8 +243,9 @@ async fn unpause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 async fn remove(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
     let force = qbool(&q, "force");
+    let volumes = qbool(&q, "v");
     let e = st.engine.clone();
-    blocking(move || Ok(e.remove(&id, force)?)).await?;
+    blocking(move || Ok(e.remove_with_volumes(&id, force, volumes)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

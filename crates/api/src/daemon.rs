@@ -148,6 +148,7 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
                 .split_once('.')
                 .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
             if ok {
+                let v = crate::volumes::RequestedVersion(ver.to_string());
                 let new_path = rest[slash..].to_string();
                 let pq = match req.uri().query() {
                     Some(q) => format!("{new_path}?{q}"),
@@ -156,6 +157,7 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
                 if let Ok(uri) = pq.parse() {
                     *req.uri_mut() = uri;
                 }
+                req.extensions_mut().insert(v);
             }
         }
     }
@@ -176,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::containers::routes())
         .merge(crate::exec::routes())
         .merge(crate::images::routes())
+        .merge(crate::volumes::routes())
         .fallback(|req: Request| async move {
             crate::error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

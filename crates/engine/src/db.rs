@@ -59,6 +59,24 @@ CREATE TABLE IF NOT EXISTS execs (
     exit_code INTEGER,
     pid INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    created TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    options TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    seeded INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS container_mounts (
+    container TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    typ TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (container, destination)
+);
+CREATE INDEX IF NOT EXISTS container_mounts_name ON container_mounts (name);
 ";
 
 const COLS: &str = "id, name, created, image, image_id, body, status, pid, exit_code, started_at, \
@@ -111,7 +129,7 @@ impl Db {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }

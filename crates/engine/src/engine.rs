@@ -34,7 +34,7 @@ pub struct Config {
 pub struct Engine {
     cfg: Config,
     pub images: Arc<ImageStore>,
-    db: Db,
+    pub(crate) db: Db,
     runtime: Runtime,
     pub events: Events,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -280,6 +280,7 @@ impl Engine {
                 }
             }
         }
+        let mounts = self.plan_mounts(&body, &image.config)?;
         // Validate now what start would refuse, so `create` fails instead of a later `start`:
         // the spec is built against a scratch root with the image's config.
         body.image = Some(image_name.clone());
@@ -352,6 +353,11 @@ impl Engine {
                 }
                 Err(e) => return Err(cleanup(e)),
             }
+        }
+        if let Err(e) = self.commit_mounts(&id, mounts) {
+            self.abort_mounts(&id);
+            let _ = self.db.remove(&id);
+            return Err(cleanup(e));
         }
         self.emit(&rec, "create", &[]);
         Ok((id, warnings))
@@ -446,6 +452,7 @@ impl Engine {
             self.unmount_rootfs(&id);
             e
         };
+        let body = self.volumes_for_start(&id, body, &rootfs).map_err(fail)?;
         let spec = crate::spec::build(&crate::spec::SpecInput {
             id: &id,
             body: &body,
@@ -764,6 +771,7 @@ impl Engine {
         self.trash
             .remove_dir(&dir)
             .map_err(Error::io("remove", &dir))?;
+        self.release_mounts(r);
         self.db.remove(&r.id)?;
         self.locks
             .lock()
@@ -865,7 +873,7 @@ impl Engine {
             "Status": human_status(r),
             "HostConfig": {"NetworkMode": body.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_else(|| "none".into())},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": [],
+            "Mounts": self.mount_points(&r.id),
         });
         serde_json::from_value(v).unwrap_or_default()
     }
@@ -966,7 +974,7 @@ impl Engine {
             "AppArmorProfile": "",
             "HostConfig": host_config,
             "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
-            "Mounts": [],
+            "Mounts": self.mount_points(&r.id),
             "Config": config,
             "NetworkSettings": {"Networks": {}, "Ports": {}},
         });

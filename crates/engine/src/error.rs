@@ -20,6 +20,10 @@ pub enum Error {
     NoSuchExec(String),
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse { name: String, id: String },
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
@@ -59,6 +63,7 @@ impl Error {
             Error::NoSuchContainer(_) | Error::NoSuchExec(_) | Error::NoSuchImage(_) => {
                 Kind::NotFound
             }
+            Error::NoSuchVolume(_) | Error::NotFound(_) => Kind::NotFound,
             Error::NameInUse { .. } | Error::Conflict(_) => Kind::Conflict,
             Error::InvalidName(_) | Error::InvalidArgument(_) => Kind::InvalidArgument,
             Error::NotModified(..) => Kind::NotModified,

@@ -11,6 +11,7 @@ pub mod events;
 pub mod shim;
 pub mod spec;
 pub mod trash;
+pub mod volumes;
 
 pub use engine::{Config, Created, Engine, ExecPlan};
 pub use error::{Error, Kind, Result};

@@ -62,6 +62,9 @@ pub enum ContainerCommand {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerSub),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(super::volume::VolumeCommand),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -250,6 +253,7 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Container(S::Prune(a)) => prune(client, a).await,
         C::Version(a) => system::version(client, a).await,
         C::Info(a) => system::info(client, a).await,
+        C::Volume(v) => super::volume::dispatch(client, v).await,
     }
 }
 

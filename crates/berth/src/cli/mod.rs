@@ -11,6 +11,7 @@ mod raw;
 mod run;
 mod system;
 mod tty;
+mod volume;
 mod wait;
 
 use bollard::Docker;
@@ -235,5 +236,6 @@ pub fn owns(arg: &str) -> bool {
             | "container"
             | "version"
             | "info"
+            | "volume"
     )
 }

@@ -181,6 +181,9 @@ pub struct RunOpts {
     /// Attach a filesystem mount to the container
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
@@ -497,11 +500,24 @@ pub fn parse_mount(s: &str) -> std::result::Result<Mount, String> {
             }
             "bind-nonrecursive" => bind.non_recursive = Some(truthy(v)?),
             "volume-nocopy" => vol.no_copy = Some(truthy(v)?),
+            "volume-label" => {
+                let (lk, lv) = val()?.split_once('=').unwrap_or((val()?, ""));
+                vol.labels
+                    .get_or_insert_with(HashMap::new)
+                    .insert(lk.to_string(), lv.to_string());
+            }
+            "volume-opt" => {
+                let (ok, ov) = val()?.split_once('=').ok_or_else(|| {
+                    format!("invalid volume-opt '{field}': it is volume-opt=key=value")
+                })?;
+                let dc = vol.driver_config.get_or_insert_with(Default::default);
+                dc.options
+                    .get_or_insert_with(HashMap::new)
+                    .insert(ok.to_string(), ov.to_string());
+            }
             "volume-driver" => {
-                vol.driver_config = Some(bollard::models::MountVolumeOptionsDriverConfig {
-                    name: Some(val()?.to_string()),
-                    options: None,
-                })
+                vol.driver_config.get_or_insert_with(Default::default).name =
+                    Some(val()?.to_string())
             }
             "tmpfs-size" => tmpfs.size_bytes = Some(parse_bytes(val()?)?),
             "tmpfs-mode" => {
@@ -763,6 +779,7 @@ impl RunOpts {
         let host_config = HostConfig {
             auto_remove: Some(self.rm),
             binds: non_empty(binds),
+            volumes_from: non_empty(self.volumes_from.clone()),
             network_mode: Some(self.network.clone().unwrap_or_else(|| "default".into())),
             privileged: Some(self.privileged),
             readonly_rootfs: Some(self.read_only),
