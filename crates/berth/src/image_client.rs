@@ -324,7 +324,7 @@ pub fn raw_request(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut s = std::os::unix::net::UnixStream::connect(&c.socket).map_err(|_| {
+    let mut s = c.endpoint.connect_sync().map_err(|_| {
         anyhow!(
             "{}",
             CliError::Connect {
@@ -387,7 +387,7 @@ fn stream_lines(
     mut each: impl FnMut(&Value),
 ) -> anyhow::Result<Result<(), Vec<u8>>> {
     use std::io::BufRead;
-    let mut s = std::os::unix::net::UnixStream::connect(&c.socket).map_err(|_| {
+    let mut s = c.endpoint.connect_sync().map_err(|_| {
         anyhow!(
             "{}",
             CliError::Connect {

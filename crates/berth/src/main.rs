@@ -95,6 +95,7 @@ fn main() {
     }
     // `-H`/`--host` before the command, as docker takes it (not a clap global: `history -H`
     // means something else)
+    cli::take_tls_flags(&mut args);
     let host = cli::take_host_flag(&mut args);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,

@@ -96,6 +96,7 @@ pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
         exec_root: dir.path().join("run"),
         pidfile: None,
         berth_exe: berth.to_path_buf(),
+        tls: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
