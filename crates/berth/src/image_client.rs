@@ -633,9 +633,9 @@ fn upload_bar(total: Option<u64>) -> ProgressBar {
     };
     if io::stdout().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::stdout());
-        if let Ok(style) =
-            ProgressStyle::with_template("Loading layer {wide_bar} {bytes}/{total_bytes}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "Loading layer [{bar:50}] {decimal_bytes:>9}/{decimal_total_bytes}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
     } else {
@@ -867,29 +867,39 @@ impl Bars {
         };
         match &self.multi {
             Some(m) => {
+                // Docker's look: `id: Status` alone, and with a 50-wide bar and decimal sizes
+                // while bytes move (`id: Downloading [====>   ]  1.2 MB/3.4 MB`).
+                let plain = ProgressStyle::with_template("{prefix}: {msg}").ok();
                 let bar = self.bars.entry(id.to_string()).or_insert_with(|| {
                     let b = m.add(ProgressBar::new(0));
-                    if let Ok(s) = ProgressStyle::with_template(
-                        "{prefix}: {msg} {wide_bar} {bytes}/{total_bytes}",
-                    ) {
-                        b.set_style(s.progress_chars("=> "));
+                    if let Some(s) = &plain {
+                        b.set_style(s.clone());
                     }
                     b.set_prefix(id.to_string());
                     b
                 });
                 bar.set_message(status.to_string());
-                if let (Some(c), Some(t)) = (current, total) {
-                    bar.set_length(u64::try_from(t).unwrap_or(0));
-                    bar.set_position(u64::try_from(c).unwrap_or(0));
+                match (current, total) {
+                    (Some(c), Some(t)) if t > 0 => {
+                        if let Ok(s) = ProgressStyle::with_template(
+                            "{prefix}: {msg} [{bar:50}] {decimal_bytes:>9}/{decimal_total_bytes}",
+                        ) {
+                            bar.set_style(s.progress_chars("=> "));
+                        }
+                        bar.set_length(u64::try_from(t).unwrap_or(0));
+                        bar.set_position(u64::try_from(c).unwrap_or(0));
+                    }
+                    _ => {
+                        if let Some(s) = &plain {
+                            bar.set_style(s.clone());
+                        }
+                    }
                 }
                 if matches!(
                     status,
                     "Pull complete" | "Already exists" | "Pushed" | "Layer already exists"
                 ) || status.starts_with("Mounted from")
                 {
-                    if let Ok(s) = ProgressStyle::with_template("{prefix}: {msg}") {
-                        bar.set_style(s);
-                    }
                     bar.finish();
                 }
             }
