@@ -589,6 +589,18 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
                 println!("{out}");
             }
         }
+        // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
+        None if a.format.as_deref() == Some("json") => {
+            let mut parts = Vec::new();
+            for it in &items {
+                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
+                    op: "parse inspect response".into(),
+                    source: e.into(),
+                })?;
+                parts.push(format::go_json(&v));
+            }
+            println!("[{}]", parts.join(","));
+        }
         None => println!(
             "{}",
             super::raw::indent_json(&format!("[{}]", items.join(",")))

@@ -4,10 +4,10 @@
 
 mod container;
 mod exec;
-mod format;
+pub(crate) mod format;
 mod opts;
 mod ps;
-mod raw;
+pub(crate) mod raw;
 mod run;
 mod system;
 mod transport;

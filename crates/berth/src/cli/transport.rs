@@ -197,7 +197,13 @@ impl Endpoint {
                 Docker::connect_with_ssl(addr, &t.files.key, &t.files.cert, &t.files.ca, 120, v)
             }
         };
-        r.map_err(|e| CliError::Usage(format!("connect to {host}: {e}")))
+        r.map_err(|e| match self {
+            // bollard checks that the socket exists: no socket is no daemon
+            Endpoint::Unix(_) => CliError::Connect {
+                host: host.to_string(),
+            },
+            Endpoint::Tcp { .. } => CliError::Usage(format!("connect to {host}: {e}")),
+        })
     }
 
     /// Whether anything listens there (to tell "daemon not running" from other errors).
