@@ -152,9 +152,9 @@ trap 'exit 130' INT TERM
 echo "# berth acceptance: $BERTH, temp $T"
 sh "$REPO/tests/make-busybox-rootfs.sh" "$T/rootfs" "$T/bb.tar" >/dev/null 2>&1 \
     || { echo "FAIL making the busybox rootfs"; exit 1; }
-"$BERTH" --data-root "$DATA" import "$T/bb.tar" busybox:latest >/dev/null \
-    || { echo "FAIL berth import busybox"; exit 1; }
 start_daemon || { echo "FAIL daemon start"; exit 1; }
+"$BERTH" -H "unix://$SOCK" import "$T/bb.tar" busybox:latest >/dev/null \
+    || { echo "FAIL berth import busybox"; exit 1; }
 
 for s in $ONLY; do
     # shellcheck source=/dev/null
