@@ -191,4 +191,21 @@ EOF
     fi
 
     tls_stop
+
+    # --tls alone (dockerd allows it): server TLS, no client certificate asked, a warning
+    local port2
+    port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    setsid "$BERTH" daemon -H "unix://$TD/berth.sock" -H "tcp://127.0.0.1:$port2" --tls \
+        --tlscert "$C/server-cert.pem" --tlskey "$C/server-key.pem" \
+        --config-file "$TD/none.json" --data-root "$TD/data" --exec-root "$TD/run" \
+        --pidfile "$TD/pid" </dev/null >"$TD/daemon-tls.log" 2>&1 &
+    TLS_PID=$!
+    out=
+    for i in $(seq 1 100); do
+        out=$(curl -s --max-time 2 --cacert "$C/ca.pem" "https://127.0.0.1:$port2/_ping" 2>&1) && break
+        sleep 0.1
+    done
+    eq "tls: --tls alone serves TLS without a client certificate" "OK" "$out"
+    contains "tls: --tls alone warns" "without --tlsverify" "$(cat "$TD/daemon-tls.log")"
+    tls_stop
 }

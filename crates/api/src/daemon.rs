@@ -250,7 +250,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
                 "-H {h}: socket activation is not supported; use unix:///path or tcp:// with TLS"
             ));
         } else {
-            return Err(format!("-H {h}: not a unix:///path address"));
+            return Err(format!(
+                "-H {h}: not a unix:///path or tcp://host:port address"
+            ));
         }
     }
     let tls_listeners = crate::tls::listeners(&tcp_hosts, &cfg.tls).await?;

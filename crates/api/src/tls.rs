@@ -258,3 +258,42 @@ mod tests {
         assert!(e.contains("--tlscert"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod config_file_tests {
+    use crate::DaemonConfig;
+
+    #[test]
+    fn daemon_json_tls_keys_under_the_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("daemon.json");
+        std::fs::write(
+            &f,
+            r#"{"tls": true, "tlsverify": true, "tlscacert": "/j/ca.pem",
+                "tlscert": "/j/cert.pem", "tlskey": "/j/key.pem"}"#,
+        )
+        .expect("write daemon.json");
+        let mut cfg = DaemonConfig::default();
+        cfg.tls.cert = Some("/flag/cert.pem".into());
+        cfg.apply_file(&f, &["tlscert"]).expect("apply");
+        assert!(cfg.tls.tls && cfg.tls.verify);
+        assert_eq!(
+            cfg.tls.ca.as_deref(),
+            Some(std::path::Path::new("/j/ca.pem"))
+        );
+        assert_eq!(
+            cfg.tls.cert.as_deref(),
+            Some(std::path::Path::new("/flag/cert.pem"))
+        );
+        assert_eq!(
+            cfg.tls.key.as_deref(),
+            Some(std::path::Path::new("/j/key.pem"))
+        );
+        std::fs::write(&f, r#"{"tlsverify": "yes"}"#).expect("write daemon.json");
+        let e = DaemonConfig::default()
+            .apply_file(&f, &[])
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("tlsverify must be true or false"), "{e}");
+    }
+}

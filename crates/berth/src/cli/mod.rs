@@ -117,7 +117,10 @@ pub async fn connect(host: &str) -> Result<Client> {
             let mut msg = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(c) = src {
-                msg.push_str(&format!(": {c}"));
+                let c_text = c.to_string();
+                if !msg.contains(&c_text) {
+                    msg.push_str(&format!(": {c_text}"));
+                }
                 src = c.source();
             }
             return Err(CliError::Usage(format!("connect to {host}: {msg}")));
