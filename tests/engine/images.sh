@@ -101,6 +101,28 @@ scenario_images() {
         *) fail "berth pull on a terminal draws in place: $(printf %q "$out")" ;;
     esac
     contains "berth pull on a terminal: Pull complete" "Pull complete" "$out"
+    # an error inside the stream (errorDetail after the progress began): a layer blob that
+    # the registry serves corrupted fails its digest check; exit 1 with the message
+    "${B[@]}" rmi "$ref" >/dev/null
+    local blob
+    # the largest blob: the 3 MB of random bytes do not compress, busybox's layer does
+    blob=$(find "$T/registry/data" -path '*/blobs/sha256/*' -name data -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+    if [ -n "$blob" ]; then
+        cp "$blob" "$T/blob.orig"
+        printf 'corrupt' | dd of="$blob" bs=1 seek=1000 conv=notrunc 2>/dev/null
+        out=$("${B[@]}" pull "$ref" 2>&1); rc=$?
+        eq "berth pull of a corrupted layer exits 1" 1 "$rc"
+        contains "berth pull of a corrupted layer: progress, then the error" "Pulling fs layer" "$out"
+        if printf '%s' "$out" | tail -1 | grep -qi 'digest'; then
+            ok "berth pull of a corrupted layer ends with the digest error"
+        else
+            fail "berth pull of a corrupted layer ends with the digest error: $out"
+        fi
+        cp "$T/blob.orig" "$blob"
+        "${B[@]}" pull -q "$ref" >/dev/null
+    else
+        fail "images: no layer blob found in the registry's storage"
+    fi
     "${B[@]}" save -o "$T/saveberth.tar" "$ref"
     "${B[@]}" rmi "$ref" >/dev/null
     out=$("${B[@]}" load -i "$T/saveberth.tar" 2>&1); rc=$?
