@@ -211,6 +211,8 @@ pair "images --format funcs" "out err rc" "" images --format '{{upper .Repositor
 pair "image inspect" "out err rc" "" image inspect "$IMG"
 pair "image inspect --format json" "out err rc" "" image inspect --format json "$IMG"
 pair "image inspect --format" "out err rc" "" image inspect --format '{{.Architecture}} {{json .RepoTags}} {{.Os}} {{.RootFS.Type}}' "$IMG"
+pair "image inspect: null lists and maps as Go prints them" "out err rc" "" image inspect --format '{{.Config.Cmd}}|{{.Config.Entrypoint}}|{{.Config.Volumes}}|{{.Config.Labels}}|{{.Config.Env}}|{{.Config.OnBuild}}|{{json .Config.Cmd}}' "$IMG"
+pair "inspect of an image: null lists as Go prints them" "out err rc" "" inspect --format '{{.Config.Cmd}}|{{.Config.Labels}}|{{.RepoDigests}}' "$IMG"
 pair "inspect --format json of an image" "out err rc" "" inspect --format json "$IMG"
 pair "history --format json" "out err rc" "" history --format json "$IMG"
 pair "history --format table" "out err rc" "" history --format 'table {{.ID}}\t{{.CreatedBy}}\t{{.Size}}' "$IMG"

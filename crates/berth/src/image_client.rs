@@ -509,7 +509,8 @@ pub async fn inspect(c: &Client, a: &InspectArgs) -> anyhow::Result<i32> {
             let f = format::Format::parse(f).map_err(|e| anyhow!("{e}"))?;
             for v in &values {
                 let line = f
-                    .render(&format::from_json(v))
+                    // docker's CLI decodes an image into Go types (null lists print as `[]`)
+                    .render(&format::typed(format::from_json(v)))
                     .map_err(|e| anyhow!("{e}"))?;
                 writeln!(out, "{line}")?;
             }

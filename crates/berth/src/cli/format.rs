@@ -22,6 +22,28 @@ const ROW_KEY: &str = "\u{0}row";
 /// Marks the header row of a table: a method such as `.Label "k"` gives its argument there.
 const HEADER_KEY: &str = "\u{0}header";
 
+/// Marks an object that docker's CLI decodes into Go types (an image's inspect): there a
+/// null list prints as `[]` and a null map as `map[]`, where a plain map's null is `<nil>`.
+const TYPED_KEY: &str = "\u{0}typed";
+
+/// Fields of an image's inspect that are Go slices or maps (by the last name of the path).
+const SLICE_FIELDS: &[&str] = &[
+    "Cmd",
+    "Entrypoint",
+    "Env",
+    "OnBuild",
+    "Shell",
+    "RepoTags",
+    "RepoDigests",
+    "Layers",
+];
+const MAP_FIELDS: &[&str] = &["Volumes", "Labels", "ExposedPorts"];
+
+/// `v` as docker's CLI sees a typed object (see TYPED_KEY).
+pub fn typed(v: Value) -> Value {
+    mark(&v, TYPED_KEY)
+}
+
 fn marked(v: &Value, key: &str) -> bool {
     matches!(v, Value::Object(m) | Value::Map(m) if m.contains_key(key))
 }
@@ -307,6 +329,41 @@ fn f_goprint(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(go_print(one("goprint", args)?)))
 }
 
+/// `__goprint_field $ KIND VALUE`: a field that is a Go slice or map in a typed object
+/// prints as an empty one when null.
+fn f_goprint_field(args: &[Value]) -> Result<Value, FuncError> {
+    let [root, kind, v] = args else {
+        return Err(FuncError::ExactlyXArgs("goprint_field".into(), 3));
+    };
+    if matches!(v, Value::Nil) && marked(root, TYPED_KEY) {
+        let empty = if text(kind) == "map" { "map[]" } else { "[]" };
+        return Ok(Value::String(empty.into()));
+    }
+    Ok(Value::String(go_print(v)))
+}
+
+/// The kind of Go value a plain field chain such as `.Config.Cmd` names, if it is a slice
+/// or a map of a typed object.
+fn field_kind(body: &str) -> Option<&'static str> {
+    let b = body.trim();
+    let chain = b.starts_with('.')
+        && b.len() > 1
+        && b[1..]
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    if !chain {
+        return None;
+    }
+    let last = b.rsplit('.').next().unwrap_or("");
+    if SLICE_FIELDS.contains(&last) {
+        Some("slice")
+    } else if MAP_FIELDS.contains(&last) {
+        Some("map")
+    } else {
+        None
+    }
+}
+
 /// Wraps every printing action `{{pipeline}}` as `{{__goprint (pipeline)}}`, so that what it
 /// prints is formatted as Go would; control actions, comments and assignments stay as they are.
 fn wrap_actions(src: &str) -> String {
@@ -343,7 +400,13 @@ fn wrap_actions(src: &str) -> String {
             || body.contains(":=")
             || (word.starts_with('$') && body.contains(" = "));
         let plain = !keeps_as_is;
-        if plain {
+        if plain && field_kind(body).is_some() {
+            let kind = field_kind(body).unwrap_or("slice");
+            out.push_str(&format!(
+                "{{{{{lead}__goprint_field $ \"{kind}\" ({}){trail}}}}}",
+                body.trim()
+            ));
+        } else if plain {
             out.push_str(&format!("{{{{{lead}__goprint ({}){trail}}}}}", body.trim()));
         } else {
             out.push_str("{{");
@@ -375,6 +438,7 @@ impl Format {
         tmpl.add_func("truncate", f_truncate);
         tmpl.add_func("__goprint", f_goprint);
         tmpl.add_func("__label", f_label);
+        tmpl.add_func("__goprint_field", f_goprint_field);
         tmpl.parse(wrap_actions(&body))
             .map_err(|e| format!("template parsing error: {e}"))?;
         Ok(Format { table, tmpl })
@@ -598,6 +662,20 @@ mod tests {
         assert_eq!(r(r#"{{if eq (.Label "a") "1"}}one{{end}}"#), "one");
         assert_eq!(r(r#"{{printf ".Label %s" "x"}}"#), ".Label x");
         assert_eq!(r("{{json .}}"), r#"{"Labels":"a=1,b.c=2"}"#);
+    }
+
+    #[test]
+    fn null_lists_and_maps_of_typed_objects_print_empty() {
+        let v = from_json(&json!({"Config": {"Cmd": null, "Labels": null, "User": null}}));
+        let f = Format::parse(
+            "{{.Config.Cmd}}|{{.Config.Labels}}|{{.Config.User}}|{{json .Config.Cmd}}",
+        )
+        .expect("parses");
+        assert_eq!(
+            f.render(&typed(v.clone())).expect("renders"),
+            "[]|map[]|<nil>|null"
+        );
+        assert_eq!(f.render(&v).expect("renders"), "<nil>|<nil>|<nil>|null");
     }
 
     #[test]
