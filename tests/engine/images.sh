@@ -46,6 +46,7 @@ images_one() {
 
 scenario_images() {
     echo "# scenario images"
+    [ -x /usr/bin/docker-registry ] || sh "$REPO/tests/registry/setup.sh" >/dev/null 2>&1
     if [ ! -x /usr/bin/docker-registry ]; then
         skip "images: /usr/bin/docker-registry is not installed (apt-get install docker-registry)"
         return
