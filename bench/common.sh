@@ -119,12 +119,12 @@ bsock() { echo "$work/berth.sock"; }
 bcli() { "$DOCKER_CLI" -H "unix://$work/berth.sock" "$@"; }
 
 start_berth() {
-  "$BERTH" --data-root "$work/berth" import "$work/busybox.tar" busybox:latest >/dev/null
   "$BERTH" daemon -H "unix://$work/berth.sock" --data-root "$work/berth" \
     --exec-root "$run/b" --pidfile "$work/berth.pid" \
     --config-file "$work/berth-daemon.json" >"$work/berth.log" 2>&1 &
   berth_pid=$!
   wait_api "$work/berth.sock" "$berth_pid" "$work/berth.log" berth
+  "$BERTH" -H "unix://$work/berth.sock" import "$work/busybox.tar" busybox:latest >/dev/null
 }
 
 # --- docker ---------------------------------------------------------------------------------

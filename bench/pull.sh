@@ -8,11 +8,12 @@
 # repository that is benchmarked, so the pushed manifest is berth's.
 #
 # Docker runs as a private dockerd (own data root, exec root, socket; no bridge, no iptables)
-# so the machine's own Docker, if any, is untouched. hyperfine times both, with a --prepare
+# so the machine's own Docker, if any, is untouched; berth as a private `berth daemon` (its
+# CLI is a client of the daemon, as docker's is), started the same way. hyperfine times both, with a --prepare
 # that gives each run an empty store on a freshly made ext4 file system (a loop device):
 # on a disk shared with busy builds, ext4's allocator slows creating files right after many
 # were deleted (find_inode_bit -> recently_deleted), which made runs vary from 3 s to 13 s;
-# a fresh file system is what "an empty store" means and treats both the same. dockerd is
+# a fresh file system is what "an empty store" means and treats both the same. Each daemon is
 # restarted on its fresh file system before each of its runs (not timed). The ratio
 # berth/docker is printed (goal: <= 0.40). Then one berth pull with RUST_LOG=debug shows
 # where berth's time goes (download vs unpack), and one with the blobs already in the store
@@ -45,6 +46,8 @@ BERTH=${BERTH:-$(bash "$repo/scripts/build-release.sh")}
 tmp=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
 cleanup() {
     [ -x "$tmp/dockerd-stop.sh" ] && "$tmp/dockerd-stop.sh"
+    [ -x "$tmp/berthd-stop.sh" ] && "$tmp/berthd-stop.sh"
+    stop_berth_daemon
     grep " $tmp/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     stop_registry
     rm -rf "$tmp"
@@ -85,19 +88,23 @@ port=$(free_port)
 reg=127.0.0.1:$port
 start_registry "$tmp/registry" "$port"
 skopeo copy -q --dest-tls-verify=false "oci:$tmp/oci:1" "docker://$reg/seed/debian:1"
-"$BERTH" --data-root "$tmp/seedroot" pull -q "$reg/seed/debian:1" >/dev/null
+start_berth_daemon "$BERTH" "$tmp/seed"
+"$BERTH" pull -q "$reg/seed/debian:1" >/dev/null
 # Same registry, same blobs: a fresh store would mount them; push to a fresh registry instead
 # so that berth really uploads (and the benchmarked manifest is the one berth pushed).
 stop_registry
 rm -rf "$tmp/registry"
 start_registry "$tmp/registry" "$port"
-"$BERTH" --data-root "$tmp/seedroot" push "$reg/seed/debian:1" >/dev/null
+"$BERTH" push "$reg/seed/debian:1" >/dev/null
 image=$reg/seed/debian:1
-rm -rf "$tmp/seedroot"
+stop_berth_daemon
+unset BERTH_HOST
+grep " $tmp/seed/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m"; done
+rm -rf "$tmp/seed"
 
 # 4. Fresh file systems: one for berth's data root, one for dockerd's (restarted on it).
 truncate -s 3G "$tmp/berth.img" "$tmp/docker.img"
-mkdir -p "$tmp/berthfs" "$tmp/dockerfs" "$tmp/docker-exec"
+mkdir -p "$tmp/berthfs" "$tmp/dockerfs" "$tmp/docker-exec" "$tmp/berth-exec"
 cat > "$tmp/freshfs.sh" <<SH
 #!/bin/sh
 # freshfs.sh IMG MNT: an empty ext4 file system on IMG mounted at MNT (inode tables written
@@ -130,7 +137,35 @@ until docker -H "unix://$tmp/d.sock" version >/dev/null 2>&1; do
     sleep 0.1
 done
 SH
-chmod +x "$tmp/freshfs.sh" "$tmp/dockerd-stop.sh" "$tmp/dockerd-fresh.sh"
+cat > "$tmp/berthd-stop.sh" <<SH
+#!/bin/sh
+pid=\$(cat "$tmp/berth.pid" 2>/dev/null) || exit 0
+kill "\$pid" 2>/dev/null || exit 0
+while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done
+rm -f "$tmp/berth.pid"
+SH
+cat > "$tmp/berthd-start.sh" <<SH
+#!/bin/sh
+# a private berth daemon on the store in berthfs/root, ready to pull; BERTH_LOG its filter
+setsid "$BERTH" daemon --data-root "$tmp/berthfs/root" --exec-root "$tmp/berth-exec" \\
+    -H "unix://$tmp/b.sock" --pidfile "$tmp/berth.pid" --config-file "$tmp/none.json" \\
+    -l "\${BERTH_LOG:-info}" >>"$tmp/berthd.log" 2>&1 < /dev/null &
+i=0
+until "$BERTH" -H "unix://$tmp/b.sock" version >/dev/null 2>&1; do
+    i=\$((i + 1))
+    [ \$i -lt 300 ] || { tail -20 "$tmp/berthd.log" >&2; exit 1; }
+    sleep 0.1
+done
+SH
+cat > "$tmp/berthd-fresh.sh" <<SH
+#!/bin/sh
+"$tmp/berthd-stop.sh"
+"$tmp/freshfs.sh" "$tmp/berth.img" "$tmp/berthfs"
+"$tmp/berthd-start.sh"
+SH
+chmod +x "$tmp/freshfs.sh" "$tmp/dockerd-stop.sh" "$tmp/dockerd-fresh.sh" "$tmp/berthd-stop.sh" \
+    "$tmp/berthd-start.sh" "$tmp/berthd-fresh.sh"
+B="$BERTH -H unix://$tmp/b.sock"
 "$tmp/dockerd-fresh.sh"
 D="docker -H unix://$tmp/d.sock"
 driver=$($D info --format '{{.Driver}}')
@@ -138,8 +173,8 @@ driver=$($D info --format '{{.Driver}}')
 # 5. Time both, each from an empty store.
 echo "image $image: $(($size / 1000000)) MB compressed, $(($usize / 1000000)) MB unpacked, 4 layers; docker storage driver $driver" >&2
 hyperfine --runs "$RUNS" --export-json "$tmp/hf.json" \
-    --prepare "$tmp/freshfs.sh $tmp/berth.img $tmp/berthfs" \
-    "$BERTH --data-root $tmp/berthfs/root pull -q $image" \
+    --prepare "$tmp/berthd-fresh.sh" \
+    "$B pull -q $image" \
     --prepare "$tmp/dockerd-fresh.sh" \
     "$D pull -q $image"
 python3 - "$tmp/hf.json" <<'PY'
@@ -153,16 +188,20 @@ PY
 # 6. Where berth's time goes: one run with the debug breakdown (manifest, download, unpack),
 # then the unpack alone: the same pull with every blob already in the store (nothing to
 # download), snapshots and database removed.
-"$tmp/freshfs.sh" "$tmp/berth.img" "$tmp/berthfs"
-echo "berth breakdown (RUST_LOG=berth_registry=debug):"
-RUST_LOG=berth_registry=debug "$BERTH" --data-root "$tmp/berthfs/root" pull -q "$image" 2>&1 >/dev/null |
-    grep -E "manifest resolved|blob received|blob downloaded|layer unpacked|blobs downloaded|image registered|pull done" |
-    sed 's/\x1b\[[0-9;]*m//g; s/^[^ ]* *DEBUG berth_registry::pull: /  /'
+BERTH_LOG=info,berth_registry=debug "$tmp/berthd-fresh.sh"
+: >"$tmp/berthd.log"
+echo "berth breakdown (the daemon's log with berth_registry=debug):"
+$B pull -q "$image" >/dev/null
+grep -E "manifest resolved|blob received|blob downloaded|layer unpacked|blobs downloaded|image registered|pull done" \
+    "$tmp/berthd.log" | sed 's/\x1b\[[0-9;]*m//g; s/^[^ ]* *DEBUG berth_registry::pull: /  /'
+"$tmp/berthd-stop.sh"
+grep " $tmp/berthfs/root/\| $tmp/berth-exec/" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m"; done
 mv "$tmp/berthfs/root/content" "$tmp/berthfs/content"
 rm -rf "$tmp/berthfs/root"; mkdir -p "$tmp/berthfs/root"
 mv "$tmp/berthfs/content" "$tmp/berthfs/root/content"
 sync; sleep 31 # let ext4 forget the files just deleted (see above)
+"$tmp/berthd-start.sh"
 start=$(date +%s.%N)
-"$BERTH" --data-root "$tmp/berthfs/root" pull -q "$image" >/dev/null
+$B pull -q "$image" >/dev/null
 end=$(date +%s.%N)
 echo "berth pull with all blobs present (unpack + register only): $(python3 -c "print(round($end - $start, 2))") s"

@@ -73,6 +73,10 @@ pair() {
         fi
         echo "rc=$?" >"$work/$side.rc"
         sed -i -e "s/$P-[bd]/@/g" -e 's/[0-9a-f]\{64\}/<id>/g' "$work/$side.out" "$work/$side.err"
+        # PAIR_FILTER: a command the output goes through first (e.g. drop what differs by side)
+        if [ -n "${PAIR_FILTER:-}" ]; then
+            $PAIR_FILTER <"$work/$side.out" >"$work/$side.filtered" && mv "$work/$side.filtered" "$work/$side.out"
+        fi
         # the first line of stderr, for errors whose later lines name the program
         head -n 1 "$work/$side.err" | sed 's/^\(docker\|berth\): //' >"$work/$side.err1"
     done
@@ -187,6 +191,31 @@ pair "ps -s" "out err rc" "" ps -s --filter name=@-bg --format '{{.Names}} {{.Si
 pair "ps --format json keys" "rc" "" ps --filter name=@-bg --format json
 pair "ps -q -f label=" "rc" "" ps -q --filter label=role=bg --filter name=@-bg
 pair "ps --format funcs" "out err rc" "" ps --filter name=@-bg --format '{{upper .State}} {{lower "ABC"}} {{printf "%s/%s" .Image .State}} {{json .Names}} {{join (split .Labels "=") "+"}}'
+# docker's template gaps: the .Label method, Go's printing, functions, json, table
+pair "ps .Label method" "out err rc" "" ps --filter name=@-bg --format '{{.Label "role"}}|{{.Label "none"}}|{{.Labels}}|{{if eq (.Label "role") "bg"}}is-bg{{end}}'
+pair "ps table with .Label" "out err rc" "" ps --filter name=@-bg --format 'table {{.Names}}\t{{.Label "role"}}'
+pair "ps funcs title pad truncate split" "out err rc" "" ps --filter name=@-bg --format '{{title .State}}|{{pad .State 1 2}}|{{truncate .Names 5}}|{{split .Labels "="}}|{{len (split .Labels "=")}}'
+# each side's container has its own ID and times: those keys are dropped before comparing
+sidefree() { python3 -c 'import json,sys
+for l in sys.stdin:
+    v = json.loads(l)
+    for k in ("ID", "CreatedAt", "RunningFor", "Status"):
+        v.pop(k, None)
+    print(json.dumps(v, sort_keys=True))'; }
+PAIR_FILTER=sidefree pair "ps --format json" "out err rc" "" ps --filter name=@-bg --format json
+PAIR_FILTER=sidefree pair "ps --format {{json .}}" "out err rc" "" ps --filter name=@-bg --format '{{json .}}'
+pair "images --format json" "out err rc" "" images --format json "$IMG"
+pair "images --format {{json .}}" "out err rc" "" images --format '{{json .}}' "$IMG"
+pair "images --format table" "out err rc" "" images --format 'table {{.Repository}}\t{{.Tag}}\t{{.VirtualSize}}\t{{.Digest}}' "$IMG"
+pair "images --format funcs" "out err rc" "" images --format '{{upper .Repository}} {{json .Digest}} {{truncate .ID 4}}' "$IMG"
+pair "image inspect" "out err rc" "" image inspect "$IMG"
+pair "image inspect --format json" "out err rc" "" image inspect --format json "$IMG"
+pair "image inspect --format" "out err rc" "" image inspect --format '{{.Architecture}} {{json .RepoTags}} {{.Os}} {{.RootFS.Type}}' "$IMG"
+pair "image inspect: null lists and maps as Go prints them" "out err rc" "" image inspect --format '{{.Config.Cmd}}|{{.Config.Entrypoint}}|{{.Config.Volumes}}|{{.Config.Labels}}|{{.Config.Env}}|{{.Config.OnBuild}}|{{json .Config.Cmd}}' "$IMG"
+pair "inspect of an image: null lists as Go prints them" "out err rc" "" inspect --format '{{.Config.Cmd}}|{{.Config.Labels}}|{{.RepoDigests}}' "$IMG"
+pair "inspect --format json of an image" "out err rc" "" inspect --format json "$IMG"
+pair "history --format json" "out err rc" "" history --format json "$IMG"
+pair "history --format table" "out err rc" "" history --format 'table {{.ID}}\t{{.CreatedBy}}\t{{.Size}}' "$IMG"
 pair "inspect --format index/json" "out err rc" "" inspect --format '{{json .Config.Labels}} {{index .Config.Cmd 0}} {{len .Config.Cmd}} {{.Config.Labels.role}} {{index .Config.Labels "role"}}' @-bg
 pair "inspect --type container" "out rc" "" inspect --type container --format '{{.Name}}' @-bg
 pair "inspect JSON of an image as the daemon sent it" "out err rc" "" inspect "$IMG"

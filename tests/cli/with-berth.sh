@@ -33,7 +33,6 @@ stop() {
 trap stop EXIT
 
 sh "$root/tests/make-busybox-rootfs.sh" "$dir/busybox" "$dir/busybox.tar" >/dev/null || exit 1
-"$berth" --data-root "$dir/data" import "$dir/busybox.tar" berth-cli-busybox:latest >/dev/null || exit 1
 "$berth" daemon -H "unix://$sock" --data-root "$dir/data" --exec-root "$dir/run" \
     --pidfile "$dir/pid" --config-file "$dir/none.json" </dev/null >"$dir/daemon.log" 2>&1 &
 pid=$!
@@ -43,5 +42,6 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [ -S "$sock" ] || { echo "FAIL: berth daemon did not listen" >&2; exit 1; }
+"$berth" -H "unix://$sock" import "$dir/busybox.tar" berth-cli-busybox:latest >/dev/null || exit 1
 
 BERTH=$berth "$here/cli.sh" "unix://$sock" berth-cli-busybox:latest

@@ -6,7 +6,7 @@
 # shims, containers, mounts, cgroups, temp dir) on exit, also on failure.
 #
 #   tests/engine/run.sh /path/to/berth            # every scenario
-#   ONLY="cli sdk" tests/engine/run.sh ./berth     # some of them: cli sdk crash leak bad
+#   ONLY="cli sdk" tests/engine/run.sh ./berth     # some of them: cli sdk crash leak bad tls images
 #   LEAK_N=500 tests/engine/run.sh ./berth         # leak cycles (default 200)
 set -u
 
@@ -17,7 +17,7 @@ fi
 BERTH=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ONLY=${ONLY:-"cli sdk crash leak bad volumes"}
+ONLY=${ONLY:-"cli sdk crash leak bad volumes tls images"}
 LEAK_N=${LEAK_N:-200}
 
 if [ "$(id -u)" != 0 ]; then
@@ -152,9 +152,9 @@ trap 'exit 130' INT TERM
 echo "# berth acceptance: $BERTH, temp $T"
 sh "$REPO/tests/make-busybox-rootfs.sh" "$T/rootfs" "$T/bb.tar" >/dev/null 2>&1 \
     || { echo "FAIL making the busybox rootfs"; exit 1; }
-"$BERTH" --data-root "$DATA" import "$T/bb.tar" busybox:latest >/dev/null \
-    || { echo "FAIL berth import busybox"; exit 1; }
 start_daemon || { echo "FAIL daemon start"; exit 1; }
+"$BERTH" -H "unix://$SOCK" import "$T/bb.tar" busybox:latest >/dev/null \
+    || { echo "FAIL berth import busybox"; exit 1; }
 
 for s in $ONLY; do
     # shellcheck source=/dev/null

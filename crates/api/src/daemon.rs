@@ -25,6 +25,8 @@ pub struct DaemonConfig {
     pub pidfile: Option<PathBuf>,
     /// The berth binary, for `berth shim`.
     pub berth_exe: PathBuf,
+    /// `--tls`/`--tlsverify` and their files: what a `tcp://` host needs.
+    pub tls: crate::tls::TlsOptions,
 }
 
 impl Default for DaemonConfig {
@@ -35,6 +37,7 @@ impl Default for DaemonConfig {
             exec_root: "/run/berth".into(),
             pidfile: Some("/run/berth/berth.pid".into()),
             berth_exe: std::env::current_exe().unwrap_or_else(|_| "berth".into()),
+            tls: Default::default(),
         }
     }
 }
@@ -72,7 +75,21 @@ impl DaemonConfig {
                 "data-root" if !given => self.data_root = s()?.into(),
                 "exec-root" if !given => self.exec_root = s()?.into(),
                 "pidfile" if !given => self.pidfile = Some(s()?.into()),
-                "hosts" | "data-root" | "exec-root" | "pidfile" => {}
+                "tls" | "tlsverify" if !given => {
+                    let b = val
+                        .as_bool()
+                        .ok_or_else(|| format!("{}: {k} must be true or false", path.display()))?;
+                    if k == "tls" {
+                        self.tls.tls = b
+                    } else {
+                        self.tls.verify = b
+                    }
+                }
+                "tlscacert" if !given => self.tls.ca = Some(s()?.into()),
+                "tlscert" if !given => self.tls.cert = Some(s()?.into()),
+                "tlskey" if !given => self.tls.key = Some(s()?.into()),
+                "hosts" | "data-root" | "exec-root" | "pidfile" | "tls" | "tlsverify"
+                | "tlscacert" | "tlscert" | "tlskey" => {}
                 other => tracing::warn!("{}: {other} is not supported; ignored", path.display()),
             }
         }
@@ -221,6 +238,7 @@ fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 /// Runs the daemon until SIGTERM or SIGINT. Containers keep running after it returns.
 pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     let mut listeners = Vec::new();
+    let mut tcp_hosts = Vec::new();
     for h in &cfg.hosts {
         if let Some(p) = h.strip_prefix("unix://") {
             let p = PathBuf::from(p);
@@ -228,15 +246,19 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
                 p.clone(),
                 bind_unix(&p).map_err(|e| format!("listen on {h}: {e}"))?,
             ));
-        } else if h.starts_with("tcp://") || h.starts_with("fd://") {
+        } else if h.starts_with("tcp://") {
+            tcp_hosts.push(h.clone());
+        } else if h.starts_with("fd://") {
             return Err(format!(
-                "-H {h}: berth serves the API on unix sockets only; a TCP listener needs TLS \
-                 with client certificates (--tlsverify), which this build does not have yet"
+                "-H {h}: socket activation is not supported; use unix:///path or tcp:// with TLS"
             ));
         } else {
-            return Err(format!("-H {h}: not a unix:///path address"));
+            return Err(format!(
+                "-H {h}: not a unix:///path or tcp://host:port address"
+            ));
         }
     }
+    let tls_listeners = crate::tls::listeners(&tcp_hosts, &cfg.tls).await?;
     let engine_cfg = berth_engine::Config {
         data_root: cfg.data_root.clone(),
         exec_root: cfg.exec_root.clone(),
@@ -275,6 +297,15 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
             let svc = axum::ServiceExt::<Request>::into_make_service(app);
             if let Err(e) = axum::serve(l, svc).await {
                 tracing::error!(error = %e, "API server");
+            }
+        }));
+    }
+    for l in tls_listeners {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let svc = axum::ServiceExt::<Request>::into_make_service(app);
+            if let Err(e) = axum::serve(l, svc).await {
+                tracing::error!(error = %e, "API server (TLS)");
             }
         }));
     }

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod images;
 pub mod stream;
 pub mod system;
+pub mod tls;
 pub mod volumes;
 
 pub use daemon::{run, DaemonConfig};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct DaemonArgs {
-    /// Where to listen (unix:///path); may be given several times.
+    /// Where to listen (unix:///path, or tcp://host:port with --tlsverify); may be repeated.
     #[arg(short = 'H', long = "host")]
     hosts: Vec<String>,
     /// Persistent state (images, containers, database).
@@ -21,6 +21,21 @@ pub struct DaemonArgs {
     /// Log level (error, warn, info, debug, trace).
     #[arg(short = 'l', long, default_value = "info")]
     log_level: String,
+    /// Serve TLS on tcp:// hosts (clients are not asked for a certificate).
+    #[arg(long)]
+    tls: bool,
+    /// Serve TLS on tcp:// hosts and require client certificates signed by --tlscacert.
+    #[arg(long)]
+    tlsverify: bool,
+    /// CA certificate that client certificates must be signed by.
+    #[arg(long)]
+    tlscacert: Option<PathBuf>,
+    /// The server's certificate (PEM).
+    #[arg(long)]
+    tlscert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    tlskey: Option<PathBuf>,
 }
 
 pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
@@ -45,6 +60,17 @@ pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
     if a.pidfile.is_some() {
         given.push("pidfile");
     }
+    for (set, key) in [
+        (a.tls, "tls"),
+        (a.tlsverify, "tlsverify"),
+        (a.tlscacert.is_some(), "tlscacert"),
+        (a.tlscert.is_some(), "tlscert"),
+        (a.tlskey.is_some(), "tlskey"),
+    ] {
+        if set {
+            given.push(key);
+        }
+    }
     if let Err(e) = cfg.apply_file(&a.config_file, &given) {
         eprintln!("berth daemon: {e}");
         return 1;
@@ -60,6 +86,17 @@ pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
     }
     if let Some(p) = a.pidfile {
         cfg.pidfile = Some(p);
+    }
+    cfg.tls.tls |= a.tls;
+    cfg.tls.verify |= a.tlsverify;
+    if a.tlscacert.is_some() {
+        cfg.tls.ca = a.tlscacert;
+    }
+    if a.tlscert.is_some() {
+        cfg.tls.cert = a.tlscert;
+    }
+    if a.tlskey.is_some() {
+        cfg.tls.key = a.tlskey;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,11 +21,30 @@ use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::cli::{CliError, Client};
+use crate::cli::{format, CliError, Client};
 use crate::image_cmd::{
-    self, created_since, human_size, image_headers, print_formatted, HistoryArgs, ImagesArgs,
-    ImportArgs, InspectArgs, LoadArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs,
+    created_since, human_size, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, LoadArgs,
+    PruneArgs, RmiArgs, SaveArgs, TagArgs,
 };
+
+/// The column titles of docker's image tables (`id` for history's ID column).
+fn headers_json(id: Option<&str>) -> Value {
+    json!({
+        "Containers": "CONTAINERS",
+        "CreatedAt": "CREATED AT",
+        "CreatedSince": "CREATED",
+        "Digest": "DIGEST",
+        "ID": id.unwrap_or("IMAGE ID"),
+        "Repository": "REPOSITORY",
+        "SharedSize": "SHARED SIZE",
+        "Size": "SIZE",
+        "Tag": "TAG",
+        "UniqueSize": "UNIQUE SIZE",
+        "VirtualSize": "SIZE",
+        "CreatedBy": "CREATED BY",
+        "Comment": "COMMENT",
+    })
+}
 
 /// An error of the daemon as docker prints it.
 fn daemon_err(c: &Client, op: &str, e: bollard::errors::Error) -> anyhow::Error {
@@ -141,7 +160,8 @@ fn row_value(r: &Row, no_trunc: bool) -> Value {
         "Size": human_size(r.size),
         "Tag": r.tag,
         "UniqueSize": "N/A",
-        "VirtualSize": human_size(r.size),
+        // docker prints this one with four significant digits
+        "VirtualSize": format::human_size_precision(r.size as f64, 4),
     })
 }
 
@@ -201,9 +221,9 @@ pub async fn images(c: &Client, a: &ImagesArgs) -> anyhow::Result<i32> {
     } else {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    let format = a.format.as_deref().unwrap_or(default);
-    let format = if format == "table" { default } else { format };
-    print_formatted(&mut out, format, &values, &image_headers())?;
+    let text = format::format_rows(a.format.as_deref(), default, &values, &headers_json(None))
+        .map_err(|e| anyhow!("{e}"))?;
+    write!(out, "{text}")?;
     Ok(0)
 }
 
@@ -294,7 +314,7 @@ pub async fn history(c: &Client, a: &HistoryArgs) -> anyhow::Result<i32> {
             let created = if a.human {
                 created_since(t)
             } else {
-                t.map(|t| t.to_rfc3339()).unwrap_or_default()
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
             };
             let size = u64::try_from(h.size).unwrap_or(0);
             let size = if a.human {
@@ -303,16 +323,19 @@ pub async fn history(c: &Client, a: &HistoryArgs) -> anyhow::Result<i32> {
                 size.to_string()
             };
             json!({"ID": id_of(&h.id), "CreatedSince": created,
-                "CreatedAt": t.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                "CreatedAt": t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default(),
                 "CreatedBy": created_by, "Size": size, "Comment": h.comment})
         })
         .collect();
     let default = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
-    let format = a.format.as_deref().unwrap_or(default);
-    let format = if format == "table" { default } else { format };
-    let mut headers = image_headers();
-    headers.insert("ID", "IMAGE");
-    print_formatted(&mut out, format, &values, &headers)?;
+    let text = format::format_rows(
+        a.format.as_deref(),
+        default,
+        &values,
+        &headers_json(Some("IMAGE")),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    write!(out, "{text}")?;
     Ok(0)
 }
 
@@ -324,7 +347,7 @@ pub fn raw_request(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut s = std::os::unix::net::UnixStream::connect(&c.socket).map_err(|_| {
+    let mut s = c.endpoint.connect_sync().map_err(|_| {
         anyhow!(
             "{}",
             CliError::Connect {
@@ -387,7 +410,7 @@ fn stream_lines(
     mut each: impl FnMut(&Value),
 ) -> anyhow::Result<Result<(), Vec<u8>>> {
     use std::io::BufRead;
-    let mut s = std::os::unix::net::UnixStream::connect(&c.socket).map_err(|_| {
+    let mut s = c.endpoint.connect_sync().map_err(|_| {
         anyhow!(
             "{}",
             CliError::Connect {
@@ -462,29 +485,41 @@ fn path_escape(s: &str) -> String {
 
 pub async fn inspect(c: &Client, a: &InspectArgs) -> anyhow::Result<i32> {
     let mut values = Vec::new();
+    let mut raws = Vec::new();
     let mut code = 0;
     for n in &a.images {
         let (status, body) =
             raw_request(c, "GET", &format!("/images/{}/json", path_escape(n)), b"")?;
         if status == 200 {
             values.push(serde_json::from_slice::<Value>(&body).context("the daemon's inspect")?);
+            raws.push(String::from_utf8_lossy(&body).trim().to_string());
         } else {
             eprintln!("Error: {}", message_of(&body));
             code = 1;
         }
     }
     let mut out = io::stdout().lock();
-    match &a.format {
+    match a.format.as_deref().filter(|f| !f.is_empty()) {
+        // docker 23+: the array on one line, keys sorted as Go prints them
+        Some("json") => {
+            let parts: Vec<String> = values.iter().map(format::go_json).collect();
+            writeln!(out, "[{}]", parts.join(","))?;
+        }
         Some(f) => {
-            let pieces = image_cmd::parse_template(f)?;
+            let f = format::Format::parse(f).map_err(|e| anyhow!("{e}"))?;
             for v in &values {
-                writeln!(out, "{}", image_cmd::render(&pieces, v)?)?;
+                let line = f
+                    // docker's CLI decodes an image into Go types (null lists print as `[]`)
+                    .render(&format::typed(format::from_json(v)))
+                    .map_err(|e| anyhow!("{e}"))?;
+                writeln!(out, "{line}")?;
             }
         }
+        // the daemon's JSON as it sent it, indented as docker indents it
         None => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&Value::Array(values))?
+            crate::cli::raw::indent_json(&format!("[{}]", raws.join(",")))
         )?,
     }
     Ok(code)
@@ -498,7 +533,7 @@ pub async fn prune(c: &Client, a: &PruneArgs) -> anyhow::Result<i32> {
     } else {
         "WARNING! This will remove all dangling images."
     };
-    if !a.force && !image_cmd::confirm(msg)? {
+    if !a.force && !crate::image_cmd::confirm(msg)? {
         return Ok(0);
     }
     let mut filters = filters_of(&a.filter)?;
@@ -633,9 +668,9 @@ fn upload_bar(total: Option<u64>) -> ProgressBar {
     };
     if io::stdout().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::stdout());
-        if let Ok(style) =
-            ProgressStyle::with_template("Loading layer {wide_bar} {bytes}/{total_bytes}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "Loading layer [{bar:50}] {decimal_bytes:>9}/{decimal_total_bytes}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
     } else {
@@ -867,29 +902,39 @@ impl Bars {
         };
         match &self.multi {
             Some(m) => {
+                // Docker's look: `id: Status` alone, and with a 50-wide bar and decimal sizes
+                // while bytes move (`id: Downloading [====>   ]  1.2 MB/3.4 MB`).
+                let plain = ProgressStyle::with_template("{prefix}: {msg}").ok();
                 let bar = self.bars.entry(id.to_string()).or_insert_with(|| {
                     let b = m.add(ProgressBar::new(0));
-                    if let Ok(s) = ProgressStyle::with_template(
-                        "{prefix}: {msg} {wide_bar} {bytes}/{total_bytes}",
-                    ) {
-                        b.set_style(s.progress_chars("=> "));
+                    if let Some(s) = &plain {
+                        b.set_style(s.clone());
                     }
                     b.set_prefix(id.to_string());
                     b
                 });
                 bar.set_message(status.to_string());
-                if let (Some(c), Some(t)) = (current, total) {
-                    bar.set_length(u64::try_from(t).unwrap_or(0));
-                    bar.set_position(u64::try_from(c).unwrap_or(0));
+                match (current, total) {
+                    (Some(c), Some(t)) if t > 0 => {
+                        if let Ok(s) = ProgressStyle::with_template(
+                            "{prefix}: {msg} [{bar:50}] {decimal_bytes:>9}/{decimal_total_bytes}",
+                        ) {
+                            bar.set_style(s.progress_chars("=> "));
+                        }
+                        bar.set_length(u64::try_from(t).unwrap_or(0));
+                        bar.set_position(u64::try_from(c).unwrap_or(0));
+                    }
+                    _ => {
+                        if let Some(s) = &plain {
+                            bar.set_style(s.clone());
+                        }
+                    }
                 }
                 if matches!(
                     status,
                     "Pull complete" | "Already exists" | "Pushed" | "Layer already exists"
                 ) || status.starts_with("Mounted from")
                 {
-                    if let Ok(s) = ProgressStyle::with_template("{prefix}: {msg}") {
-                        bar.set_style(s);
-                    }
                     bar.finish();
                 }
             }

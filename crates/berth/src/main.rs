@@ -98,15 +98,28 @@ fn main() {
     }
     // `-H`/`--host` before the command, as docker takes it (not a clap global: `history -H`
     // means something else)
+    cli::take_tls_flags(&mut args);
     let host = cli::take_host_flag(&mut args);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => std::process::exit(usage_error(e, &args)),
     };
+    // The store belongs to the daemon: a client that names one would silently talk to
+    // whatever daemon -H points at, so it is refused (`berth daemon --data-root` is the flag).
+    let names_root = args
+        .iter()
+        .any(|a| a == "--data-root" || a.to_string_lossy().starts_with("--data-root="));
+    if names_root && matches!(cli.command, Command::Image(_) | Command::Registry(_)) {
+        eprintln!(
+            "berth: --data-root belongs to `berth daemon`; image commands are clients of a \
+             daemon (start one with `berth daemon --data-root DIR -H unix:///PATH`, then use -H)"
+        );
+        std::process::exit(cli::EXIT_DAEMON);
+    }
     let code = match cli.command {
         Command::Runtime(_) => unreachable_runtime(),
-        Command::Image(c) => report(image_cmd::run(c, &cli.data_root, host.clone())),
-        Command::Registry(c) => report(registry_cmd::run(c, &cli.data_root, host.clone())),
+        Command::Image(c) => report(image_cmd::run(c, host.clone())),
+        Command::Registry(c) => report(registry_cmd::run(c, host.clone())),
         Command::Shim(a) => berth_shim::main(a),
         Command::Daemon(a) => daemon_cmd::run(
             a,

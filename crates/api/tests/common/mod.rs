@@ -62,7 +62,7 @@ impl Drop for Daemon {
 }
 
 /// A daemon on a temporary root, with a busybox rootfs tarball at `<dir>/bb.tar`; with
-/// `import`, imported as `busybox:latest` (by `berth --data-root X import`) before it starts.
+/// `import`, imported as `busybox:latest` through its API (`POST /images/create?fromSrc=-`).
 pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
@@ -77,18 +77,6 @@ pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
         .status()
         .expect("make busybox rootfs");
     assert!(st.success());
-    if import {
-        let st = Command::new(berth)
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("import")
-            .arg(dir.path().join("bb.tar"))
-            .arg("busybox:latest")
-            .stdout(Stdio::null())
-            .status()
-            .expect("berth import");
-        assert!(st.success());
-    }
     let sock = dir.path().join("berth.sock");
     let cfg = berth_api::DaemonConfig {
         hosts: vec![format!("unix://{}", sock.display())],
@@ -96,6 +84,7 @@ pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
         exec_root: dir.path().join("run"),
         pidfile: None,
         berth_exe: berth.to_path_buf(),
+        tls: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -118,12 +107,28 @@ pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Daemon {
+    let d = Daemon {
         dir,
         sock,
         stop: Some(tx),
         thread: Some(thread),
+    };
+    if import {
+        let tar = std::fs::read(d.dir.path().join("bb.tar")).expect("read bb.tar");
+        let (status, body) = http(
+            &d.sock,
+            "POST",
+            "/images/create?fromSrc=-&repo=busybox&tag=latest",
+            &[("Content-Type", "application/x-tar")],
+            &tar,
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status == 200 && !text.contains("errorDetail"),
+            "import busybox: {status} {text}"
+        );
     }
+    d
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and (de-chunked) body.

@@ -565,10 +565,15 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
         let mut found = None;
         if typ.as_deref() != Some("image") {
             let size = if a.size { "?size=1" } else { "" };
-            found = inspect_raw(client, &format!("/containers/{n}/json{size}")).await?;
+            found = inspect_raw(client, &format!("/containers/{n}/json{size}"))
+                .await?
+                .map(|v| (v, false));
         }
         if found.is_none() && typ.as_deref() != Some("container") {
-            found = inspect_raw(client, &format!("/images/{n}/json")).await?;
+            // docker's CLI decodes an image into Go types (null lists print as `[]`)
+            found = inspect_raw(client, &format!("/images/{n}/json"))
+                .await?
+                .map(|v| (v, true));
         }
         match found {
             Some(v) => items.push(v),
@@ -584,18 +589,41 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
     }
     match fmt {
         Some(f) => {
-            for it in &items {
+            for (it, is_image) in &items {
                 let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
                     op: "parse inspect response".into(),
                     source: e.into(),
                 })?;
-                let out = f.render(&format::from_json(&v)).map_err(CliError::Usage)?;
+                let mut v = format::from_json(&v);
+                if *is_image {
+                    v = format::typed(v);
+                }
+                let out = f.render(&v).map_err(CliError::Usage)?;
                 println!("{out}");
             }
         }
+        // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
+        None if a.format.as_deref() == Some("json") => {
+            let mut parts = Vec::new();
+            for (it, _) in &items {
+                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
+                    op: "parse inspect response".into(),
+                    source: e.into(),
+                })?;
+                parts.push(format::go_json(&v));
+            }
+            println!("[{}]", parts.join(","));
+        }
         None => println!(
             "{}",
-            super::raw::indent_json(&format!("[{}]", items.join(",")))
+            super::raw::indent_json(&format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|(it, _)| it.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
         ),
     }
     if failed {

@@ -12,6 +12,57 @@ pub struct Format {
     tmpl: Template,
 }
 
+/// A row's key that templates reach only through a method (`.Label "k"` reads the labels
+/// kept under it); `json` and Go's printing leave such keys out, as docker's rows have them
+/// as methods, not fields.
+pub const LABELS_KEY: &str = "\u{0}labels";
+/// Marks a list command's row: docker's rows marshal themselves with Go's HTML escaping,
+/// where `json` of a plain value does not escape.
+const ROW_KEY: &str = "\u{0}row";
+/// Marks the header row of a table: a method such as `.Label "k"` gives its argument there.
+const HEADER_KEY: &str = "\u{0}header";
+
+/// Marks an object that docker's CLI decodes into Go types (an image's inspect): there a
+/// null list prints as `[]` and a null map as `map[]`, where a plain map's null is `<nil>`.
+const TYPED_KEY: &str = "\u{0}typed";
+
+/// Fields of an image's inspect that are Go slices or maps (by the last name of the path).
+const SLICE_FIELDS: &[&str] = &[
+    "Cmd",
+    "Entrypoint",
+    "Env",
+    "OnBuild",
+    "Shell",
+    "RepoTags",
+    "RepoDigests",
+    "Layers",
+];
+const MAP_FIELDS: &[&str] = &["Volumes", "Labels", "ExposedPorts"];
+
+/// `v` as docker's CLI sees a typed object (see TYPED_KEY).
+pub fn typed(v: Value) -> Value {
+    mark(&v, TYPED_KEY)
+}
+
+fn marked(v: &Value, key: &str) -> bool {
+    matches!(v, Value::Object(m) | Value::Map(m) if m.contains_key(key))
+}
+
+fn mark(v: &Value, key: &str) -> Value {
+    match v {
+        Value::Map(m) => {
+            let mut m = m.clone();
+            m.insert(key.to_string(), Value::Bool(true));
+            Value::Map(m)
+        }
+        other => other.clone(),
+    }
+}
+
+fn hidden(k: &str) -> bool {
+    k.starts_with('\u{0}')
+}
+
 fn to_json(v: &Value) -> serde_json::Value {
     match v {
         Value::NoValue | Value::Nil | Value::Function(_) => serde_json::Value::Null,
@@ -32,8 +83,11 @@ fn to_json(v: &Value) -> serde_json::Value {
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
         Value::Object(m) | Value::Map(m) => {
             // Go's encoding/json sorts map keys
-            let sorted: std::collections::BTreeMap<_, _> =
-                m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+            let sorted: std::collections::BTreeMap<_, _> = m
+                .iter()
+                .filter(|(k, _)| !hidden(k))
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect();
             serde_json::Value::Object(sorted.into_iter().collect())
         }
     }
@@ -77,8 +131,44 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Go's json.Marshal text of `v`: map keys sorted, and `<`, `>`, `&`, U+2028 and U+2029
+/// escaped as Go escapes them (they occur only inside strings, so replacing is safe).
+pub fn go_json(v: &serde_json::Value) -> String {
+    let sorted = to_json(&from_json(v));
+    sorted
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
 fn f_json(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(to_json(one("json", args)?).to_string()))
+    let v = one("json", args)?;
+    if marked(v, ROW_KEY) {
+        return Ok(Value::String(go_json(&to_json(v))));
+    }
+    Ok(Value::String(to_json(v).to_string()))
+}
+
+/// A list command's output for `--format SPEC` as docker prints it: no SPEC or `table` is
+/// `default`, `json` is `{{json .}}` a line, anything else a Go template (`table ...` with a
+/// header row from `header`, whose fields hold the column titles).
+pub fn format_rows(
+    spec: Option<&str>,
+    default: &str,
+    rows: &[serde_json::Value],
+    header: &serde_json::Value,
+) -> Result<String, String> {
+    let spec = match spec {
+        None | Some("") | Some("table") => default,
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    let f = Format::parse(spec)?;
+    let items: Vec<Value> = rows.iter().map(from_json).collect();
+    f.render_all(&items, Some(&from_json(header)))
 }
 
 fn f_upper(args: &[Value]) -> Result<Value, FuncError> {
@@ -90,16 +180,17 @@ fn f_lower(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn f_title(args: &[Value]) -> Result<Value, FuncError> {
+    // Go's strings.Title: a letter after anything but a letter, digit or `_` starts a word
     let s = text(one("title", args)?);
     let mut out = String::new();
-    let mut start = true;
+    let mut prev_sep = true;
     for c in s.chars() {
-        if start {
+        if prev_sep {
             out.extend(c.to_uppercase());
         } else {
             out.push(c);
         }
-        start = c.is_whitespace();
+        prev_sep = !(c.is_alphanumeric() || c == '_');
     }
     Ok(Value::String(out))
 }
@@ -155,6 +246,65 @@ fn f_truncate(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(text(s).chars().take(n).collect()))
 }
 
+/// `.Label "key"`, docker's method on a row: the label's value, or empty.
+fn f_label(args: &[Value]) -> Result<Value, FuncError> {
+    let [row, key] = args else {
+        return Err(FuncError::ExactlyXArgs("Label".into(), 1));
+    };
+    if marked(row, HEADER_KEY) {
+        return Ok(Value::String(text(key)));
+    }
+    let labels = match row {
+        Value::Object(m) | Value::Map(m) => m.get(LABELS_KEY),
+        _ => None,
+    };
+    let v = match labels {
+        Some(Value::Object(m) | Value::Map(m)) => m.get(&text(key)).map(text),
+        _ => None,
+    };
+    Ok(Value::String(v.unwrap_or_default()))
+}
+
+/// Rewrites the method call `.Label ARG` on dot into `__label . ARG` (gtmpl has no methods
+/// with arguments); text in string literals is left alone.
+fn rewrite_label_method(action: &str) -> String {
+    const CALL: &str = ".Label";
+    let mut out = String::with_capacity(action.len() + 16);
+    let mut in_str: Option<char> = None;
+    let mut escaped = false;
+    let mut i = 0;
+    let bytes = action.as_bytes();
+    while i < action.len() {
+        let c = action[i..].chars().next().unwrap_or(' ');
+        if let Some(q) = in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q == '"' {
+                escaped = true;
+            } else if c == q {
+                in_str = None;
+            }
+            i += c.len_utf8();
+            continue;
+        }
+        if c == '"' || c == '`' {
+            in_str = Some(c);
+        }
+        let starts_call = action[i..].starts_with(CALL)
+            && (i == 0 || matches!(bytes[i - 1], b' ' | b'(' | b'\t' | b'|'))
+            && action[i + CALL.len()..].starts_with([' ', '\t']);
+        if starts_call {
+            out.push_str("__label .");
+            i += CALL.len();
+            continue;
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
 /// Go's `%v` of a value, as text/template prints what an action yields: `map[k:v]`,
 /// `[a b]`, `<nil>` (gtmpl would print Rust's debug form).
 fn go_print(v: &Value) -> String {
@@ -163,7 +313,7 @@ fn go_print(v: &Value) -> String {
         Value::Nil => "<nil>".into(),
         Value::Array(a) => format!("[{}]", a.iter().map(go_print).collect::<Vec<_>>().join(" ")),
         Value::Object(m) | Value::Map(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
+            let mut keys: Vec<&String> = m.keys().filter(|k| !hidden(k)).collect();
             keys.sort();
             let items: Vec<String> = keys
                 .iter()
@@ -177,6 +327,41 @@ fn go_print(v: &Value) -> String {
 
 fn f_goprint(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(go_print(one("goprint", args)?)))
+}
+
+/// `__goprint_field $ KIND VALUE`: a field that is a Go slice or map in a typed object
+/// prints as an empty one when null.
+fn f_goprint_field(args: &[Value]) -> Result<Value, FuncError> {
+    let [root, kind, v] = args else {
+        return Err(FuncError::ExactlyXArgs("goprint_field".into(), 3));
+    };
+    if matches!(v, Value::Nil) && marked(root, TYPED_KEY) {
+        let empty = if text(kind) == "map" { "map[]" } else { "[]" };
+        return Ok(Value::String(empty.into()));
+    }
+    Ok(Value::String(go_print(v)))
+}
+
+/// The kind of Go value a plain field chain such as `.Config.Cmd` names, if it is a slice
+/// or a map of a typed object.
+fn field_kind(body: &str) -> Option<&'static str> {
+    let b = body.trim();
+    let chain = b.starts_with('.')
+        && b.len() > 1
+        && b[1..]
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    if !chain {
+        return None;
+    }
+    let last = b.rsplit('.').next().unwrap_or("");
+    if SLICE_FIELDS.contains(&last) {
+        Some("slice")
+    } else if MAP_FIELDS.contains(&last) {
+        Some("map")
+    } else {
+        None
+    }
 }
 
 /// Wraps every printing action `{{pipeline}}` as `{{__goprint (pipeline)}}`, so that what it
@@ -194,7 +379,8 @@ fn wrap_actions(src: &str) -> String {
             out.push_str(&rest[start..]);
             return out;
         };
-        let inner = &after[..end];
+        let rewritten = rewrite_label_method(&after[..end]);
+        let inner = rewritten.as_str();
         let (lead, body) = match inner.strip_prefix("- ") {
             Some(b) => ("- ", b),
             None => ("", inner),
@@ -214,7 +400,13 @@ fn wrap_actions(src: &str) -> String {
             || body.contains(":=")
             || (word.starts_with('$') && body.contains(" = "));
         let plain = !keeps_as_is;
-        if plain {
+        if plain && field_kind(body).is_some() {
+            let kind = field_kind(body).unwrap_or("slice");
+            out.push_str(&format!(
+                "{{{{{lead}__goprint_field $ \"{kind}\" ({}){trail}}}}}",
+                body.trim()
+            ));
+        } else if plain {
             out.push_str(&format!("{{{{{lead}__goprint ({}){trail}}}}}", body.trim()));
         } else {
             out.push_str("{{");
@@ -245,6 +437,8 @@ impl Format {
         tmpl.add_func("pad", f_pad);
         tmpl.add_func("truncate", f_truncate);
         tmpl.add_func("__goprint", f_goprint);
+        tmpl.add_func("__label", f_label);
+        tmpl.add_func("__goprint_field", f_goprint_field);
         tmpl.parse(wrap_actions(&body))
             .map_err(|e| format!("template parsing error: {e}"))?;
         Ok(Format { table, tmpl })
@@ -263,11 +457,11 @@ impl Format {
         let mut lines = Vec::new();
         if self.table {
             if let Some(h) = header {
-                lines.push(self.render(h)?);
+                lines.push(self.render(&mark(h, HEADER_KEY))?);
             }
         }
         for it in items {
-            lines.push(self.render(it)?);
+            lines.push(self.render(&mark(it, ROW_KEY))?);
         }
         let mut out = String::new();
         if self.table {
@@ -357,6 +551,11 @@ pub fn human_duration(secs: i64) -> String {
 
 /// go-units' HumanSizeWithPrecision(size, 3): decimal units, three significant digits.
 pub fn human_size(size: f64) -> String {
+    human_size_precision(size, 3)
+}
+
+/// go-units' HumanSizeWithPrecision: decimal units, `digits` significant digits (`%.*g`).
+pub fn human_size_precision(size: f64, digits: i32) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut s = size;
     let mut i = 0;
@@ -364,16 +563,16 @@ pub fn human_size(size: f64) -> String {
         s /= 1000.0;
         i += 1;
     }
-    format!("{}{}", go_g3(s), units[i])
+    format!("{}{}", go_g(s, digits), units[i])
 }
 
-/// Go's `%.3g`: three significant digits, trailing zeros dropped.
-fn go_g3(v: f64) -> String {
+/// Go's `%.Ng`: N significant digits, trailing zeros dropped.
+fn go_g(v: f64, n: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }
     let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (3 - digits).max(0) as usize;
+    let decimals = (n - digits).max(0) as usize;
     let s = format!("{v:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -432,6 +631,51 @@ mod tests {
         assert_eq!(render("{{$n := .Name}}{{$n}}"), "/web");
         assert_eq!(render("{{/* c */}}x"), "x");
         assert_eq!(render("{{.Args | json}}"), r#"["a","b"]"#);
+        assert_eq!(render(r#"{{title "foo-bar baz_qux"}}"#), "Foo-Bar Baz_qux");
+        assert_eq!(render(r#"{{json "<none>"}}"#), r#""<none>""#);
+        assert_eq!(
+            go_json(&json!({"b": "<none> & x", "a": 1})),
+            r#"{"a":1,"b":"\u003cnone\u003e \u0026 x"}"#
+        );
+        assert_eq!(render(r#"[{{pad "x" 1 2}}]"#), "[ x  ]");
+        assert_eq!(render(r#"{{truncate "abcdef" 3}}"#), "abc");
+        assert_eq!(render(r#"{{join (split "a=b,c" ",") "|"}}"#), "a=b|c");
+    }
+
+    #[test]
+    fn label_method_reads_the_hidden_labels() {
+        let mut m = HashMap::new();
+        m.insert("Labels".to_string(), Value::String("a=1,b.c=2".into()));
+        let mut labels = HashMap::new();
+        labels.insert("a".to_string(), Value::String("1".into()));
+        labels.insert("b.c".to_string(), Value::String("2".into()));
+        m.insert(LABELS_KEY.to_string(), Value::Map(labels));
+        let row = Value::Map(m);
+        let r = |f: &str| {
+            Format::parse(f)
+                .expect("parses")
+                .render(&row)
+                .expect("renders")
+        };
+        assert_eq!(r(r#"{{.Label "b.c"}}"#), "2");
+        assert_eq!(r(r#"{{.Label "none"}}|{{.Labels}}"#), "|a=1,b.c=2");
+        assert_eq!(r(r#"{{if eq (.Label "a") "1"}}one{{end}}"#), "one");
+        assert_eq!(r(r#"{{printf ".Label %s" "x"}}"#), ".Label x");
+        assert_eq!(r("{{json .}}"), r#"{"Labels":"a=1,b.c=2"}"#);
+    }
+
+    #[test]
+    fn null_lists_and_maps_of_typed_objects_print_empty() {
+        let v = from_json(&json!({"Config": {"Cmd": null, "Labels": null, "User": null}}));
+        let f = Format::parse(
+            "{{.Config.Cmd}}|{{.Config.Labels}}|{{.Config.User}}|{{json .Config.Cmd}}",
+        )
+        .expect("parses");
+        assert_eq!(
+            f.render(&typed(v.clone())).expect("renders"),
+            "[]|map[]|<nil>|null"
+        );
+        assert_eq!(f.render(&v).expect("renders"), "<nil>|<nil>|<nil>|null");
     }
 
     #[test]
@@ -477,5 +721,6 @@ mod tests {
         assert_eq!(human_size(4_200_000.0), "4.2MB");
         assert_eq!(human_size(1234.0), "1.23kB");
         assert_eq!(human_size(999.0), "999B");
+        assert_eq!(human_size_precision(1_982_464.0, 4), "1.982MB");
     }
 }

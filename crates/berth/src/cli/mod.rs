@@ -4,12 +4,13 @@
 
 mod container;
 mod exec;
-mod format;
+pub(crate) mod format;
 mod opts;
 mod ps;
-mod raw;
+pub(crate) mod raw;
 mod run;
 mod system;
+mod transport;
 mod tty;
 mod volume;
 mod wait;
@@ -17,6 +18,7 @@ mod wait;
 use bollard::Docker;
 
 pub use container::ContainerCommand;
+pub use transport::{take_tls_flags, Endpoint};
 
 /// Where the daemon listens unless `-H` or `BERTH_HOST` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
@@ -29,7 +31,7 @@ pub const EXIT_DAEMON: i32 = 125;
 pub enum CliError {
     #[error("cannot connect to the berth daemon at {host}: is it running? (start it with: berth daemon)")]
     Connect { host: String },
-    #[error("unsupported host {host}: only unix:///path is supported")]
+    #[error("unsupported host {host}: give unix:///path or tcp://host:port")]
     Host { host: String },
     #[error("Error response from daemon: {message}")]
     Daemon { status: u16, message: String },
@@ -67,12 +69,12 @@ impl CliError {
 
 pub type Result<T> = std::result::Result<T, CliError>;
 
-/// The client for one command: bollard, plus the socket path for the few requests bollard
+/// The client for one command: bollard, plus the endpoint for the few requests bollard
 /// cannot make as docker makes them (see raw.rs).
 pub struct Client {
     pub docker: Docker,
     pub host: String,
-    pub socket: String,
+    pub endpoint: Endpoint,
     pub api_version: String,
 }
 
@@ -89,7 +91,7 @@ impl Client {
                 message,
             },
             other => {
-                if std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+                if !self.endpoint.reachable() {
                     CliError::Connect {
                         host: self.host.clone(),
                     }
@@ -106,27 +108,36 @@ impl Client {
 
 /// Connects and negotiates the API version, as the docker CLI does with its first request.
 pub async fn connect(host: &str) -> Result<Client> {
-    let socket = host
-        .strip_prefix("unix://")
-        .ok_or_else(|| CliError::Host {
-            host: host.to_string(),
-        })?
-        .to_string();
-    let connect_err = || CliError::Connect {
-        host: host.to_string(),
+    let endpoint = Endpoint::parse(host)?;
+    let docker = endpoint.docker(host)?;
+    let docker = match docker.negotiate_version().await {
+        Ok(d) => d,
+        // a daemon that answers but refuses us (its TLS, our certificate) is not "not running"
+        Err(e) if endpoint.reachable() => {
+            // bollard's message hides the cause (a refused certificate, say) in its sources
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                let c_text = c.to_string();
+                if !msg.contains(&c_text) {
+                    msg.push_str(&format!(": {c_text}"));
+                }
+                src = c.source();
+            }
+            return Err(CliError::Usage(format!("connect to {host}: {msg}")));
+        }
+        Err(_) => {
+            return Err(CliError::Connect {
+                host: host.to_string(),
+            })
+        }
     };
-    let docker = Docker::connect_with_unix(&socket, 120, bollard::API_DEFAULT_VERSION)
-        .map_err(|_| connect_err())?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|_| connect_err())?;
     let v = docker.client_version();
     let api_version = format!("{}.{}", v.major_version, v.minor_version);
     Ok(Client {
         docker,
         host: host.to_string(),
-        socket,
+        endpoint,
         api_version,
     })
 }

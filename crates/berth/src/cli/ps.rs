@@ -186,6 +186,7 @@ pub fn fields(c: &ContainerSummary, trunc: bool, now: i64) -> serde_json::Value 
         "LocalVolumes": local_volumes.to_string(),
         "Networks": networks.join(","),
         "Platform": null,
+        format::LABELS_KEY: c.labels.clone().unwrap_or_default(),
     })
 }
 

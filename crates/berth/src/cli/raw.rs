@@ -1,4 +1,4 @@
-//! The few requests made by hand over the daemon's unix socket instead of through bollard,
+//! The few requests made by hand over the daemon's socket (transport.rs) instead of through bollard,
 //! each for a reason bollard cannot serve:
 //! - wait: `run` must know the daemon has registered the wait before it starts the
 //!   container, or a container that exits (and with --rm is removed) at once is missed. The
@@ -8,8 +8,8 @@
 //!   prints it; bollard's typed models reorder fields and drop nulls.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
+use super::transport::AsyncIo;
 use super::{CliError, Client, Result};
 
 /// A response whose headers have arrived; the body is read on demand.
@@ -17,7 +17,7 @@ pub struct Response {
     pub status: u16,
     what: String,
     chunked: bool,
-    stream: UnixStream,
+    stream: Box<dyn AsyncIo>,
     buf: Vec<u8>,
 }
 
@@ -31,7 +31,9 @@ fn io(op: &str) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 /// Sends `METHOD /vX.Y{path}` and returns once the status line and headers have arrived.
 pub async fn send(client: &Client, method: &str, path: &str) -> Result<Response> {
     let what = format!("{method} {path}");
-    let mut stream = UnixStream::connect(&client.socket)
+    let mut stream = client
+        .endpoint
+        .connect()
         .await
         .map_err(|_| CliError::Connect {
             host: client.host.clone(),
