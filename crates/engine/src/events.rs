@@ -350,7 +350,10 @@ pub fn matches(f: &HashMap<String, Vec<String>>, ev: &Event) -> bool {
     let vals = |k: &str| f.get(k).filter(|v| !v.is_empty());
     let exact = |k: &str, s: &str| vals(k).is_none_or(|v| v.iter().any(|x| x == s));
     let fuzzy = |k: &str, s: &str| {
-        vals(k).is_none_or(|v| v.iter().any(|x| x == s || (!s.is_empty() && s.starts_with(x))))
+        vals(k).is_none_or(|v| {
+            v.iter()
+                .any(|x| x == s || (!s.is_empty() && s.starts_with(x)))
+        })
     };
     let name = ev.attributes.get("name").map(String::as_str).unwrap_or("");
     // A filter on one type's names holds back every event whose actor it does not name,
@@ -476,7 +479,10 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000_000_000);
-        assert_eq!(parse_time("1700000000.5").unwrap(), 1_700_000_000_500_000_000);
+        assert_eq!(
+            parse_time("1700000000.5").unwrap(),
+            1_700_000_000_500_000_000
+        );
         assert_eq!(
             parse_time("1700000000.000000001").unwrap(),
             1_700_000_000_000_000_001
@@ -500,7 +506,11 @@ mod tests {
             "container",
             "start",
             "abcdef0123",
-            &[("name", "web"), ("image", "busybox:latest"), ("tier", "front")],
+            &[
+                ("name", "web"),
+                ("image", "busybox:latest"),
+                ("tier", "front"),
+            ],
         );
         let exec = ev("container", "exec_start: sh -c true", "abcdef0123", &[]);
         let vol = ev("volume", "create", "data", &[("driver", "local")]);

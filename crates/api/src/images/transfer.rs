@@ -599,7 +599,13 @@ pub async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response> {
         blocking(move || {
             let mut ids = Vec::new();
             for n in &names {
-                ids.push(e.images.resolve(n).map_err(super::not_found(n))?.id.to_string());
+                ids.push(
+                    e.images
+                        .resolve(n)
+                        .map_err(super::not_found(n))?
+                        .id
+                        .to_string(),
+                );
             }
             for id in ids {
                 e.events
