@@ -3,6 +3,7 @@
 //! made; the daemon does, and the docker CLI pointed at the same socket must behave the same.
 
 mod container;
+mod events;
 mod exec;
 mod format;
 mod opts;
@@ -237,5 +238,6 @@ pub fn owns(arg: &str) -> bool {
             | "version"
             | "info"
             | "volume"
+            | "events"
     )
 }
