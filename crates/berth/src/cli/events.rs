@@ -60,9 +60,9 @@ fn go_duration(s: &str) -> Option<i128> {
 }
 
 /// What the docker CLI sends for `--since`/`--until`: a duration is before now, a date or
-/// RFC 3339 time becomes unix seconds with nanoseconds; anything else goes as typed (unix
-/// seconds, or an error the daemon words).
-fn timestamp(v: &str) -> String {
+/// RFC 3339 time becomes unix seconds with nanoseconds; unix seconds go as typed; anything
+/// else is refused with docker's words.
+fn timestamp(v: &str) -> Result<String> {
     let v = v.trim();
     let secs = |nanos: i128| {
         format!(
@@ -73,7 +73,7 @@ fn timestamp(v: &str) -> String {
     };
     if let Some(d) = go_duration(v) {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128;
-        return secs(now - d);
+        return Ok(secs(now - d));
     }
     let parsed = chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -84,10 +84,16 @@ fn timestamp(v: &str) -> String {
             chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
                 .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
         });
-    match parsed.ok().and_then(|t| t.timestamp_nanos_opt()) {
-        Some(n) => secs(n as i128),
-        None => v.to_string(),
+    if let Some(n) = parsed.ok().and_then(|t| t.timestamp_nanos_opt()) {
+        return Ok(secs(n as i128));
     }
+    let (s, frac) = v.split_once('.').unwrap_or((v, "0"));
+    if s.parse::<i64>().is_ok() && !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(v.to_string());
+    }
+    Err(CliError::Usage(format!(
+        "failed to parse value as time or duration: {v:?}"
+    )))
 }
 
 /// The event as dockerd sent it, with the deprecated fields containers and images carry.
@@ -164,8 +170,8 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<i32> {
         _ => None,
     };
     let opts = EventsOptions {
-        since: a.since.as_deref().map(timestamp),
-        until: a.until.as_deref().map(timestamp),
+        since: a.since.as_deref().map(timestamp).transpose()?,
+        until: a.until.as_deref().map(timestamp).transpose()?,
         filters: (!filters.is_empty()).then_some(filters),
     };
     let mut stream = client.docker.events(Some(opts));
@@ -200,8 +206,12 @@ mod tests {
         assert_eq!(go_duration("1h30m"), Some(5_400_000_000_000));
         assert_eq!(go_duration("1.5s"), Some(1_500_000_000));
         assert_eq!(go_duration("10"), None);
-        assert_eq!(timestamp("2023-11-14T22:13:20Z"), "1700000000.000000000");
-        assert_eq!(timestamp("1700000000.5"), "1700000000.5");
+        assert_eq!(
+            timestamp("2023-11-14T22:13:20Z").unwrap(),
+            "1700000000.000000000"
+        );
+        assert_eq!(timestamp("1700000000.5").unwrap(), "1700000000.5");
+        assert!(timestamp("yesterday").is_err());
         let v = json!({"Type": "container", "Action": "start",
             "Actor": {"ID": "abc", "Attributes": {"name": "x", "image": "busybox"}},
             "time": 1700000000, "timeNano": 1700000000000000001i64});
