@@ -131,7 +131,10 @@ fn line(v: &Value) -> String {
         v["Action"].as_str().unwrap_or(""),
         v["Actor"]["ID"].as_str().unwrap_or("")
     );
-    if let Some(attrs) = v["Actor"]["Attributes"].as_object().filter(|a| !a.is_empty()) {
+    if let Some(attrs) = v["Actor"]["Attributes"]
+        .as_object()
+        .filter(|a| !a.is_empty())
+    {
         let mut kv: Vec<(&String, &str)> = attrs
             .iter()
             .map(|(k, v)| (k, v.as_str().unwrap_or("")))
@@ -161,7 +164,10 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<i32> {
                 "invalid filter {f:?}: it is --filter key=value"
             )));
         };
-        filters.entry(k.to_string()).or_default().push(v.to_string());
+        filters
+            .entry(k.to_string())
+            .or_default()
+            .push(v.to_string());
     }
     let spec = a.format.as_deref().filter(|f| !f.is_empty());
     let raw_json = matches!(spec, Some("json") | Some("{{json .}}"));
