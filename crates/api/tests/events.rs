@@ -400,3 +400,84 @@ fn events_stream_live_and_refuse_bad_input() {
         );
     }
 }
+
+#[test]
+fn events_of_stop_and_image_transfers() {
+    let Some(d) = daemon() else { return };
+    let t0 = now();
+    let id = ok(
+        &d,
+        "POST",
+        "/containers/create?name=ev-stop",
+        Some(j!({"Image": "busybox", "Cmd": ["sleep", "300"]})),
+        201,
+    )["Id"]
+        .as_str()
+        .expect("Id")
+        .to_string();
+    ok(&d, "POST", &format!("/containers/{id}/start"), None, 204);
+    // sleep as PID 1 ignores SIGTERM: the stop escalates to SIGKILL after a second
+    ok(&d, "POST", &format!("/containers/{id}/stop?t=1"), None, 204);
+    ok(&d, "DELETE", &format!("/containers/{id}"), None, 204);
+
+    let tar = std::fs::read(d.dir.path().join("bb.tar")).expect("read bb.tar");
+    let (code, out) = common::http(
+        &d.sock,
+        "POST",
+        "/images/create?fromSrc=-&repo=evimp&tag=v1",
+        &[("Content-Type", "application/x-tar")],
+        &tar,
+    );
+    assert_eq!(code, 200, "import: {}", String::from_utf8_lossy(&out));
+    let image_id = json(String::from_utf8_lossy(&out).trim().as_bytes())["status"]
+        .as_str()
+        .expect("import status")
+        .to_string();
+    let (code, saved) = common::http(&d.sock, "GET", "/images/evimp:v1/get", &[], b"");
+    assert_eq!(code, 200, "save");
+    ok(&d, "DELETE", "/images/evimp:v1", None, 200);
+    let (code, out) = common::http(
+        &d.sock,
+        "POST",
+        "/images/load",
+        &[("Content-Type", "application/x-tar")],
+        &saved,
+    );
+    assert_eq!(code, 200, "load: {}", String::from_utf8_lossy(&out));
+    let t1 = now();
+
+    let all = replay(&d, &unix(t0), &unix(t1), None);
+    let names = actions(&all);
+    let kills: Vec<&str> = all
+        .iter()
+        .filter(|e| e["Action"] == "kill")
+        .filter_map(|e| e["Actor"]["Attributes"]["signal"].as_str())
+        .collect();
+    assert_eq!(kills, vec!["15", "9"], "{names:?}");
+    let pos = |w: &str| names.iter().position(|n| n == w).expect(w);
+    assert!(pos("container kill") < pos("container stop"), "{names:?}");
+    let die = find(&all, "container", "die");
+    assert_eq!(die["Actor"]["Attributes"]["exitCode"], "137");
+    assert!(
+        die["Actor"]["Attributes"]["execDuration"]
+            .as_str()
+            .is_some_and(|s| s.parse::<u64>().is_ok()),
+        "{die}"
+    );
+    let images: Vec<(String, String)> = all
+        .iter()
+        .filter(|e| e["Type"] == "image")
+        .map(|e| {
+            (
+                e["Action"].as_str().unwrap_or("").to_string(),
+                e["Actor"]["ID"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = ["import", "save", "untag", "delete", "load"]
+        .iter()
+        .map(|a| (a.to_string(), image_id.clone()))
+        .collect();
+    assert_eq!(images, want);
+    assert_eq!(find(&all, "image", "import")["status"], "import");
+}

@@ -608,7 +608,17 @@ impl Engine {
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
         }
-        self.emit(&r, "die", &[("exitCode", info.exit_code.to_string())]);
+        self.emit(
+            &r,
+            "die",
+            &[
+                ("exitCode", info.exit_code.to_string()),
+                (
+                    "execDuration",
+                    crate::events::exec_duration(&r.started_at, &finished),
+                ),
+            ],
+        );
         self.volumes_unmounted(id);
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
@@ -683,10 +693,12 @@ impl Engine {
             let _ = self.runtime.resume(&r.id);
         }
         let _ = self.runtime.kill(&r.id, sig, false);
+        self.emit(&r, "kill", &[("signal", sig.to_string())]);
         if timeout < 0 {
             self.wait_shim(&r.id, Duration::from_secs(u32::MAX as u64));
         } else if !self.wait_shim(&r.id, Duration::from_secs(timeout as u64)) {
             let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
+            self.emit(&r, "kill", &[("signal", libc::SIGKILL.to_string())]);
             self.wait_shim(&r.id, Duration::from_secs(30));
         }
         self.emit(&r, "stop", &[]);

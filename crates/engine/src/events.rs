@@ -446,6 +446,22 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     t.timestamp_nanos_opt().ok_or_else(bad)
 }
 
+/// The whole seconds a container ran, as `die` reports them (`execDuration`); 0 when either
+/// time is unknown.
+pub fn exec_duration(started: &str, finished: &str) -> String {
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    match (parse(started), parse(finished)) {
+        (Some(a), Some(b)) => (b - a).num_seconds().max(0).to_string(),
+        _ => "0".to_string(),
+    }
+}
+
+/// dockerd's action of a health check's result: `health_status: healthy` (for the health
+/// checker to pass to `Engine::emit`).
+pub fn health_action(status: &str) -> String {
+    format!("health_status: {status}")
+}
+
 /// dockerd's action of an exec event: `exec_start: sh -c date` (the command after a colon).
 pub fn exec_action(action: &str, body: &bollard_stubs::models::ExecConfig) -> String {
     let cmd = body.cmd.as_deref().unwrap_or_default().join(" ");
