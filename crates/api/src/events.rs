@@ -78,6 +78,8 @@ pub async fn events(
             let ev = tokio::select! {
                 e = rx.recv() => e,
                 _ = tokio::time::sleep(sleep) => break,
+                // a client gone while nothing happens must not keep its task
+                _ = tx.closed() => break,
             };
             let ev = match ev {
                 Ok(e) => e,
