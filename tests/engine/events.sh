@@ -23,8 +23,8 @@ ev_cli() {
     eq "events $n: a run's life replayed (--since/--until, --filter container=)" \
         "container create,container attach,container start,container die,container destroy," "$out"
     out=$(timeout 30 "$D" events --since "$s" --until "$u" --filter "container=$c" --filter event=die 2>&1)
-    if echo "$out" | grep -Eq "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{9}(Z|[+-][0-9]{2}:[0-9]{2}) container die [0-9a-f]{64} \(exitCode=3, image=busybox, name=$c, team=a, tier=front\)$"; then
-        ok "events $n: docker's default line with exitCode, image, name and labels"
+    if echo "$out" | grep -Eq "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{9}(Z|[+-][0-9]{2}:[0-9]{2}) container die [0-9a-f]{64} \(execDuration=[0-9]+, exitCode=3, image=busybox, name=$c, team=a, tier=front\)$"; then
+        ok "events $n: docker's default line with execDuration, exitCode, image, name and labels"
     else
         fail "events $n: default line: [$out]"
     fi
