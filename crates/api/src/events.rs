@@ -52,7 +52,10 @@ pub async fn events(
             )));
         }
     }
-    let (past, mut rx) = st.engine.events.subscribe_since(since);
+    // dockerd replays its history when either bound is given: `until` alone replays all of
+    // it up to then
+    let replay_from = since.or(until.map(|_| i64::MIN));
+    let (past, mut rx) = st.engine.events.subscribe_since(replay_from);
     let stream = async_stream(move |tx| async move {
         let wanted = |e: &Event| {
             since.is_none_or(|s| e.time_nano >= s)

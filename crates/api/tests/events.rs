@@ -324,6 +324,14 @@ fn events_names_attributes_filters_and_replay() {
         Some(j!({"type": ["container"]}))
     )
     .is_empty());
+    // until alone replays the whole history up to then (as dockerd)
+    let (code, out) = common::http(&d.sock, "GET", &format!("/events?until={until}"), &[], b"");
+    assert_eq!(code, 200);
+    let upto: Vec<Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| json(l.as_bytes()))
+        .collect();
+    assert_eq!(actions(&upto), names);
 }
 
 #[test]
