@@ -215,7 +215,10 @@ async fn restart(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Ap
         Err(err) => Err(err.into()),
     })
     .await?;
-    start_container(&st, id).await?;
+    start_container(&st, id.clone()).await?;
+    if let Ok(r) = st.engine.find(&id) {
+        st.engine.emit(&r, "restart", &[]);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -375,6 +378,7 @@ async fn attach(
     let r = blocking(move || Ok(e.find(&id)?)).await?;
     let tty = st.engine.body(&r).tty.unwrap_or(false);
     let (resp, on) = stream::upgrade(&mut req, tty)?;
+    st.engine.emit(&r, "attach", &[]);
     let want = json!({
         "op": "attach",
         "stdin": qbool(&q, "stdin"),

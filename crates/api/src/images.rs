@@ -151,6 +151,11 @@ async fn post_any(
                 .parse()
                 .map_err(|err: berth_image::Error| ApiError::bad_request(err.to_string()))?;
             e.images.tag(&img, &r)?;
+            e.events.send(berth_engine::events::Event::image(
+                "tag",
+                &img.id.to_string(),
+                &r.familiar(),
+            ));
             Ok(())
         })
         .await?;
@@ -182,7 +187,22 @@ async fn remove(
                 }
             }
         }
-        Ok(e.images.remove(&name, force)?)
+        let id = e.images.resolve(&name).ok().map(|i| i.id.to_string());
+        let actions = e.images.remove(&name, force)?;
+        for a in &actions {
+            let ev = match a {
+                berth_image::store::RemoveAction::Untagged(_) => {
+                    let id = id.clone().unwrap_or_default();
+                    berth_engine::events::Event::image("untag", &id, &id)
+                }
+                berth_image::store::RemoveAction::Deleted(d) => {
+                    let d = d.to_string();
+                    berth_engine::events::Event::image("delete", &d, &d)
+                }
+            };
+            e.events.send(ev);
+        }
+        Ok(actions)
     })
     .await?;
     let out: Vec<serde_json::Value> = actions

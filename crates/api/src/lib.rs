@@ -8,6 +8,7 @@
 pub mod containers;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod images;
 pub mod stream;

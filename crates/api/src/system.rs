@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
-        .route("/events", get(events))
+        .route("/events", get(crate::events::events))
 }
 
 async fn ping() -> Response {
@@ -134,70 +134,6 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> 
     let typed: bollard_stubs::models::SystemInfo =
         serde_json::from_value(v).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
     Ok(Json(serde_json::to_value(typed).unwrap_or_default()))
-}
-
-/// `GET /events`: streams events as JSON lines until the client goes (or `until`).
-async fn events(
-    State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let filters: HashMap<String, Vec<String>> = match q.get("filters") {
-        Some(f) if !f.is_empty() => parse_filters(f)?,
-        _ => HashMap::new(),
-    };
-    let until = q.get("until").and_then(|u| u.parse::<f64>().ok());
-    let mut rx = st.engine.events.subscribe();
-    let stream = async_stream(move |tx| async move {
-        loop {
-            let sleep = match until {
-                Some(u) => {
-                    let now = chrono::Utc::now().timestamp() as f64;
-                    if now >= u {
-                        break;
-                    }
-                    std::time::Duration::from_secs_f64(u - now)
-                }
-                None => std::time::Duration::from_secs(u32::MAX as u64),
-            };
-            let ev = tokio::select! {
-                e = rx.recv() => e,
-                _ = tokio::time::sleep(sleep) => break,
-            };
-            let ev = match ev {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => break,
-            };
-            if !matches(&filters, &ev) {
-                continue;
-            }
-            let v = json!({
-                "Type": ev.typ, "Action": ev.action, "status": ev.action, "id": ev.id,
-                "from": ev.attributes.get("image"),
-                "Actor": {"ID": ev.id, "Attributes": ev.attributes},
-                "scope": "local", "time": ev.time_nano / 1_000_000_000, "timeNano": ev.time_nano,
-            });
-            let mut line = serde_json::to_vec(&v).unwrap_or_default();
-            line.push(b'\n');
-            if tx.send(Ok(bytes::Bytes::from(line))).await.is_err() {
-                break;
-            }
-        }
-    });
-    Ok(([(header::CONTENT_TYPE, "application/json")], stream).into_response())
-}
-
-fn matches(f: &HashMap<String, Vec<String>>, ev: &berth_engine::events::Event) -> bool {
-    let any =
-        |k: &str, pred: &dyn Fn(&str) -> bool| f.get(k).is_none_or(|v| v.iter().any(|x| pred(x)));
-    any("type", &|x| x == ev.typ)
-        && any("event", &|x| x == ev.action)
-        && any("container", &|x| {
-            ev.id.starts_with(x) || ev.attributes.get("name").is_some_and(|n| n == x)
-        })
-        && any("image", &|x| {
-            ev.attributes.get("image").is_some_and(|n| n == x)
-        })
 }
 
 /// Docker's `filters` query parameter: `{"key": ["v"]}` or the old `{"key": {"v": true}}`.

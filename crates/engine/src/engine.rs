@@ -179,12 +179,13 @@ impl Engine {
         let db = Db::open(&cfg.data_root.join("engine.db"))?;
         let runtime = Runtime::new(cfg.exec_root.join("runtime"));
         let trash = crate::trash::Trash::start(&[&cdir, images.snapshotter().root()]);
+        let events = Events::open(&cfg.data_root.join("events.jsonl"));
         Ok(Engine {
             cfg,
             images,
             db,
             runtime,
-            events: Events::new(),
+            events,
             locks: Mutex::new(HashMap::new()),
             trash,
         })
@@ -226,8 +227,10 @@ impl Engine {
         body_of(r)
     }
 
-    fn emit(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
-        let mut attrs = HashMap::new();
+    /// Sends a container event; its attributes are the container's labels, its name and
+    /// image, and `extra` (as dockerd's).
+    pub fn emit(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
+        let mut attrs: HashMap<String, String> = body_of(r).labels.unwrap_or_default();
         attrs.insert("name".to_string(), r.name.clone());
         attrs.insert("image".to_string(), r.image.clone());
         for (k, v) in extra {
@@ -610,7 +613,18 @@ impl Engine {
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
         }
-        self.emit(&r, "die", &[("exitCode", info.exit_code.to_string())]);
+        self.emit(
+            &r,
+            "die",
+            &[
+                ("exitCode", info.exit_code.to_string()),
+                (
+                    "execDuration",
+                    crate::events::exec_duration(&r.started_at, &finished),
+                ),
+            ],
+        );
+        self.volumes_unmounted(id);
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
             if let Some(now) = self.db.get(id)? {
@@ -684,10 +698,12 @@ impl Engine {
             let _ = self.runtime.resume(&r.id);
         }
         let _ = self.runtime.kill(&r.id, sig, false);
+        self.emit(&r, "kill", &[("signal", sig.to_string())]);
         if timeout < 0 {
             self.wait_shim(&r.id, Duration::from_secs(u32::MAX as u64));
         } else if !self.wait_shim(&r.id, Duration::from_secs(timeout as u64)) {
             let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
+            self.emit(&r, "kill", &[("signal", libc::SIGKILL.to_string())]);
             self.wait_shim(&r.id, Duration::from_secs(30));
         }
         self.emit(&r, "stop", &[]);
@@ -1007,7 +1023,8 @@ impl Engine {
             exit_code: None,
             pid: 0,
         })?;
-        self.emit(&r, "exec_create", &[("execID", id.clone())]);
+        let action = crate::events::exec_action("exec_create", &body);
+        self.emit(&r, &action, &[("execID", id.clone())]);
         Ok(id)
     }
 
@@ -1034,7 +1051,8 @@ impl Engine {
         let process =
             crate::spec::exec_process(&body, &spec, &self.container_dir(&r.id).join("rootfs"))?;
         self.db.update_exec(exec_id, true, None, 0)?;
-        self.emit(&r, "exec_start", &[("execID", exec_id.to_string())]);
+        let action = crate::events::exec_action("exec_start", &body);
+        self.emit(&r, &action, &[("execID", exec_id.to_string())]);
         Ok(ExecPlan {
             socket: self.socket(&r.id),
             process: serde_json::to_value(process).unwrap_or_default(),

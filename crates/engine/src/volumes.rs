@@ -976,7 +976,31 @@ impl Engine {
         hc.mounts = Some(new_mounts);
         body.host_config = Some(hc);
         body.volumes = None;
+        for m in mounts.iter().filter(|m| m.typ == "volume") {
+            let attrs = HashMap::from([
+                ("container".to_string(), id.to_string()),
+                ("destination".to_string(), m.destination.clone()),
+                ("driver".to_string(), "local".to_string()),
+                ("propagation".to_string(), m.propagation.clone()),
+                ("read/write".to_string(), m.rw.to_string()),
+            ]);
+            self.events.send(volume_event("mount", &m.name, attrs));
+        }
         Ok(body)
+    }
+
+    /// The `unmount` events of a container's volumes when its run ends (as dockerd's).
+    pub(crate) fn volumes_unmounted(&self, id: &str) {
+        let Ok(mounts) = self.container_mounts(id) else {
+            return;
+        };
+        for m in mounts.iter().filter(|m| m.typ == "volume") {
+            let attrs = HashMap::from([
+                ("container".to_string(), id.to_string()),
+                ("driver".to_string(), "local".to_string()),
+            ]);
+            self.events.send(volume_event("unmount", &m.name, attrs));
+        }
     }
 
     /// A volume with `type=` options has that filesystem mounted on its directory while it

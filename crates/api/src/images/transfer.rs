@@ -335,6 +335,7 @@ pub async fn create(
     let reg = registry_for(st.engine.images.root())?;
     let store: Arc<dyn berth_registry::LocalImages> = st.engine.images.clone();
     tracing::info!(image = %reference, "pull");
+    let engine = st.engine.clone();
     progress_response(move |progress| async move {
         let opts = PullOptions {
             credentials: creds,
@@ -346,6 +347,11 @@ pub async fn create(
             .map_err(registry_error)?;
         progress.finish();
         let shown = reference.familiar();
+        engine.events.send(berth_engine::events::Event::image(
+            "pull",
+            &shown,
+            &reference.familiar_name(),
+        ));
         let status = if report.fetched.is_empty() {
             format!("Status: Image is up to date for {shown}")
         } else {
@@ -432,7 +438,11 @@ async fn import(st: AppState, q: &Params, src: &str, body: Body) -> ApiResult<Re
         )?)
     })
     .await?;
-    let body = line(json!({"status": img.id.to_string()}));
+    let id = img.id.to_string();
+    st.engine
+        .events
+        .send(berth_engine::events::Event::image("import", &id, &id));
+    let body = line(json!({"status": id}));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -462,6 +472,7 @@ pub async fn push(
     let reg = registry_for(st.engine.images.root())?;
     let store: Arc<dyn berth_registry::LocalImages> = st.engine.images.clone();
     tracing::info!(image = %reference, "push");
+    let engine = st.engine.clone();
     progress_response(move |progress| async move {
         let opts = PushOptions {
             credentials: creds,
@@ -471,6 +482,11 @@ pub async fn push(
             .push(store, &reference, &opts, progress.clone())
             .await
             .map_err(registry_error)?;
+        engine.events.send(berth_engine::events::Event::image(
+            "push",
+            &reference.familiar(),
+            &reference.familiar_name(),
+        ));
         let mut tail = Vec::new();
         if let Some(d) = report.manifest_digest {
             tail.push(line(json!({
@@ -508,6 +524,10 @@ pub async fn load(
     .await?;
     let mut out = Vec::new();
     for l in &loaded {
+        let id = l.id.to_string();
+        st.engine
+            .events
+            .send(berth_engine::events::Event::image("load", &id, &id));
         if l.tags.is_empty() {
             out.push(line(
                 json!({"stream": format!("Loaded image ID: {}\n", l.id)}),
@@ -577,8 +597,19 @@ pub async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response> {
     {
         let (e, names) = (st.engine.clone(), names.clone());
         blocking(move || {
+            let mut ids = Vec::new();
             for n in &names {
-                e.images.resolve(n).map_err(super::not_found(n))?;
+                ids.push(
+                    e.images
+                        .resolve(n)
+                        .map_err(super::not_found(n))?
+                        .id
+                        .to_string(),
+                );
+            }
+            for id in ids {
+                e.events
+                    .send(berth_engine::events::Event::image("save", &id, &id));
             }
             Ok(())
         })

@@ -65,6 +65,8 @@ pub enum ContainerCommand {
     /// Manage volumes
     #[command(subcommand)]
     Volume(super::volume::VolumeCommand),
+    /// Get real time events from the server
+    Events(super::events::EventsArgs),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -254,6 +256,7 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Version(a) => system::version(client, a).await,
         C::Info(a) => system::info(client, a).await,
         C::Volume(v) => super::volume::dispatch(client, v).await,
+        C::Events(a) => super::events::events(client, a).await,
     }
 }
 

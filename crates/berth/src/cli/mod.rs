@@ -3,6 +3,7 @@
 //! made; the daemon does, and the docker CLI pointed at the same socket must behave the same.
 
 mod container;
+mod events;
 mod exec;
 pub(crate) mod format;
 mod opts;
@@ -248,5 +249,6 @@ pub fn owns(arg: &str) -> bool {
             | "version"
             | "info"
             | "volume"
+            | "events"
     )
 }
