@@ -96,6 +96,27 @@ fn the_api_runs_a_container_and_speaks_dockers_errors() {
     assert_eq!(v["State"]["ExitCode"], 3);
     assert_eq!(v["Name"], "/api-test");
 
+    // A network namespace of its own (here --network none) has loopback up, as Docker's.
+    let req = br#"{"Image":"busybox","Cmd":["ip","-o","link","show","lo"],"HostConfig":{"NetworkMode":"none"}}"#;
+    let (code, body) = http(s, "POST", "/containers/create", Some(req)).unwrap();
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let lo_id = json(&body)["Id"].as_str().unwrap().to_string();
+    let (code, _) = http(s, "POST", &format!("/containers/{lo_id}/start"), None).unwrap();
+    assert_eq!(code, 204);
+    let (_, body) = http(s, "POST", &format!("/containers/{lo_id}/wait"), None).unwrap();
+    assert_eq!(json(&body)["StatusCode"], 0);
+    let (_, body) = http(
+        s,
+        "GET",
+        &format!("/containers/{lo_id}/logs?stdout=1"),
+        None,
+    )
+    .unwrap();
+    let (out, _) = demux(&body);
+    assert!(out.contains(",UP"), "lo is not up: {out:?}");
+    let (code, _) = http(s, "DELETE", &format!("/containers/{lo_id}"), None).unwrap();
+    assert_eq!(code, 204);
+
     // --init: PID 1 is berth's init, and shows itself as that, not as the shim it was forked
     // from (whose command line names host paths).
     let req = br#"{"Image":"busybox","Cmd":["sh","-c","tr '\\0' ' ' </proc/1/cmdline; echo; cat /proc/1/comm"],"HostConfig":{"Init":true}}"#;

@@ -93,6 +93,14 @@ fn init(a: &InitArgs) -> Result<Never> {
     if !plan.unshare_flags.is_empty() {
         nix::sched::unshare(plan.unshare_flags)
             .map_err(|e| Error::sys("create the container's namespaces", e))?;
+        // A network namespace of its own starts with loopback down; every engine brings it
+        // up (Docker's --network none has 127.0.0.1), so a container's own lo is up here.
+        if plan
+            .unshare_flags
+            .contains(nix::sched::CloneFlags::CLONE_NEWNET)
+        {
+            berth_sys::loopback_up().map_err(|e| Error::Init(format!("bring lo up: {e}")))?;
+        }
     }
     // Once in the container's cgroup (which then becomes the root of our cgroup namespace):
     // called before the first cgroup mount, or after the rootfs is set up.
