@@ -62,9 +62,31 @@ const NON_CONTROLLER_OPTIONS: &[&str] = &[
     "favordynmods",
 ];
 
+///
+/// Cached for the process: the kernel formats the whole mount table for every read (with
+/// a few hundred containers' overlay mounts, their long option strings dominate a daemon's
+/// `rm`), while cgroup hierarchies are mounted once at boot. The cache is checked before use
+/// (every mount point must still be a cgroup file system of its version, a few statfs
+/// calls) and read again when it is not.
 pub fn read() -> Result<CgroupMounts> {
+    static CACHE: std::sync::Mutex<Option<CgroupMounts>> = std::sync::Mutex::new(None);
+    if let Some(m) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if still_mounted(m) {
+            return Ok(m.clone());
+        }
+    }
     let path = Path::new("/proc/self/mountinfo");
-    Ok(parse(&read_string(path)?))
+    let m = parse(&read_string(path)?);
+    *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+    Ok(m)
+}
+
+fn still_mounted(m: &CgroupMounts) -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    let is = |p: &Path, magic| statfs(p).is_ok_and(|s| s.filesystem_type() == magic);
+    (!m.v1.is_empty() || !m.v2.is_empty())
+        && m.v1.iter().all(|h| is(&h.mount_point, CGROUP_SUPER_MAGIC))
+        && m.v2.iter().all(|p| is(p, CGROUP2_SUPER_MAGIC))
 }
 
 /// Parse mountinfo text (proc(5)): `id parent maj:min root mount_point opts [optional...] -

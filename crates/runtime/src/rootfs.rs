@@ -929,8 +929,27 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     Ok(())
 }
 
-/// The mount point (from /proc/self/mountinfo) of the mount that contains `path`.
+/// The mount point of the mount that contains `path`: its highest ancestor on the same
+/// mount (statx mount ids), or from /proc/self/mountinfo where statx has no mount ids.
 fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let path = path.canonicalize().ok()?;
+    if let Ok(id) = berth_sys::mount_id(&path) {
+        let mut top = path.as_path();
+        while let Some(parent) = top.parent() {
+            match berth_sys::mount_id(parent) {
+                Ok(p) if p == id => top = parent,
+                Ok(_) => return Some(top.to_path_buf()),
+                Err(_) => break,
+            }
+        }
+        if top == Path::new("/") {
+            return Some(top.to_path_buf());
+        }
+    }
+    mount_point_from_table(&path)
+}
+
+fn mount_point_from_table(path: &Path) -> Option<PathBuf> {
     let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mut best: Option<PathBuf> = None;
     for line in info.lines() {
@@ -1130,5 +1149,14 @@ mod mountinfo_tests {
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
         assert_eq!(unescape_mountinfo("/x\\134"), "/x\\");
         assert!(mount_point_of(Path::new("/proc/self")).is_some());
+    }
+
+    #[test]
+    fn mount_points_by_mount_id_agree_with_the_mount_table() {
+        for p in ["/proc/1", "/sys/fs/cgroup", "/", "/etc", "/dev/null"] {
+            let p = Path::new(p);
+            let canon = p.canonicalize().unwrap();
+            assert_eq!(mount_point_of(p), mount_point_from_table(&canon), "{p:?}");
+        }
     }
 }
