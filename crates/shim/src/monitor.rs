@@ -32,6 +32,8 @@ const K_ERR: u64 = 2 << 32;
 const K_IN: u64 = 3 << 32;
 const K_CONN: u64 = 4 << 32;
 const INDEX: u64 = 0xffff_ffff;
+/// How long an ended exec's exit code stays with the shim before its slot may be reused.
+const EXEC_KEPT: Duration = Duration::from_secs(60);
 
 /// A client that has this much output queued is too slow: it is dropped, never waited for.
 const MAX_CLIENT_BUFFER: usize = 1 << 20;
@@ -330,7 +332,7 @@ impl Shim {
         pid: i32,
         streams: Streams,
     ) -> Result<usize, Error> {
-        let i = self.procs.len();
+        let i = self.reusable_slot().unwrap_or(self.procs.len());
         let reg = |f: &Option<File>, kind: u64| -> Result<(), Error> {
             if let Some(f) = f {
                 self.ep
@@ -341,7 +343,7 @@ impl Shim {
         };
         reg(&streams.out, K_OUT)?;
         reg(&streams.err, K_ERR)?;
-        self.procs.push(Proc {
+        let p = Proc {
             exec_id,
             pid,
             streams,
@@ -351,8 +353,34 @@ impl Shim {
             exit: None,
             exited_at: None,
             done: false,
-        });
+        };
+        match self.procs.get_mut(i) {
+            Some(slot) => *slot = p,
+            None => self.procs.push(p),
+        }
         Ok(i)
+    }
+
+    /// The slot of an exec'd process that ended more than [`EXEC_KEPT`] ago, whose clients
+    /// are all gone, to hold a new one: so that a container probed by a health check every
+    /// few seconds for weeks does not grow its shim by one entry per probe. (Its exit code
+    /// was long since collected: the daemon records it when the exec ends.)
+    fn reusable_slot(&self) -> Option<usize> {
+        let now = Instant::now();
+        (1..self.procs.len()).find(|&i| {
+            let p = &self.procs[i];
+            p.done
+                && p.exited_at
+                    .is_some_and(|t| now.duration_since(t) > EXEC_KEPT)
+                && p.streams.stdin.is_none()
+                && p.streams.out.is_none()
+                && p.streams.err.is_none()
+                && !self.conns.iter().flatten().any(|c| match c.mode {
+                    Mode::Stream { proc, .. } => proc == i,
+                    Mode::ExecWait(j) => j == i,
+                    _ => false,
+                })
+        })
     }
 
     fn event_loop(&mut self) {
