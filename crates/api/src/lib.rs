@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 pub mod containers;
+pub mod dayops;
 pub mod daemon;
 pub mod error;
 pub mod exec;

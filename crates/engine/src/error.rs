@@ -20,6 +20,8 @@ pub enum Error {
     NoSuchExec(String),
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    #[error("Could not find the file {path} in container {id}")]
+    NoSuchPath { id: String, path: String },
     #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse { name: String, id: String },
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
@@ -56,9 +58,10 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> Kind {
         match self {
-            Error::NoSuchContainer(_) | Error::NoSuchExec(_) | Error::NoSuchImage(_) => {
-                Kind::NotFound
-            }
+            Error::NoSuchContainer(_)
+            | Error::NoSuchExec(_)
+            | Error::NoSuchImage(_)
+            | Error::NoSuchPath { .. } => Kind::NotFound,
             Error::NameInUse { .. } | Error::Conflict(_) => Kind::Conflict,
             Error::InvalidName(_) | Error::InvalidArgument(_) => Kind::InvalidArgument,
             Error::NotModified(..) => Kind::NotModified,

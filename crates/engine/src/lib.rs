@@ -10,6 +10,10 @@ pub mod error;
 pub mod events;
 pub mod shim;
 pub mod spec;
+pub mod stats;
+pub mod update;
+pub mod archive;
+pub mod changes;
 
 pub use engine::{Config, Created, Engine, ExecPlan};
 pub use error::{Error, Kind, Result};
