@@ -62,6 +62,11 @@ pub enum ContainerCommand {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerSub),
+    #[command(flatten)]
+    Dayops(super::dayops::DayopsCommand),
+    /// Manage berth
+    #[command(subcommand)]
+    System(super::dayops::SystemSub),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -104,6 +109,8 @@ pub enum ContainerSub {
     Rename(RenameArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+    #[command(flatten)]
+    Dayops(super::dayops::DayopsCommand),
 }
 
 impl ContainerCommand {
@@ -250,6 +257,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Container(S::Prune(a)) => prune(client, a).await,
         C::Version(a) => system::version(client, a).await,
         C::Info(a) => system::info(client, a).await,
+        C::Dayops(d) | C::Container(S::Dayops(d)) => super::dayops::dispatch(client, d).await,
+        C::System(s) => super::dayops::system(client, s).await,
     }
 }
 

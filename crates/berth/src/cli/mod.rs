@@ -3,6 +3,7 @@
 //! made; the daemon does, and the docker CLI pointed at the same socket must behave the same.
 
 mod container;
+mod dayops;
 mod exec;
 mod format;
 mod opts;
@@ -235,5 +236,12 @@ pub fn owns(arg: &str) -> bool {
             | "container"
             | "version"
             | "info"
+            | "stats"
+            | "update"
+            | "cp"
+            | "export"
+            | "commit"
+            | "diff"
+            | "system"
     )
 }
