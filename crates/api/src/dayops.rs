@@ -310,9 +310,27 @@ async fn df(State(st): State<AppState>) -> ApiResult<Response> {
         for r in &records {
             *per_image.entry(r.image_id.clone()).or_default() += 1;
         }
+        let all = e.images.list()?;
+        // Layers (by chain ID) and how many images share each: Docker's LayersSize counts a
+        // layer once, SharedSize is an image's part that other images have too.
+        let mut layer_users: HashMap<String, (u64, usize)> = HashMap::new();
+        for i in &all {
+            for c in &i.chain_ids {
+                let size = e.images.snapshotter().recorded_size(c.as_str()).unwrap_or(0);
+                layer_users.entry(c.to_string()).or_insert((size, 0)).1 += 1;
+            }
+        }
+        let layers_size: u64 = layer_users.values().map(|(s, _)| s).sum();
         let mut images = Vec::new();
         let (mut img_total, mut img_active, mut img_reclaim) = (0i64, 0i64, 0i64);
-        for i in e.images.list()? {
+        for i in all {
+            let shared: u64 = i
+                .chain_ids
+                .iter()
+                .filter_map(|c| layer_users.get(c.as_str()))
+                .filter(|(_, n)| *n > 1)
+                .map(|(s, _)| s)
+                .sum();
             let used = per_image.get(&i.id.to_string()).copied().unwrap_or(0);
             img_total += i.size as i64;
             if used > 0 {
@@ -327,7 +345,7 @@ async fn df(State(st): State<AppState>) -> ApiResult<Response> {
                 "RepoDigests": i.repo_digests.iter().map(|r| r.familiar()).collect::<Vec<_>>(),
                 "Created": i.created.map(|c| c.timestamp()).unwrap_or(0),
                 "Size": i.size,
-                "SharedSize": 0,
+                "SharedSize": shared,
                 "VirtualSize": i.size,
                 "Labels": i.config.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default(),
                 "Containers": used,
@@ -349,7 +367,7 @@ async fn df(State(st): State<AppState>) -> ApiResult<Response> {
             }
             containers.push(s);
         }
-        let layers = berth_image::query::usage(&e.images) as i64;
+        let layers = layers_size as i64;
         let n_images = images.len();
         let n_containers = containers.len();
         Ok(json!({

@@ -216,6 +216,18 @@ pub fn bytes_size(size: f64) -> String {
     format!("{}{}", go_g(s, 4), units[i])
 }
 
+/// go-units' HumanSize: decimal units, four significant digits (docker's `system df`).
+pub fn human_size4(size: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut s = size;
+    let mut i = 0;
+    while s >= 1000.0 && i < units.len() - 1 {
+        s /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", go_g(s, 4), units[i])
+}
+
 /// Go's `%.Ng`: N significant digits, trailing zeros dropped.
 fn go_g(v: f64, n: i32) -> String {
     if v == 0.0 {
@@ -384,13 +396,19 @@ async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
         let out = fmt
             .render_all(&rows, Some(&format::from_json(&stats_header())))
             .map_err(CliError::Usage)?;
+        let mut stdout = std::io::stdout().lock();
         if a.no_stream {
-            print!("{out}");
+            let _ = stdout.write_all(out.as_bytes());
             return Ok(0);
         }
-        // Redraw in place, as docker does on a terminal.
-        print!("\x1b[2J\x1b[H{out}");
-        let _ = std::io::stdout().flush();
+        // Redraw in place, as docker does on a terminal; a closed pipe ends the command.
+        if stdout
+            .write_all(format!("\x1b[2J\x1b[H{out}").as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return Ok(0);
+        }
     }
 }
 
@@ -750,14 +768,17 @@ async fn diff(client: &Client, a: DiffArgs) -> Result<i32> {
         .await
         .map_err(|e| client.err("diff", e))?
         .unwrap_or_default();
+    let mut out = String::new();
     for c in changes {
         let k = match c.kind as i32 {
             0 => "C",
             1 => "A",
             _ => "D",
         };
-        println!("{k} {}", c.path);
+        out.push_str(&format!("{k} {}\n", c.path));
     }
+    // A closed pipe (`| head`) is not an error of the command.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)
 }
 
@@ -780,11 +801,15 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
     let i64_of = |x: &serde_json::Value, k: &str| x[k].as_i64().unwrap_or(0);
     let img_size: i64 = images.iter().map(|i| i64_of(i, "Size")).sum();
     let img_active = images.iter().filter(|i| i64_of(i, "Containers") > 0).count();
-    let img_reclaim: i64 = images
+    // As the docker CLI: the layers' total less what images in use need of their own.
+    let layers = v["LayersSize"].as_i64().unwrap_or(img_size);
+    let used: i64 = images
         .iter()
-        .filter(|i| i64_of(i, "Containers") <= 0)
-        .map(|i| i64_of(i, "Size"))
+        .filter(|i| i64_of(i, "Containers") > 0)
+        .map(|i| i64_of(i, "Size") - i64_of(i, "SharedSize").max(0))
         .sum();
+    let img_reclaim = (layers - used).max(0);
+    let img_size = layers;
     let c_size: i64 = containers.iter().map(|c| i64_of(c, "SizeRw")).sum();
     let c_active = containers
         .iter()
@@ -799,7 +824,7 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
         .iter()
         .map(|x| x["UsageData"]["Size"].as_i64().unwrap_or(0))
         .sum();
-    let hs = |n: i64| format::human_size(n.max(0) as f64);
+    let hs = |n: i64| human_size4(n.max(0) as f64);
     let pct = |r: i64, t: i64| {
         if t > 0 {
             format!("{} ({}%)", hs(r), r * 100 / t)
@@ -817,7 +842,8 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
         let spec = if f == "json" { "{{json .}}" } else { f };
         let fmt = Format::parse(spec).map_err(CliError::Usage)?;
         let items: Vec<_> = rows.iter().map(format::from_json).collect();
-        print!("{}", fmt.render_all(&items, None).map_err(CliError::Usage)?);
+        let text = fmt.render_all(&items, None).map_err(CliError::Usage)?;
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
         return Ok(0);
     }
     if !a.verbose {
@@ -825,15 +851,15 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
             .map_err(CliError::Usage)?;
         let header = serde_json::json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
         let items: Vec<_> = rows.iter().map(format::from_json).collect();
-        print!(
-            "{}",
-            fmt.render_all(&items, Some(&format::from_json(&header)))
-                .map_err(CliError::Usage)?
-        );
+        let table = fmt
+            .render_all(&items, Some(&format::from_json(&header)))
+            .map_err(CliError::Usage)?;
+        let _ = std::io::stdout().lock().write_all(table.as_bytes());
         return Ok(0);
     }
     let now = chrono::Utc::now().timestamp();
-    println!("Images space usage:\n");
+    let mut out = String::new();
+    out.push_str("Images space usage:\n\n");
     let mut lines = vec!["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS".to_string()];
     for i in &images {
         let id = i["Id"].as_str().unwrap_or("").trim_start_matches("sha256:");
@@ -856,8 +882,8 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
             i64_of(i, "Containers")
         ));
     }
-    print!("{}", format::tabwrite(&lines));
-    println!("\nContainers space usage:\n");
+    out.push_str(&format::tabwrite(&lines));
+    out.push_str("\nContainers space usage:\n\n");
     let mut lines =
         vec!["CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string()];
     for c in &containers {
@@ -873,8 +899,8 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
             c["Names"][0].as_str().unwrap_or("").trim_start_matches('/'),
         ));
     }
-    print!("{}", format::tabwrite(&lines));
-    println!("\nLocal Volumes space usage:\n");
+    out.push_str(&format::tabwrite(&lines));
+    out.push_str("\nLocal Volumes space usage:\n\n");
     let mut lines = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
     for x in &volumes {
         lines.push(format!(
@@ -884,8 +910,10 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
             hs(x["UsageData"]["Size"].as_i64().unwrap_or(0))
         ));
     }
-    print!("{}", format::tabwrite(&lines));
-    println!("\nBuild cache usage: 0B");
+    out.push_str(&format::tabwrite(&lines));
+    out.push_str("\nBuild cache usage: 0B\n");
+    // A closed pipe (`| head`) is not an error of the command.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)
 }
 
@@ -958,6 +986,29 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
             Err(e) => return Err(client.err("prune volumes", e)),
         }
     }
+    // Networks may not be served by this daemon yet either.
+    match client
+        .docker
+        .prune_networks(Some(bollard::query_parameters::PruneNetworksOptions {
+            filters: filters.clone(),
+        }))
+        .await
+    {
+        Ok(n) => {
+            let nets = n.networks_deleted.unwrap_or_default();
+            if !nets.is_empty() {
+                println!("Deleted Networks:");
+                for x in &nets {
+                    println!("{x}");
+                }
+                println!();
+            }
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => return Err(client.err("prune networks", e)),
+    }
     let mut img_filters = filters.unwrap_or_default();
     if a.all {
         img_filters.insert("dangling".into(), vec!["false".into()]);
@@ -997,6 +1048,8 @@ mod tests {
         assert_eq!(bytes_size(1536.0), "1.5KiB");
         assert_eq!(bytes_size(16.0 * 1024.0 * 1024.0), "16MiB");
         assert_eq!(bytes_size(1_429_000.0), "1.363MiB");
+        assert_eq!(human_size4(1_982_000.0), "1.982MB");
+        assert_eq!(human_size4(8192.0), "8.192kB");
     }
 
     #[test]
