@@ -63,25 +63,28 @@ where
     tokio::task::spawn_blocking(move || {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, ChanWriter(tx));
         let res = f(&mut w).and_then(|()| {
-            w.flush()
-                .map_err(|e| berth_engine::Error::Io {
-                    op: "send",
-                    path: "archive".into(),
-                    source: e,
-                })
+            w.flush().map_err(|e| berth_engine::Error::Io {
+                op: "send",
+                path: "archive".into(),
+                source: e,
+            })
         });
         if let Err(e) = res {
             tracing::warn!(error = %e, "archive stream");
             let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let s =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     Body::from_stream(s)
 }
 
 // ---- stats ----
 
-fn with_pre(mut cur: ContainerStatsResponse, pre: Option<&ContainerStatsResponse>) -> ContainerStatsResponse {
+fn with_pre(
+    mut cur: ContainerStatsResponse,
+    pre: Option<&ContainerStatsResponse>,
+) -> ContainerStatsResponse {
     if let Some(p) = pre {
         cur.precpu_stats = p.cpu_stats.clone();
         cur.preread = p.read.clone();
@@ -98,7 +101,9 @@ async fn sample(st: &AppState, id: &str) -> ApiResult<ContainerStatsResponse> {
 }
 
 async fn stats(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
-    let stream = q.get("stream").is_none_or(|v| !matches!(v.as_str(), "0" | "false" | "False"));
+    let stream = q
+        .get("stream")
+        .is_none_or(|v| !matches!(v.as_str(), "0" | "false" | "False"));
     let one_shot = qbool(&q, "one-shot");
     let first = sample(&st, &id).await?;
     let running = first.read.as_deref() != Some(berth_engine::stats::ZERO_TIME);
@@ -144,7 +149,9 @@ async fn stats(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiR
 fn path_param(q: &HashMap<String, String>) -> ApiResult<String> {
     match q.get("path") {
         Some(p) if !p.is_empty() => Ok(p.clone()),
-        _ => Err(ApiError::bad_request("path is required: the path in the container")),
+        _ => Err(ApiError::bad_request(
+            "path is required: the path in the container",
+        )),
     }
 }
 
@@ -165,7 +172,11 @@ async fn stat_header(st: &AppState, id: &str, path: &str) -> ApiResult<(String, 
 
 const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
 
-async fn archive_head(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
+async fn archive_head(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult<Response> {
     let path = path_param(&q)?;
     let (_, hv) = stat_header(&st, &id, &path).await?;
     Ok(Response::builder()
@@ -175,7 +186,11 @@ async fn archive_head(State(st): State<AppState>, Path(id): Path<String>, q: Q) 
         .unwrap_or_default())
 }
 
-async fn archive_get(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
+async fn archive_get(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult<Response> {
     let path = path_param(&q)?;
     let (cid, hv) = stat_header(&st, &id, &path).await?;
     let e = st.engine.clone();
@@ -264,7 +279,12 @@ async fn commit(
     Query(q): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let one = |k: &str| q.iter().rev().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+    let one = |k: &str| {
+        q.iter()
+            .rev()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.clone())
+    };
     let container = one("container")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::bad_request("container is required"))?;
@@ -277,7 +297,10 @@ async fn commit(
             if v.is_null() {
                 None
             } else {
-                Some(serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("commit config: {e}")))?)
+                Some(
+                    serde_json::from_value(v)
+                        .map_err(|e| ApiError::bad_request(format!("commit config: {e}")))?,
+                )
             }
         };
     let opts = CommitOptions {
@@ -429,7 +452,8 @@ impl PruneFilters {
         };
         for v in map.remove("until").unwrap_or_default() {
             f.until = Some(
-                berth_image::query::parse_until(&v).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                berth_image::query::parse_until(&v)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
             );
         }
         f.labels = map
@@ -450,7 +474,11 @@ impl PruneFilters {
         Ok((f, map))
     }
 
-    pub fn matches(&self, created: Option<chrono::DateTime<chrono::Utc>>, labels: &HashMap<String, String>) -> bool {
+    pub fn matches(
+        &self,
+        created: Option<chrono::DateTime<chrono::Utc>>,
+        labels: &HashMap<String, String>,
+    ) -> bool {
         if let (Some(u), Some(c)) = (self.until, created) {
             if c >= u {
                 return false;
@@ -462,7 +490,10 @@ impl PruneFilters {
 }
 
 /// `POST /containers/prune`: stopped containers passing the filters are removed.
-pub async fn prune_containers(st: AppState, q: HashMap<String, String>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn prune_containers(
+    st: AppState,
+    q: HashMap<String, String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let (f, _) = PruneFilters::parse(q.get("filters"), &[])?;
     let e = st.engine.clone();
     let (deleted, reclaimed) = blocking(move || {
@@ -496,12 +527,16 @@ pub async fn prune_containers(st: AppState, q: HashMap<String, String>) -> ApiRe
         Ok((out, reclaimed))
     })
     .await?;
-    Ok(Json(json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed})))
+    Ok(Json(
+        json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}),
+    ))
 }
 
 /// The image labels filter `label!` (ImageFilters knows `label`, `until`): taken out of the
 /// map before it is parsed, and checked here.
-pub fn take_negated_labels(map: &mut HashMap<String, Vec<String>>) -> Vec<(String, Option<String>)> {
+pub fn take_negated_labels(
+    map: &mut HashMap<String, Vec<String>>,
+) -> Vec<(String, Option<String>)> {
     map.remove("label!")
         .unwrap_or_default()
         .iter()

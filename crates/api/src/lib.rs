@@ -6,8 +6,8 @@
 #![recursion_limit = "256"]
 
 pub mod containers;
-pub mod dayops;
 pub mod daemon;
+pub mod dayops;
 pub mod error;
 pub mod exec;
 pub mod images;

@@ -188,7 +188,9 @@ fn stats_match_the_cgroup_files_and_update_writes_them() {
         v["pids_stats"]["current"].as_u64(),
         Some(read_u64(&pids_file))
     );
-    assert!(v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().is_some());
+    assert!(v["cpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .is_some());
     assert!(v["cpu_stats"]["system_cpu_usage"].as_u64().unwrap_or(0) > 0);
     assert!(v["cpu_stats"]["online_cpus"].as_u64().unwrap_or(0) >= 1);
     assert!(v["memory_stats"]["stats"].is_object());
@@ -196,7 +198,12 @@ fn stats_match_the_cgroup_files_and_update_writes_them() {
     assert_eq!(v["name"], "/dayops-stats");
 
     // Without one-shot, two samples: precpu is the earlier one.
-    let (code, b) = req(&d, "GET", &format!("/containers/{id}/stats?stream=false"), b"");
+    let (code, b) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/stats?stream=false"),
+        b"",
+    );
     assert_eq!(code, 200);
     let v = json(&b);
     let pre = v["precpu_stats"]["system_cpu_usage"].as_u64().unwrap_or(0);
@@ -241,7 +248,12 @@ fn stats_match_the_cgroup_files_and_update_writes_them() {
     let v = json(&b);
     assert_eq!(v["HostConfig"]["Memory"], 67108864);
     assert_eq!(v["HostConfig"]["PidsLimit"], 50);
-    let (code, b) = req(&d, "GET", &format!("/containers/{id}/stats?stream=false&one-shot=1"), b"");
+    let (code, b) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/stats?stream=false&one-shot=1"),
+        b"",
+    );
     assert_eq!(code, 200);
     assert_eq!(json(&b)["memory_stats"]["limit"], 67108864);
     assert_eq!(json(&b)["pids_stats"]["limit"], 50);
@@ -259,7 +271,12 @@ fn stats_match_the_cgroup_files_and_update_writes_them() {
         read_u64(&cg(&id, "memory", "memory.limit_in_bytes", "memory.max")),
         67108864
     );
-    let (code, _) = req(&d, "POST", "/containers/nope/update", br#"{"Memory":67108864}"#);
+    let (code, _) = req(
+        &d,
+        "POST",
+        "/containers/nope/update",
+        br#"{"Memory":67108864}"#,
+    );
     assert_eq!(code, 404);
     let (code, _) = req(&d, "GET", "/containers/nope/stats?stream=false", b"");
     assert_eq!(code, 404);
@@ -282,7 +299,10 @@ fn cp_stays_inside_the_container_both_ways_and_export_has_the_files() {
     assert_eq!(code, 200, "{h}");
     let line = h
         .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("x-docker-container-path-stat:"))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-docker-container-path-stat:")
+        })
         .expect("stat header");
     let b64 = line.split_once(':').expect("header").1.trim();
     use base64::Engine as _;
@@ -298,16 +318,31 @@ fn cp_stays_inside_the_container_both_ways_and_export_has_the_files() {
 
     // GET through the symlinks: the container's /etc, never the host's.
     for p in [format!("/x/{marker}"), format!("/rel/{marker}")] {
-        let (code, b) = req(&d, "GET", &format!("/containers/{id}/archive?path={p}"), b"");
+        let (code, b) = req(
+            &d,
+            "GET",
+            &format!("/containers/{id}/archive?path={p}"),
+            b"",
+        );
         assert_eq!(code, 200, "{p}: {}", String::from_utf8_lossy(&b));
         assert_eq!(tar_file(&b, &marker).as_deref(), Some("inside\n"), "{p}");
     }
-    let (code, b) = req(&d, "GET", &format!("/containers/{id}/archive?path=/x/passwd"), b"");
+    let (code, b) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/archive?path=/x/passwd"),
+        b"",
+    );
     assert_eq!(code, 200);
     let theirs = tar_file(&b, "passwd").expect("passwd");
     let host = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     assert_ne!(theirs, host, "/x/passwd was the host's /etc/passwd");
-    let (code, b) = req(&d, "GET", &format!("/containers/{id}/archive?path=/x/shadow-nope"), b"");
+    let (code, b) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/archive?path=/x/shadow-nope"),
+        b"",
+    );
     assert_eq!(code, 404, "{}", String::from_utf8_lossy(&b));
     assert!(json(&b)["message"].as_str().is_some());
 
@@ -316,8 +351,16 @@ fn cp_stays_inside_the_container_both_ways_and_export_has_the_files() {
     let t = tar_of(&[(&put_name, tar::EntryType::Regular, b"put\n", None)]);
     let (code, b) = req(&d, "PUT", &format!("/containers/{id}/archive?path=/x/"), &t);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&b));
-    assert!(!Path::new("/etc").join(&put_name).exists(), "written to the host's /etc");
-    let (code, b) = req(&d, "GET", &format!("/containers/{id}/archive?path=/etc/{put_name}"), b"");
+    assert!(
+        !Path::new("/etc").join(&put_name).exists(),
+        "written to the host's /etc"
+    );
+    let (code, b) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/archive?path=/etc/{put_name}"),
+        b"",
+    );
     assert_eq!(code, 200);
     assert_eq!(tar_file(&b, &put_name).as_deref(), Some("put\n"));
 
@@ -325,18 +368,39 @@ fn cp_stays_inside_the_container_both_ways_and_export_has_the_files() {
     let evil = format!("{marker}-evil");
     let dotdot = format!("../../../../etc/{evil}");
     let t = tar_of(&[(&dotdot, tar::EntryType::Regular, b"evil\n", None)]);
-    let (code, b) = req(&d, "PUT", &format!("/containers/{id}/archive?path=/tmp"), &t);
+    let (code, b) = req(
+        &d,
+        "PUT",
+        &format!("/containers/{id}/archive?path=/tmp"),
+        &t,
+    );
     assert_eq!(code, 400, "{}", String::from_utf8_lossy(&b));
     let through = format!("l/{evil}");
     let t = tar_of(&[
         ("l", tar::EntryType::Symlink, b"", Some("/etc")),
         (&through, tar::EntryType::Regular, b"evil\n", None),
     ]);
-    let (code, b) = req(&d, "PUT", &format!("/containers/{id}/archive?path=/tmp"), &t);
+    let (code, b) = req(
+        &d,
+        "PUT",
+        &format!("/containers/{id}/archive?path=/tmp"),
+        &t,
+    );
     assert_eq!(code, 400, "{}", String::from_utf8_lossy(&b));
-    assert!(!Path::new("/etc").join(&evil).exists(), "written to the host's /etc");
-    let (code, _) = req(&d, "GET", &format!("/containers/{id}/archive?path=/etc/{evil}"), b"");
-    assert_eq!(code, 404, "written outside the destination in the container");
+    assert!(
+        !Path::new("/etc").join(&evil).exists(),
+        "written to the host's /etc"
+    );
+    let (code, _) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/archive?path=/etc/{evil}"),
+        b"",
+    );
+    assert_eq!(
+        code, 404,
+        "written outside the destination in the container"
+    );
 
     // noOverwriteDirNonDir: a file may not replace /etc.
     let t = tar_of(&[("etc", tar::EntryType::Regular, b"x", None)]);
@@ -353,16 +417,30 @@ fn cp_stays_inside_the_container_both_ways_and_export_has_the_files() {
     // Stopped: the rootfs is mounted for the copy, export has the files.
     let (code, _) = req(&d, "POST", &format!("/containers/{id}/stop?t=1"), b"");
     assert_eq!(code, 204);
-    let (code, b) = req(&d, "GET", &format!("/containers/{id}/archive?path=/etc/{marker}"), b"");
+    let (code, b) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id}/archive?path=/etc/{marker}"),
+        b"",
+    );
     assert_eq!(code, 200);
     assert_eq!(tar_file(&b, &marker).as_deref(), Some("inside\n"));
     let (code, b) = req(&d, "GET", &format!("/containers/{id}/export"), b"");
     assert_eq!(code, 200);
     let names = tar_names(&b);
-    for want in ["bin/busybox", "etc/passwd", &format!("etc/{marker}"), &format!("etc/{put_name}"), "x"] {
+    for want in [
+        "bin/busybox",
+        "etc/passwd",
+        &format!("etc/{marker}"),
+        &format!("etc/{put_name}"),
+        "x",
+    ] {
         assert!(names.iter().any(|n| n == want), "export lacks {want}");
     }
-    assert_eq!(tar_file(&b, &format!("etc/{marker}")).as_deref(), Some("inside\n"));
+    assert_eq!(
+        tar_file(&b, &format!("etc/{marker}")).as_deref(),
+        Some("inside\n")
+    );
 }
 
 #[test]
@@ -412,7 +490,12 @@ fn diff_and_commit_keep_the_change() {
 
     // The new image runs, with the change and without the deletion.
     let body = br#"{"Image":"dayops-committed:v1"}"#;
-    let (code, b) = req(&d, "POST", "/containers/create?name=dayops-from-commit", body);
+    let (code, b) = req(
+        &d,
+        "POST",
+        "/containers/create?name=dayops-from-commit",
+        body,
+    );
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
     let id2 = json(&b)["Id"].as_str().expect("Id").to_string();
     let (code, _) = req(&d, "POST", &format!("/containers/{id2}/start"), b"");
@@ -420,12 +503,22 @@ fn diff_and_commit_keep_the_change() {
     assert_eq!(wait(&d, &id2), 0);
     let (_, logs) = req(&d, "GET", &format!("/containers/{id2}/logs?stdout=1"), b"");
     assert!(String::from_utf8_lossy(&logs).contains("kept"));
-    let (code, _) = req(&d, "GET", &format!("/containers/{id2}/archive?path=/etc/group"), b"");
+    let (code, _) = req(
+        &d,
+        "GET",
+        &format!("/containers/{id2}/archive?path=/etc/group"),
+        b"",
+    );
     assert_eq!(code, 404, "the deletion was not kept");
 
     let (code, _) = req(&d, "POST", "/commit?container=nope", b"");
     assert_eq!(code, 404);
-    let (code, _) = req(&d, "POST", &format!("/commit?container={id}&repo=BAD%20NAME"), b"");
+    let (code, _) = req(
+        &d,
+        "POST",
+        &format!("/commit?container={id}&repo=BAD%20NAME"),
+        b"",
+    );
     assert_eq!(code, 400);
 
     // system df: the images and containers, with sizes; no volumes yet.
@@ -450,7 +543,12 @@ fn diff_and_commit_keep_the_change() {
     let f = "%7B%22label%22%3A%5B%22dayops%3Ddayops-commit%22%5D%7D";
     let (_, b) = req(&d, "POST", &format!("/containers/prune?filters={f}"), b"");
     assert_eq!(json(&b)["ContainersDeleted"], serde_json::json!([id]));
-    let (code, _) = req(&d, "POST", "/containers/prune?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D", b"");
+    let (code, _) = req(
+        &d,
+        "POST",
+        "/containers/prune?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        b"",
+    );
     assert_eq!(code, 400);
     // images: the committed image has no label "x", so label=x prunes nothing.
     let f = "%7B%22dangling%22%3A%5B%22false%22%5D%2C%22label%22%3A%5B%22x%22%5D%7D";
@@ -471,7 +569,12 @@ fn an_oom_kill_sets_oomkilled_and_sends_the_oom_event() {
         "Cmd": ["sh", "-c", "head -c 200m /dev/zero | tail"],
         "HostConfig": {"Memory": 16777216, "MemorySwap": 16777216},
     });
-    let (code, b) = req(&d, "POST", "/containers/create?name=dayops-oom", body.to_string().as_bytes());
+    let (code, b) = req(
+        &d,
+        "POST",
+        "/containers/create?name=dayops-oom",
+        body.to_string().as_bytes(),
+    );
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
     let id = json(&b)["Id"].as_str().expect("Id").to_string();
 

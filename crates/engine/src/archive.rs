@@ -90,7 +90,13 @@ fn stat_fd(fd: BorrowedFd<'_>, what: &Path) -> Result<FileStat> {
     .map_err(|e| Error::io("stat", what)(e.into()))
 }
 
-fn open_at(dir: BorrowedFd<'_>, rel: &Path, flags: i32, mode: u32, resolve: u64) -> std::io::Result<OwnedFd> {
+fn open_at(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> std::io::Result<OwnedFd> {
     berth_sys::openat2(dir, rel, flags, mode, resolve)
 }
 
@@ -109,7 +115,9 @@ fn target(path: &str) -> Result<Target> {
         return Err(Error::InvalidArgument("path must not be empty".into()));
     }
     if path.contains('\0') {
-        return Err(Error::InvalidArgument(format!("path {path:?} contains a NUL byte")));
+        return Err(Error::InvalidArgument(format!(
+            "path {path:?} contains a NUL byte"
+        )));
     }
     let follow = path.ends_with('/') || path.ends_with("/.") || path == ".";
     let rel: PathBuf = Path::new(path)
@@ -525,8 +533,14 @@ fn breakout(name: &Path) -> Error {
 /// The directory that will hold `rel`, below `dst` (missing directories made 0755), never
 /// reached through a symlink that leaves `dst`.
 fn parent_dir(dst: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
-    let mut cur = open_at(dst.as_fd_b(), Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0, BENEATH)
-        .map_err(Error::io("open", rel))?;
+    let mut cur = open_at(
+        dst.as_fd_b(),
+        Path::new("."),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        BENEATH,
+    )
+    .map_err(Error::io("open", rel))?;
     let Some(parent) = rel.parent() else {
         return Ok(cur);
     };
@@ -582,9 +596,17 @@ fn unpack_one<R: Read>(
             if no_overwrite_dir_non_dir {
                 return Err(Error::InvalidArgument(format!(
                     "cannot overwrite {} {} with a {}",
-                    if exists_dir { "directory" } else { "non-directory" },
+                    if exists_dir {
+                        "directory"
+                    } else {
+                        "non-directory"
+                    },
                     rel.display(),
-                    if is_dir_entry { "directory" } else { "non-directory" }
+                    if is_dir_entry {
+                        "directory"
+                    } else {
+                        "non-directory"
+                    }
                 )));
             }
             let flag = if exists_dir {
@@ -602,7 +624,7 @@ fn unpack_one<R: Read>(
     let ioerr = |op: &'static str| move |e: nix::errno::Errno| Error::io(op, rel)(e.into());
     match typ {
         tar::EntryType::Directory => {
-            if !existing.as_ref().is_some_and(|st| kind(st) == libc::S_IFDIR) {
+            if existing.as_ref().is_none_or(|st| kind(st) != libc::S_IFDIR) {
                 nix::sys::stat::mkdirat(pfd, name, Mode::from_bits_truncate(0o700))
                     .map_err(ioerr("create directory"))?;
             }
@@ -636,7 +658,9 @@ fn unpack_one<R: Read>(
                 .link_name()
                 .ok()
                 .flatten()
-                .ok_or_else(|| Error::InvalidArgument(format!("symlink {} has no target", rel.display())))?
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("symlink {} has no target", rel.display()))
+                })?
                 .into_owned();
             nix::unistd::symlinkat(&target, pfd, name).map_err(ioerr("create symlink"))?;
         }
@@ -645,7 +669,9 @@ fn unpack_one<R: Read>(
                 .link_name()
                 .ok()
                 .flatten()
-                .ok_or_else(|| Error::InvalidArgument(format!("hard link {} has no target", rel.display())))?
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("hard link {} has no target", rel.display()))
+                })?
                 .into_owned();
             let trel = confined(&target)?;
             let tparent = parent_dir(dst, &trel)?;
@@ -681,14 +707,8 @@ fn unpack_one<R: Read>(
     }
     let uid = h.uid().ok().map(|u| nix::unistd::Uid::from_raw(u as u32));
     let gid = h.gid().ok().map(|g| nix::unistd::Gid::from_raw(g as u32));
-    nix::unistd::fchownat(
-        pfd,
-        name,
-        uid,
-        gid,
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(ioerr("chown"))?;
+    nix::unistd::fchownat(pfd, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(ioerr("chown"))?;
     if let Ok(mtime) = h.mtime() {
         let ts = nix::sys::time::TimeSpec::new(mtime as i64, 0);
         let _ = nix::sys::stat::utimensat(

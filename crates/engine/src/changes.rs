@@ -113,7 +113,9 @@ fn overlay(base: &mut ContainerConfig, over: ContainerConfig) {
         base.labels.get_or_insert_with(Default::default).extend(l);
     }
     if let Some(p) = over.exposed_ports {
-        base.exposed_ports.get_or_insert_with(Default::default).extend(p);
+        base.exposed_ports
+            .get_or_insert_with(Default::default)
+            .extend(p);
     }
     if let Some(v) = over.volumes {
         base.volumes.get_or_insert_with(Default::default).extend(v);
@@ -188,7 +190,10 @@ impl Engine {
             overlay(&mut config, c);
         }
         if !o.changes.is_empty() {
-            overlay(&mut config, berth_image::archive::parse_changes(&o.changes)?);
+            overlay(
+                &mut config,
+                berth_image::archive::parse_changes(&o.changes)?,
+            );
         }
         let paused_here = o.pause && r.status == "running";
         if paused_here {

@@ -1257,36 +1257,6 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(valid_name("web_1"));
-        assert!(valid_name("a.b-c"));
-        assert!(!valid_name("-x"));
-        assert!(!valid_name("a/b"));
-        assert!(!valid_name(""));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("10m"), Ok(10 * 1024 * 1024));
-        assert_eq!(parse_size("1k"), Ok(1024));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("x").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(3), "3 seconds");
-        assert_eq!(human_duration(70), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-    }
-}
-
 /// What the day-to-day operations (stats, update, archive, commit, changes: their own
 /// modules) need of the engine's internals.
 impl Engine {
@@ -1319,5 +1289,35 @@ impl Engine {
 
     pub(crate) fn emit_event(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
         self.emit(r, action, extra)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web_1"));
+        assert!(valid_name("a.b-c"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10m"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(3), "3 seconds");
+        assert_eq!(human_duration(70), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
     }
 }

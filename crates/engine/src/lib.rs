@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod archive;
+pub mod changes;
 pub mod db;
 pub mod engine;
 pub mod error;
@@ -12,8 +14,6 @@ pub mod shim;
 pub mod spec;
 pub mod stats;
 pub mod update;
-pub mod archive;
-pub mod changes;
 
 pub use engine::{Config, Created, Engine, ExecPlan};
 pub use error::{Error, Kind, Result};

@@ -168,9 +168,8 @@ impl Engine {
         let st = match self.runtime().stats(&r.id) {
             Ok(st) => st,
             // Exited between the status check and the read.
-            Err(berth_runtime::Error::WrongState { .. }) | Err(berth_runtime::Error::NotFound(_)) => {
-                return Ok(empty(&r.id, &r.name))
-            }
+            Err(berth_runtime::Error::WrongState { .. })
+            | Err(berth_runtime::Error::NotFound(_)) => return Ok(empty(&r.id, &r.name)),
             Err(e) => return Err(e.into()),
         };
         let v2 = berth_cgroups::detect() == berth_cgroups::Hierarchy::V2;

@@ -71,8 +71,7 @@ fn resources_of(h: &HostConfig) -> Result<LinuxResources> {
     if h.pids_limit.is_some_and(|p| p <= 0) {
         v["pids"] = serde_json::json!({"limit": -1});
     }
-    serde_json::from_value(v)
-        .map_err(|e| Error::InvalidArgument(format!("update resources: {e}")))
+    serde_json::from_value(v).map_err(|e| Error::InvalidArgument(format!("update resources: {e}")))
 }
 
 /// `POST /containers/{id}/update`, the resource part: applies the new limits to the running
@@ -90,10 +89,7 @@ pub fn apply_resources(e: &Engine, id: &str, u: &ContainerUpdateBody) -> Result<
     let resources = resources_of(&h)?;
     if r.status == "running" || r.status == "paused" {
         e.runtime().update(&r.id, &resources).map_err(|err| {
-            Error::InvalidArgument(format!(
-                "Cannot update container {}: {err}",
-                r.id
-            ))
+            Error::InvalidArgument(format!("Cannot update container {}: {err}", r.id))
         })?;
     }
     body.host_config = Some(h);

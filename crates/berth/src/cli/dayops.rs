@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use bollard::models::{ContainerConfig, ContainerStatsResponse, ContainerUpdateBody};
 use bollard::query_parameters::{
     CommitContainerOptions, ContainerArchiveInfoOptions, DownloadFromContainerOptions,
     ListContainersOptions, PruneContainersOptions, PruneImagesOptions, StatsOptions,
     UploadToContainerOptions,
 };
-use bollard::models::{ContainerConfig, ContainerStatsResponse, ContainerUpdateBody};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -416,7 +416,9 @@ async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
 
 async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
     let bad = |flag: &str, v: &str, why: String| {
-        CliError::Usage(format!("invalid argument \"{v}\" for \"{flag}\" flag: {why}"))
+        CliError::Usage(format!(
+            "invalid argument \"{v}\" for \"{flag}\" flag: {why}"
+        ))
     };
     let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
         v.as_deref()
@@ -488,11 +490,7 @@ fn base_of(p: &str) -> String {
     if trimmed.is_empty() {
         return "/".into();
     }
-    trimmed
-        .rsplit('/')
-        .next()
-        .unwrap_or(trimmed)
-        .to_string()
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
 }
 
 async fn cp(client: &Client, a: CpArgs) -> Result<i32> {
@@ -509,33 +507,21 @@ async fn cp(client: &Client, a: CpArgs) -> Result<i32> {
 }
 
 /// The archive of the container path; with -L, of what a symlink there points to.
-async fn copy_from(
-    client: &Client,
-    c: &str,
-    src: &str,
-    dst: &str,
-    follow: bool,
-) -> Result<i32> {
+async fn copy_from(client: &Client, c: &str, src: &str, dst: &str, follow: bool) -> Result<i32> {
     let mut path = src.to_string();
     if follow {
         let st = client
             .docker
-            .get_container_archive_info(
-                c,
-                Some(ContainerArchiveInfoOptions {
-                    path: path.clone(),
-                }),
-            )
+            .get_container_archive_info(c, Some(ContainerArchiveInfoOptions { path: path.clone() }))
             .await
             .map_err(|e| client.err("cp", e))?;
         if !st.link_target.is_empty() {
             path = st.link_target;
         }
     }
-    let mut s = client.docker.download_from_container(
-        c,
-        Some(DownloadFromContainerOptions { path: path.clone() }),
-    );
+    let mut s = client
+        .docker
+        .download_from_container(c, Some(DownloadFromContainerOptions { path: path.clone() }));
     if dst == "-" {
         let mut out = std::io::stdout().lock();
         while let Some(chunk) = s.next().await {
@@ -611,8 +597,8 @@ fn unpack_local(mut tmp: std::fs::File, src_base: &str, dst: &Path) -> Result<()
 
 async fn copy_to(client: &Client, src: &str, c: &str, dst: &str, archive: bool) -> Result<i32> {
     let src_path = PathBuf::from(src);
-    let src_md = std::fs::symlink_metadata(&src_path)
-        .map_err(io(format!("could not stat {src}")))?;
+    let src_md =
+        std::fs::symlink_metadata(&src_path).map_err(io(format!("could not stat {src}")))?;
     // Where the archive goes, and the name its top entry takes there.
     let st = client
         .docker
@@ -637,9 +623,10 @@ async fn copy_to(client: &Client, src: &str, c: &str, dst: &str, archive: bool) 
             false
         }
         Err(_) => {
-            return Err(st.err().map(|e| client.err("cp", e)).unwrap_or_else(|| {
-                CliError::Usage("cp: stat failed".into())
-            }))
+            return Err(st
+                .err()
+                .map(|e| client.err("cp", e))
+                .unwrap_or_else(|| CliError::Usage("cp: stat failed".into())))
         }
     };
     let contents_only = src.ends_with("/.") && src_md.is_dir();
@@ -681,7 +668,8 @@ async fn copy_to(client: &Client, src: &str, c: &str, dst: &str, archive: bool) 
         }
         t.into_inner()?.flush()
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     let res = client
         .docker
         .upload_to_container(
@@ -791,7 +779,10 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
     if status != 200 {
         return Err(CliError::Daemon {
             status,
-            message: v["message"].as_str().unwrap_or("system df failed").to_string(),
+            message: v["message"]
+                .as_str()
+                .unwrap_or("system df failed")
+                .to_string(),
         });
     }
     let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
@@ -800,7 +791,10 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
     let volumes = list("Volumes");
     let i64_of = |x: &serde_json::Value, k: &str| x[k].as_i64().unwrap_or(0);
     let img_size: i64 = images.iter().map(|i| i64_of(i, "Size")).sum();
-    let img_active = images.iter().filter(|i| i64_of(i, "Containers") > 0).count();
+    let img_active = images
+        .iter()
+        .filter(|i| i64_of(i, "Containers") > 0)
+        .count();
     // As the docker CLI: the layers' total less what images in use need of their own.
     let layers = v["LayersSize"].as_i64().unwrap_or(img_size);
     let used: i64 = images
@@ -832,13 +826,17 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
             hs(r)
         }
     };
-    let rows = vec![
+    let rows = [
         serde_json::json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(), "Size": hs(img_size), "Reclaimable": pct(img_reclaim, img_size)}),
         serde_json::json!({"Type": "Containers", "TotalCount": containers.len().to_string(), "Active": c_active.to_string(), "Size": hs(c_size), "Reclaimable": pct(c_reclaim, c_size)}),
         serde_json::json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": "0", "Size": hs(v_size), "Reclaimable": hs(v_size)}),
         serde_json::json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
     ];
-    if let Some(f) = a.format.as_deref().filter(|f| !f.is_empty() && *f != "table") {
+    if let Some(f) = a
+        .format
+        .as_deref()
+        .filter(|f| !f.is_empty() && *f != "table")
+    {
         let spec = if f == "json" { "{{json .}}" } else { f };
         let fmt = Format::parse(spec).map_err(CliError::Usage)?;
         let items: Vec<_> = rows.iter().map(format::from_json).collect();
@@ -847,8 +845,10 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
         return Ok(0);
     }
     if !a.verbose {
-        let fmt = Format::parse("table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}")
-            .map_err(CliError::Usage)?;
+        let fmt = Format::parse(
+            "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+        )
+        .map_err(CliError::Usage)?;
         let header = serde_json::json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
         let items: Vec<_> = rows.iter().map(format::from_json).collect();
         let table = fmt
@@ -860,12 +860,19 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
     let now = chrono::Utc::now().timestamp();
     let mut out = String::new();
     out.push_str("Images space usage:\n\n");
-    let mut lines = vec!["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS".to_string()];
+    let mut lines = vec![
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
+            .to_string(),
+    ];
     for i in &images {
         let id = i["Id"].as_str().unwrap_or("").trim_start_matches("sha256:");
         let tags: Vec<String> = i["RepoTags"]
             .as_array()
-            .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let (repo, tag) = tags
             .first()
@@ -884,8 +891,9 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
     }
     out.push_str(&format::tabwrite(&lines));
     out.push_str("\nContainers space usage:\n\n");
-    let mut lines =
-        vec!["CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string()];
+    let mut lines = vec![
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string(),
+    ];
     for c in &containers {
         let id = c["Id"].as_str().unwrap_or("");
         lines.push(format!(
@@ -1034,7 +1042,10 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", format::human_size(reclaimed as f64));
+    println!(
+        "Total reclaimed space: {}",
+        format::human_size(reclaimed as f64)
+    );
     Ok(0)
 }
 
