@@ -474,7 +474,7 @@ fn diff_and_commit_keep_the_change() {
     let (code, b) = req(
         &d,
         "POST",
-        &format!("/commit?container={id}&repo=dayops-committed&tag=v1&comment=hello&changes=CMD%20%5B%22cat%22%2C%22%2Fnewfile%22%5D&changes=ENV%20DAYOPS%3D1"),
+        &format!("/commit?container={id}&repo=dayops-committed&tag=v1&comment=hello&author=Dayops%20Tester&changes=CMD%20%5B%22cat%22%2C%22%2Fnewfile%22%5D&changes=ENV%20DAYOPS%3D1"),
         b"",
     );
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
@@ -484,6 +484,8 @@ fn diff_and_commit_keep_the_change() {
     let v = json(&b);
     assert_eq!(v["Id"], image.as_str());
     assert_eq!(v["Config"]["Cmd"], serde_json::json!(["cat", "/newfile"]));
+    assert_eq!(v["Author"], "Dayops Tester", "{v}");
+    assert_eq!(v["Comment"], "hello", "{v}");
     assert!(v["Config"]["Env"]
         .as_array()
         .is_some_and(|e| e.iter().any(|x| x == "DAYOPS=1")));

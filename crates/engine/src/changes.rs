@@ -200,12 +200,13 @@ impl Engine {
             self.runtime().pause(&r.id)?;
         }
         let created_by = format!("berth commit {}", r.name);
-        let res = self.images.commit_container(
+        let res = self.images.commit_container_by(
             &r.id,
             Some(&base),
             Some(config),
             &created_by,
             o.comment.as_deref().filter(|c| !c.is_empty()),
+            o.author.as_deref().filter(|a| !a.is_empty()),
             reference.as_ref(),
         );
         if paused_here {
