@@ -59,6 +59,11 @@ dayops_one() {
     check "$tag cp -L follows inside the container" test -f "$w/xdir/marker-$n"
     dk cp "$n:/etc" "$w/etc" 2>/dev/null
     check "$tag cp a directory" test -f "$w/etc/passwd"
+    dk cp "$w/f-$n" "$n:/tmp/renamed" 2>/dev/null
+    eq "$tag cp to a new name in the container" host-side "$(dk exec "$n" cat /tmp/renamed 2>&1)"
+    mkdir -p "$w/tree/sub" && echo deep >"$w/tree/sub/file"
+    dk cp "$w/tree" "$n:/tmp/" 2>/dev/null
+    eq "$tag cp a directory into the container" deep "$(dk exec "$n" cat /tmp/tree/sub/file 2>&1)"
     dk cp "$n:/nonexistent" "$w/none" >/dev/null 2>&1
     eq "$tag cp a missing path fails" 1 $?
 
