@@ -413,6 +413,12 @@ fn cp_stays_inside_the_container_both_ways_and_export_has_the_files() {
     assert_eq!(code, 400);
     let (code, _) = req(&d, "PUT", "/containers/nope/archive?path=/", &t);
     assert_eq!(code, 404);
+    let body = br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"ReadonlyRootfs":true}}"#;
+    let (code, b) = req(&d, "POST", "/containers/create?name=dayops-ro", body);
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
+    let t = tar_of(&[("f", tar::EntryType::Regular, b"x", None)]);
+    let (code, b) = req(&d, "PUT", "/containers/dayops-ro/archive?path=/tmp", &t);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&b));
 
     // Stopped: the rootfs is mounted for the copy, export has the files.
     let (code, _) = req(&d, "POST", &format!("/containers/{id}/stop?t=1"), b"");

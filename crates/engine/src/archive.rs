@@ -463,7 +463,18 @@ impl Engine {
         r: impl Read,
         no_overwrite_dir_non_dir: bool,
     ) -> Result<()> {
-        let root = Rootfs::open(self, s)?;
+        let rec = self.find(s)?;
+        if self
+            .body(&rec)
+            .host_config
+            .and_then(|h| h.readonly_rootfs)
+            .unwrap_or(false)
+        {
+            return Err(Error::InvalidArgument(
+                "container rootfs is marked read-only".into(),
+            ));
+        }
+        let root = Rootfs::open(self, &rec.id)?;
         let t = target(path)?;
         let rel = if t.rel.as_os_str().is_empty() {
             PathBuf::from(".")
