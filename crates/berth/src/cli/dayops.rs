@@ -816,7 +816,16 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
         .sum();
     let v_size: i64 = volumes
         .iter()
-        .map(|x| x["UsageData"]["Size"].as_i64().unwrap_or(0))
+        .map(|x| x["UsageData"]["Size"].as_i64().unwrap_or(0).max(0))
+        .sum();
+    let v_active = volumes
+        .iter()
+        .filter(|x| x["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0)
+        .count();
+    let v_reclaim: i64 = volumes
+        .iter()
+        .filter(|x| x["UsageData"]["RefCount"].as_i64().unwrap_or(0) <= 0)
+        .map(|x| x["UsageData"]["Size"].as_i64().unwrap_or(0).max(0))
         .sum();
     let hs = |n: i64| human_size4(n.max(0) as f64);
     let pct = |r: i64, t: i64| {
@@ -829,7 +838,7 @@ async fn df(client: &Client, a: DfArgs) -> Result<i32> {
     let rows = [
         serde_json::json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(), "Size": hs(img_size), "Reclaimable": pct(img_reclaim, img_size)}),
         serde_json::json!({"Type": "Containers", "TotalCount": containers.len().to_string(), "Active": c_active.to_string(), "Size": hs(c_size), "Reclaimable": pct(c_reclaim, c_size)}),
-        serde_json::json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": "0", "Size": hs(v_size), "Reclaimable": hs(v_size)}),
+        serde_json::json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": v_active.to_string(), "Size": hs(v_size), "Reclaimable": pct(v_reclaim, v_size)}),
         serde_json::json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
     ];
     if let Some(f) = a
