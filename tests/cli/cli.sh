@@ -254,6 +254,9 @@ for side in b d; do
 done
 compare "run --sig-proxy forwards SIGTERM" "out rc"
 
+# --- the rest of the day (tests/cli/dayops-pairs.sh)
+. "$here/dayops-pairs.sh"
+
 # --- a real terminal: -it through a pty, input typed, exit code, terminal restored after
 tty_pair() {
     local name=$1 typed=$2

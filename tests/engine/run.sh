@@ -17,7 +17,7 @@ fi
 BERTH=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ONLY=${ONLY:-"cli sdk crash leak bad volumes events stateful tls images"}
+ONLY=${ONLY:-"cli sdk crash leak bad volumes events stateful tls images dayops"}
 LEAK_N=${LEAK_N:-200}
 
 if [ "$(id -u)" != 0 ]; then

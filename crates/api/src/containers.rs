@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/top", get(top))
         .route("/containers/{id}/rename", post(rename))
         .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}/update", post(update))
 }
 
 /// Docker's boolean query values: `1`, `true`, `True`; anything else (or absent) is false.
@@ -271,22 +272,24 @@ async fn top(
     Ok(Json(json!({"Titles": titles, "Processes": rows})))
 }
 
-async fn prune(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+async fn prune(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    crate::dayops::prune_containers(st, q).await
+}
+
+/// `POST /containers/{id}/update`.
+async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let u: bollard_stubs::models::ContainerUpdateBody = parse_body(&body)?;
     let e = st.engine.clone();
-    let deleted = blocking(move || {
-        let mut out = Vec::new();
-        for r in e.records()? {
-            if r.status == "exited" || r.status == "created" || r.status == "dead" {
-                e.remove(&r.id, false)?;
-                out.push(r.id);
-            }
-        }
-        Ok(out)
-    })
-    .await?;
-    Ok(Json(
-        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
-    ))
+    let warnings =
+        blocking(move || Ok(berth_engine::update::apply_resources(&e, &id, &u)?)).await?;
+    Ok(Json(json!({ "Warnings": warnings })))
 }
 
 async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {

@@ -193,6 +193,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::system::routes())
         .merge(crate::containers::routes())
+        .merge(crate::dayops::routes())
         .merge(crate::exec::routes())
         .merge(crate::images::routes())
         .merge(crate::volumes::routes())

@@ -272,6 +272,7 @@ async fn prune(
     if all {
         filters.remove("dangling");
     }
+    let negated = crate::dayops::take_negated_labels(&mut filters);
     let e = st.engine.clone();
     let v = blocking(move || {
         let f = ImageFilters::parse(&e.images, &filters)?;
@@ -280,7 +281,11 @@ async fn prune(
         let before = berth_image::query::usage(&e.images);
         let mut deleted = Vec::new();
         for img in e.images.list()? {
-            if !f.matches(&img) || used.contains(&img.id.to_string()) || e.images.in_use(&img)? {
+            if !f.matches(&img)
+                || !crate::dayops::image_passes_negated(&img, &negated)
+                || used.contains(&img.id.to_string())
+                || e.images.in_use(&img)?
+            {
                 continue;
             }
             match e.images.remove(&img.id.to_string(), true) {

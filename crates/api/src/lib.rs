@@ -7,6 +7,7 @@
 
 pub mod containers;
 pub mod daemon;
+pub mod dayops;
 pub mod error;
 pub mod events;
 pub mod exec;

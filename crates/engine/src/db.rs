@@ -277,6 +277,17 @@ impl Db {
         Ok(())
     }
 
+    /// Replaces the stored create request (`docker update` changes its HostConfig).
+    pub fn set_body_json(&self, id: &str, body: &str) -> Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE containers SET body = ?2 WHERE id = ?1",
+                params![id, body],
+            )
+            .map_err(Error::db("record the container's configuration"))?;
+        Ok(())
+    }
+
     pub fn rename(&self, id: &str, new_name: &str) -> Result<()> {
         let res = self.lock().execute(
             "UPDATE containers SET name = ?2 WHERE id = ?1",

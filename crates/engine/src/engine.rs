@@ -1293,6 +1293,41 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// What the day-to-day operations (stats, update, archive, commit, changes: their own
+/// modules) need of the engine's internals.
+impl Engine {
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn rootfs_dir(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("rootfs")
+    }
+
+    /// Mounts a stopped container's rootfs if it is not mounted; true if this call mounted it.
+    pub(crate) fn ensure_rootfs(&self, id: &str) -> Result<bool> {
+        let was = is_mountpoint(&self.rootfs_dir(id));
+        self.mount_rootfs(id)?;
+        Ok(!was)
+    }
+
+    pub(crate) fn release_rootfs(&self, id: &str) {
+        self.unmount_rootfs(id)
+    }
+
+    pub(crate) fn container_lock(&self, id: &str) -> Arc<Mutex<()>> {
+        self.lock_of(id)
+    }
+
+    pub(crate) fn emit_event(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
+        self.emit(r, action, extra)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

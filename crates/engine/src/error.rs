@@ -24,6 +24,8 @@ pub enum Error {
     NoSuchVolume(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("Could not find the file {path} in container {id}")]
+    NoSuchPath { id: String, path: String },
     #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse { name: String, id: String },
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
@@ -63,7 +65,9 @@ impl Error {
             Error::NoSuchContainer(_) | Error::NoSuchExec(_) | Error::NoSuchImage(_) => {
                 Kind::NotFound
             }
-            Error::NoSuchVolume(_) | Error::NotFound(_) => Kind::NotFound,
+            Error::NoSuchVolume(_) | Error::NotFound(_) | Error::NoSuchPath { .. } => {
+                Kind::NotFound
+            }
             Error::NameInUse { .. } | Error::Conflict(_) => Kind::Conflict,
             Error::InvalidName(_) | Error::InvalidArgument(_) => Kind::InvalidArgument,
             Error::NotModified(..) => Kind::NotModified,

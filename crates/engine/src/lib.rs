@@ -4,13 +4,17 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod archive;
+pub mod changes;
 pub mod db;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod shim;
 pub mod spec;
+pub mod stats;
 pub mod trash;
+pub mod update;
 pub mod volumes;
 
 pub use engine::{Config, Created, Engine, ExecPlan};

@@ -747,7 +747,9 @@ fn mount_overlay_new_api(m: &Mount, target: &Path) -> std::result::Result<(), (b
                 .map_err(|e| (false, format!("option {o}: {e}")))?,
         }
     }
-    fsconfig_create(&fs).map_err(|e| (false, format!("create overlay: {e}")))?;
+    // Before Linux 6.5 overlay parses options the legacy way: `lowerdir+` is accepted as a
+    // string and refused only here, with EINVAL (Debian 12's 6.1): fall back to mount(2).
+    fsconfig_create(&fs).map_err(|e| (e == Errno::INVAL, format!("create overlay: {e}")))?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| (false, format!("fsmount: {e}")))?;
     move_mount(

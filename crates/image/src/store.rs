@@ -706,6 +706,21 @@ impl ImageStore {
         comment: Option<&str>,
         reference: Option<&Reference>,
     ) -> Result<Image> {
+        self.commit_container_by(key, base, config, created_by, comment, None, reference)
+    }
+
+    /// [`ImageStore::commit_container`] with the image's `author` (`docker commit --author`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_container_by(
+        &self,
+        key: &str,
+        base: Option<&Image>,
+        config: Option<manifest::ContainerConfig>,
+        created_by: &str,
+        comment: Option<&str>,
+        author: Option<&str>,
+        reference: Option<&Reference>,
+    ) -> Result<Image> {
         let upper = self.snapshots.upper_dir(key)?;
         let layer = self.commit_upper(key, &upper, base)?;
         let mut layers: Vec<crate::diff::LayerBlob> = match base {
@@ -746,6 +761,9 @@ impl ImageStore {
         cfg.created = Some(now.clone());
         if config.is_some() {
             cfg.config = config;
+        }
+        if let Some(a) = author {
+            cfg.author = Some(a.to_string());
         }
         cfg.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
         cfg.history

@@ -67,6 +67,11 @@ pub enum ContainerCommand {
     Volume(super::volume::VolumeCommand),
     /// Get real time events from the server
     Events(super::events::EventsArgs),
+    #[command(flatten)]
+    Dayops(super::dayops::DayopsCommand),
+    /// Manage berth
+    #[command(subcommand)]
+    System(super::dayops::SystemSub),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -109,6 +114,8 @@ pub enum ContainerSub {
     Rename(RenameArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+    #[command(flatten)]
+    Dayops(super::dayops::DayopsCommand),
 }
 
 impl ContainerCommand {
@@ -257,6 +264,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Info(a) => system::info(client, a).await,
         C::Volume(v) => super::volume::dispatch(client, v).await,
         C::Events(a) => super::events::events(client, a).await,
+        C::Dayops(d) | C::Container(S::Dayops(d)) => super::dayops::dispatch(client, d).await,
+        C::System(s) => super::dayops::system(client, s).await,
     }
 }
 

@@ -3,6 +3,7 @@
 //! made; the daemon does, and the docker CLI pointed at the same socket must behave the same.
 
 mod container;
+mod dayops;
 mod events;
 mod exec;
 pub(crate) mod format;
@@ -250,5 +251,12 @@ pub fn owns(arg: &str) -> bool {
             | "info"
             | "volume"
             | "events"
+            | "stats"
+            | "update"
+            | "cp"
+            | "export"
+            | "commit"
+            | "diff"
+            | "system"
     )
 }
