@@ -272,7 +272,7 @@ where
         match op(n.clone()).await {
             Ok(()) => {
                 if print {
-                    println!("{n}");
+                    outln!("{n}");
                 }
             }
             Err(e) => {
@@ -363,7 +363,7 @@ async fn wait(client: &Client, a: Containers) -> Result<i32> {
             Err(e) => Err(e),
         };
         match r {
-            Ok(code) => println!("{code}"),
+            Ok(code) => outln!("{code}"),
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;
@@ -410,7 +410,7 @@ async fn top(client: &Client, a: TopArgs) -> Result<i32> {
     for p in top.processes.unwrap_or_default() {
         lines.push(p.join("\t"));
     }
-    print!("{}", format::tabwrite_min(&lines, 20));
+    out!("{}", format::tabwrite_min(&lines, 20));
     Ok(0)
 }
 
@@ -432,13 +432,13 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         .map_err(|e| client.err("prune", e))?;
     let deleted = r.containers_deleted.unwrap_or_default();
     if !deleted.is_empty() {
-        println!("Deleted Containers:");
+        outln!("Deleted Containers:");
         for d in &deleted {
-            println!("{d}");
+            outln!("{d}");
         }
-        println!();
+        outln!();
     }
-    println!(
+    outln!(
         "Total reclaimed space: {}",
         format::human_size(r.space_reclaimed.unwrap_or(0) as f64)
     );
@@ -602,7 +602,7 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
                     v = format::typed(v);
                 }
                 let out = f.render(&v).map_err(CliError::Usage)?;
-                println!("{out}");
+                outln!("{out}");
             }
         }
         // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
@@ -615,9 +615,9 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
                 })?;
                 parts.push(format::go_json(&v));
             }
-            println!("[{}]", parts.join(","));
+            outln!("[{}]", parts.join(","));
         }
-        None => println!(
+        None => outln!(
             "{}",
             super::raw::indent_json(&format!(
                 "[{}]",
