@@ -592,15 +592,13 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
     }
     match fmt {
         Some(f) => {
-            for (it, is_image) in &items {
+            for (it, _) in &items {
                 let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
                     op: "parse inspect response".into(),
                     source: e.into(),
                 })?;
-                let mut v = format::from_json(&v);
-                if *is_image {
-                    v = format::typed(v);
-                }
+                // docker's CLI decodes containers and images alike into Go types
+                let v = format::typed(format::from_json(&v));
                 let out = f.render(&v).map_err(CliError::Usage)?;
                 outln!("{out}");
             }
