@@ -430,19 +430,27 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         .prune_containers(Some(PruneContainersOptions { filters }))
         .await
         .map_err(|e| client.err("prune", e))?;
-    let deleted = r.containers_deleted.unwrap_or_default();
+    print_pruned(
+        "Containers",
+        &r.containers_deleted.unwrap_or_default(),
+        r.space_reclaimed,
+    );
+    Ok(0)
+}
+
+/// A prune's report as docker prints it: what went (if anything), then the space it freed.
+pub(super) fn print_pruned(what: &str, deleted: &[String], reclaimed: Option<i64>) {
     if !deleted.is_empty() {
-        outln!("Deleted Containers:");
-        for d in &deleted {
+        outln!("Deleted {what}:");
+        for d in deleted {
             outln!("{d}");
         }
         outln!();
     }
     outln!(
         "Total reclaimed space: {}",
-        format::human_size(r.space_reclaimed.unwrap_or(0) as f64)
+        format::human_size(reclaimed.unwrap_or(0) as f64)
     );
-    Ok(0)
 }
 
 /// `--since`/`--until`: a Unix time, an RFC 3339 time, or a duration back from now (`10m`).

@@ -298,17 +298,10 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         }))
         .await
         .map_err(|e| client.err("prune volumes", e))?;
-    let deleted = r.volumes_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        outln!("Deleted Volumes:");
-        for d in &deleted {
-            outln!("{d}");
-        }
-        outln!();
-    }
-    outln!(
-        "Total reclaimed space: {}",
-        format::human_size(r.space_reclaimed.unwrap_or(0) as f64)
+    super::container::print_pruned(
+        "Volumes",
+        &r.volumes_deleted.unwrap_or_default(),
+        r.space_reclaimed,
     );
     Ok(0)
 }
