@@ -53,13 +53,19 @@ fn endpoint_defaults() -> Vec<(&'static str, Value)> {
 
 /// Gives a container's inspect JSON the keys dockerd always sends.
 pub fn container_inspect(mut v: Value) -> Value {
-    fill(Some(&mut v), &[("ExecIDs", Value::Null), ("Mounts", json!([]))]);
+    fill(
+        Some(&mut v),
+        &[("ExecIDs", Value::Null), ("Mounts", json!([]))],
+    );
     null_when(Some(&mut v), "ExecIDs", is_empty);
     let nulls = |keys: &[&'static str]| -> Vec<(&'static str, Value)> {
         keys.iter().map(|k| (*k, Value::Null)).collect()
     };
     let config = v.get_mut("Config");
-    fill(config, &nulls(&["Cmd", "Entrypoint", "Env", "OnBuild", "Volumes"]));
+    fill(
+        config,
+        &nulls(&["Cmd", "Entrypoint", "Env", "OnBuild", "Volumes"]),
+    );
     null_when(v.get_mut("Config"), "Volumes", is_empty);
     fill(
         v.get_mut("HostConfig"),
