@@ -327,6 +327,42 @@ fn images_through_the_api() {
     assert_eq!(code, 200);
     assert_eq!(json(&body)["Id"], id.as_str());
 
+    // Without quiet, dockerd streams each layer's progress before the result.
+    for r in ["busybox:latest", &format!("{remote}:v1")] {
+        let (code, body) = http(s, "DELETE", &format!("/images/{r}?force=1"), &[], b"");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let (code, body) = http(
+        s,
+        "POST",
+        "/images/load?quiet=0",
+        &[("Content-Type", "application/x-tar")],
+        &archive,
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let msgs = lines(&body);
+    let layer_lines: Vec<&serde_json::Value> = msgs
+        .iter()
+        .filter(|v| v["status"] == "Loading layer")
+        .collect();
+    let last = layer_lines.last().expect("Loading layer lines");
+    assert_eq!(last["id"].as_str().map(str::len), Some(12), "{last}");
+    assert!(last["progressDetail"]["total"].as_u64() > Some(0), "{last}");
+    assert_eq!(
+        last["progressDetail"]["current"], last["progressDetail"]["total"],
+        "{last}"
+    );
+    assert_eq!(
+        msgs.last()
+            .and_then(|v| v["stream"].as_str())
+            .map(|t| t.starts_with("Loaded image: ")),
+        Some(true),
+        "{msgs:?}"
+    );
+    let (code, body) = http(s, "GET", "/images/busybox/json", &[], b"");
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["Id"], id.as_str());
+
     // A body that is no archive, and a hostile one, are refused; the daemon keeps serving.
     let (code, body) = http(s, "POST", "/images/load", &[], b"not a tar at all");
     assert!(

@@ -545,8 +545,7 @@ pub async fn load(
         Ok(out)
     };
     if !quiet {
-        return progress_response(|p| async move { blocking(move || load(Some(p))).await })
-            .await;
+        return progress_response(|p| async move { blocking(move || load(Some(p))).await }).await;
     }
     let out = blocking(move || load(None)).await?;
     Ok((
