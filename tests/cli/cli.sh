@@ -327,6 +327,20 @@ if command -v python3 >/dev/null 2>&1; then
     tty_pair "attach -it" 'echo attached\nexit 2\n' attach @-det
     pair "attach ended the container" "out rc" "" inspect --format '{{.State.Status}} {{.State.ExitCode}}' @-det
     tty_pair "run -it --detach-keys" 'ctrl-x\x18\n' run -it --rm --detach-keys ctrl-x "$IMG" sh -c 'read line; echo got $line; exit 9'
+    # load on a terminal draws the daemon's per-layer progress, then the result (a new
+    # layer: one that is already stored is not loaded again, so it shows no progress)
+    head -c 300000 /dev/urandom >"$work/rand" && tar -C "$work" -cf "$work/layer.tar" rand
+    b import "$work/layer.tar" "$P-load:1" >/dev/null && b save -o "$work/img.tar" "$P-load:1" &&
+        b rmi "$P-load:1" >/dev/null
+    timeout 60 python3 "$here/pty_run.py" 30 100 '' -- "$BERTH" -H "$HOST" load -i "$work/img.tar" \
+        >"$work/load.out" 2>&1
+    if grep -q ': Loading layer \[=*' "$work/load.out" && grep -q "Loaded image: $P-load:1" "$work/load.out"; then
+        echo "ok load draws Loading layer progress on a terminal"
+    else
+        echo "FAIL load draws Loading layer progress on a terminal: $(tail -c 300 "$work/load.out")"
+        failures=$((failures + 1))
+    fi
+    b rmi "$P-load:1" >/dev/null 2>&1
 else
     echo "SKIP: -it scenarios: no python3 for a pty"
     [ "${CI:-}" = true ] && failures=$((failures + 1))
