@@ -326,7 +326,7 @@ if command -v python3 >/dev/null 2>&1; then
     pair "detached container still runs" "out rc" "" ps --filter name=@-det --format '{{.Names}} {{.State}}'
     tty_pair "attach -it" 'echo attached\nexit 2\n' attach @-det
     pair "attach ended the container" "out rc" "" inspect --format '{{.State.Status}} {{.State.ExitCode}}' @-det
-    tty_pair "run -it --detach-keys" 'ctrl-x\x18\n' run -it --rm --detach-keys ctrl-x "$IMG" sh -c 'read line; echo got $line; exit 9'
+    tty_pair "run -it --detach-keys" 'ctrl-x\x18\n' run -it --rm --name @-dk --detach-keys ctrl-x "$IMG" sh -c 'read line; echo got $line; exit 9'
     # load on a terminal draws the daemon's per-layer progress, then the result (a new
     # layer: one that is already stored is not loaded again, so it shows no progress)
     head -c 300000 /dev/urandom >"$work/rand" && tar -C "$work" -cf "$work/layer.tar" rand
