@@ -163,6 +163,46 @@ pair "start -a" "out err rc" "" start -a @-sa
 pair "start" "out err rc" "" start @-sa
 pair "inspect after exit" "out rc" "" inspect --format '{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}' @-cfg
 
+# --- inspect sends unset fields as dockerd does (null or empty, not absent): the wanted lines
+# are what docker 28 prints against Debian's dockerd for the same containers.
+both create --name @-plain "$IMG" sh
+both create --name @-ep -e A=1 -l x=y --entrypoint /bin/sh "$IMG" -c true
+unset_fmt='{{.Config.Entrypoint}}|{{json .Config.Entrypoint}}|{{json .HostConfig.CapAdd}}|{{json .HostConfig.CapDrop}}|{{json .Config.Env}}|{{.Config.Cmd}}|{{json .Mounts}}|{{json .ExecIDs}}|{{json .Config.Volumes}}|{{json .HostConfig.PidsLimit}}|{{json .HostConfig.MemorySwappiness}}|{{json .HostConfig.Binds}}|{{json .State.Health}}|{{json .NetworkSettings.SecondaryIPAddresses}}'
+pair "inspect of unset fields" "out err rc" "" inspect --format "$unset_fmt" @-plain @-ep
+want_unset() {
+    local name=$1 want=$2 got
+    got=$(d inspect --format "$unset_fmt" "$name" 2>&1)
+    if [ "$got" = "$want" ]; then
+        echo "ok docker prints dockerd's unset fields for $3"
+    else
+        echo "FAIL docker prints dockerd's unset fields for $3"
+        echo "    want: $want"
+        echo "    got:  $got"
+        failures=$((failures + 1))
+    fi
+}
+want_unset $P-d-plain '[]|null|null|null|null|[sh]|[]|null|null|null|null|null|null|null' "a plain container"
+want_unset $P-d-ep '[/bin/sh]|["/bin/sh"]|null|null|["A=1"]|[-c true]|[]|null|null|null|null|null|null|null' "-e -l --entrypoint"
+
+# --- a reader that goes away: no panic, nothing on stderr, exit 0 or 141 (SIGPIPE) as docker
+both run --name @-many "$IMG" sh -c 'i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done'
+closed_pipe() {
+    local name=$1
+    shift
+    b "$@" 2>"$work/pipe.err" | true
+    local rc=${PIPESTATUS[0]}
+    if { [ "$rc" = 0 ] || [ "$rc" = 141 ]; } && [ ! -s "$work/pipe.err" ]; then
+        echo "ok closed pipe: $name"
+    else
+        echo "FAIL closed pipe: $name (rc=$rc, stderr: $(head -c 300 "$work/pipe.err"))"
+        failures=$((failures + 1))
+    fi
+}
+closed_pipe "logs" logs $P-b-many
+closed_pipe "inspect" inspect $P-b-many $P-b-plain $P-b-ep
+closed_pipe "ps" ps -a
+closed_pipe "images" images
+
 # --- detached containers: logs, exec, ps, lifecycle
 both run -d --name @-bg -l role=bg "$IMG" sh -c 'echo one; echo two >&2; echo three; exec sleep 600'
 pair "exec exit code" "out err rc" "" exec @-bg sh -c 'echo in-exec; exit 4'
@@ -289,7 +329,21 @@ if command -v python3 >/dev/null 2>&1; then
     pair "detached container still runs" "out rc" "" ps --filter name=@-det --format '{{.Names}} {{.State}}'
     tty_pair "attach -it" 'echo attached\nexit 2\n' attach @-det
     pair "attach ended the container" "out rc" "" inspect --format '{{.State.Status}} {{.State.ExitCode}}' @-det
-    tty_pair "run -it --detach-keys" 'ctrl-x\x18\n' run -it --rm --detach-keys ctrl-x "$IMG" sh -c 'read line; echo got $line; exit 9'
+    tty_pair "run -it --detach-keys" 'ctrl-x\x18\n' run -it --rm --name @-dk --detach-keys ctrl-x "$IMG" sh -c 'read line; echo got $line; exit 9'
+    # load on a terminal draws the daemon's per-layer progress, then the result (a new
+    # layer: one that is already stored is not loaded again, so it shows no progress)
+    head -c 300000 /dev/urandom >"$work/rand" && tar -C "$work" -cf "$work/layer.tar" rand
+    b import "$work/layer.tar" "$P-load:1" >/dev/null && b save -o "$work/img.tar" "$P-load:1" &&
+        b rmi "$P-load:1" >/dev/null
+    timeout 60 python3 "$here/pty_run.py" 30 100 '' -- "$BERTH" -H "$HOST" load -i "$work/img.tar" \
+        >"$work/load.out" 2>&1
+    if grep -q ': Loading layer \[=*' "$work/load.out" && grep -q "Loaded image: $P-load:1" "$work/load.out"; then
+        echo "ok load draws Loading layer progress on a terminal"
+    else
+        echo "FAIL load draws Loading layer progress on a terminal: $(tail -c 300 "$work/load.out")"
+        failures=$((failures + 1))
+    fi
+    b rmi "$P-load:1" >/dev/null 2>&1
 else
     echo "SKIP: -it scenarios: no python3 for a pty"
     [ "${CI:-}" = true ] && failures=$((failures + 1))

@@ -148,7 +148,8 @@ async fn inspect(
     let e = st.engine.clone();
     let size = qbool(&q, "size");
     let v = blocking(move || Ok(e.inspect_sized(&id, size)?)).await?;
-    Ok(Json(serde_json::to_value(v).unwrap_or_default()))
+    let v = serde_json::to_value(v).unwrap_or_default();
+    Ok(Json(crate::shape::container_inspect(v)))
 }
 
 /// Starts a container: pending attaches are connected between create and start.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod images;
+mod shape;
 pub mod stream;
 pub mod system;
 pub mod tls;

@@ -5,68 +5,20 @@
 //! daemon. Needs root, overlayfs, docker-registry, htpasswd and the berth binary.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 
 mod common;
 use common::{berth_bin, http, json, skip, start_daemon, Daemon};
 
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../../tests/support/registry.rs"]
+mod registry_support;
+use registry_support::{TestRegistry as Registry, REGISTRY_BIN};
 
 fn start_registry(user: &str, pass: &str) -> Registry {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", user, pass])
-        .output()
-        .expect("htpasswd");
-    assert!(out.status.success(), "htpasswd failed");
-    let file = dir.path().join("htpasswd");
-    std::fs::write(&file, &out.stdout).expect("write htpasswd");
-    let config = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: berth-test-secret\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-        dir.path().join("data").display(),
-        file.display()
-    );
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(&cfg, config).expect("write registry config");
-    let child = Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    let reg = Registry {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&reg.addr).is_err() {
-        assert!(Instant::now() < deadline, "registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    reg
+    Registry::start(Some((user, pass)))
 }
 
 /// A stream of JSON lines.
@@ -115,7 +67,7 @@ fn requirements() -> Option<PathBuf> {
         skip("needs root");
         return None;
     }
-    if !Path::new("/usr/bin/docker-registry").exists() {
+    if !Path::new(REGISTRY_BIN).exists() {
         skip("docker-registry not installed (run tests/registry/setup.sh)");
         return None;
     }
@@ -370,6 +322,42 @@ fn images_through_the_api() {
     assert!(
         streams.contains(&format!("Loaded image: {remote}:v1\n")),
         "{streams:?}"
+    );
+    let (code, body) = http(s, "GET", "/images/busybox/json", &[], b"");
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["Id"], id.as_str());
+
+    // Without quiet, dockerd streams each layer's progress before the result.
+    for r in ["busybox:latest", &format!("{remote}:v1")] {
+        let (code, body) = http(s, "DELETE", &format!("/images/{r}?force=1"), &[], b"");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let (code, body) = http(
+        s,
+        "POST",
+        "/images/load?quiet=0",
+        &[("Content-Type", "application/x-tar")],
+        &archive,
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let msgs = lines(&body);
+    let layer_lines: Vec<&serde_json::Value> = msgs
+        .iter()
+        .filter(|v| v["status"] == "Loading layer")
+        .collect();
+    let last = layer_lines.last().expect("Loading layer lines");
+    assert_eq!(last["id"].as_str().map(str::len), Some(12), "{last}");
+    assert!(last["progressDetail"]["total"].as_u64() > Some(0), "{last}");
+    assert_eq!(
+        last["progressDetail"]["current"], last["progressDetail"]["total"],
+        "{last}"
+    );
+    assert_eq!(
+        msgs.last()
+            .and_then(|v| v["stream"].as_str())
+            .map(|t| t.starts_with("Loaded image: ")),
+        Some(true),
+        "{msgs:?}"
     );
     let (code, body) = http(s, "GET", "/images/busybox/json", &[], b"");
     assert_eq!(code, 200);

@@ -779,14 +779,17 @@ pub async fn load(c: &Client, a: &LoadArgs) -> anyhow::Result<i32> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let body = body_of(reader, bar.clone());
+    // as docker: per-layer progress only for a terminal, where it is drawn in place
+    let quiet = a.quiet || !io::stdout().is_terminal();
     let mut s = c.docker.import_image_stream(
         ImportImageOptions {
-            quiet: a.quiet,
+            quiet,
             ..Default::default()
         },
         body,
         None,
     );
+    let mut bars = Bars::new(quiet);
     let mut lines = Vec::new();
     while let Some(item) = s.next().await {
         match item {
@@ -794,14 +797,25 @@ pub async fn load(c: &Client, a: &LoadArgs) -> anyhow::Result<i32> {
                 if let Some(t) = i.stream {
                     lines.push(t);
                 }
+                if let Some(status) = i.status.as_deref() {
+                    // the upload is over once the daemon reads layers
+                    bar.finish_and_clear();
+                    let (cur, tot) = i
+                        .progress_detail
+                        .as_ref()
+                        .map_or((None, None), |p| (p.current, p.total));
+                    bars.update(i.id.as_deref(), status, cur, tot);
+                }
             }
             Err(e) => {
                 bar.finish_and_clear();
+                bars.finish();
                 return Err(daemon_err(c, "load", e));
             }
         }
     }
     bar.finish_and_clear();
+    bars.finish();
     let mut out = io::stdout().lock();
     for l in lines {
         write!(out, "{l}")?;

@@ -327,12 +327,55 @@ fn ignored_entry(path: &str) -> bool {
 /// Blobs and layers stream to disk; only manifest.json and index.json are held in memory
 /// (bounded). A failed load leaves the store as it was.
 pub fn load<R: Read>(store: &ImageStore, r: R) -> Result<Vec<Loaded>> {
+    load_with_progress(store, r, &|_, _, _| {})
+}
+
+/// `load`, telling `progress` how far each layer has streamed into the store: the layer's
+/// digest (a legacy layer's directory name), the bytes so far and its size, as dockerd's
+/// `Loading layer` lines do.
+pub fn load_with_progress<R: Read>(
+    store: &ImageStore,
+    r: R,
+    progress: &dyn Fn(&Digest, u64, u64),
+) -> Result<Vec<Loaded>> {
     let mut session = LoadSession::new(store);
-    let result = load_entries(&mut session, r).and_then(|g| finish_load(&mut session, &g));
+    let result =
+        load_entries(&mut session, r, progress).and_then(|g| finish_load(&mut session, &g));
     session.finish(result)
 }
 
-fn load_entries<R: Read>(session: &mut LoadSession<'_>, r: R) -> Result<Gathered> {
+/// Passes a blob through, reporting its bytes when it is a layer: a config is JSON and
+/// starts with `{`, a layer (a tar, maybe compressed) never does. Which it is is not known
+/// from the archive until manifest.json, usually its last entry.
+struct LayerProgress<'a, R> {
+    inner: R,
+    id: Option<Digest>,
+    total: u64,
+    done: u64,
+    is_layer: Option<bool>,
+    progress: &'a dyn Fn(&Digest, u64, u64),
+}
+
+impl<R: Read> Read for LayerProgress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let is_layer = *self.is_layer.get_or_insert(buf[0] != b'{');
+        self.done += n as u64;
+        if let (true, Some(id)) = (is_layer, &self.id) {
+            (self.progress)(id, self.done, self.total);
+        }
+        Ok(n)
+    }
+}
+
+fn load_entries<R: Read>(
+    session: &mut LoadSession<'_>,
+    r: R,
+    progress: &dyn Fn(&Digest, u64, u64),
+) -> Result<Gathered> {
     let mut g = Gathered::default();
     let input = crate::extract::decompress(r, "archive")?;
     let mut ar = tar::Archive::new(input);
@@ -377,7 +420,15 @@ fn load_entries<R: Read>(session: &mut LoadSession<'_>, r: R) -> Result<Gathered
             let d = Digest::from_hex(hex).map_err(|e| Error::Archive {
                 reason: format!("{what}: {e}"),
             })?;
-            session.ingest(&d, Some(size), &mut entry, &what)?;
+            let mut r = LayerProgress {
+                inner: &mut entry,
+                id: Some(d.clone()),
+                total: size,
+                done: 0,
+                is_layer: None,
+                progress,
+            };
+            session.ingest(&d, Some(size), &mut r, &what)?;
             g.hold(path.len() + 80, &path)?;
             g.files.insert(path, d);
         } else if path == "manifest.json" || path == "index.json" {
@@ -416,7 +467,19 @@ fn load_entries<R: Read>(session: &mut LoadSession<'_>, r: R) -> Result<Gathered
                     });
                 }
             }
-            let d = session.ingest_unknown(&mut entry, &what)?;
+            // a legacy layer is `<64 hex>/layer.tar`: its directory names it in progress
+            let legacy_id = path
+                .strip_suffix("/layer.tar")
+                .and_then(|dir| Digest::from_hex(dir).ok());
+            let mut r = LayerProgress {
+                inner: &mut entry,
+                id: legacy_id,
+                total: size,
+                done: 0,
+                is_layer: None,
+                progress,
+            };
+            let d = session.ingest_unknown(&mut r, &what)?;
             g.hold(path.len() + 80, &path)?;
             g.files.insert(path, d);
         }

@@ -9,19 +9,15 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use berth_image::digest::Digest;
 use berth_image::reference::Reference;
 use berth_image::store::ImageStore;
 use berth_image::Snapshotter;
 use berth_registry::{progress, CredentialStore, PullOptions, Registry, Settings};
-
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 fn in_ci() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
@@ -46,48 +42,11 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A registry process on a free port of 127.0.0.1, killed on drop (its storage is a tempdir).
-struct TestRegistry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
+#[path = "../../../tests/support/registry.rs"]
+mod registry_support;
+use registry_support::{TestRegistry, REGISTRY_BIN};
 
 impl TestRegistry {
-    fn start() -> TestRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: berth-test-secret\n",
-            dir.path().join("data").display()
-        );
-        let cfg = dir.path().join("config.yml");
-        fs::write(&cfg, config).expect("registry config");
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = TestRegistry {
-            child,
-            addr,
-            _dir: dir,
-        };
-        // Start-up wait only; no assertion depends on how long anything takes.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-
     fn reference(&self, repo_tag: &str) -> Reference {
         format!("{}/{repo_tag}", self.addr)
             .parse()
@@ -144,13 +103,6 @@ impl TestRegistry {
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         assert_eq!(status, 201, "put manifest {repo}:{tag}: {body}");
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -356,7 +308,7 @@ async fn hostile_images_are_refused_by_pull() {
     {
         return;
     }
-    let reg = TestRegistry::start();
+    let reg = TestRegistry::start(None);
     let http = reqwest::Client::new();
     let outside = tempfile::tempdir().expect("outside dir");
     let outside_rel = outside
@@ -533,7 +485,7 @@ async fn pull_onto_a_full_disk_fails_cleanly() {
     {
         return;
     }
-    let reg = TestRegistry::start();
+    let reg = TestRegistry::start(None);
     let http = reqwest::Client::new();
     // 4 MB of incompressible layer into a 2 MB filesystem.
     let layers = vec![

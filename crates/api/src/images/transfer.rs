@@ -505,40 +505,49 @@ pub async fn load(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> ApiResult<Response> {
-    let _quiet = crate::containers::qbool(&q, "quiet");
+    let quiet = crate::containers::qbool(&q, "quiet");
     let tmp = spool(st.engine.images.root(), body).await?;
     let e = st.engine.clone();
-    let loaded = blocking(move || {
+    let load = move |progress: Option<Arc<JsonProgress>>| -> ApiResult<Vec<Bytes>> {
         let f = std::fs::File::open(tmp.path())
             .map_err(|err| ApiError::internal(format!("open {}: {err}", tmp.path().display())))?;
-        berth_image::archive::load(&e.images, std::io::BufReader::new(f)).map_err(|err| {
-            match err.kind() {
-                // Whatever is wrong with an archive is the client's to fix.
-                berth_image::ErrorKind::InvalidArgument | berth_image::ErrorKind::NotFound => {
-                    ApiError::bad_request(err.to_string())
-                }
-                _ => err.into(),
+        let r = std::io::BufReader::new(f);
+        let loaded = match &progress {
+            // dockerd's lines: `{"status":"Loading layer","progressDetail":{..},"id":..}`
+            Some(p) => berth_image::archive::load_with_progress(&e.images, r, &|d, done, total| {
+                p.bytes(d, "Loading layer", done, total)
+            }),
+            None => berth_image::archive::load(&e.images, r),
+        }
+        .map_err(|err| match err.kind() {
+            // Whatever is wrong with an archive is the client's to fix.
+            berth_image::ErrorKind::InvalidArgument | berth_image::ErrorKind::NotFound => {
+                ApiError::bad_request(err.to_string())
             }
-        })
-    })
-    .await?;
-    let mut out = Vec::new();
-    for l in &loaded {
-        let id = l.id.to_string();
-        st.engine
-            .events
-            .send(berth_engine::events::Event::image("load", &id, &id));
-        if l.tags.is_empty() {
-            out.push(line(
-                json!({"stream": format!("Loaded image ID: {}\n", l.id)}),
-            ));
+            _ => err.into(),
+        })?;
+        let mut out = Vec::new();
+        for l in &loaded {
+            let id = l.id.to_string();
+            e.events
+                .send(berth_engine::events::Event::image("load", &id, &id));
+            if l.tags.is_empty() {
+                out.push(line(
+                    json!({"stream": format!("Loaded image ID: {}\n", l.id)}),
+                ));
+            }
+            for t in &l.tags {
+                out.push(line(
+                    json!({"stream": format!("Loaded image: {}\n", t.familiar())}),
+                ));
+            }
         }
-        for t in &l.tags {
-            out.push(line(
-                json!({"stream": format!("Loaded image: {}\n", t.familiar())}),
-            ));
-        }
+        Ok(out)
+    };
+    if !quiet {
+        return progress_response(|p| async move { blocking(move || load(Some(p))).await }).await;
     }
+    let out = blocking(move || load(None)).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Body::from(out.concat()),

@@ -281,7 +281,7 @@ where
         match op(n.clone()).await {
             Ok(()) => {
                 if print {
-                    println!("{n}");
+                    outln!("{n}");
                 }
             }
             Err(e) => {
@@ -372,7 +372,7 @@ async fn wait(client: &Client, a: Containers) -> Result<i32> {
             Err(e) => Err(e),
         };
         match r {
-            Ok(code) => println!("{code}"),
+            Ok(code) => outln!("{code}"),
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;
@@ -419,7 +419,7 @@ async fn top(client: &Client, a: TopArgs) -> Result<i32> {
     for p in top.processes.unwrap_or_default() {
         lines.push(p.join("\t"));
     }
-    print!("{}", format::tabwrite_min(&lines, 20));
+    out!("{}", format::tabwrite_min(&lines, 20));
     Ok(0)
 }
 
@@ -439,19 +439,27 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         .prune_containers(Some(PruneContainersOptions { filters }))
         .await
         .map_err(|e| client.err("prune", e))?;
-    let deleted = r.containers_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Containers:");
-        for d in &deleted {
-            println!("{d}");
-        }
-        println!();
-    }
-    println!(
-        "Total reclaimed space: {}",
-        format::human_size(r.space_reclaimed.unwrap_or(0) as f64)
+    print_pruned(
+        "Containers",
+        &r.containers_deleted.unwrap_or_default(),
+        r.space_reclaimed,
     );
     Ok(0)
+}
+
+/// A prune's report as docker prints it: what went (if anything), then the space it freed.
+pub(super) fn print_pruned(what: &str, deleted: &[String], reclaimed: Option<i64>) {
+    if !deleted.is_empty() {
+        outln!("Deleted {what}:");
+        for d in deleted {
+            outln!("{d}");
+        }
+        outln!();
+    }
+    outln!(
+        "Total reclaimed space: {}",
+        format::human_size(reclaimed.unwrap_or(0) as f64)
+    );
 }
 
 /// `--since`/`--until`: a Unix time, an RFC 3339 time, or a duration back from now (`10m`).
@@ -601,17 +609,15 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
     }
     match fmt {
         Some(f) => {
-            for (it, is_image) in &items {
+            for (it, _) in &items {
                 let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
                     op: "parse inspect response".into(),
                     source: e.into(),
                 })?;
-                let mut v = format::from_json(&v);
-                if *is_image {
-                    v = format::typed(v);
-                }
+                // docker's CLI decodes containers and images alike into Go types
+                let v = format::typed(format::from_json(&v));
                 let out = f.render(&v).map_err(CliError::Usage)?;
-                println!("{out}");
+                outln!("{out}");
             }
         }
         // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
@@ -624,9 +630,9 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
                 })?;
                 parts.push(format::go_json(&v));
             }
-            println!("[{}]", parts.join(","));
+            outln!("[{}]", parts.join(","));
         }
-        None => println!(
+        None => outln!(
             "{}",
             super::raw::indent_json(&format!(
                 "[{}]",

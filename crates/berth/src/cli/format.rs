@@ -22,11 +22,12 @@ const ROW_KEY: &str = "\u{0}row";
 /// Marks the header row of a table: a method such as `.Label "k"` gives its argument there.
 const HEADER_KEY: &str = "\u{0}header";
 
-/// Marks an object that docker's CLI decodes into Go types (an image's inspect): there a
+/// Marks an object that docker's CLI decodes into Go types (an inspect): there a
 /// null list prints as `[]` and a null map as `map[]`, where a plain map's null is `<nil>`.
 const TYPED_KEY: &str = "\u{0}typed";
 
-/// Fields of an image's inspect that are Go slices or maps (by the last name of the path).
+/// Fields of an image's or a container's inspect that are Go slices or maps (by the last
+/// name of the path); pointers such as PidsLimit stay `<nil>`.
 const SLICE_FIELDS: &[&str] = &[
     "Cmd",
     "Entrypoint",
@@ -36,8 +37,35 @@ const SLICE_FIELDS: &[&str] = &[
     "RepoTags",
     "RepoDigests",
     "Layers",
+    "ExecIDs",
+    "Binds",
+    "CapAdd",
+    "CapDrop",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "ExtraHosts",
+    "GroupAdd",
+    "Links",
+    "SecurityOpt",
+    "VolumesFrom",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "SecondaryIPAddresses",
+    "SecondaryIPv6Addresses",
+    "Aliases",
 ];
-const MAP_FIELDS: &[&str] = &["Volumes", "Labels", "ExposedPorts"];
+const MAP_FIELDS: &[&str] = &[
+    "Volumes",
+    "Labels",
+    "ExposedPorts",
+    "Tmpfs",
+    "Sysctls",
+    "StorageOpt",
+    "PortBindings",
+    "Ports",
+    "DriverOpts",
+];
 
 /// `v` as docker's CLI sees a typed object (see TYPED_KEY).
 pub fn typed(v: Value) -> Value {

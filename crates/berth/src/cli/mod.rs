@@ -2,6 +2,8 @@
 //! Docker's command names, flags, output and exit codes. Nothing here knows how a container is
 //! made; the daemon does, and the docker CLI pointed at the same socket must behave the same.
 
+#[macro_use]
+mod out;
 mod container;
 mod dayops;
 mod events;
@@ -171,6 +173,7 @@ pub fn main(cmd: ContainerCommand, host: Option<String>) -> i32 {
     match res {
         Ok(code) => code,
         Err(CliError::Reported { code }) => code,
+        Err(CliError::Io { source, .. }) if out::is_closed_pipe(&source) => out::EXIT_PIPE,
         Err(e @ CliError::Connect { .. }) => {
             eprintln!("berth: {e}");
             EXIT_DAEMON

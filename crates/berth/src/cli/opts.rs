@@ -837,7 +837,8 @@ impl RunOpts {
             tty: Some(self.tty),
             open_stdin: Some(self.interactive),
             stdin_once: Some(self.interactive && streams.stdin),
-            env: Some(env),
+            // docker sends no Env at all without -e, and dockerd shows it as null
+            env: non_empty(env),
             cmd,
             image: Some(self.image().to_string()),
             volumes: non_empty(volumes),

@@ -225,7 +225,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
     let trunc = !a.no_trunc;
     if a.quiet {
         for c in &list {
-            println!("{}", short_id(c.id.as_deref().unwrap_or(""), trunc));
+            outln!("{}", short_id(c.id.as_deref().unwrap_or(""), trunc));
         }
         return Ok(0);
     }
@@ -249,7 +249,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
     let out = fmt
         .render_all(&items, Some(&format::from_json(&header())))
         .map_err(CliError::Usage)?;
-    print!("{out}");
+    out!("{out}");
     Ok(0)
 }
 

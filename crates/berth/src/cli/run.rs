@@ -408,7 +408,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
     let id = create(client, &opts, size).await?;
     if opts.detach {
         start_one(client, &id).await?;
-        println!("{id}");
+        outln!("{id}");
         return Ok(0);
     }
     let condition = if opts.rm { "removed" } else { "next-exit" };
@@ -429,7 +429,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
 pub async fn create_cmd(client: &Client, opts: RunOpts) -> Result<i32> {
     let size = if opts.tty { tty::size() } else { None };
     let id = create(client, &opts, size).await?;
-    println!("{id}");
+    outln!("{id}");
     Ok(0)
 }
 
@@ -481,7 +481,7 @@ pub async fn start(client: &Client, args: StartArgs) -> Result<i32> {
     let mut failed = false;
     for c in &args.containers {
         match start_one(client, c).await {
-            Ok(()) => println!("{c}"),
+            Ok(()) => outln!("{c}"),
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;

@@ -25,7 +25,7 @@ fn templated(spec: &str, v: &serde_json::Value) -> Result<i32> {
     let spec = if spec == "json" { "{{json .}}" } else { spec };
     let f = Format::parse(spec).map_err(CliError::Usage)?;
     let out = f.render(&format::from_json(v)).map_err(CliError::Usage)?;
-    println!("{out}");
+    outln!("{out}");
     Ok(0)
 }
 
@@ -46,31 +46,31 @@ pub async fn version(client: &Client, a: FormatArgs) -> Result<i32> {
     if let Some(f) = a.format.as_deref() {
         return templated(f, &all);
     }
-    println!("Client:");
-    println!(" Version:           {}", s(&client_info, "Version"));
-    println!(" API version:       {}", s(&client_info, "ApiVersion"));
-    println!(
+    outln!("Client:");
+    outln!(" Version:           {}", s(&client_info, "Version"));
+    outln!(" API version:       {}", s(&client_info, "ApiVersion"));
+    outln!(
         " OS/Arch:           {}/{}",
         s(&client_info, "Os"),
         s(&client_info, "Arch")
     );
-    println!();
-    println!("Server:");
-    println!(" Engine:");
-    println!("  Version:          {}", s(&server, "Version"));
-    println!(
+    outln!();
+    outln!("Server:");
+    outln!(" Engine:");
+    outln!("  Version:          {}", s(&server, "Version"));
+    outln!(
         "  API version:      {} (minimum version {})",
         s(&server, "ApiVersion"),
         s(&server, "MinAPIVersion")
     );
-    println!("  Git commit:       {}", s(&server, "GitCommit"));
-    println!("  Built:            {}", s(&server, "BuildTime"));
-    println!(
+    outln!("  Git commit:       {}", s(&server, "GitCommit"));
+    outln!("  Built:            {}", s(&server, "BuildTime"));
+    outln!(
         "  OS/Arch:          {}/{}",
         s(&server, "Os"),
         s(&server, "Arch")
     );
-    println!("  Kernel Version:   {}", s(&server, "KernelVersion"));
+    outln!("  Kernel Version:   {}", s(&server, "KernelVersion"));
     Ok(0)
 }
 
@@ -84,26 +84,26 @@ pub async fn info(client: &Client, a: FormatArgs) -> Result<i32> {
     if let Some(f) = a.format.as_deref() {
         return templated(f, &v);
     }
-    println!("Server:");
-    println!(" Containers: {}", s(&v, "Containers"));
-    println!("  Running: {}", s(&v, "ContainersRunning"));
-    println!("  Paused: {}", s(&v, "ContainersPaused"));
-    println!("  Stopped: {}", s(&v, "ContainersStopped"));
-    println!(" Images: {}", s(&v, "Images"));
-    println!(" Server Version: {}", s(&v, "ServerVersion"));
-    println!(" Storage Driver: {}", s(&v, "Driver"));
-    println!(" Logging Driver: {}", s(&v, "LoggingDriver"));
-    println!(" Cgroup Driver: {}", s(&v, "CgroupDriver"));
-    println!(" Cgroup Version: {}", s(&v, "CgroupVersion"));
-    println!(" Kernel Version: {}", s(&v, "KernelVersion"));
-    println!(" Operating System: {}", s(&v, "OperatingSystem"));
-    println!(" OSType: {}", s(&v, "OSType"));
-    println!(" Architecture: {}", s(&v, "Architecture"));
-    println!(" CPUs: {}", s(&v, "NCPU"));
+    outln!("Server:");
+    outln!(" Containers: {}", s(&v, "Containers"));
+    outln!("  Running: {}", s(&v, "ContainersRunning"));
+    outln!("  Paused: {}", s(&v, "ContainersPaused"));
+    outln!("  Stopped: {}", s(&v, "ContainersStopped"));
+    outln!(" Images: {}", s(&v, "Images"));
+    outln!(" Server Version: {}", s(&v, "ServerVersion"));
+    outln!(" Storage Driver: {}", s(&v, "Driver"));
+    outln!(" Logging Driver: {}", s(&v, "LoggingDriver"));
+    outln!(" Cgroup Driver: {}", s(&v, "CgroupDriver"));
+    outln!(" Cgroup Version: {}", s(&v, "CgroupVersion"));
+    outln!(" Kernel Version: {}", s(&v, "KernelVersion"));
+    outln!(" Operating System: {}", s(&v, "OperatingSystem"));
+    outln!(" OSType: {}", s(&v, "OSType"));
+    outln!(" Architecture: {}", s(&v, "Architecture"));
+    outln!(" CPUs: {}", s(&v, "NCPU"));
     let mem = v.get("MemTotal").and_then(|m| m.as_f64()).unwrap_or(0.0);
-    println!(" Total Memory: {:.4}GiB", mem / (1u64 << 30) as f64);
-    println!(" Name: {}", s(&v, "Name"));
-    println!(" ID: {}", s(&v, "ID"));
-    println!(" Docker Root Dir: {}", s(&v, "DockerRootDir"));
+    outln!(" Total Memory: {:.4}GiB", mem / (1u64 << 30) as f64);
+    outln!(" Name: {}", s(&v, "Name"));
+    outln!(" ID: {}", s(&v, "ID"));
+    outln!(" Docker Root Dir: {}", s(&v, "DockerRootDir"));
     Ok(0)
 }

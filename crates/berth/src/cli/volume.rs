@@ -132,7 +132,7 @@ async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
         .create_volume(req)
         .await
         .map_err(|e| client.err("create volume", e))?;
-    println!("{}", v.name);
+    outln!("{}", v.name);
     Ok(0)
 }
 
@@ -172,7 +172,7 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
     }
     if a.quiet {
         for v in &vols {
-            println!("{}", v["Name"].as_str().unwrap_or(""));
+            outln!("{}", v["Name"].as_str().unwrap_or(""));
         }
         return Ok(0);
     }
@@ -192,7 +192,7 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
     let out = fmt
         .render_all(&items, Some(&header))
         .map_err(CliError::Usage)?;
-    print!("{out}");
+    out!("{out}");
     Ok(0)
 }
 
@@ -237,10 +237,10 @@ async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
                     source: e.into(),
                 })?;
                 let out = f.render(&format::from_json(&v)).map_err(CliError::Usage)?;
-                println!("{out}");
+                outln!("{out}");
             }
         }
-        None => println!(
+        None => outln!(
             "{}",
             super::raw::indent_json(&format!("[{}]", items.join(",")))
         ),
@@ -259,7 +259,7 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
             .remove_volume(n, Some(RemoveVolumeOptions { force: a.force }))
             .await;
         match r {
-            Ok(()) => println!("{n}"),
+            Ok(()) => outln!("{n}"),
             Err(e) => {
                 eprintln!("{}", client.err("remove volume", e));
                 failed = true;
@@ -298,17 +298,10 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         }))
         .await
         .map_err(|e| client.err("prune volumes", e))?;
-    let deleted = r.volumes_deleted.unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Volumes:");
-        for d in &deleted {
-            println!("{d}");
-        }
-        println!();
-    }
-    println!(
-        "Total reclaimed space: {}",
-        format::human_size(r.space_reclaimed.unwrap_or(0) as f64)
+    super::container::print_pruned(
+        "Volumes",
+        &r.volumes_deleted.unwrap_or_default(),
+        r.space_reclaimed,
     );
     Ok(0)
 }
