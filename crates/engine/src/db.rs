@@ -106,12 +106,16 @@ impl Db {
             .map_err(Error::db("set busy timeout"))?;
         conn.execute_batch(SCHEMA)
             .map_err(Error::db("create schema"))?;
+        conn.execute_batch(crate::restart::SCHEMA)
+            .map_err(Error::db("create the restart policy schema"))?;
+        conn.execute_batch(crate::health::SCHEMA)
+            .map_err(Error::db("create the health check schema"))?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -282,6 +286,8 @@ impl Db {
         let conn = self.lock();
         conn.execute("DELETE FROM execs WHERE container = ?1", [id])
             .map_err(Error::db("remove execs"))?;
+        crate::restart::forget(&conn, id)?;
+        crate::health::forget(&conn, id)?;
         conn.execute("DELETE FROM containers WHERE id = ?1", [id])
             .map_err(Error::db("remove container"))?;
         Ok(())
