@@ -96,7 +96,7 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
     let out = blocking(move || {
         let mut out = Vec::new();
         for r in e.records()? {
-            let running = r.status == "running" || r.status == "paused";
+            let running = matches!(r.status.as_str(), "running" | "paused" | "restarting");
             if !all
                 && limit.is_none()
                 && !running
@@ -124,6 +124,9 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
                 && ok("label", &|x| match x.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
                     None => labels.contains_key(x),
+                })
+                && ok("health", &|x| {
+                    e.health_status(&r).unwrap_or_else(|| "none".into()) == x
                 });
             if !pass {
                 continue;
@@ -178,7 +181,8 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
         Ok(full)
     })
     .await?;
-    spawn_monitor(st.clone(), full);
+    spawn_monitor(st.clone(), full.clone());
+    crate::selfheal::start_health(st.clone(), full);
     Ok(())
 }
 

@@ -1,0 +1,276 @@
+//! The daemon's half of restart policies and health checks: the timers. What to do and
+//! when is the engine's (berth_engine::restart, berth_engine::health); here a pending
+//! restart becomes a tokio timer, a running container with a health check gets a task that
+//! probes it by an exec through its shim, and `POST /containers/{id}/update` applies the
+//! restart policy.
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use berth_engine::health::{truncate_output, Check, Probe, MAX_OUTPUT};
+use bollard_stubs::models::ContainerUpdateBody;
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+use crate::containers::parse_body;
+use crate::daemon::{blocking, spawn_monitor, AppState};
+use crate::error::ApiResult;
+use crate::stream;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/containers/{id}/update", post(update))
+}
+
+/// `POST /containers/{id}/update`: the whole body is parsed (so a malformed one is a 400),
+/// the restart policy applied; resources are not applied yet, and the answer says so.
+async fn update(
+    State(st): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let upd: ContainerUpdateBody = parse_body(&body)?;
+    let mut warnings = Vec::new();
+    let mut resources = serde_json::to_value(&upd).unwrap_or_else(|_| json!({}));
+    if let Some(o) = resources.as_object_mut() {
+        o.remove("RestartPolicy");
+        o.retain(|_, v| !v.is_null());
+        if !o.is_empty() {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            warnings.push(format!(
+                "berth does not update the resources of a container yet; ignored: {}",
+                keys.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let e = st.engine.clone();
+    let policy = upd.restart_policy.clone();
+    blocking(move || Ok(e.update_restart_policy(&id, policy)?)).await?;
+    Ok(Json(json!({"Warnings": warnings})))
+}
+
+/// After the monitor recorded an exit: if the policy made the container `restarting`,
+/// its timer.
+pub fn after_exit(st: AppState, id: String) {
+    tokio::spawn(async move {
+        let e = st.engine.clone();
+        let id2 = id.clone();
+        match tokio::task::spawn_blocking(move || e.pending_restart(&id2)).await {
+            Ok(Ok(Some(delay))) => schedule_restart(st, id, delay),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(container = %id, error = %e, "read the restart state"),
+            Err(e) => tracing::warn!(container = %id, error = %e, "read the restart state"),
+        }
+    });
+}
+
+/// Starts container `id` after `delay` if it is still waiting then.
+pub fn schedule_restart(st: AppState, id: String, delay: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let e = st.engine.clone();
+        let id2 = id.clone();
+        match tokio::task::spawn_blocking(move || e.restart_due(&id2)).await {
+            Ok(Ok(true)) => {
+                spawn_monitor(st.clone(), id.clone());
+                start_health(st, id);
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(container = %id, error = %e, "restart by policy"),
+            Err(e) => tracing::warn!(container = %id, error = %e, "restart by policy"),
+        }
+    });
+}
+
+/// At daemon start, once the live containers are adopted: their health checkers, and the
+/// restarts that were pending or that the policies ask for at boot.
+pub async fn on_boot(st: &AppState, live: &[String]) -> Result<(), String> {
+    for id in live {
+        start_health(st.clone(), id.clone());
+    }
+    let e = st.engine.clone();
+    let due = tokio::task::spawn_blocking(move || e.restarts_on_boot())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("restart policies at start: {e}"))?;
+    for (id, delay) in due {
+        schedule_restart(st.clone(), id, delay);
+    }
+    Ok(())
+}
+
+/// Starts the health checker of a container that just started (if it has a check). It
+/// stops when that run ends.
+pub fn start_health(st: AppState, id: String) {
+    tokio::spawn(async move {
+        // Subscribed before the first look, so an exit in between is not missed.
+        let mut rx = st.engine.events.subscribe();
+        let e = st.engine.clone();
+        let id2 = id.clone();
+        let (check, started_at) = match tokio::task::spawn_blocking(move || e.health_begin(&id2))
+            .await
+        {
+            Ok(Ok(Some(x))) => x,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(container = %id, error = %e, "start the health check");
+                return;
+            }
+            Err(_) => return,
+        };
+        loop {
+            let e = st.engine.clone();
+            let (id2, s2, c2) = (id.clone(), started_at.clone(), check.clone());
+            let wait =
+                match tokio::task::spawn_blocking(move || e.health_next(&id2, &s2, &c2)).await {
+                    Ok(Ok(Some(w))) => w,
+                    _ => return,
+                };
+            let ended = async {
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) if ev.id == id && (ev.action == "die" || ev.action == "destroy") => {
+                            return
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    }
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ended => return,
+            }
+            let p = probe(&st, &id, &check).await;
+            let e = st.engine.clone();
+            let (id2, s2, c2) = (id.clone(), started_at.clone(), check.clone());
+            match tokio::task::spawn_blocking(move || e.health_record(&id2, &s2, &c2, p)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(container = %id, error = %e, "record a health probe"),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+fn now() -> String {
+    berth_engine::engine::now()
+}
+
+/// Runs one probe: an exec in the container, its output kept (up to 4 KiB), killed when it
+/// outlives the timeout (Docker reports that as exit code -1).
+async fn probe(st: &AppState, id: &str, check: &Check) -> Probe {
+    let start = now();
+    let fail = |start: String, output: String| Probe {
+        start,
+        end: now(),
+        exit_code: -1,
+        output,
+    };
+    let e = st.engine.clone();
+    let (id2, c2) = (id.to_string(), check.clone());
+    let (sock, process) = match tokio::task::spawn_blocking(move || e.probe_plan(&id2, &c2)).await
+    {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return fail(start, format!("health check: {e}")),
+        Err(e) => return fail(start, format!("health check: {e}")),
+    };
+    let exec_id = format!(
+        "health-{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let req = json!({"op": "exec", "exec_id": exec_id, "process": process, "stdin": false});
+    let (conn, v) = match stream::shim_request(&sock, &req).await {
+        Ok(x) => x,
+        Err(e) => return fail(start, format!("health check: exec: {e}")),
+    };
+    if v.get("ok").and_then(|x| x.as_bool()) != Some(true) {
+        let msg = v
+            .get("error")
+            .and_then(|x| x.as_str())
+            .unwrap_or("exec failed");
+        return fail(start, format!("health check: exec: {msg}"));
+    }
+    let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0);
+    match tokio::time::timeout(check.timeout, read_output(conn)).await {
+        Ok(out) => {
+            let code = exec_exit(&sock, &exec_id, check.timeout).await;
+            Probe {
+                start,
+                end: now(),
+                exit_code: code,
+                output: truncate_output(&out),
+            }
+        }
+        Err(_) => {
+            // The probe's process is the exec's; a pid the shim reported a moment ago, of a
+            // child it has not reaped (it is still running), so it is still that process.
+            if pid > 0 {
+                if let Err(e) = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                ) {
+                    tracing::warn!(container = %id, pid, error = %e, "kill a health probe that timed out");
+                }
+            }
+            fail(
+                start,
+                format!(
+                    "Health check exceeded timeout ({})",
+                    humantime(check.timeout)
+                ),
+            )
+        }
+    }
+}
+
+/// Go's Duration.String for whole and fractional seconds, as Docker's message shows it.
+fn humantime(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// The exec's output, stdout and stderr together (the shim frames them as Docker's
+/// multiplexed stream); beyond [`MAX_OUTPUT`] bytes it is read and dropped.
+async fn read_output(mut conn: tokio::net::UnixStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        raw.extend_from_slice(&buf[..n]);
+        while raw.len() >= 8 {
+            let len = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]) as usize;
+            if raw.len() < 8 + len {
+                break;
+            }
+            if out.len() < MAX_OUTPUT {
+                let take = len.min(MAX_OUTPUT - out.len());
+                out.extend_from_slice(&raw[8..8 + take]);
+            }
+            raw.drain(..8 + len);
+        }
+    }
+    out
+}
+
+async fn exec_exit(sock: &Path, exec_id: &str, limit: Duration) -> i64 {
+    let req = json!({"op": "exec_wait", "exec_id": exec_id});
+    match tokio::time::timeout(limit, stream::shim_request(sock, &req)).await {
+        Ok(Ok((_, v))) => v.get("exit_code").and_then(|c| c.as_i64()).unwrap_or(-1),
+        _ => -1,
+    }
+}
