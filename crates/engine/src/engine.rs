@@ -604,6 +604,7 @@ impl Engine {
         {
             return Ok(());
         }
+        let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
         // The shim normally deletes the runtime's state; if it died, we do.
         let _ = self.runtime.delete(id, true);
         self.unmount_rootfs(id);
@@ -612,7 +613,7 @@ impl Engine {
             self.emit(&r, "oom", &[]);
         }
         self.emit(&r, "die", &[("exitCode", info.exit_code.to_string())]);
-        self.decide_restart(&r, info.exit_code, &finished)?;
+        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
             if let Some(now) = self.db.get(id)? {

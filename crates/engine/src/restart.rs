@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS restart_state (
     id TEXT PRIMARY KEY,
     manually_stopped INTEGER NOT NULL DEFAULT 0,
     delay_ms INTEGER NOT NULL DEFAULT 0,
-    due_at_ms INTEGER NOT NULL DEFAULT 0
+    due_at_ms INTEGER NOT NULL DEFAULT 0,
+    shim_pid INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -136,6 +137,43 @@ struct Row {
     manually_stopped: bool,
     delay_ms: i64,
     due_at_ms: i64,
+    /// The shim of the run that ended, which may still be finishing when the delay is up.
+    shim_pid: i32,
+}
+
+/// The pid of the shim whose state directory is `state_dir`, 0 if unknown.
+pub(crate) fn shim_pid(state_dir: &std::path::Path) -> i32 {
+    std::fs::read_to_string(state_dir.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (up to `limit`) for the shim of a finished run of container `id` to exit. The shim
+/// deletes the container's runtime state and its socket as it goes: a new run started
+/// before that would lose both.
+fn wait_shim_gone(id: &str, pid: i32, limit: Duration) {
+    if pid <= 0 {
+        return;
+    }
+    let Ok(fd) = berth_sys::pidfd_open(pid) else {
+        return; // gone already
+    };
+    // The pid is still that shim only if its command line names the container.
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c).contains(id) && String::from_utf8_lossy(&c).contains("shim")
+        })
+        .unwrap_or(false);
+    if !ours {
+        return;
+    }
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(limit.as_millis()).unwrap_or(u16::MAX);
+    if let Ok(0) = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+        tracing::warn!(container = id, pid, "the shim of the last run has not exited; starting anyway");
+    }
 }
 
 fn now_ms() -> i64 {
@@ -155,13 +193,15 @@ impl Engine {
         self.db
             .lock()
             .query_row(
-                "SELECT manually_stopped, delay_ms, due_at_ms FROM restart_state WHERE id = ?1",
+                "SELECT manually_stopped, delay_ms, due_at_ms, shim_pid FROM restart_state \
+                 WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(Row {
                         manually_stopped: r.get::<_, i64>(0)? != 0,
                         delay_ms: r.get(1)?,
                         due_at_ms: r.get(2)?,
+                        shim_pid: r.get(3)?,
                     })
                 },
             )
@@ -174,10 +214,16 @@ impl Engine {
         self.db
             .lock()
             .execute(
-                "INSERT INTO restart_state (id, manually_stopped, delay_ms, due_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET \
-                 manually_stopped = ?2, delay_ms = ?3, due_at_ms = ?4",
-                params![id, row.manually_stopped as i64, row.delay_ms, row.due_at_ms],
+                "INSERT INTO restart_state (id, manually_stopped, delay_ms, due_at_ms, shim_pid) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET \
+                 manually_stopped = ?2, delay_ms = ?3, due_at_ms = ?4, shim_pid = ?5",
+                params![
+                    id,
+                    row.manually_stopped as i64,
+                    row.delay_ms,
+                    row.due_at_ms,
+                    row.shim_pid
+                ],
             )
             .map_err(Error::db("record restart state"))?;
         Ok(())
@@ -228,7 +274,13 @@ impl Engine {
     /// After a run ended (the container lock held, the exit recorded): if the policy says
     /// so, the container becomes `restarting` with its next delay, all of it persisted so a
     /// daemon killed now starts it when it comes back.
-    pub(crate) fn decide_restart(&self, before: &Record, exit_code: i64, finished: &str) -> Result<()> {
+    pub(crate) fn decide_restart(
+        &self,
+        before: &Record,
+        exit_code: i64,
+        finished: &str,
+        shim_pid: i32,
+    ) -> Result<()> {
         // Only the end of a real run counts: not a second report of the same exit.
         if !matches!(before.status.as_str(), "running" | "paused") {
             return Ok(());
@@ -245,6 +297,7 @@ impl Engine {
                 manually_stopped: false,
                 delay_ms: delay,
                 due_at_ms: now_ms() + delay,
+                shim_pid,
             },
         )?;
         self.db
@@ -293,6 +346,7 @@ impl Engine {
                             manually_stopped: false,
                             delay_ms: 0,
                             due_at_ms: now_ms(),
+                            shim_pid: 0,
                         },
                     )?;
                     self.db.set_status(&r.id, "restarting")?;
@@ -313,9 +367,11 @@ impl Engine {
         let Some(r) = self.db.get(id)? else {
             return Ok(false);
         };
-        if r.status != "restarting" || self.restart_row(id)?.manually_stopped {
+        let row = self.restart_row(id)?;
+        if r.status != "restarting" || row.manually_stopped {
             return Ok(false);
         }
+        wait_shim_gone(id, row.shim_pid, Duration::from_secs(10));
         match self.start_locked(id, &mut |_| {}) {
             Ok(()) => Ok(true),
             Err(e) => {
