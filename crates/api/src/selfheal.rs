@@ -37,7 +37,15 @@ async fn update(
     let mut resources = serde_json::to_value(&upd).unwrap_or_else(|_| json!({}));
     if let Some(o) = resources.as_object_mut() {
         o.remove("RestartPolicy");
-        o.retain(|_, v| !v.is_null());
+        // Clients send every field; a zero or empty one means "leave it", as in Docker.
+        o.retain(|_, v| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(m) => !m.is_empty(),
+            serde_json::Value::Bool(_) => true,
+        });
         if !o.is_empty() {
             let mut keys: Vec<&String> = o.keys().collect();
             keys.sort();
