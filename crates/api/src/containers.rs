@@ -70,6 +70,7 @@ async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Resp
             "the create request needs a JSON body",
         ));
     }
+    crate::selfheal::check_restart_name(&body)?;
     let cfg: ContainerCreateBody = parse_body(&body)?;
     let name = q.get("name").cloned();
     let e = st.engine.clone();

@@ -32,6 +32,7 @@ async fn update(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
+    check_restart_name(&body)?;
     let upd: ContainerUpdateBody = parse_body(&body)?;
     let mut warnings = Vec::new();
     let mut resources = serde_json::to_value(&upd).unwrap_or_else(|_| json!({}));
@@ -62,6 +63,26 @@ async fn update(
     let policy = upd.restart_policy.clone();
     blocking(move || Ok(e.update_restart_policy(&id, policy)?)).await?;
     Ok(Json(json!({"Warnings": warnings})))
+}
+
+/// A restart policy name Docker does not know is refused with Docker's message, before the
+/// body is parsed (the parse would only say "unknown variant"). `body` is a create or an
+/// update request.
+pub fn check_restart_name(body: &[u8]) -> ApiResult<()> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(()); // the parse that follows says what is wrong
+    };
+    let p = v
+        .get("HostConfig")
+        .and_then(|h| h.get("RestartPolicy"))
+        .or_else(|| v.get("RestartPolicy"));
+    match p.and_then(|p| p.get("Name")).and_then(|n| n.as_str()) {
+        None | Some("" | "no" | "always" | "unless-stopped" | "on-failure") => Ok(()),
+        Some(other) => Err(crate::error::ApiError::bad_request(format!(
+            "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', \
+             'on-failure', or 'unless-stopped'"
+        ))),
+    }
 }
 
 /// After the monitor recorded an exit: if the policy made the container `restarting`,
@@ -122,17 +143,16 @@ pub fn start_health(st: AppState, id: String) {
         let mut rx = st.engine.events.subscribe();
         let e = st.engine.clone();
         let id2 = id.clone();
-        let (check, started_at) = match tokio::task::spawn_blocking(move || e.health_begin(&id2))
-            .await
-        {
-            Ok(Ok(Some(x))) => x,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                tracing::warn!(container = %id, error = %e, "start the health check");
-                return;
-            }
-            Err(_) => return,
-        };
+        let (check, started_at) =
+            match tokio::task::spawn_blocking(move || e.health_begin(&id2)).await {
+                Ok(Ok(Some(x))) => x,
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(container = %id, error = %e, "start the health check");
+                    return;
+                }
+                Err(_) => return,
+            };
         loop {
             let e = st.engine.clone();
             let (id2, s2, c2) = (id.clone(), started_at.clone(), check.clone());
@@ -184,8 +204,7 @@ async fn probe(st: &AppState, id: &str, check: &Check) -> Probe {
     };
     let e = st.engine.clone();
     let (id2, c2) = (id.to_string(), check.clone());
-    let (sock, process) = match tokio::task::spawn_blocking(move || e.probe_plan(&id2, &c2)).await
-    {
+    let (sock, process) = match tokio::task::spawn_blocking(move || e.probe_plan(&id2, &c2)).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return fail(start, format!("health check: {e}")),
         Err(e) => return fail(start, format!("health check: {e}")),

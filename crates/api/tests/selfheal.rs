@@ -209,7 +209,9 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
         s,
         "POST",
         "/containers/create?name=rm_always",
-        Some(json!({"Image": "busybox", "HostConfig": {"AutoRemove": true, "RestartPolicy": restart_policy("always", 0)}})),
+        Some(
+            json!({"Image": "busybox", "HostConfig": {"AutoRemove": true, "RestartPolicy": restart_policy("always", 0)}}),
+        ),
     );
     assert_eq!(code, 400, "{v}");
     assert!(v["message"].as_str().unwrap_or("").contains("--rm"), "{v}");
@@ -217,11 +219,17 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
         s,
         "POST",
         "/containers/create?name=always_max",
-        Some(json!({"Image": "busybox", "HostConfig": {"RestartPolicy": restart_policy("always", 3)}})),
+        Some(
+            json!({"Image": "busybox", "HostConfig": {"RestartPolicy": restart_policy("always", 3)}}),
+        ),
     );
     assert_eq!(code, 400, "{v}");
     let (_, all) = req(s, "GET", "/containers/json?all=1", None);
-    assert_eq!(all.as_array().map(Vec::len), Some(0), "nothing created: {all}");
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(0),
+        "nothing created: {all}"
+    );
 
     // on-failure:2 — two restarts, then it stays exited.
     let of = create(
@@ -247,7 +255,11 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
         "{:?}",
         ev.actions()
     );
-    assert_eq!(logs(s, &of).matches("ran").count(), 3, "the log is appended");
+    assert_eq!(
+        logs(s, &of).matches("ran").count(),
+        3,
+        "the log is appended"
+    );
 
     // Backoff: each restart waits at least twice the one before (100 ms, 200, 400, 800).
     let bo = create(
@@ -267,7 +279,11 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
     }
     for (i, g) in gaps.iter().enumerate() {
         let min = Duration::from_millis(100 << i);
-        assert!(*g >= min, "restart {} came after {g:?}, before its backoff {min:?}", i + 1);
+        assert!(
+            *g >= min,
+            "restart {} came after {g:?}, before its backoff {min:?}",
+            i + 1
+        );
     }
     assert!(gaps[3] > gaps[0], "the delay grows: {gaps:?}");
     wait_for(s, &bo, "backoff container gives up", |v| {
@@ -313,8 +329,13 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
     assert_eq!(v["State"]["Status"], "exited", "stop suspends the policy");
     assert_eq!(v["RestartCount"], 1);
     start(s, &al);
-    let v = wait_for(s, &al, "a start after stop", |v| v["State"]["Running"] == true);
-    assert_eq!(v["RestartCount"], 0, "a user's start resets the count, as Docker");
+    let v = wait_for(s, &al, "a start after stop", |v| {
+        v["State"]["Running"] == true
+    });
+    assert_eq!(
+        v["RestartCount"], 0,
+        "a user's start resets the count, as Docker"
+    );
     // The policy applies again after that start.
     kill9(v["State"]["Pid"].as_i64().unwrap_or(0));
     wait_for(s, &al, "restart after the user's start", |v| {
@@ -323,7 +344,9 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
     // kill through the API is the user's, like stop.
     let (code, _) = req(s, "POST", &format!("/containers/{al}/kill"), None);
     assert_eq!(code, 204);
-    wait_for(s, &al, "killed by the user", |v| v["State"]["Status"] == "exited");
+    wait_for(s, &al, "killed by the user", |v| {
+        v["State"]["Status"] == "exited"
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(inspect(s, &al)["State"]["Status"], "exited");
 
@@ -453,7 +476,12 @@ impl Drop for ProcDaemon {
             let (_, v) = req(&self.sock, "GET", "/containers/json?all=1", None);
             for c in v.as_array().into_iter().flatten() {
                 if let Some(id) = c["Id"].as_str() {
-                    req(&self.sock, "DELETE", &format!("/containers/{id}?force=1"), None);
+                    req(
+                        &self.sock,
+                        "DELETE",
+                        &format!("/containers/{id}?force=1"),
+                        None,
+                    );
                 }
             }
         }
@@ -514,8 +542,9 @@ fn restart_policies_survive_a_daemon_killed_with_sigkill() {
         let (code, v) = req(&s, "POST", &format!("/containers/{id}/stop?t=1"), None);
         assert_eq!(code, 204, "{v}");
     }
-    let orphan_pid = wait_for(&s, &orphan, "orphan runs", |v| v["State"]["Running"] == true)
-        ["State"]["Pid"]
+    let orphan_pid = wait_for(&s, &orphan, "orphan runs", |v| {
+        v["State"]["Running"] == true
+    })["State"]["Pid"]
         .as_i64()
         .unwrap_or(0);
     start(&s, &flaky);
@@ -523,7 +552,10 @@ fn restart_policies_survive_a_daemon_killed_with_sigkill() {
         v["RestartCount"] == 6 && v["State"]["Restarting"] == true
     });
     assert_eq!(v["State"]["Status"], "restarting");
-    assert_eq!(v["State"]["Running"], true, "Docker counts a restarting container as running");
+    assert_eq!(
+        v["State"]["Running"], true,
+        "Docker counts a restarting container as running"
+    );
     d.kill9();
     kill9(orphan_pid);
 
@@ -537,19 +569,31 @@ fn restart_policies_survive_a_daemon_killed_with_sigkill() {
         assert!(t0.elapsed() < HANG, "log: {:?}", logs(&s, &flaky));
         std::thread::sleep(Duration::from_millis(30));
     }
-    assert!(logs(&s, &flaky).contains("run 1\n"), "the log keeps every run");
+    assert!(
+        logs(&s, &flaky).contains("run 1\n"),
+        "the log keeps every run"
+    );
 
-    let v = wait_for(&s, &orphan, "orphan restarted after dying while the daemon was away", |v| {
-        v["State"]["Running"] == true && v["RestartCount"] == 1
-    });
+    let v = wait_for(
+        &s,
+        &orphan,
+        "orphan restarted after dying while the daemon was away",
+        |v| v["State"]["Running"] == true && v["RestartCount"] == 1,
+    );
     assert_ne!(v["State"]["Pid"].as_i64(), Some(orphan_pid));
-    wait_for(&s, &al, "an always container stopped by the user starts with the daemon", |v| {
-        v["State"]["Running"] == true
-    });
+    wait_for(
+        &s,
+        &al,
+        "an always container stopped by the user starts with the daemon",
+        |v| v["State"]["Running"] == true,
+    );
     // Both were scheduled together at the daemon's start; the always one has started.
     std::thread::sleep(Duration::from_secs(1));
     let v = inspect(&s, &us);
-    assert_eq!(v["State"]["Status"], "exited", "unless-stopped stopped by the user stays stopped");
+    assert_eq!(
+        v["State"]["Status"], "exited",
+        "unless-stopped stopped by the user stays stopped"
+    );
 }
 
 #[test]
@@ -582,13 +626,31 @@ fn health_checks_probe_by_exec_and_report_transitions() {
     let h = &v["State"]["Health"];
     assert_eq!(h["Status"], "healthy", "{h}");
     assert_eq!(h["FailingStreak"], 0);
-    let last = h["Log"].as_array().and_then(|l| l.last()).cloned().unwrap_or_default();
+    let last = h["Log"]
+        .as_array()
+        .and_then(|l| l.last())
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(last["ExitCode"], 0, "{h}");
-    assert!(last["Output"].as_str().unwrap_or("").contains("fine"), "{h}");
-    let (_, ps) = req(s, "GET", "/containers/json?filters=%7B%22health%22%3A%5B%22healthy%22%5D%7D", None);
-    let row = ps.as_array().and_then(|a| a.iter().find(|c| c["Id"] == hc.as_str())).cloned();
+    assert!(
+        last["Output"].as_str().unwrap_or("").contains("fine"),
+        "{h}"
+    );
+    let (_, ps) = req(
+        s,
+        "GET",
+        "/containers/json?filters=%7B%22health%22%3A%5B%22healthy%22%5D%7D",
+        None,
+    );
+    let row = ps
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["Id"] == hc.as_str()))
+        .cloned();
     let row = row.unwrap_or_else(|| panic!("ps health=healthy lacks it: {ps}"));
-    assert!(row["Status"].as_str().unwrap_or("").ends_with("(healthy)"), "{row}");
+    assert!(
+        row["Status"].as_str().unwrap_or("").ends_with("(healthy)"),
+        "{row}"
+    );
 
     // The file the probe checks goes: unhealthy after two failures.
     let (code, v) = req(
@@ -599,7 +661,12 @@ fn health_checks_probe_by_exec_and_report_transitions() {
     );
     assert_eq!(code, 201, "{v}");
     let exec = v["Id"].as_str().unwrap_or("").to_string();
-    let (code, v) = req(s, "POST", &format!("/exec/{exec}/start"), Some(json!({"Detach": true})));
+    let (code, v) = req(
+        s,
+        "POST",
+        &format!("/exec/{exec}/start"),
+        Some(json!({"Detach": true})),
+    );
     assert_eq!(code, 200, "{v}");
     ev.until("health_status: unhealthy");
     let h = inspect(s, &hc)["State"]["Health"].clone();
@@ -608,8 +675,17 @@ fn health_checks_probe_by_exec_and_report_transitions() {
     let log = h["Log"].as_array().cloned().unwrap_or_default();
     assert!(!log.is_empty() && log.len() <= 5, "{h}");
     assert_ne!(log.last().map(|l| l["ExitCode"].clone()), Some(json!(0)));
-    let (_, ps) = req(s, "GET", "/containers/json?filters=%7B%22health%22%3A%5B%22unhealthy%22%5D%7D", None);
-    assert!(ps.as_array().is_some_and(|a| a.iter().any(|c| c["Id"] == hc.as_str())), "{ps}");
+    let (_, ps) = req(
+        s,
+        "GET",
+        "/containers/json?filters=%7B%22health%22%3A%5B%22unhealthy%22%5D%7D",
+        None,
+    );
+    assert!(
+        ps.as_array()
+            .is_some_and(|a| a.iter().any(|c| c["Id"] == hc.as_str())),
+        "{ps}"
+    );
 
     // A probe that hangs is killed at its timeout: exit code -1, Docker's message.
     let hang = create(
@@ -626,7 +702,10 @@ fn health_checks_probe_by_exec_and_report_transitions() {
     let first = h["Log"][0].clone();
     assert_eq!(first["ExitCode"], -1, "{h}");
     assert!(
-        first["Output"].as_str().unwrap_or("").contains("exceeded timeout"),
+        first["Output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exceeded timeout"),
         "{h}"
     );
     // The killed probe does not linger in the container.
@@ -635,13 +714,20 @@ fn health_checks_probe_by_exec_and_report_transitions() {
         let (_, top) = req(s, "GET", &format!("/containers/{hang}/top"), None);
         let probes = top["Processes"]
             .as_array()
-            .map(|p| p.iter().filter(|r| r.to_string().contains("sleep 777")).count())
+            .map(|p| {
+                p.iter()
+                    .filter(|r| r.to_string().contains("sleep 777"))
+                    .count()
+            })
             .unwrap_or(0);
         // One probe may be running now, never one per interval since the start.
         if probes <= 1 {
             break;
         }
-        assert!(t0.elapsed() < HANG, "timed-out probes were left running: {top}");
+        assert!(
+            t0.elapsed() < HANG,
+            "timed-out probes were left running: {top}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -668,7 +754,10 @@ fn health_checks_probe_by_exec_and_report_transitions() {
         std::thread::sleep(Duration::from_millis(30));
     }
     let (_, ps) = req(s, "GET", "/containers/json", None);
-    let row = ps.as_array().and_then(|a| a.iter().find(|c| c["Id"] == st.as_str())).cloned();
+    let row = ps
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["Id"] == st.as_str()))
+        .cloned();
     assert!(
         row.as_ref()
             .and_then(|r| r["Status"].as_str())

@@ -1263,7 +1263,7 @@ pub fn human_status(r: &Record) -> String {
             r.exit_code,
             human_duration(since(&r.finished_at))
         ),
-"restarting" => format!(
+        "restarting" => format!(
             "Restarting ({}) {} ago",
             r.exit_code,
             human_duration(since(&r.finished_at))

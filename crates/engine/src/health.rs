@@ -105,7 +105,8 @@ pub fn validate(h: Option<&HealthConfig>) -> Result<()> {
 /// The check that applies: the container's fields over the image's (a zero or absent field
 /// takes the image's), `["NONE"]` from either disabling it, Docker's defaults under both.
 pub fn resolve(container: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Option<Check> {
-    let pick_vec = |c: Option<&HealthConfig>| c.and_then(|h| h.test.clone()).filter(|t| !t.is_empty());
+    let pick_vec =
+        |c: Option<&HealthConfig>| c.and_then(|h| h.test.clone()).filter(|t| !t.is_empty());
     let test = pick_vec(container).or_else(|| pick_vec(image))?;
     let num = |f: fn(&HealthConfig) -> Option<i64>| {
         container
@@ -114,7 +115,9 @@ pub fn resolve(container: Option<&HealthConfig>, image: Option<&HealthConfig>) -
             .or_else(|| image.and_then(f).filter(|v| *v > 0))
     };
     let dur = |f: fn(&HealthConfig) -> Option<i64>, d: Duration| {
-        num(f).map(|ns| Duration::from_nanos(ns as u64)).unwrap_or(d)
+        num(f)
+            .map(|ns| Duration::from_nanos(ns as u64))
+            .unwrap_or(d)
     };
     let cmd = match test.first().map(String::as_str) {
         Some("CMD") => test[1..].to_vec(),
@@ -263,18 +266,23 @@ impl Engine {
     /// The wait before the next probe of the run that began at `started_at`, or None if that
     /// run is over (the checker stops). Within the start period, before a first success,
     /// the start interval applies.
-    pub fn health_next(&self, id: &str, started_at: &str, check: &Check) -> Result<Option<Duration>> {
+    pub fn health_next(
+        &self,
+        id: &str,
+        started_at: &str,
+        check: &Check,
+    ) -> Result<Option<Duration>> {
         let Some(r) = self.db.get(id)? else {
             return Ok(None);
         };
         if !matches!(r.status.as_str(), "running" | "paused") || r.started_at != started_at {
             return Ok(None);
         }
-        let starting = self
-            .health_row(id)?
-            .is_none_or(|h| h.status == "starting");
-        let in_start = parse_time(started_at)
-            .is_some_and(|t| chrono::Utc::now() - t < chrono::Duration::from_std(check.start_period).unwrap_or_default());
+        let starting = self.health_row(id)?.is_none_or(|h| h.status == "starting");
+        let in_start = parse_time(started_at).is_some_and(|t| {
+            chrono::Utc::now() - t
+                < chrono::Duration::from_std(check.start_period).unwrap_or_default()
+        });
         Ok(Some(if starting && in_start {
             check.start_interval
         } else {
@@ -286,7 +294,10 @@ impl Engine {
     pub fn probe_plan(&self, id: &str, check: &Check) -> Result<(PathBuf, serde_json::Value)> {
         let r = self.db.find(id)?;
         if r.status != "running" {
-            return Err(Error::Conflict(format!("Container {} is not running", r.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         let cfg = self.container_dir(&r.id).join("config.json");
         let data = std::fs::read(&cfg).map_err(Error::io("read", &cfg))?;
@@ -321,11 +332,20 @@ impl Engine {
             log: Vec::new(),
         });
         let in_start = match (parse_time(&p.start), parse_time(started_at)) {
-            (Some(s), Some(t)) => s - t < chrono::Duration::from_std(check.start_period).unwrap_or_default(),
+            (Some(s), Some(t)) => {
+                s - t < chrono::Duration::from_std(check.start_period).unwrap_or_default()
+            }
             _ => false,
         };
         let before = row.status.clone();
-        let (status, streak) = apply(&row.status, row.streak, &mut row.log, p, check.retries, in_start);
+        let (status, streak) = apply(
+            &row.status,
+            row.streak,
+            &mut row.log,
+            p,
+            check.retries,
+            in_start,
+        );
         row.status = status;
         row.streak = streak;
         self.put_health_row(id, &row)?;
@@ -391,7 +411,11 @@ mod tests {
     fn state_machine() {
         let mut log = Vec::new();
         let (s, n) = apply("starting", 0, &mut log, probe(1), 2, true);
-        assert_eq!((s.as_str(), n), ("starting", 0), "a failure in the start period does not count");
+        assert_eq!(
+            (s.as_str(), n),
+            ("starting", 0),
+            "a failure in the start period does not count"
+        );
         let (s, n) = apply(&s, n, &mut log, probe(0), 2, false);
         assert_eq!((s.as_str(), n), ("healthy", 0));
         let (s, n) = apply(&s, n, &mut log, probe(1), 2, false);
@@ -425,7 +449,11 @@ mod tests {
         };
         let c = resolve(Some(&own), Some(&img)).expect("own check");
         assert_eq!(c.cmd, vec!["x", "y"]);
-        assert_eq!(c.interval, Duration::from_secs(2), "a zero field takes the image's");
+        assert_eq!(
+            c.interval,
+            Duration::from_secs(2),
+            "a zero field takes the image's"
+        );
         let none = HealthConfig {
             test: Some(vec!["NONE".into()]),
             ..Default::default()

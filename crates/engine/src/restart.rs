@@ -102,7 +102,9 @@ pub fn validate(p: Option<&RestartPolicy>, auto_remove: bool) -> Result<()> {
             return Err(Error::InvalidArgument(format!(
                 "invalid restart policy: maximum retry count can only be used with 'on-failure' \
                  (policy '{}')",
-                p.and_then(|p| p.name).map(|n| n.to_string()).unwrap_or_default()
+                p.and_then(|p| p.name)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             )))
         }
         _ => {}
@@ -169,10 +171,17 @@ fn wait_shim_gone(id: &str, pid: i32, limit: Duration) {
         return;
     }
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
     let ms = u16::try_from(limit.as_millis()).unwrap_or(u16::MAX);
     if let Ok(0) = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-        tracing::warn!(container = id, pid, "the shim of the last run has not exited; starting anyway");
+        tracing::warn!(
+            container = id,
+            pid,
+            "the shim of the last run has not exited; starting anyway"
+        );
     }
 }
 

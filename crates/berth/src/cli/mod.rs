@@ -9,6 +9,7 @@ mod opts;
 mod ps;
 mod raw;
 mod run;
+mod selfheal;
 mod system;
 mod tty;
 mod wait;
@@ -232,6 +233,7 @@ pub fn owns(arg: &str) -> bool {
             | "exec"
             | "top"
             | "rename"
+            | "update"
             | "container"
             | "version"
             | "info"

@@ -184,6 +184,8 @@ pub struct RunOpts {
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
+    #[command(flatten)]
+    pub health: super::selfheal::HealthOpts,
     /// Logging driver for the container
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -829,6 +831,7 @@ impl RunOpts {
             labels: Some(labels),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            healthcheck: super::selfheal::healthcheck_of(self)?,
             host_config: Some(host_config),
             ..Default::default()
         })
