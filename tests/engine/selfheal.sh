@@ -40,6 +40,8 @@ scenario_selfheal() {
         # always: kill -9 of the init from outside brings it back, with a new StartedAt
         timeout 30 "$d" run -d --name shalways --restart always busybox sh -c 'echo up; exec sleep 1000' >/dev/null
         sh_wait 30 sh_state_is shalways '{{.State.Running}}' true
+        # killed only once the first run has logged, or its line would never be there
+        sh_wait 30 sh -c "'$d' logs shalways 2>&1 | grep -q up"
         pid=$(timeout 10 "$d" inspect -f '{{.State.Pid}}' shalways)
         started=$(timeout 10 "$d" inspect -f '{{.State.StartedAt}}' shalways)
         kill -KILL "$pid"

@@ -176,7 +176,9 @@ pub fn start_health(st: AppState, id: String) {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ended => return,
             }
-            let p = probe(&st, &id, &check).await;
+            let Some(p) = probe(&st, &id, &check).await else {
+                continue; // paused: no probe, as dockerd
+            };
             let e = st.engine.clone();
             let (id2, s2, c2) = (id.clone(), started_at.clone(), check.clone());
             match tokio::task::spawn_blocking(move || e.health_record(&id2, &s2, &c2, p)).await {
@@ -193,8 +195,9 @@ fn now() -> String {
 }
 
 /// Runs one probe: an exec in the container, its output kept (up to 4 KiB), killed when it
-/// outlives the timeout (Docker reports that as exit code -1).
-async fn probe(st: &AppState, id: &str, check: &Check) -> Probe {
+/// outlives the timeout (Docker reports that as exit code -1). None if the container is not
+/// running now (paused).
+async fn probe(st: &AppState, id: &str, check: &Check) -> Option<Probe> {
     let start = now();
     let fail = |start: String, output: String| Probe {
         start,
@@ -206,8 +209,9 @@ async fn probe(st: &AppState, id: &str, check: &Check) -> Probe {
     let (id2, c2) = (id.to_string(), check.clone());
     let (sock, process) = match tokio::task::spawn_blocking(move || e.probe_plan(&id2, &c2)).await {
         Ok(Ok(x)) => x,
-        Ok(Err(e)) => return fail(start, format!("health check: {e}")),
-        Err(e) => return fail(start, format!("health check: {e}")),
+        Ok(Err(e)) if e.kind() == berth_engine::Kind::Conflict => return None,
+        Ok(Err(e)) => return Some(fail(start, format!("health check: {e}"))),
+        Err(e) => return Some(fail(start, format!("health check: {e}"))),
     };
     let exec_id = format!(
         "health-{}",
@@ -216,54 +220,79 @@ async fn probe(st: &AppState, id: &str, check: &Check) -> Probe {
     let req = json!({"op": "exec", "exec_id": exec_id, "process": process, "stdin": false});
     let (conn, v) = match stream::shim_request(&sock, &req).await {
         Ok(x) => x,
-        Err(e) => return fail(start, format!("health check: exec: {e}")),
+        Err(e) => return Some(fail(start, format!("health check: exec: {e}"))),
     };
     if v.get("ok").and_then(|x| x.as_bool()) != Some(true) {
         let msg = v
             .get("error")
             .and_then(|x| x.as_str())
             .unwrap_or("exec failed");
-        return fail(start, format!("health check: exec: {msg}"));
+        return Some(fail(start, format!("health check: exec: {msg}")));
     }
     let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0);
-    match tokio::time::timeout(check.timeout, read_output(conn)).await {
-        Ok(out) => {
-            let code = exec_exit(&sock, &exec_id, check.timeout).await;
-            Probe {
-                start,
-                end: now(),
-                exit_code: code,
-                output: truncate_output(&out),
-            }
-        }
-        Err(_) => {
-            // The probe's process is the exec's; a pid the shim reported a moment ago, of a
-            // child it has not reaped (it is still running), so it is still that process.
-            if pid > 0 {
-                if let Err(e) = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                ) {
-                    tracing::warn!(container = %id, pid, error = %e, "kill a health probe that timed out");
+    Some(
+        match tokio::time::timeout(check.timeout, read_output(conn)).await {
+            Ok(out) => {
+                let code = exec_exit(&sock, &exec_id, check.timeout).await;
+                Probe {
+                    start,
+                    end: now(),
+                    exit_code: code,
+                    output: truncate_output(&out),
                 }
             }
-            fail(
-                start,
-                format!(
-                    "Health check exceeded timeout ({})",
-                    humantime(check.timeout)
-                ),
-            )
-        }
+            Err(_) => {
+                // The probe's process is the exec's; a pid the shim reported a moment ago, of a
+                // child it has not reaped (it is still running), so it is still that process.
+                if pid > 0 {
+                    if let Err(e) = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    ) {
+                        tracing::warn!(container = %id, pid, error = %e, "kill a health probe that timed out");
+                    }
+                }
+                fail(
+                    start,
+                    format!(
+                        "Health check exceeded timeout ({})",
+                        humantime(check.timeout)
+                    ),
+                )
+            }
+        },
+    )
+}
+
+/// Go's Duration.String ("300ms", "1.5s", "1m30s"), as Docker's message shows it.
+fn humantime(d: Duration) -> String {
+    let trim = |x: f64| {
+        let s = format!("{x:.9}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", trim(d.as_secs_f64() * 1000.0));
+    }
+    let (h, m) = (d.as_secs() / 3600, d.as_secs() / 60 % 60);
+    let s = trim(d.as_secs_f64() - (d.as_secs() / 60 * 60) as f64);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m{s}s"),
+        (h, m) => format!("{h}h{m}m{s}s"),
     }
 }
 
-/// Go's Duration.String for whole and fractional seconds, as Docker's message shows it.
-fn humantime(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}s", d.as_secs_f64())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_duration_strings() {
+        assert_eq!(humantime(Duration::from_millis(300)), "300ms");
+        assert_eq!(humantime(Duration::from_secs(30)), "30s");
+        assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(humantime(Duration::from_secs(90)), "1m30s");
+        assert_eq!(humantime(Duration::from_secs(3600)), "1h0m0s");
     }
 }
 

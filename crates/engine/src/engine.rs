@@ -753,6 +753,8 @@ impl Engine {
                     r.name, r.status
                 )));
             }
+            // A forced removal is the user's stop: the policy must not restart it.
+            self.manual_stop(&r.id)?;
             let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
             if r.status == "paused" {
                 let _ = self.runtime.resume(&r.id);

@@ -355,29 +355,30 @@ impl Engine {
         Ok(())
     }
 
-    /// `healthy`, `unhealthy`, `starting`, or None for a container without a check.
-    pub fn health_status(&self, r: &Record) -> Option<String> {
+    /// The health as Docker reports it: nothing before the first start; while the
+    /// container runs, what its probes found; once it is paused or stopped, `unhealthy`
+    /// (the checks stop then, as dockerd's do).
+    fn health_of(&self, r: &Record) -> Option<Row> {
         self.health_check(r)?;
-        Some(
-            self.health_row(&r.id)
-                .ok()
-                .flatten()
-                .map(|h| h.status)
-                .unwrap_or_else(|| "starting".into()),
-        )
+        let mut row = self.health_row(&r.id).ok().flatten()?;
+        if r.status != "running" {
+            row.status = "unhealthy".into();
+        }
+        Some(row)
     }
 
-    /// `State.Health` of `inspect` (null without a check).
+    /// `healthy`, `unhealthy`, `starting`, or None for a container without a check (or
+    /// never started).
+    pub fn health_status(&self, r: &Record) -> Option<String> {
+        self.health_of(r).map(|h| h.status)
+    }
+
+    /// `State.Health` of `inspect` (null without a check, or before the first start).
     pub(crate) fn health_json(&self, r: &Record) -> serde_json::Value {
-        if self.health_check(r).is_none() {
-            return serde_json::Value::Null;
+        match self.health_of(r) {
+            Some(h) => json!({"Status": h.status, "FailingStreak": h.streak, "Log": h.log}),
+            None => serde_json::Value::Null,
         }
-        let row = self.health_row(&r.id).ok().flatten();
-        let (status, streak, log) = match row {
-            Some(h) => (h.status, h.streak, h.log),
-            None => ("starting".into(), 0, Vec::new()),
-        };
-        json!({"Status": status, "FailingStreak": streak, "Log": log})
     }
 
     /// `ps`'s status with the health: "Up 3 seconds (healthy)", "(health: starting)".
