@@ -282,20 +282,6 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_duration_strings() {
-        assert_eq!(humantime(Duration::from_millis(300)), "300ms");
-        assert_eq!(humantime(Duration::from_secs(30)), "30s");
-        assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(humantime(Duration::from_secs(90)), "1m30s");
-        assert_eq!(humantime(Duration::from_secs(3600)), "1h0m0s");
-    }
-}
-
 /// The exec's output, stdout and stderr together (the shim frames them as Docker's
 /// multiplexed stream); beyond [`MAX_OUTPUT`] bytes it is read and dropped.
 async fn read_output(mut conn: tokio::net::UnixStream) -> Vec<u8> {
@@ -328,5 +314,19 @@ async fn exec_exit(sock: &Path, exec_id: &str, limit: Duration) -> i64 {
     match tokio::time::timeout(limit, stream::shim_request(sock, &req)).await {
         Ok(Ok((_, v))) => v.get("exit_code").and_then(|c| c.as_i64()).unwrap_or(-1),
         _ => -1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_duration_strings() {
+        assert_eq!(humantime(Duration::from_millis(300)), "300ms");
+        assert_eq!(humantime(Duration::from_secs(30)), "30s");
+        assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(humantime(Duration::from_secs(90)), "1m30s");
+        assert_eq!(humantime(Duration::from_secs(3600)), "1h0m0s");
     }
 }
