@@ -250,7 +250,8 @@ impl Engine {
         self.db
             .lock()
             .execute(
-                "UPDATE containers SET restart_count = 0 WHERE id = ?1 AND status != 'running'",
+                "UPDATE containers SET restart_count = 0 \
+                 WHERE id = ?1 AND status NOT IN ('running', 'paused')",
                 [id],
             )
             .map_err(Error::db("reset restart count"))?;
