@@ -351,6 +351,27 @@ fn restart_policies_restart_back_off_and_yield_to_the_user() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(inspect(s, &al)["State"]["Status"], "exited");
 
+    // A container waiting for its restart is stopped there: it stays exited.
+    let crash = create(
+        s,
+        "crash",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "exit 2"],
+               "HostConfig": {"RestartPolicy": restart_policy("always", 0)}}),
+    );
+    start(s, &crash);
+    wait_for(s, &crash, "crash waits for its third restart", |v| {
+        v["State"]["Restarting"] == true && v["RestartCount"].as_i64() >= Some(3)
+    });
+    let (code, v) = req(s, "POST", &format!("/containers/{crash}/stop?t=1"), None);
+    assert_eq!(code, 204, "{v}");
+    let count = wait_for(s, &crash, "stopped", |v| v["State"]["Status"] == "exited")
+        ["RestartCount"]
+        .clone();
+    std::thread::sleep(Duration::from_secs(2));
+    let v = inspect(s, &crash);
+    assert_eq!(v["State"]["Status"], "exited", "{}", v["State"]);
+    assert_eq!(v["RestartCount"], count);
+
     // update: the policy of an existing container changes; a bad one is refused.
     let up = create(
         s,
@@ -556,6 +577,11 @@ fn restart_policies_survive_a_daemon_killed_with_sigkill() {
     assert_eq!(
         v["State"]["Running"], true,
         "Docker counts a restarting container as running"
+    );
+    let (code, body) = req(&s, "DELETE", &format!("/containers/{flaky}"), None);
+    assert_eq!(
+        code, 409,
+        "rm of a restarting container needs force: {body}"
     );
     d.kill9();
     kill9(orphan_pid);
