@@ -557,9 +557,19 @@ fn restart_policies_survive_a_daemon_killed_with_sigkill() {
         json!({"Image": "busybox", "Cmd": ["sh", "-c", "echo hello; exec sleep 1000"],
                "HostConfig": {"RestartPolicy": restart_policy("always", 0)}}),
     );
-    for id in [&us, &al, &orphan] {
+    // Health-checked: the new daemon goes on probing it.
+    let hc = create(
+        &s,
+        "hcboot",
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"],
+               "Healthcheck": {"Test": ["CMD", "true"], "Interval": 200_000_000}}),
+    );
+    for id in [&us, &al, &orphan, &hc] {
         start(&s, id);
     }
+    wait_for(&s, &hc, "hcboot healthy", |v| {
+        v["State"]["Health"]["Status"] == "healthy"
+    });
     for id in [&us, &al] {
         let (code, v) = req(&s, "POST", &format!("/containers/{id}/stop?t=1"), None);
         assert_eq!(code, 204, "{v}");
@@ -586,7 +596,20 @@ fn restart_policies_survive_a_daemon_killed_with_sigkill() {
     d.kill9();
     kill9(orphan_pid);
 
+    // The old daemon is gone: a probe that starts after now is the new daemon's.
+    let dead_at = chrono::Utc::now();
+    let probed_since = |v: &Value| {
+        v["State"]["Health"]["Log"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|p| p["Start"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > dead_at)
+    };
     d.start();
+    wait_for(&s, &hc, "the new daemon probes hcboot", |v| {
+        probed_since(v) && v["State"]["Health"]["Status"] == "healthy"
+    });
     let v = wait_for(&s, &flaky, "flaky restarted by the new daemon", |v| {
         v["State"]["Running"] == true && v["State"]["Restarting"] == false
     });
