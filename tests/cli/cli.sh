@@ -238,6 +238,15 @@ pair "rm -f running" "out err rc" "" rm -f @-bg2
 pair "rm a missing container" "out rc" "" rm @-bg2
 pair "container prune -f" "rc" "" container prune -f --filter label=never-set-$$
 
+# --- restart policies and health checks
+both run -d --name @-hc --restart on-failure:3 --health-cmd true --health-interval 1s "$IMG" sleep 1000
+pair "run --restart --health-cmd: inspect" "out rc" "" inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}} {{index .Config.Healthcheck.Test 0}} {{index .Config.Healthcheck.Test 1}}' @-hc
+pair "update --restart" "out err rc" "" update --restart always @-hc
+pair "update --restart bogus" "out rc" "" update --restart bogus @-hc
+pair "run --no-healthcheck with --health-cmd" "out err1 rc" "" run --rm --no-healthcheck --health-cmd true "$IMG" true
+pair "run --health-interval without a unit" "out err1 rc" "" run --rm --health-interval 3 "$IMG" true
+pair "rm -f a container with a health check" "out err rc" "" rm -f @-hc
+
 # --- signals: without a tty, the CLI passes what it receives on to the container
 for side in b d; do
     cli=$BERTH

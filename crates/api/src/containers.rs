@@ -70,6 +70,7 @@ async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Resp
             "the create request needs a JSON body",
         ));
     }
+    crate::selfheal::check_restart_name(&body)?;
     let cfg: ContainerCreateBody = parse_body(&body)?;
     let name = q.get("name").cloned();
     let e = st.engine.clone();
@@ -96,7 +97,7 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
     let out = blocking(move || {
         let mut out = Vec::new();
         for r in e.records()? {
-            let running = r.status == "running" || r.status == "paused";
+            let running = matches!(r.status.as_str(), "running" | "paused" | "restarting");
             if !all
                 && limit.is_none()
                 && !running
@@ -124,6 +125,9 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
                 && ok("label", &|x| match x.split_once('=') {
                     Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
                     None => labels.contains_key(x),
+                })
+                && ok("health", &|x| {
+                    e.health_status(&r).unwrap_or_else(|| "none".into()) == x
                 });
             if !pass {
                 continue;
@@ -178,7 +182,8 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
         Ok(full)
     })
     .await?;
-    spawn_monitor(st.clone(), full);
+    spawn_monitor(st.clone(), full.clone());
+    crate::selfheal::start_health(st.clone(), full);
     Ok(())
 }
 

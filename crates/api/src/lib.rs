@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod selfheal;
 pub mod stream;
 pub mod system;
 pub mod tls;

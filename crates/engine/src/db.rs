@@ -124,6 +124,10 @@ impl Db {
             .map_err(Error::db("set busy timeout"))?;
         conn.execute_batch(SCHEMA)
             .map_err(Error::db("create schema"))?;
+        conn.execute_batch(crate::restart::SCHEMA)
+            .map_err(Error::db("create the restart policy schema"))?;
+        conn.execute_batch(crate::health::SCHEMA)
+            .map_err(Error::db("create the health check schema"))?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -300,6 +304,8 @@ impl Db {
         let conn = self.lock();
         conn.execute("DELETE FROM execs WHERE container = ?1", [id])
             .map_err(Error::db("remove execs"))?;
+        crate::restart::forget(&conn, id)?;
+        crate::health::forget(&conn, id)?;
         conn.execute("DELETE FROM containers WHERE id = ?1", [id])
             .map_err(Error::db("remove container"))?;
         Ok(())

@@ -35,7 +35,7 @@ pub struct Engine {
     cfg: Config,
     pub images: Arc<ImageStore>,
     pub(crate) db: Db,
-    runtime: Runtime,
+    pub(crate) runtime: Runtime,
     pub events: Events,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Directories of removed containers and snapshots, deleted off the request path.
@@ -195,12 +195,12 @@ impl Engine {
         &self.cfg
     }
 
-    fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
         let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(id.to_string()).or_default().clone()
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.cfg.data_root.join("containers").join(id)
     }
 
@@ -272,6 +272,8 @@ impl Engine {
                 berth_image::ErrorKind::NotFound => Error::NoSuchImage(image_name.clone()),
                 _ => Error::Image(e),
             })?;
+        crate::restart::validate_create(&body)?;
+        crate::health::validate(body.healthcheck.as_ref())?;
         let id = random_id();
         let mut warnings = Vec::new();
         if let Some(hc) = &body.host_config {
@@ -409,6 +411,7 @@ impl Engine {
     /// its process runs (attach streams connect then).
     pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
+        self.manual_start(&r.id)?;
         let res = self.start_inner(&r.id, on_created);
         // A --rm container that could not start is removed, as docker does; one that is
         // running (a second start: 304) or paused is not a failed start.
@@ -429,7 +432,17 @@ impl Engine {
         let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.db.find(&r.id)?;
+        self.start_locked(&r.id, on_created)
+    }
+
+    /// [`Engine::start_inner`] with the container's lock held (a policy restart checks and
+    /// starts under one lock, so a `stop` cannot slip in between).
+    pub(crate) fn start_locked(
+        &self,
+        s: &str,
+        on_created: &mut dyn FnMut(Created<'_>),
+    ) -> Result<()> {
+        let r = self.db.find(s)?;
         match r.status.as_str() {
             "running" => return Err(Error::NotModified(r.id.clone(), "started")),
             "paused" => {
@@ -606,6 +619,7 @@ impl Engine {
         {
             return Ok(());
         }
+        let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
         // The shim normally deletes the runtime's state; if it died, we do.
         let _ = self.runtime.delete(id, true);
         self.unmount_rootfs(id);
@@ -625,6 +639,7 @@ impl Engine {
             ],
         );
         self.volumes_unmounted(id);
+        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
             if let Some(now) = self.db.get(id)? {
@@ -661,6 +676,9 @@ impl Engine {
     /// `POST /containers/{id}/kill`.
     pub fn kill(&self, s: &str, signal: i32) -> Result<()> {
         let r = self.db.find(s)?;
+        if self.manual_stop(&r.id)? {
+            return Ok(());
+        }
         if r.status != "running" && r.status != "paused" {
             return Err(Error::Conflict(format!(
                 "Container {} is not running",
@@ -685,6 +703,9 @@ impl Engine {
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.db.find(&r.id)?;
+        if self.manual_stop(&r.id)? {
+            return Ok(());
+        }
         if r.status != "running" && r.status != "paused" {
             return Err(Error::NotModified(r.id, "stopped"));
         }
@@ -747,6 +768,12 @@ impl Engine {
     }
 
     fn remove_locked(&self, r: &Record, force: bool) -> Result<()> {
+        if r.status == "restarting" && !force {
+            return Err(Error::Conflict(format!(
+                "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+                r.name
+            )));
+        }
         if r.status == "running" || r.status == "paused" {
             if !force {
                 return Err(Error::Conflict(format!(
@@ -754,6 +781,8 @@ impl Engine {
                     r.name, r.status
                 )));
             }
+            // A forced removal is the user's stop: the policy must not restart it.
+            self.manual_stop(&r.id)?;
             let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
             if r.status == "paused" {
                 let _ = self.runtime.resume(&r.id);
@@ -886,7 +915,7 @@ impl Engine {
             "Ports": [],
             "Labels": body.labels.clone().unwrap_or_default(),
             "State": r.status,
-            "Status": human_status(r),
+            "Status": self.status_with_health(r),
             "HostConfig": {"NetworkMode": body.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_else(|| "none".into())},
             "NetworkSettings": {"Networks": {}},
             "Mounts": self.mount_points(&r.id),
@@ -957,7 +986,8 @@ impl Engine {
                 );
             }
         }
-        let running = r.status == "running" || r.status == "paused";
+        // Docker counts a container waiting for its policy's restart as running.
+        let running = matches!(r.status.as_str(), "running" | "paused" | "restarting");
         let v = json!({
             "Id": r.id,
             "Created": r.created,
@@ -967,7 +997,8 @@ impl Engine {
                 "Status": r.status,
                 "Running": running,
                 "Paused": r.status == "paused",
-                "Restarting": false,
+                "Restarting": r.status == "restarting",
+                "Health": self.health_json(&r),
                 "OOMKilled": r.oom_killed,
                 "Dead": r.status == "dead",
                 "Pid": if running { r.pid } else { 0 },
@@ -1267,6 +1298,11 @@ pub fn human_status(r: &Record) -> String {
         "paused" => format!("Up {} (Paused)", human_duration(since(&r.started_at))),
         "exited" => format!(
             "Exited ({}) {} ago",
+            r.exit_code,
+            human_duration(since(&r.finished_at))
+        ),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
             r.exit_code,
             human_duration(since(&r.finished_at))
         ),

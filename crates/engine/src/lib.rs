@@ -8,6 +8,8 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod health;
+pub mod restart;
 pub mod shim;
 pub mod spec;
 pub mod trash;

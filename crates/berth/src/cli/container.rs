@@ -55,6 +55,8 @@ pub enum ContainerCommand {
     Top(TopArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Update configuration of one or more containers (the restart policy)
+    Update(super::selfheal::UpdateArgs),
     /// Show the berth version information
     Version(FormatArgs),
     /// Display system-wide information
@@ -107,6 +109,8 @@ pub enum ContainerSub {
     Top(TopArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Update configuration of one or more containers (the restart policy)
+    Update(super::selfheal::UpdateArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
 }
@@ -252,6 +256,7 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Exec(a) | C::Container(S::Exec(a)) => exec::exec(client, a).await,
         C::Top(a) | C::Container(S::Top(a)) => top(client, a).await,
         C::Rename(a) | C::Container(S::Rename(a)) => rename(client, a).await,
+        C::Update(a) | C::Container(S::Update(a)) => super::selfheal::update(client, a).await,
         C::Container(S::Prune(a)) => prune(client, a).await,
         C::Version(a) => system::version(client, a).await,
         C::Info(a) => system::info(client, a).await,

@@ -10,6 +10,7 @@ mod opts;
 mod ps;
 pub(crate) mod raw;
 mod run;
+mod selfheal;
 mod system;
 mod transport;
 mod tty;
@@ -245,6 +246,7 @@ pub fn owns(arg: &str) -> bool {
             | "exec"
             | "top"
             | "rename"
+            | "update"
             | "container"
             | "version"
             | "info"

@@ -187,6 +187,8 @@ pub struct RunOpts {
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
+    #[command(flatten)]
+    pub health: super::selfheal::HealthOpts,
     /// Logging driver for the container
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -846,6 +848,7 @@ impl RunOpts {
             labels: Some(labels),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            healthcheck: super::selfheal::healthcheck_of(self)?,
             host_config: Some(host_config),
             ..Default::default()
         })
