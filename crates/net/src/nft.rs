@@ -91,7 +91,7 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
     );
     let _ = writeln!(
         s,
-        "  chain output {{\n    type nat hook output priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }}"
+        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }}"
     );
     let _ = writeln!(
         s,
