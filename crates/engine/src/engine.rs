@@ -32,9 +32,9 @@ pub struct Config {
 }
 
 pub struct Engine {
-    cfg: Config,
+    pub(crate) cfg: Config,
     pub images: Arc<ImageStore>,
-    db: Db,
+    pub(crate) db: Db,
     runtime: Runtime,
     pub events: Events,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -279,6 +279,7 @@ impl Engine {
         // Validate now what start would refuse, so `create` fails instead of a later `start`:
         // the spec is built against a scratch root with the image's config.
         body.image = Some(image_name.clone());
+        let net_plan = self.net_plan(&mut body, &crate::network::image_exposed(&image.config))?;
         let dir = self.container_dir(&id);
         std::fs::DirBuilder::new()
             .mode(0o710)
@@ -348,6 +349,10 @@ impl Engine {
                 }
                 Err(e) => return Err(cleanup(e)),
             }
+        }
+        if let Err(e) = self.net_commit(&id, &net_plan) {
+            let _ = self.remove(&id, true);
+            return Err(e);
         }
         self.emit(&rec, "create", &[]);
         Ok((id, warnings))
@@ -439,12 +444,14 @@ impl Engine {
         let rootfs = self.mount_rootfs(&id)?;
         let dir = self.container_dir(&id);
         let fail = |e: Error| {
+            self.net_stop(&id);
             self.unmount_rootfs(&id);
             e
         };
+        let spec_body = crate::network::spec_body(&body);
         let spec = crate::spec::build(&crate::spec::SpecInput {
             id: &id,
-            body: &body,
+            body: &spec_body,
             image: &image.config,
             rootfs: &rootfs,
             hosts_path: &dir.join("hosts"),
@@ -455,6 +462,13 @@ impl Engine {
         })
         .map_err(|e| fail(e.into()))?;
         let mut spec = spec;
+        let exposed = crate::network::image_exposed(&image.config);
+        if let Some(ns) = self
+            .net_start(&id, &body, &exposed, &dir.join("hosts"))
+            .map_err(fail)?
+        {
+            crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
+        }
         if body.host_config.as_ref().and_then(|h| h.init) == Some(true) {
             use_init(&mut spec);
         }
@@ -594,6 +608,7 @@ impl Engine {
         // The shim normally deletes the runtime's state; if it died, we do.
         let _ = self.runtime.delete(id, true);
         self.unmount_rootfs(id);
+        self.net_stop(id);
         let _ = std::fs::remove_dir_all(self.state_dir(id));
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
@@ -744,6 +759,7 @@ impl Engine {
         self.db.set_status(&r.id, "removing")?;
         let _ = self.runtime.delete(&r.id, true);
         self.unmount_rootfs(&r.id);
+        self.net_remove(&r.id);
         if let Err(e) = self.images.remove_container_snapshot(&r.id) {
             tracing::warn!(container = %r.id, error = %e, "remove snapshot");
         }
@@ -839,6 +855,7 @@ impl Engine {
     pub fn summary(&self, r: &Record) -> ContainerSummary {
         let body = body_of(r);
         let command = command_line(&body, r, &self.images);
+        let (net_ports, net_settings) = self.net_summary(&r.id);
         let created = chrono::DateTime::parse_from_rfc3339(&r.created)
             .map(|d| d.timestamp())
             .unwrap_or(0);
@@ -849,12 +866,12 @@ impl Engine {
             "ImageID": r.image_id,
             "Command": command,
             "Created": created,
-            "Ports": [],
+            "Ports": net_ports,
             "Labels": body.labels.clone().unwrap_or_default(),
             "State": r.status,
             "Status": human_status(r),
             "HostConfig": {"NetworkMode": body.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_else(|| "none".into())},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": net_settings,
             "Mounts": [],
         });
         serde_json::from_value(v).unwrap_or_default()
@@ -958,7 +975,7 @@ impl Engine {
             "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
             "Mounts": [],
             "Config": config,
-            "NetworkSettings": {"Networks": {}, "Ports": {}},
+            "NetworkSettings": self.net_settings(&r.id),
         });
         let mut v = v;
         if let Some((rw, rootfs)) = sizes {
@@ -1101,6 +1118,9 @@ impl Engine {
                 _ => {}
             }
         }
+        if let Err(e) = self.net_reconcile(&live) {
+            tracing::warn!(error = %e, "reconcile networks");
+        }
         Ok(live)
     }
 }
@@ -1123,7 +1143,7 @@ fn use_init(spec: &mut oci_spec::runtime::Spec) {
 fn host_config_defaults() -> serde_json::Value {
     json!({
         "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-        "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
         "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
         "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",

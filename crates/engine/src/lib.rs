@@ -8,6 +8,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod network;
 pub mod shim;
 pub mod spec;
 
