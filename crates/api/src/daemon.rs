@@ -176,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::containers::routes())
         .merge(crate::exec::routes())
         .merge(crate::images::routes())
+        .merge(crate::networks::routes())
         .fallback(|req: Request| async move {
             crate::error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod error;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod stream;
 pub mod system;
 
