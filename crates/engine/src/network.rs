@@ -898,6 +898,11 @@ impl Engine {
         let mut primary_cfg = EndpointSettings::default();
         let mut others = Vec::new();
         for (k, v) in cfgs {
+            // the docker CLI names the default network "default" here
+            if k == "default" || k == mode {
+                primary_cfg = v;
+                continue;
+            }
             let n = self.find_network(&k)?;
             if n.id == primary.id {
                 primary_cfg = v;
