@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bollard_stubs::models::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
+use bollard_stubs::models::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use serde_json::json;
 
 use crate::containers::parse_body;
@@ -90,7 +92,9 @@ async fn connect(
 ) -> ApiResult<StatusCode> {
     let req: NetworkConnectRequest = parse_body(&body)?;
     if req.container.is_empty() {
-        return Err(ApiError::bad_request("network connect: Container is required"));
+        return Err(ApiError::bad_request(
+            "network connect: Container is required",
+        ));
     }
     let e = st.engine.clone();
     blocking(move || {
@@ -107,7 +111,9 @@ async fn disconnect(
 ) -> ApiResult<StatusCode> {
     let req: NetworkDisconnectRequest = parse_body(&body)?;
     if req.container.is_empty() {
-        return Err(ApiError::bad_request("network disconnect: Container is required"));
+        return Err(ApiError::bad_request(
+            "network disconnect: Container is required",
+        ));
     }
     let e = st.engine.clone();
     blocking(move || Ok(e.network_disconnect(&id, &req.container)?)).await?;

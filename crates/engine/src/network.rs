@@ -302,13 +302,28 @@ impl Engine {
     /// root; others (test daemons, a second instance) get names of their own so that they
     /// neither share addresses nor rebuild each other's rules.
     fn net_names(&self) -> (String, String) {
-        let root = &self.cfg.data_root;
-        if root == Path::new("/var/lib/berth") {
-            return ("berth".into(), "berth0".into());
+        instance_names(&self.cfg.data_root)
+    }
+
+    /// Tables (and their bridges) of other berth instances whose data root is gone: a test
+    /// daemon removed with its temporary root leaves them, nothing else would remove them.
+    fn sweep_dead_instances(&self) {
+        let (mine, _) = self.net_names();
+        for (table, root) in berth_net::nft::berth_tables() {
+            if table == mine || table == "berth" {
+                continue;
+            }
+            let Some(root) = root else { continue };
+            if Path::new(&root).join("engine.db").exists() {
+                continue;
+            }
+            let bridges = berth_net::nft::bridges_in(&table);
+            tracing::info!(%table, %root, "remove the network leftovers of a berth whose data root is gone");
+            let _ = berth_net::nft::delete_table(&table);
+            for b in bridges {
+                let _ = berth_net::link::delete_link(&b);
+            }
         }
-        use sha2::Digest;
-        let h = hex::encode(sha2::Sha256::digest(root.as_os_str().as_encoded_bytes()));
-        (format!("berth_{}", &h[..6]), format!("berth{}", &h[..6]))
     }
 
     fn netns_path(&self, id: &str) -> PathBuf {
@@ -495,6 +510,7 @@ impl Engine {
                 });
             }
         }
+        st.comment = self.cfg.data_root.display().to_string();
         berth_net::nft::apply(&table, &st)?;
         Ok(())
     }
@@ -1266,6 +1282,7 @@ impl Engine {
                 }
             }
         }
+        self.sweep_dead_instances();
         self.apply_firewall()
     }
 
@@ -1437,6 +1454,20 @@ impl Engine {
         }
         (json!(ports), json!({"Networks": s["Networks"]}))
     }
+}
+
+/// The nft table and default bridge of the daemon on `data_root`: `berth`/`berth0` for the
+/// standard root; any other root (test daemons, a second instance) gets names of its own so
+/// that instances neither share addresses nor rebuild each other's rules.
+pub fn instance_names(data_root: &Path) -> (String, String) {
+    if data_root == Path::new("/var/lib/berth") {
+        return ("berth".into(), "berth0".into());
+    }
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(
+        data_root.as_os_str().as_encoded_bytes(),
+    ));
+    (format!("berth_{}", &h[..6]), format!("berth{}", &h[..6]))
 }
 
 fn body_mode(body: &str) -> String {

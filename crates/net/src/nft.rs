@@ -35,6 +35,9 @@ pub struct PortRule {
 pub struct FirewallState {
     pub networks: Vec<NetRules>,
     pub ports: Vec<PortRule>,
+    /// Written as the table's comment: the owner (a daemon's data root), so that the
+    /// leftovers of an instance that is gone can be recognised.
+    pub comment: String,
 }
 
 fn valid_ident(s: &str) -> bool {
@@ -67,6 +70,15 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
         s,
         "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{"
     );
+    if !st.comment.is_empty() {
+        let c: String = st
+            .comment
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\' | '\n' | '\r'))
+            .take(120)
+            .collect();
+        let _ = writeln!(s, "  comment \"{c}\"");
+    }
     let _ = writeln!(s, "  chain ports {{");
     for p in &st.ports {
         let proto = match p.proto.as_str() {
@@ -182,6 +194,48 @@ pub fn list_table(table: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Every `ip` table named `berth` or `berth_*`, with its comment (the owner's data root).
+pub fn berth_tables() -> Vec<(String, Option<String>)> {
+    let Ok(out) = Command::new("nft").args(["list", "tables", "ip"]).output() else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = l.trim().strip_prefix("table ip ") else {
+            continue;
+        };
+        let name = name.trim().to_string();
+        if name != "berth" && !name.starts_with("berth_") {
+            continue;
+        }
+        let text = list_table(&name).unwrap_or_default();
+        let comment = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("comment \"")
+                .and_then(|c| c.strip_suffix('"'))
+                .map(str::to_string)
+        });
+        v.push((name, comment));
+    }
+    v
+}
+
+/// The bridges a berth table has rules for (its networks).
+pub fn bridges_in(table: &str) -> Vec<String> {
+    let text = list_table(table).unwrap_or_default();
+    let mut v: Vec<String> = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.split("oifname \"").nth(1) {
+            if let Some(b) = rest.split('"').next() {
+                if !v.iter().any(|x| x == b) {
+                    v.push(b.to_string());
+                }
+            }
+        }
+    }
+    v
+}
+
 fn run_nft(text: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -232,6 +286,7 @@ mod tests {
                 container_ip: "10.1.0.2".parse().unwrap(),
                 container_port: 80,
             }],
+            comment: "/tmp/x".into(),
         };
         let t = render("berth", &st).unwrap();
         assert!(t.contains("tcp dport 8080 dnat to 10.1.0.2:80"));

@@ -147,6 +147,7 @@ fn nft_table_is_replaced_atomically_and_removed() {
             container_ip: "10.231.78.2".parse().unwrap(),
             container_port: 53,
         }],
+        comment: "/nonexistent/berth-test".into(),
     };
     nft::apply(&t, &st).expect("apply");
     let l = nft::list_table(&t).unwrap();
