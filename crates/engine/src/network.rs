@@ -1256,6 +1256,13 @@ impl Engine {
         if let Err(e) = self.ensure_default_network() {
             tracing::warn!(error = %e, "default network");
         }
+        // outbound NAT and published ports route between interfaces: the host must forward
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() != "1") {
+            match berth_net::sysctl("net/ipv4/ip_forward", "1") {
+                Ok(()) => tracing::info!("enabled net.ipv4.ip_forward for container networks"),
+                Err(e) => tracing::warn!(error = %e, "enable net.ipv4.ip_forward"),
+            }
+        }
         for n in self.networks()? {
             if let Err(e) = berth_net::link::ensure_bridge(&self.bridge_of(&n)) {
                 tracing::warn!(network = %n.id, error = %e, "bring up bridge");
