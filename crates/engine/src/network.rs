@@ -1506,6 +1506,15 @@ fn label_matches(labels: &HashMap<String, String>, f: &str) -> bool {
     }
 }
 
+/// The image's `EXPOSE`d ports (`80/tcp`), for `-P`.
+pub(crate) fn image_exposed(img: &berth_image::manifest::ImageConfig) -> Vec<String> {
+    img.config
+        .as_ref()
+        .and_then(|c| c.exposed_ports.as_ref())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1531,13 +1540,4 @@ mod tests {
         assert!(a.len() <= 15 && b.len() <= 15);
         assert_ne!(a, b);
     }
-}
-
-/// The image's `EXPOSE`d ports (`80/tcp`), for `-P`.
-pub(crate) fn image_exposed(img: &berth_image::manifest::ImageConfig) -> Vec<String> {
-    img.config
-        .as_ref()
-        .and_then(|c| c.exposed_ports.as_ref())
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
 }

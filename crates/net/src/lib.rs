@@ -18,7 +18,7 @@ pub enum Error {
         op: &'static str,
         object: String,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     #[error("{op} {object}: {source}")]
     Io {
@@ -44,7 +44,11 @@ impl Error {
         object: impl Into<String>,
     ) -> impl FnOnce(rtnetlink::Error) -> Error {
         let object = object.into();
-        move |source| Error::Netlink { op, object, source }
+        move |source| Error::Netlink {
+            op,
+            object,
+            source: Box::new(source),
+        }
     }
     pub(crate) fn io(
         op: &'static str,
