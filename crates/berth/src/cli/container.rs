@@ -62,6 +62,11 @@ pub enum ContainerCommand {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerSub),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(super::network::NetworkSub),
+    /// List port mappings or a specific mapping for the container
+    Port(super::network::PortArgs),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -250,6 +255,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Container(S::Prune(a)) => prune(client, a).await,
         C::Version(a) => system::version(client, a).await,
         C::Info(a) => system::info(client, a).await,
+        C::Network(n) => super::network::dispatch(client, n).await,
+        C::Port(a) => super::network::port(client, a).await,
     }
 }
 

@@ -5,6 +5,7 @@
 mod container;
 mod exec;
 mod format;
+mod network;
 mod opts;
 mod ps;
 mod raw;
@@ -235,5 +236,7 @@ pub fn owns(arg: &str) -> bool {
             | "container"
             | "version"
             | "info"
+            | "network"
+            | "port"
     )
 }
