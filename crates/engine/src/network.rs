@@ -904,7 +904,11 @@ impl Engine {
         if mode == DEFAULT_NETWORK {
             self.ensure_default_network()?;
         }
-        let primary = self.find_network(&mode)?;
+        // a 404 from create makes the docker CLI pull the image: not-found is a bad request here
+        let primary = self.find_network(&mode).map_err(|e| match e {
+            Error::NoSuchNetwork(n) => bad(format!("network {n} not found")),
+            e => e,
+        })?;
         let cfgs = body
             .networking_config
             .as_ref()
@@ -919,7 +923,10 @@ impl Engine {
                 primary_cfg = v;
                 continue;
             }
-            let n = self.find_network(&k)?;
+            let n = self.find_network(&k).map_err(|e| match e {
+                Error::NoSuchNetwork(n) => bad(format!("network {n} not found")),
+                e => e,
+            })?;
             if n.id == primary.id {
                 primary_cfg = v;
             } else {

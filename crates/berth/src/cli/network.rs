@@ -376,6 +376,8 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
         }
     }
     if failed {
+        // docker 28's network rm ends its errors with this line
+        eprintln!("exit status 1");
         return Err(CliError::Reported { code: 1 });
     }
     Ok(0)
@@ -440,8 +442,12 @@ pub async fn port(client: &Client, a: PortArgs) -> Result<i32> {
             }
         }
     }
-    if let (Some(w), false) = (want, found) {
-        eprintln!("Error: No public port '{w}' published for {}", a.container);
+    if let (Some(_), false) = (want, found) {
+        let asked = a.port.as_deref().unwrap_or("");
+        eprintln!(
+            "Error: No public port '{asked}' published for {}",
+            a.container
+        );
         return Err(CliError::Reported { code: 1 });
     }
     Ok(0)
