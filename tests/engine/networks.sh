@@ -59,6 +59,12 @@ scenario_networks() {
     contains "networks: a container reaches another on its network" "${id1:0:12}" "$out"
     timeout 20 $DK run --rm --network nwb busybox sh -c "$(nw_get "$sub.10" 80)" >/dev/null 2>&1
     check "networks: a container on another network cannot" [ $? != 0 ]
+    out=$(timeout 20 $DK run --rm --network nwa busybox sh -c "$(nw_get web 80)" 2>&1)
+    contains "networks: by alias through the embedded DNS" "${id1:0:12}" "$out"
+    out=$(timeout 20 $DK run --rm --network nwa busybox nslookup nw1 2>&1)
+    contains "networks: by name through the embedded DNS" "Address: $sub.10" "$out"
+    timeout 20 $DK run --rm --network nwb busybox nslookup nw1 >/dev/null 2>&1
+    check "networks: another network does not resolve the name" [ $? != 0 ]
     timeout 10 $DK network connect nwb nw1
     check "networks: connect a running container" [ $? = 0 ]
     ip=$(timeout 10 $DK inspect -f '{{.NetworkSettings.Networks.nwb.IPAddress}}' nw1)

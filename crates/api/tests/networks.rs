@@ -354,6 +354,22 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
     );
     assert_ne!(code, 0, "tn-b must not reach tn-a: {out}");
     assert!(!out.contains(&a1[..12]), "{out}");
+    // names: the embedded DNS of tn-a answers the name and the alias; tn-b's does not know it
+    let (code, out) = run_to_exit(
+        s,
+        "dns1",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "nslookup a1 && nslookup web && ping -c1 -W2 web"],
+            "HostConfig": {"NetworkMode": "tn-a"}}),
+    );
+    assert_eq!(code, 0, "names on tn-a: {out}");
+    assert!(out.contains(&format!("Address: {static_ip}")), "{out}");
+    let (code, out) = run_to_exit(
+        s,
+        "dns2",
+        json!({"Image": "busybox", "Cmd": ["nslookup", "a1"], "HostConfig": {"NetworkMode": "tn-b"}}),
+    );
+    assert_ne!(code, 0, "tn-b resolved a name of tn-a: {out}");
+    assert!(!out.contains(&static_ip), "{out}");
     // a container on tn-b connected to tn-a too reaches it
     let c1 = create(
         s,

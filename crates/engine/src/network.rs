@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::{now, Engine};
+
+mod dns;
 use crate::error::{Error, Result};
 
 /// Docker's name for the default network.
@@ -684,8 +686,20 @@ impl Engine {
             let _ = self.apply_firewall();
             return Err(e);
         }
+        self.start_dns(&rec);
         tracing::info!(network = %rec.id, name = %rec.name, subnet = %rec.subnet, "network created");
         Ok((id, String::new()))
+    }
+
+    /// The embedded DNS of a user-defined network (the default `bridge` has none, as
+    /// Docker's); a failure to bind is logged: names then do not resolve, addresses still work.
+    fn start_dns(&self, n: &NetRecord) {
+        if n.name == DEFAULT_NETWORK {
+            return;
+        }
+        if let Err(e) = dns::start(&self.cfg.data_root.join("engine.db"), &n.id, n.gateway) {
+            tracing::warn!(network = %n.id, error = %e, "start the embedded DNS");
+        }
     }
 
     fn delete_network_row(&self, id: &str) -> Result<()> {
@@ -713,6 +727,7 @@ impl Engine {
                 eps.len()
             )));
         }
+        dns::stop(&n.id);
         self.delete_network_row(&n.id)?;
         berth_net::link::delete_link(&n.bridge)?;
         self.apply_firewall()?;
@@ -1190,6 +1205,24 @@ impl Engine {
         if !reqs.is_empty() {
             self.apply_firewall()?;
         }
+        if let Some(n) = self
+            .networks()?
+            .into_iter()
+            .find(|n| n.id == eps[0].network && n.name != DEFAULT_NETWORK)
+        {
+            // names on a user network come from its embedded DNS, on the gateway address
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let mut conf = format!("nameserver {}\n", n.gateway);
+            for l in host.lines() {
+                let t = l.trim();
+                if t.starts_with("search") || t.starts_with("options") {
+                    conf.push_str(t);
+                    conf.push('\n');
+                }
+            }
+            let p = hosts_path.with_file_name("resolv.conf");
+            std::fs::write(&p, conf).map_err(Error::io("write", &p))?;
+        }
         if let Some(ip) = first_ip {
             let hostname = body
                 .hostname
@@ -1274,6 +1307,7 @@ impl Engine {
             if let Err(e) = berth_net::link::ensure_bridge(&self.bridge_of(&n)) {
                 tracing::warn!(network = %n.id, error = %e, "bring up bridge");
             }
+            self.start_dns(&n);
         }
         let mut seen = HashSet::new();
         for e in self.all_endpoints()? {
