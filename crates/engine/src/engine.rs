@@ -190,7 +190,7 @@ impl Engine {
         &self.cfg
     }
 
-    fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
         let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(id.to_string()).or_default().clone()
     }

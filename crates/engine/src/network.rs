@@ -1339,6 +1339,10 @@ impl Engine {
     pub fn network_connect(&self, net: &str, container: &str, cfg: EndpointSettings) -> Result<()> {
         let n = self.find_network(net)?;
         let r = self.db.find(container)?;
+        // against a concurrent start, stop or remove of the same container
+        let lock = self.lock_of(&r.id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.db.find(&r.id)?;
         let mode = body_mode(&r.body);
         if mode == "none" || mode == "host" || mode.starts_with("container:") {
             return Err(Error::Conflict(format!(
@@ -1396,6 +1400,8 @@ impl Engine {
     pub fn network_disconnect(&self, net: &str, container: &str) -> Result<()> {
         let n = self.find_network(net)?;
         let r = self.db.find(container)?;
+        let lock = self.lock_of(&r.id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let e = self
             .endpoints_of(&r.id)?
             .into_iter()
