@@ -29,7 +29,7 @@ scenario_networks() {
         skip "networks: nft (Debian's nftables) is not installed"
         return
     fi
-    local DK=$DOCKER28 k sub ip out id1 port rc pyout
+    local DK=$DOCKER28 k sub ip out id1 port rc pyout left
     k=$(( $$ % 200 + 20 ))
     sub=10.$(( 150 + $$ % 50 )).$k
     timeout 10 $DK network create --subnet "$sub.0/24" --label nwt=1 nwa >/dev/null
@@ -103,6 +103,9 @@ scenario_networks() {
         echo one >&3
         read -r -t 5 out <&3
         eq "networks: the -P port echoes" "one" "$out"
+        # one that ends while the daemon is away: its lease, veth and namespace go at restart
+        local gone
+        gone=$(timeout 20 $DK run -d --network nwa busybox sleep 1)
         kill -KILL "$DAEMON_PID"
         wait "$DAEMON_PID" 2>/dev/null
         DAEMON_PID=
@@ -112,6 +115,13 @@ scenario_networks() {
         read -r -t 5 out <&3
         eq "networks: the connection survived a daemon kill -9" "two" "$out"
         exec 3>&- 3<&-
+        sleep 1
+        out=$(timeout 10 $DK inspect -f '{{.State.Status}} [{{.NetworkSettings.Networks.nwa.IPAddress}}]' "$gone")
+        eq "networks: exited while the daemon was away: no lease" "exited []" "$out"
+        left=""
+        [ -d "/sys/class/net/vb${gone:0:9}0" ] && left="veth"
+        [ -e "$RUN/netns/$gone" ] && left="$left netns"
+        eq "networks: exited while the daemon was away: no veth or netns" "" "$left"
     else
         fail "networks: could not connect to the -P port $eport"
     fi
@@ -170,7 +180,8 @@ PYEOF
     check "networks: rm" [ $? = 0 ]
     out=$(timeout 10 $DK network prune -f 2>&1)
     check "networks: prune" [ $? = 0 ]
-    local b left=""
+    local b
+    left=""
     for b in $bridges; do [ -d "/sys/class/net/$b" ] && left="$left $b"; done
     for id in $ids; do
         [ -d "/sys/class/net/vb${id:0:9}0" ] && left="$left vb${id:0:9}0"
