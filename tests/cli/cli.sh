@@ -47,6 +47,8 @@ cleanup() {
     local ids
     ids=$("$DOCKER" -H "$HOST" ps -aq --filter "name=$P-" 2>/dev/null)
     [ -n "$ids" ] && "$DOCKER" -H "$HOST" rm -f $ids >/dev/null 2>&1
+    ids=$("$DOCKER" -H "$HOST" network ls -q --filter "name=$P-" 2>/dev/null)
+    [ -n "$ids" ] && "$DOCKER" -H "$HOST" network rm $ids >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -300,6 +302,18 @@ else
     echo "SKIP: -it scenarios: no python3 for a pty"
     [ "${CI:-}" = true ] && failures=$((failures + 1))
 fi
+
+# --- networks and ports
+pair "network create" "out err rc" "" network create --label cli=1 @-net
+pair "network ls --filter --format" "out err rc" "" network ls --filter name=@-net --format '{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}}'
+pair "network inspect --format" "out err rc" "" network inspect -f '{{.Name}} {{.Driver}} {{.Internal}} {{.Labels}}' @-net
+both run -d --name @-pub --network @-net --network-alias web -p 127.0.0.1::80 "$IMG" sleep 60
+pair "run --network --network-alias" "out err rc" "" inspect -f '{{index .NetworkSettings.Networks "@-net" | printf "%v" | len | printf "%d" | len}} {{(index .NetworkSettings.Networks "@-net").Aliases}}' @-pub
+pair "port not published" "out err rc" "" port @-pub 81
+pair "network rm while attached" "out err1 rc" "" network rm @-net
+pair "network disconnect" "out err rc" "" network disconnect @-net @-pub
+pair "network rm" "out err rc" "" network rm @-net
+pair "network rm missing" "out err rc" "" network rm @-net
 
 # --- the daemon is not there
 b() { "$BERTH" -H unix:///nonexistent/berth.sock "$@"; }

@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::images::routes())
         .merge(crate::volumes::routes())
         .merge(crate::selfheal::routes())
+        .merge(crate::networks::routes())
         .fallback(|req: Request| async move {
             crate::error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

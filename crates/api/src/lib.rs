@@ -12,6 +12,7 @@ pub mod events;
 pub mod exec;
 pub mod images;
 pub mod selfheal;
+pub mod networks;
 pub mod stream;
 pub mod system;
 pub mod tls;

@@ -32,7 +32,7 @@ pub struct Config {
 }
 
 pub struct Engine {
-    cfg: Config,
+    pub(crate) cfg: Config,
     pub images: Arc<ImageStore>,
     pub(crate) db: Db,
     pub(crate) runtime: Runtime,
@@ -289,6 +289,7 @@ impl Engine {
         // Validate now what start would refuse, so `create` fails instead of a later `start`:
         // the spec is built against a scratch root with the image's config.
         body.image = Some(image_name.clone());
+        let net_plan = self.net_plan(&mut body, &crate::network::image_exposed(&image.config))?;
         let dir = self.container_dir(&id);
         std::fs::DirBuilder::new()
             .mode(0o710)
@@ -363,6 +364,10 @@ impl Engine {
             self.abort_mounts(&id);
             let _ = self.db.remove(&id);
             return Err(cleanup(e));
+        }
+        if let Err(e) = self.net_commit(&id, &net_plan) {
+            let _ = self.remove(&id, true);
+            return Err(e);
         }
         self.emit(&rec, "create", &[]);
         Ok((id, warnings))
@@ -465,13 +470,15 @@ impl Engine {
         let rootfs = self.mount_rootfs(&id)?;
         let dir = self.container_dir(&id);
         let fail = |e: Error| {
+            self.net_stop(&id);
             self.unmount_rootfs(&id);
             e
         };
         let body = self.volumes_for_start(&id, body, &rootfs).map_err(fail)?;
+        let spec_body = crate::network::spec_body(&body);
         let spec = crate::spec::build(&crate::spec::SpecInput {
             id: &id,
-            body: &body,
+            body: &spec_body,
             image: &image.config,
             rootfs: &rootfs,
             hosts_path: &dir.join("hosts"),
@@ -482,6 +489,13 @@ impl Engine {
         })
         .map_err(|e| fail(e.into()))?;
         let mut spec = spec;
+        let exposed = crate::network::image_exposed(&image.config);
+        if let Some(ns) = self
+            .net_start(&id, &body, &exposed, &dir.join("hosts"))
+            .map_err(fail)?
+        {
+            crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
+        }
         if body.host_config.as_ref().and_then(|h| h.init) == Some(true) {
             use_init(&mut spec);
         }
@@ -623,6 +637,7 @@ impl Engine {
         // The shim normally deletes the runtime's state; if it died, we do.
         let _ = self.runtime.delete(id, true);
         self.unmount_rootfs(id);
+        self.net_stop(id);
         let _ = std::fs::remove_dir_all(self.state_dir(id));
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
@@ -801,6 +816,7 @@ impl Engine {
         self.db.set_status(&r.id, "removing")?;
         let _ = self.runtime.delete(&r.id, true);
         self.unmount_rootfs(&r.id);
+        self.net_remove(&r.id);
         // The directories go to the trash (renamed now, deleted by its worker): deleting
         // them here would make `rm` and `run --rm` wait for the kernel (see trash.rs).
         match self.images.release_container_snapshot(&r.id) {
@@ -902,6 +918,7 @@ impl Engine {
     pub fn summary(&self, r: &Record) -> ContainerSummary {
         let body = body_of(r);
         let command = command_line(&body, r, &self.images);
+        let (net_ports, net_settings) = self.net_summary(&r.id);
         let created = chrono::DateTime::parse_from_rfc3339(&r.created)
             .map(|d| d.timestamp())
             .unwrap_or(0);
@@ -912,12 +929,12 @@ impl Engine {
             "ImageID": r.image_id,
             "Command": command,
             "Created": created,
-            "Ports": [],
+            "Ports": net_ports,
             "Labels": body.labels.clone().unwrap_or_default(),
             "State": r.status,
             "Status": self.status_with_health(r),
             "HostConfig": {"NetworkMode": body.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_else(|| "none".into())},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": net_settings,
             "Mounts": self.mount_points(&r.id),
         });
         serde_json::from_value(v).unwrap_or_default()
@@ -1023,7 +1040,7 @@ impl Engine {
             "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
             "Mounts": self.mount_points(&r.id),
             "Config": config,
-            "NetworkSettings": {"Networks": {}, "Ports": {}},
+            "NetworkSettings": self.net_settings(&r.id),
         });
         let mut v = v;
         if let Some((rw, rootfs)) = sizes {
@@ -1168,6 +1185,9 @@ impl Engine {
                 _ => {}
             }
         }
+        if let Err(e) = self.net_reconcile(&live) {
+            tracing::warn!(error = %e, "reconcile networks");
+        }
         Ok(live)
     }
 }
@@ -1190,7 +1210,7 @@ fn use_init(spec: &mut oci_spec::runtime::Spec) {
 fn host_config_defaults() -> serde_json::Value {
     json!({
         "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-        "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
         "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
         "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",

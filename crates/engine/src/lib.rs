@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod restart;
+pub mod network;
 pub mod shim;
 pub mod spec;
 pub mod trash;

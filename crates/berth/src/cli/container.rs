@@ -69,6 +69,11 @@ pub enum ContainerCommand {
     Volume(super::volume::VolumeCommand),
     /// Get real time events from the server
     Events(super::events::EventsArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(super::network::NetworkSub),
+    /// List port mappings or a specific mapping for the container
+    Port(super::network::PortArgs),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -262,6 +267,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Info(a) => system::info(client, a).await,
         C::Volume(v) => super::volume::dispatch(client, v).await,
         C::Events(a) => super::events::events(client, a).await,
+        C::Network(n) => super::network::dispatch(client, n).await,
+        C::Port(a) => super::network::port(client, a).await,
     }
 }
 

@@ -6,6 +6,7 @@ mod container;
 mod events;
 mod exec;
 pub(crate) mod format;
+mod network;
 mod opts;
 mod ps;
 pub(crate) mod raw;
@@ -252,5 +253,7 @@ pub fn owns(arg: &str) -> bool {
             | "info"
             | "volume"
             | "events"
+            | "network"
+            | "port"
     )
 }
