@@ -122,9 +122,13 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
                         || r.image_id.starts_with(x)
                         || r.image_id.trim_start_matches("sha256:").starts_with(x)
                 })
-                && ok("label", &|x| match x.split_once('=') {
-                    Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
-                    None => labels.contains_key(x),
+                // Every label filter must match (dockerd's MatchKVList): compose lists a
+                // service's containers with project and service labels together.
+                && filters.get("label").is_none_or(|v| {
+                    v.iter().all(|x| match x.split_once('=') {
+                        Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
+                        None => labels.contains_key(x),
+                    })
                 })
                 && ok("health", &|x| {
                     e.health_status(&r).unwrap_or_else(|| "none".into()) == x

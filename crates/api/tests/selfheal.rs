@@ -428,16 +428,6 @@ impl ProcDaemon {
             .status()
             .expect("make busybox rootfs");
         assert!(st.success());
-        let st = Command::new(berth)
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("import")
-            .arg(dir.path().join("bb.tar"))
-            .arg("busybox:latest")
-            .stdout(Stdio::null())
-            .status()
-            .expect("berth import");
-        assert!(st.success());
         let sock = dir.path().join("berth.sock");
         let mut d = ProcDaemon {
             berth: berth.to_path_buf(),
@@ -446,6 +436,17 @@ impl ProcDaemon {
             child: None,
         };
         d.start();
+        // Image commands are clients of the daemon: the import goes through its socket.
+        let st = Command::new(berth)
+            .arg("-H")
+            .arg(format!("unix://{}", d.sock.display()))
+            .arg("import")
+            .arg(d.dir.path().join("bb.tar"))
+            .arg("busybox:latest")
+            .stdout(Stdio::null())
+            .status()
+            .expect("berth import");
+        assert!(st.success());
         d
     }
 
