@@ -135,8 +135,16 @@ EOF
     eq "compose: curl 127.0.0.1:$port gets db's file through web" "served-from-db" "$out"
     out=$(timeout 30 "${C[@]}" logs web 2>&1)
     contains "compose: logs web" "fetched from db" "$out"
+    local dbip
+    dbip=$(timeout 30 "$DOCKER28" inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "${P}_db_1" 2>&1)
     out=$(timeout 30 "${C[@]}" exec -T web nslookup db 2>&1)
-    contains "compose: exec: db resolves in web" "Address" "$out"
+    if [ -n "$dbip" ]; then
+        contains "compose: exec: db resolves to db's address ($dbip) in web" "Address: $dbip" "$out"
+    else
+        fail "compose: db has no address on the project network"
+    fi
+    out=$(timeout 30 "$DOCKER28" network ls --format '{{.Name}}' 2>&1)
+    contains "compose: the project network exists" "${P}_default" "$out"
     out=$(timeout 30 "${C[@]}" exec -T db cat /data/index.html 2>&1)
     eq "compose: exec in db reads its volume" "served-from-db" "$out"
 
