@@ -35,7 +35,7 @@ pub struct Engine {
     cfg: Config,
     pub images: Arc<ImageStore>,
     pub(crate) db: Db,
-    pub(crate) runtime: Runtime,
+    runtime: Runtime,
     pub events: Events,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -222,8 +222,10 @@ impl Engine {
         body_of(r)
     }
 
-    pub(crate) fn emit(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
-        let mut attrs = HashMap::new();
+    /// Sends a container event; its attributes are the container's labels, its name and
+    /// image, and `extra` (as dockerd's).
+    pub fn emit(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
+        let mut attrs: HashMap<String, String> = body_of(r).labels.unwrap_or_default();
         attrs.insert("name".to_string(), r.name.clone());
         attrs.insert("image".to_string(), r.image.clone());
         for (k, v) in extra {
@@ -609,11 +611,11 @@ impl Engine {
         let _ = self.runtime.delete(id, true);
         self.unmount_rootfs(id);
         let _ = std::fs::remove_dir_all(self.state_dir(id));
+        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
         }
         self.emit(&r, "die", &[("exitCode", info.exit_code.to_string())]);
-        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
             if let Some(now) = self.db.get(id)? {
