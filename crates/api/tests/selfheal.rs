@@ -428,16 +428,6 @@ impl ProcDaemon {
             .status()
             .expect("make busybox rootfs");
         assert!(st.success());
-        let st = Command::new(berth)
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("import")
-            .arg(dir.path().join("bb.tar"))
-            .arg("busybox:latest")
-            .stdout(Stdio::null())
-            .status()
-            .expect("berth import");
-        assert!(st.success());
         let sock = dir.path().join("berth.sock");
         let mut d = ProcDaemon {
             berth: berth.to_path_buf(),
@@ -446,6 +436,20 @@ impl ProcDaemon {
             child: None,
         };
         d.start();
+        // Imported through the API, as a client would.
+        let tar = std::fs::read(d.dir.path().join("bb.tar")).expect("read bb.tar");
+        let (status, body) = common::http(
+            &d.sock,
+            "POST",
+            "/images/create?fromSrc=-&repo=busybox&tag=latest",
+            &[("Content-Type", "application/x-tar")],
+            &tar,
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status == 200 && !text.contains("errorDetail"),
+            "import busybox: {status} {text}"
+        );
         d
     }
 
