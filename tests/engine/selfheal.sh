@@ -2,7 +2,8 @@
 # `run --restart`, `update --restart`, RestartCount after kill -9 of the container's init,
 # `stop` suspending the policy, a daemon kill -9 while a container waits for its restart,
 # `--health-cmd` with its status in `ps` and `inspect`, the health= filter, a probe that
-# hangs. Sourced by run.sh (which starts the daemon and cleans up in its trap).
+# hangs. Sourced by run.sh, which starts the daemon and cleans up in its trap:
+#   ONLY=selfheal tests/engine/run.sh /path/to/berth   (a step of scripts/test.sh)
 
 # sh_wait SECONDS CMD...: retries CMD every 0.1 s until it succeeds; a bound against a hang.
 sh_wait() {

@@ -193,12 +193,12 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(crate::selfheal::routes())
         .merge(crate::system::routes())
         .merge(crate::containers::routes())
         .merge(crate::exec::routes())
         .merge(crate::images::routes())
         .merge(crate::volumes::routes())
-        .merge(crate::selfheal::routes())
         .merge(crate::networks::routes())
         .fallback(|req: Request| async move {
             crate::error::ApiError::new(

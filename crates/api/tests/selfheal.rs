@@ -436,22 +436,37 @@ impl ProcDaemon {
             child: None,
         };
         d.start();
-        // Image commands are clients of the daemon: the import goes through its socket.
-        let st = Command::new(berth)
-            .arg("-H")
-            .arg(format!("unix://{}", d.sock.display()))
-            .arg("import")
-            .arg(d.dir.path().join("bb.tar"))
-            .arg("busybox:latest")
-            .stdout(Stdio::null())
-            .status()
-            .expect("berth import");
-        assert!(st.success());
+        // Imported through the API, as a client would.
+        let tar = std::fs::read(d.dir.path().join("bb.tar")).expect("read bb.tar");
+        let (status, body) = common::http(
+            &d.sock,
+            "POST",
+            "/images/create?fromSrc=-&repo=busybox&tag=latest",
+            &[("Content-Type", "application/x-tar")],
+            &tar,
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status == 200 && !text.contains("errorDetail"),
+            "import busybox: {status} {text}"
+        );
         d
     }
 
     fn start(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the daemon and waits until it serves; an error (never a panic: Drop uses it).
+    fn try_start(&mut self) -> Result<(), String> {
         let p = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.join("daemon.log"))
+            .map_err(|e| format!("daemon log: {e}"))?;
         let child = Command::new(&self.berth)
             .arg("daemon")
             .arg("-H")
@@ -465,9 +480,9 @@ impl ProcDaemon {
             .arg("--config-file")
             .arg(p.join("no-daemon.json"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(p.join("daemon.log")).expect("daemon log"))
+            .stderr(log)
             .spawn()
-            .expect("start berth daemon");
+            .map_err(|e| format!("start berth daemon: {e}"))?;
         self.child = Some(child);
         // Served once /_ping answers (the socket exists a moment before).
         let t0 = Instant::now();
@@ -477,10 +492,16 @@ impl ProcDaemon {
                 let mut out = String::new();
                 let _ = s.read_to_string(&mut out);
                 if out.starts_with("HTTP/1.1 200") {
-                    return;
+                    return Ok(());
                 }
             }
-            assert!(t0.elapsed() < HANG, "berth daemon did not serve");
+            if t0.elapsed() > HANG {
+                if let Some(mut c) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err("berth daemon did not serve".into());
+            }
             std::thread::sleep(Duration::from_millis(30));
         }
     }
@@ -495,6 +516,10 @@ impl ProcDaemon {
 
 impl Drop for ProcDaemon {
     fn drop(&mut self) {
+        // A test that failed while the daemon was down: up again, to remove what it made.
+        if self.child.is_none() {
+            let _ = self.try_start();
+        }
         if self.child.is_some() {
             let (_, v) = req(&self.sock, "GET", "/containers/json?all=1", None);
             for c in v.as_array().into_iter().flatten() {

@@ -35,7 +35,7 @@ pub struct Engine {
     pub(crate) cfg: Config,
     pub images: Arc<ImageStore>,
     pub(crate) db: Db,
-    pub(crate) runtime: Runtime,
+    runtime: Runtime,
     pub events: Events,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Directories of removed containers and snapshots, deleted off the request path.
@@ -639,6 +639,7 @@ impl Engine {
         self.unmount_rootfs(id);
         self.net_stop(id);
         let _ = std::fs::remove_dir_all(self.state_dir(id));
+        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
         }
@@ -654,7 +655,6 @@ impl Engine {
             ],
         );
         self.volumes_unmounted(id);
-        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         let body = body_of(&r);
         if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
             if let Some(now) = self.db.get(id)? {

@@ -8,6 +8,8 @@
 //! next `start`; at daemon start `always` containers are started again, `unless-stopped` ones
 //! only if the user had not stopped them.
 
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use bollard_stubs::models::{ContainerCreateBody, RestartPolicy, RestartPolicyNameEnum};
@@ -23,8 +25,7 @@ CREATE TABLE IF NOT EXISTS restart_state (
     id TEXT PRIMARY KEY,
     manually_stopped INTEGER NOT NULL DEFAULT 0,
     delay_ms INTEGER NOT NULL DEFAULT 0,
-    due_at_ms INTEGER NOT NULL DEFAULT 0,
-    shim_pid INTEGER NOT NULL DEFAULT 0
+    due_at_ms INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -139,8 +140,6 @@ struct Row {
     manually_stopped: bool,
     delay_ms: i64,
     due_at_ms: i64,
-    /// The shim of the run that ended, which may still be finishing when the delay is up.
-    shim_pid: i32,
 }
 
 /// The pid of the shim whose state directory is `state_dir`, 0 if unknown.
@@ -151,26 +150,34 @@ pub(crate) fn shim_pid(state_dir: &std::path::Path) -> i32 {
         .unwrap_or(0)
 }
 
-/// Waits (up to `limit`) for the shim of a finished run of container `id` to exit. The shim
-/// deletes the container's runtime state and its socket as it goes: a new run started
-/// before that would lose both.
-fn wait_shim_gone(id: &str, pid: i32, limit: Duration) {
+/// The shims of runs that ended and are due to restart, by container: a pidfd, opened when
+/// the exit is recorded (so it is that shim for good, whatever pid is reused later). Only
+/// in memory: after a daemon restart those shims are long gone.
+static ENDING_SHIMS: std::sync::Mutex<Option<HashMap<String, OwnedFd>>> =
+    std::sync::Mutex::new(None);
+
+fn hold_shim(id: &str, pid: i32) {
     if pid <= 0 {
         return;
     }
-    let Ok(fd) = berth_sys::pidfd_open(pid) else {
-        return; // gone already
-    };
-    // The pid is still that shim only if its command line names the container.
-    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            String::from_utf8_lossy(&c).contains(id) && String::from_utf8_lossy(&c).contains("shim")
-        })
-        .unwrap_or(false);
-    if !ours {
-        return;
+    // An error: the shim is gone already, nothing to wait for.
+    if let Ok(fd) = berth_sys::pidfd_open(pid) {
+        let mut m = ENDING_SHIMS.lock().unwrap_or_else(|p| p.into_inner());
+        m.get_or_insert_with(HashMap::new)
+            .insert(id.to_string(), fd);
     }
-    use std::os::fd::AsFd;
+}
+
+fn take_shim(id: &str) -> Option<OwnedFd> {
+    let mut m = ENDING_SHIMS.lock().unwrap_or_else(|p| p.into_inner());
+    m.as_mut().and_then(|m| m.remove(id))
+}
+
+/// Waits (up to `limit`) for the shim of the last run of container `id` to exit. The shim
+/// deletes the container's runtime state and its socket as it goes: a new run started
+/// before that would lose both.
+fn wait_shim_gone(id: &str, fd: Option<OwnedFd>, limit: Duration) {
+    let Some(fd) = fd else { return };
     let mut fds = [nix::poll::PollFd::new(
         fd.as_fd(),
         nix::poll::PollFlags::POLLIN,
@@ -179,7 +186,6 @@ fn wait_shim_gone(id: &str, pid: i32, limit: Duration) {
     if let Ok(0) = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
         tracing::warn!(
             container = id,
-            pid,
             "the shim of the last run has not exited; starting anyway"
         );
     }
@@ -202,15 +208,13 @@ impl Engine {
         self.db
             .lock()
             .query_row(
-                "SELECT manually_stopped, delay_ms, due_at_ms, shim_pid FROM restart_state \
-                 WHERE id = ?1",
+                "SELECT manually_stopped, delay_ms, due_at_ms FROM restart_state WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(Row {
                         manually_stopped: r.get::<_, i64>(0)? != 0,
                         delay_ms: r.get(1)?,
                         due_at_ms: r.get(2)?,
-                        shim_pid: r.get(3)?,
                     })
                 },
             )
@@ -223,16 +227,10 @@ impl Engine {
         self.db
             .lock()
             .execute(
-                "INSERT INTO restart_state (id, manually_stopped, delay_ms, due_at_ms, shim_pid) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET \
-                 manually_stopped = ?2, delay_ms = ?3, due_at_ms = ?4, shim_pid = ?5",
-                params![
-                    id,
-                    row.manually_stopped as i64,
-                    row.delay_ms,
-                    row.due_at_ms,
-                    row.shim_pid
-                ],
+                "INSERT INTO restart_state (id, manually_stopped, delay_ms, due_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET \
+                 manually_stopped = ?2, delay_ms = ?3, due_at_ms = ?4",
+                params![id, row.manually_stopped as i64, row.delay_ms, row.due_at_ms],
             )
             .map_err(Error::db("record restart state"))?;
         Ok(())
@@ -307,7 +305,6 @@ impl Engine {
                 manually_stopped: false,
                 delay_ms: delay,
                 due_at_ms: now_ms() + delay,
-                shim_pid,
             },
         )?;
         self.db
@@ -318,6 +315,7 @@ impl Engine {
                 [&before.id],
             )
             .map_err(Error::db("record a pending restart"))?;
+        hold_shim(&before.id, shim_pid);
         tracing::info!(container = %before.id, delay_ms = delay, "restarting by policy");
         Ok(())
     }
@@ -356,7 +354,6 @@ impl Engine {
                             manually_stopped: false,
                             delay_ms: 0,
                             due_at_ms: now_ms(),
-                            shim_pid: 0,
                         },
                     )?;
                     self.db.set_status(&r.id, "restarting")?;
@@ -372,6 +369,8 @@ impl Engine {
     /// The timer of a pending restart fired: starts the container if it is still waiting
     /// (a user's stop, start or removal meanwhile wins). True if it was started.
     pub fn restart_due(&self, id: &str) -> Result<bool> {
+        // Taken whatever happens next, so a container removed meanwhile leaves no descriptor.
+        let shim = take_shim(id);
         let lock = self.lock_of(id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(r) = self.db.get(id)? else {
@@ -381,7 +380,7 @@ impl Engine {
         if r.status != "restarting" || row.manually_stopped {
             return Ok(false);
         }
-        wait_shim_gone(id, row.shim_pid, Duration::from_secs(10));
+        wait_shim_gone(id, shim, Duration::from_secs(10));
         match self.start_locked(id, &mut |_| {}) {
             Ok(()) => Ok(true),
             Err(e) => {
