@@ -476,6 +476,26 @@ impl Engine {
         Ok(())
     }
 
+    /// The bridge of a network, made or adopted once per daemon process: a start then costs
+    /// no netlink round trips for it (a bridge deleted behind berth's back is made again by
+    /// the next daemon start, or by a retry of the failed attach).
+    fn ensure_bridge_once(&self, n: &NetRecord) -> Result<()> {
+        static DONE: std::sync::OnceLock<std::sync::Mutex<HashSet<String>>> =
+            std::sync::OnceLock::new();
+        let done = DONE.get_or_init(Default::default);
+        let key = format!("{}:{}", n.bridge, n.id);
+        if done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        berth_net::link::ensure_bridge(&self.bridge_of(n))?;
+        done.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+        Ok(())
+    }
+
     fn bridge_of(&self, n: &NetRecord) -> berth_net::BridgeSpec {
         berth_net::BridgeSpec {
             name: n.bridge.clone(),
@@ -1162,6 +1182,7 @@ impl Engine {
         hosts_path: &Path,
         eps: &[Endpoint],
     ) -> Result<PathBuf> {
+        let started = std::time::Instant::now();
         let dir = self.cfg.exec_root.join("netns");
         std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
         let path = self.netns_path(id);
@@ -1175,11 +1196,11 @@ impl Engine {
                 .into_iter()
                 .find(|n| n.id == e.network)
                 .ok_or_else(|| Error::NoSuchNetwork(e.network.clone()))?;
-            berth_net::link::ensure_bridge(&self.bridge_of(&n))?;
+            self.ensure_bridge_once(&n)?;
             let ip = self.lease(e, &n)?;
             let ifname = format!("eth{i}");
             let (host_if, peer) = veth_names(id, e.seq);
-            berth_net::link::attach(&berth_net::Attach {
+            let attach = berth_net::Attach {
                 netns: &path,
                 host_if: &host_if,
                 peer_tmp: &peer,
@@ -1190,7 +1211,12 @@ impl Engine {
                 gateway: (i == 0 && !n.internal).then_some(n.gateway),
                 mac: self.mac_for(e, ip),
                 mtu: (n.mtu > 0).then_some(n.mtu),
-            })?;
+            };
+            if berth_net::link::attach(&attach).is_err() {
+                // the bridge may have gone behind berth's back: make it again, once
+                berth_net::link::ensure_bridge(&self.bridge_of(&n))?;
+                berth_net::link::attach(&attach)?;
+            }
             let ports = if i == 0 && !reqs.is_empty() {
                 self.choose_ports(id, &reqs)?
             } else {
@@ -1236,7 +1262,12 @@ impl Engine {
                 std::fs::write(hosts_path, hosts).map_err(Error::io("write", hosts_path))?;
             }
         }
-        tracing::debug!(container = id, addresses = ?names, "network plumbed");
+        tracing::debug!(
+            container = id,
+            addresses = ?names,
+            us = started.elapsed().as_micros() as u64,
+            "network plumbed"
+        );
         Ok(path)
     }
 

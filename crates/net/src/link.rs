@@ -180,13 +180,21 @@ pub fn attach(a: &Attach<'_>) -> Result<()> {
 fn attach_in_thread(a: &Attach<'_>) -> Result<()> {
     let ns = File::open(a.netns).map_err(Error::io("open netns", a.netns.display().to_string()))?;
     let host = Nl::open()?;
-    // a veth left by a crash between its creation and the record of it
-    host.delete(a.host_if)?;
-    host.delete(a.peer_tmp)?;
-    let h = host.h.clone();
-    let (hn, pn) = (a.host_if.to_string(), a.peer_tmp.to_string());
-    host.block(async move { h.link().add().veth(hn, pn).execute().await })
-        .map_err(Error::nl("create veth", a.host_if))?;
+    let create = || {
+        let h = host.h.clone();
+        let (hn, pn) = (a.host_if.to_string(), a.peer_tmp.to_string());
+        host.block(async move { h.link().add().veth(hn, pn).execute().await })
+    };
+    match create() {
+        Err(e) if errno(&e) == Some(EEXIST) => {
+            // a veth left by a crash between its creation and the record of it, or one
+            // whose namespace the kernel is still tearing down
+            host.delete(a.host_if)?;
+            host.delete(a.peer_tmp)?;
+            create().map_err(Error::nl("create veth", a.host_if))?;
+        }
+        r => r.map_err(Error::nl("create veth", a.host_if))?,
+    }
     let bi = host.must_index(a.bridge)?;
     let hi = host.must_index(a.host_if)?;
     let pi = host.must_index(a.peer_tmp)?;
