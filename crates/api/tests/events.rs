@@ -333,7 +333,10 @@ fn events_names_attributes_filters_and_replay() {
         .collect();
     // the history also holds the daemon's setup before t0 (common's import of busybox)
     let upto = actions(&upto);
-    assert!(upto.ends_with(&names), "{upto:?} does not end with {names:?}");
+    assert!(
+        upto.ends_with(&names),
+        "{upto:?} does not end with {names:?}"
+    );
     let before = &upto[..upto.len() - names.len()];
     assert!(before.iter().all(|a| a == "image import"), "{before:?}");
 }
