@@ -10,7 +10,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 need=()
-for p in busybox-static libseccomp-dev pkg-config gcc; do
+for p in busybox-static libseccomp-dev pkg-config gcc nftables; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

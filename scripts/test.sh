@@ -9,7 +9,7 @@ cd "$repo"
 
 need=()
 for p in busybox-static libseccomp-dev pkg-config gcc docker-registry apache2-utils skopeo \
-         runc docker.io podman python3 python3-venv curl; do
+         runc docker.io podman python3 python3-venv curl nftables; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -48,6 +48,7 @@ step "cgroup v2 tests in a VM" vm_tests
 step "engines: docker and podman drive berth-runtime" bash tests/engines.sh "$repo/target/debug/berth"
 step "engine: the daemon with the docker CLIs, the Python SDK, crash, leak and bad input" \
   bash tests/engine/run.sh "$repo/target/debug/berth"
+step "engine: restart policies and health checks (docker CLIs, Python SDK)" env ONLY=selfheal bash tests/engine/run.sh "$repo/target/debug/berth"
 step "cli: berth's CLI beside the docker CLI against the berth daemon" \
   bash tests/cli/with-berth.sh "$repo/target/debug/berth"
 step "interop: docker load/save" bash tests/interop-docker.sh "$repo/target/debug/berth"

@@ -47,6 +47,8 @@ cleanup() {
     local ids
     ids=$("$DOCKER" -H "$HOST" ps -aq --filter "name=$P-" 2>/dev/null)
     [ -n "$ids" ] && "$DOCKER" -H "$HOST" rm -f $ids >/dev/null 2>&1
+    ids=$("$DOCKER" -H "$HOST" network ls -q --filter "name=$P-" 2>/dev/null)
+    [ -n "$ids" ] && "$DOCKER" -H "$HOST" network rm $ids >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -278,6 +280,15 @@ pair "rm -f running" "out err rc" "" rm -f @-bg2
 pair "rm a missing container" "out rc" "" rm @-bg2
 pair "container prune -f" "rc" "" container prune -f --filter label=never-set-$$
 
+# --- restart policies and health checks
+both run -d --name @-hc --restart on-failure:3 --health-cmd true --health-interval 1s "$IMG" sleep 1000
+pair "run --restart --health-cmd: inspect" "out rc" "" inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}} {{index .Config.Healthcheck.Test 0}} {{index .Config.Healthcheck.Test 1}}' @-hc
+pair "update --restart" "out err rc" "" update --restart always @-hc
+pair "update --restart bogus" "out rc" "" update --restart bogus @-hc
+pair "run --no-healthcheck with --health-cmd" "out err1 rc" "" run --rm --no-healthcheck --health-cmd true "$IMG" true
+pair "run --health-interval without a unit" "out err1 rc" "" run --rm --health-interval 3 "$IMG" true
+pair "rm -f a container with a health check" "out err rc" "" rm -f @-hc
+
 # --- signals: without a tty, the CLI passes what it receives on to the container
 for side in b d; do
     cli=$BERTH
@@ -348,6 +359,18 @@ else
     echo "SKIP: -it scenarios: no python3 for a pty"
     [ "${CI:-}" = true ] && failures=$((failures + 1))
 fi
+
+# --- networks and ports
+pair "network create" "out err rc" "" network create --label cli=1 @-net
+pair "network ls --filter --format" "out err rc" "" network ls --filter name=@-net --format '{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}}'
+pair "network inspect --format" "out err rc" "" network inspect -f '{{.Name}} {{.Driver}} {{.Internal}} {{.Labels}}' @-net
+both run -d --name @-pub --network @-net --network-alias web -p 127.0.0.1::80 "$IMG" sleep 60
+pair "run --network --network-alias" "out err rc" "" inspect -f '{{index .NetworkSettings.Networks "@-net" | printf "%v" | len | printf "%d" | len}} {{(index .NetworkSettings.Networks "@-net").Aliases}}' @-pub
+pair "port not published" "out err rc" "" port @-pub 81
+pair "network rm while attached" "out err1 rc" "" network rm @-net
+pair "network disconnect" "out err rc" "" network disconnect @-net @-pub
+pair "network rm" "out err rc" "" network rm @-net
+pair "network rm missing" "out err rc" "" network rm @-net
 
 # --- the daemon is not there
 b() { "$BERTH" -H unix:///nonexistent/berth.sock "$@"; }

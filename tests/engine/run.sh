@@ -6,7 +6,7 @@
 # shims, containers, mounts, cgroups, temp dir) on exit, also on failure.
 #
 #   tests/engine/run.sh /path/to/berth            # every scenario
-#   ONLY="cli sdk" tests/engine/run.sh ./berth     # some of them: cli sdk crash leak bad volumes events stateful tls images
+#   ONLY="cli sdk" tests/engine/run.sh ./berth     # some of them: cli sdk networks crash leak bad volumes events stateful tls images dayops compose selfheal
 #   LEAK_N=500 tests/engine/run.sh ./berth         # leak cycles (default 500: about 55 s here)
 set -u
 
@@ -17,7 +17,7 @@ fi
 BERTH=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ONLY=${ONLY:-"cli sdk crash leak bad volumes events stateful tls images dayops"}
+ONLY=${ONLY:-"cli sdk networks crash leak bad volumes events stateful tls images dayops compose"}
 LEAK_N=${LEAK_N:-500}
 
 if [ "$(id -u)" != 0 ]; then

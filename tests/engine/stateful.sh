@@ -12,11 +12,11 @@
 # and cleanup trap). BERTH_TEST_CACHE and BERTH_TEST_MIRROR override the cache directory
 # and the mirror.
 #
-# TODO(restart policies, branch selfheal, not merged into main yet): kill -9 of
-# redis-server inside a container with --restart always must bring it back within the
-# backoff with RestartCount risen and the keys intact; and a daemon kill -9 while that
-# container is between restarts must end with it running and nothing lost. Add here once
-# `git log main | grep -i restart` shows the restart policies landed.
+# Restart policies: kill -9 of redis-server (the container's init) in a container with
+# --restart always brings it back (a new process) with RestartCount risen and every key;
+# after some quick crashes the backoff is seconds long, and a daemon kill -9 while the
+# container waits in `restarting` ends, once the daemon is back, with it running, its
+# RestartCount kept and the keys intact.
 
 SF_SUITE=bookworm
 SF_PKGS="redis-server redis-tools"
@@ -138,6 +138,88 @@ EOF
 )
 }
 
+sf_field() { timeout 30 "$DOCKER28" inspect -f "$2" "$1" 2>/dev/null; }
+
+# sf_kill_init CONTAINER: kill -9 of its init (redis-server); prints the pid killed
+sf_kill_init() {
+    local pid
+    pid=$(sf_field "$1" '{{.State.Pid}}')
+    [ -n "$pid" ] && [ "$pid" -gt 0 ] 2>/dev/null || return 1
+    kill -KILL "$pid" || return 1
+    echo "$pid"
+}
+
+# sf_wait_back CONTAINER COUNT OLDPID: waits (bounded, 120 s) until it runs again with
+# RestartCount COUNT and another process than OLDPID, and redis answers
+sf_wait_back() {
+    local i
+    for i in $(seq 1 600); do
+        if [ "$(sf_field "$1" '{{.State.Running}} {{.RestartCount}}')" = "true $2" ] \
+            && [ "$(sf_field "$1" '{{.State.Pid}}')" != "$3" ]; then
+            sf_wait_redis "$DOCKER28" "$1"
+            return
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+sf_restart() {
+    local D=$DOCKER28 out pid n
+    timeout 60 "$D" run -d --name redis4 --restart always -v redisdata:/data "$SF_IMAGE" >/dev/null 2>&1
+    if ! sf_wait_redis "$D" redis4; then
+        fail "stateful: redis does not answer in redis4: $(timeout 10 "$D" logs redis4 2>&1 | tail -3)"
+        timeout 30 "$D" rm -f redis4 >/dev/null 2>&1
+        return
+    fi
+    timeout 30 "$D" exec redis4 redis-cli -s /run/redis.sock set before-crash 1 >/dev/null 2>&1
+    # kill -9 of redis-server: --restart always brings it back with the data
+    if ! pid=$(sf_kill_init redis4); then
+        fail "stateful: no pid for redis4"
+        timeout 30 "$D" rm -f redis4 >/dev/null 2>&1
+        return
+    fi
+    if sf_wait_back redis4 1 "$pid"; then
+        ok "stateful: kill -9 of redis-server with --restart always: running again, RestartCount 1"
+    else
+        fail "stateful: redis4 after kill -9: $(sf_field redis4 '{{.State.Status}} {{.RestartCount}}') $(timeout 10 "$D" logs redis4 2>&1 | tail -2)"
+        timeout 30 "$D" rm -f redis4 >/dev/null 2>&1
+        return
+    fi
+    out=$(timeout 30 "$D" exec redis4 sh -c 'redis-cli -s /run/redis.sock dbsize; redis-cli -s /run/redis.sock get before-crash; redis-cli -s /run/redis.sock get key42' 2>&1 | tr '\n' ,)
+    eq "stateful: keys intact after the restart by policy" "104,1,val42," "$out"
+
+    # quick crashes double the delay (100 ms, 200 ms, ...): crash 6 waits 3.2 s
+    for n in 2 3 4 5; do
+        pid=$(sf_kill_init redis4) && sf_wait_back redis4 "$n" "$pid" || break
+    done
+    eq "stateful: RestartCount after 5 kills of redis-server" "5" "$(sf_field redis4 '{{.RestartCount}}')"
+    timeout 30 "$D" exec redis4 redis-cli -s /run/redis.sock set between-restarts 1 >/dev/null 2>&1
+    pid=$(sf_kill_init redis4)
+    # the daemon is killed while the container waits for its next start
+    for n in $(seq 1 50); do
+        [ "$(sf_field redis4 '{{.State.Status}}')" = restarting ] && break
+        sleep 0.05
+    done
+    eq "stateful: redis4 is restarting (in its backoff) after the 6th kill" "restarting" "$(sf_field redis4 '{{.State.Status}}')"
+    kill -KILL "$DAEMON_PID"
+    wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=
+    if ! start_daemon; then
+        fail "stateful: the daemon does not start after kill -9 (redis4 restarting)"
+        return
+    fi
+    if sf_wait_back redis4 6 "$pid"; then
+        ok "stateful: after a daemon kill -9 during the backoff, redis4 runs again (RestartCount 6)"
+    else
+        fail "stateful: redis4 after the daemon's kill -9 in its backoff: $(sf_field redis4 '{{.State.Status}} {{.RestartCount}}')"
+    fi
+    out=$(timeout 30 "$D" exec redis4 sh -c 'redis-cli -s /run/redis.sock dbsize; redis-cli -s /run/redis.sock get between-restarts; redis-cli -s /run/redis.sock get key7; redis-cli -s /run/redis.sock set after-restarts 1' 2>&1 | tr '\n' ,)
+    eq "stateful: nothing lost across the crashes and the daemon's kill -9" "105,1,val7,OK," "$out"
+    out=$(timeout 60 "$D" rm -f redis4 2>&1)
+    eq "stateful: rm -f of the restarted redis" "redis4" "$out"
+}
+
 scenario_stateful() {
     echo "# scenario stateful"
     local D=$DOCKER28 tar out
@@ -213,7 +295,7 @@ scenario_stateful() {
     fi
     timeout 30 "$D" rm -f redis3 >/dev/null 2>&1
 
-    # TODO(restart policies): see the head of this file.
+    sf_restart
 
     timeout 30 "$D" volume rm redisdata >/dev/null 2>&1
     timeout 60 "$D" rmi "$SF_IMAGE" >/dev/null 2>&1

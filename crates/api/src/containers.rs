@@ -71,6 +71,7 @@ async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Resp
             "the create request needs a JSON body",
         ));
     }
+    crate::selfheal::check_restart_name(&body)?;
     let cfg: ContainerCreateBody = parse_body(&body)?;
     let name = q.get("name").cloned();
     let e = st.engine.clone();
@@ -97,7 +98,7 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
     let out = blocking(move || {
         let mut out = Vec::new();
         for r in e.records()? {
-            let running = r.status == "running" || r.status == "paused";
+            let running = matches!(r.status.as_str(), "running" | "paused" | "restarting");
             if !all
                 && limit.is_none()
                 && !running
@@ -122,9 +123,16 @@ async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Va
                         || r.image_id.starts_with(x)
                         || r.image_id.trim_start_matches("sha256:").starts_with(x)
                 })
-                && ok("label", &|x| match x.split_once('=') {
-                    Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
-                    None => labels.contains_key(x),
+                // Every label filter must match (dockerd's MatchKVList): compose lists a
+                // service's containers with project and service labels together.
+                && filters.get("label").is_none_or(|v| {
+                    v.iter().all(|x| match x.split_once('=') {
+                        Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
+                        None => labels.contains_key(x),
+                    })
+                })
+                && ok("health", &|x| {
+                    e.health_status(&r).unwrap_or_else(|| "none".into()) == x
                 });
             if !pass {
                 continue;
@@ -180,7 +188,8 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
         Ok(full)
     })
     .await?;
-    spawn_monitor(st.clone(), full);
+    spawn_monitor(st.clone(), full.clone());
+    crate::selfheal::start_health(st.clone(), full);
     Ok(())
 }
 
@@ -280,16 +289,24 @@ async fn prune(
     crate::dayops::prune_containers(st, q).await
 }
 
-/// `POST /containers/{id}/update`.
+/// `POST /containers/{id}/update`: resources applied to the running container's cgroup
+/// (engine::update), and the restart policy (engine::restart); an unknown policy name is
+/// refused with Docker's message before anything changes.
 async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
+    crate::selfheal::check_restart_name(&body)?;
     let u: bollard_stubs::models::ContainerUpdateBody = parse_body(&body)?;
     let e = st.engine.clone();
-    let warnings =
-        blocking(move || Ok(berth_engine::update::apply_resources(&e, &id, &u)?)).await?;
+    let policy = u.restart_policy.clone();
+    let warnings = blocking(move || {
+        let w = berth_engine::update::apply_resources(&e, &id, &u)?;
+        e.update_restart_policy(&id, policy)?;
+        Ok(w)
+    })
+    .await?;
     Ok(Json(json!({ "Warnings": warnings })))
 }
 

@@ -130,10 +130,12 @@ pub fn spawn_monitor(state: AppState, id: String) {
         }
         .await;
         let engine = state.engine.clone();
-        let res = tokio::task::spawn_blocking(move || engine.exited(&id, info)).await;
+        let id2 = id.clone();
+        let res = tokio::task::spawn_blocking(move || engine.exited(&id2, info)).await;
         if let Ok(Err(e)) = res {
             tracing::warn!(error = %e, "record a container's exit");
         }
+        crate::selfheal::after_exit(state, id);
     });
 }
 
@@ -191,12 +193,14 @@ async fn strip_version(mut req: Request, next: Next) -> Response {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(crate::selfheal::routes())
         .merge(crate::system::routes())
         .merge(crate::containers::routes())
         .merge(crate::dayops::routes())
         .merge(crate::exec::routes())
         .merge(crate::images::routes())
         .merge(crate::volumes::routes())
+        .merge(crate::networks::routes())
         .fallback(|req: Request| async move {
             crate::error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -278,9 +282,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("adopt running containers: {e}"))?;
-    for id in live {
-        spawn_monitor(state.clone(), id);
+    for id in &live {
+        spawn_monitor(state.clone(), id.clone());
     }
+    crate::selfheal::on_boot(&state, &live).await?;
     if let Some(p) = &cfg.pidfile {
         if let Some(d) = p.parent() {
             let _ = std::fs::create_dir_all(d);

@@ -12,6 +12,8 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod networks;
+pub mod selfheal;
 mod shape;
 pub mod stream;
 pub mod system;

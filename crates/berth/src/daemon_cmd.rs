@@ -41,6 +41,11 @@ pub struct DaemonArgs {
 pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
     let filter = tracing_subscriber::EnvFilter::try_new(&a.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // netlink-packet-route warns on every link dump of a kernel newer than it knows
+    let filter = match "netlink_packet_route=error".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -77,6 +77,32 @@ CREATE TABLE IF NOT EXISTS container_mounts (
     PRIMARY KEY (container, destination)
 );
 CREATE INDEX IF NOT EXISTS container_mounts_name ON container_mounts (name);
+-- networks (crate::network): a row per network; an endpoint per (container, network), whose
+-- ip is its lease (NULL while the container is not running); UNIQUE: never handed out twice
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    bridge TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    ip_range TEXT NOT NULL DEFAULT '',
+    internal INTEGER NOT NULL DEFAULT 0,
+    mtu INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    container TEXT NOT NULL,
+    network TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    config TEXT NOT NULL DEFAULT '{}',
+    ip TEXT,
+    ifname TEXT NOT NULL DEFAULT '',
+    ports TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (container, network),
+    UNIQUE (network, ip)
+);
 ";
 
 const COLS: &str = "id, name, created, image, image_id, body, status, pid, exit_code, started_at, \
@@ -124,6 +150,10 @@ impl Db {
             .map_err(Error::db("set busy timeout"))?;
         conn.execute_batch(SCHEMA)
             .map_err(Error::db("create schema"))?;
+        conn.execute_batch(crate::restart::SCHEMA)
+            .map_err(Error::db("create the restart policy schema"))?;
+        conn.execute_batch(crate::health::SCHEMA)
+            .map_err(Error::db("create the health check schema"))?;
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -311,6 +341,8 @@ impl Db {
         let conn = self.lock();
         conn.execute("DELETE FROM execs WHERE container = ?1", [id])
             .map_err(Error::db("remove execs"))?;
+        crate::restart::forget(&conn, id)?;
+        crate::health::forget(&conn, id)?;
         conn.execute("DELETE FROM containers WHERE id = ?1", [id])
             .map_err(Error::db("remove container"))?;
         Ok(())

@@ -32,7 +32,7 @@ pub struct Config {
 }
 
 pub struct Engine {
-    cfg: Config,
+    pub(crate) cfg: Config,
     pub images: Arc<ImageStore>,
     pub(crate) db: Db,
     runtime: Runtime,
@@ -195,12 +195,12 @@ impl Engine {
         &self.cfg
     }
 
-    fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_of(&self, id: &str) -> Arc<Mutex<()>> {
         let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(id.to_string()).or_default().clone()
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.cfg.data_root.join("containers").join(id)
     }
 
@@ -272,6 +272,8 @@ impl Engine {
                 berth_image::ErrorKind::NotFound => Error::NoSuchImage(image_name.clone()),
                 _ => Error::Image(e),
             })?;
+        crate::restart::validate_create(&body)?;
+        crate::health::validate(body.healthcheck.as_ref())?;
         let id = random_id();
         let mut warnings = Vec::new();
         if let Some(hc) = &body.host_config {
@@ -287,6 +289,7 @@ impl Engine {
         // Validate now what start would refuse, so `create` fails instead of a later `start`:
         // the spec is built against a scratch root with the image's config.
         body.image = Some(image_name.clone());
+        let net_plan = self.net_plan(&mut body, &crate::network::image_exposed(&image.config))?;
         let dir = self.container_dir(&id);
         std::fs::DirBuilder::new()
             .mode(0o710)
@@ -362,6 +365,10 @@ impl Engine {
             let _ = self.db.remove(&id);
             return Err(cleanup(e));
         }
+        if let Err(e) = self.net_commit(&id, &net_plan) {
+            let _ = self.remove(&id, true);
+            return Err(e);
+        }
         self.emit(&rec, "create", &[]);
         Ok((id, warnings))
     }
@@ -409,6 +416,7 @@ impl Engine {
     /// its process runs (attach streams connect then).
     pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
         let r = self.db.find(s)?;
+        self.manual_start(&r.id)?;
         let res = self.start_inner(&r.id, on_created);
         // A --rm container that could not start is removed, as docker does; one that is
         // running (a second start: 304) or paused is not a failed start.
@@ -429,7 +437,17 @@ impl Engine {
         let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.db.find(&r.id)?;
+        self.start_locked(&r.id, on_created)
+    }
+
+    /// [`Engine::start_inner`] with the container's lock held (a policy restart checks and
+    /// starts under one lock, so a `stop` cannot slip in between).
+    pub(crate) fn start_locked(
+        &self,
+        s: &str,
+        on_created: &mut dyn FnMut(Created<'_>),
+    ) -> Result<()> {
+        let r = self.db.find(s)?;
         match r.status.as_str() {
             "running" => return Err(Error::NotModified(r.id.clone(), "started")),
             "paused" => {
@@ -452,13 +470,15 @@ impl Engine {
         let rootfs = self.mount_rootfs(&id)?;
         let dir = self.container_dir(&id);
         let fail = |e: Error| {
+            self.net_stop(&id);
             self.unmount_rootfs(&id);
             e
         };
         let body = self.volumes_for_start(&id, body, &rootfs).map_err(fail)?;
+        let spec_body = crate::network::spec_body(&body);
         let spec = crate::spec::build(&crate::spec::SpecInput {
             id: &id,
-            body: &body,
+            body: &spec_body,
             image: &image.config,
             rootfs: &rootfs,
             hosts_path: &dir.join("hosts"),
@@ -469,6 +489,13 @@ impl Engine {
         })
         .map_err(|e| fail(e.into()))?;
         let mut spec = spec;
+        let exposed = crate::network::image_exposed(&image.config);
+        if let Some(ns) = self
+            .net_start(&id, &body, &exposed, &dir.join("hosts"))
+            .map_err(fail)?
+        {
+            crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
+        }
         if body.host_config.as_ref().and_then(|h| h.init) == Some(true) {
             use_init(&mut spec);
         }
@@ -606,10 +633,13 @@ impl Engine {
         {
             return Ok(());
         }
+        let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
         // The shim normally deletes the runtime's state; if it died, we do.
         let _ = self.runtime.delete(id, true);
         self.unmount_rootfs(id);
+        self.net_stop(id);
         let _ = std::fs::remove_dir_all(self.state_dir(id));
+        self.decide_restart(&r, info.exit_code, &finished, shim_pid)?;
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
         }
@@ -661,6 +691,9 @@ impl Engine {
     /// `POST /containers/{id}/kill`.
     pub fn kill(&self, s: &str, signal: i32) -> Result<()> {
         let r = self.db.find(s)?;
+        if self.manual_stop(&r.id)? {
+            return Ok(());
+        }
         if r.status != "running" && r.status != "paused" {
             return Err(Error::Conflict(format!(
                 "Container {} is not running",
@@ -685,6 +718,9 @@ impl Engine {
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.db.find(&r.id)?;
+        if self.manual_stop(&r.id)? {
+            return Ok(());
+        }
         if r.status != "running" && r.status != "paused" {
             return Err(Error::NotModified(r.id, "stopped"));
         }
@@ -747,6 +783,12 @@ impl Engine {
     }
 
     fn remove_locked(&self, r: &Record, force: bool) -> Result<()> {
+        if r.status == "restarting" && !force {
+            return Err(Error::Conflict(format!(
+                "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+                r.name
+            )));
+        }
         if r.status == "running" || r.status == "paused" {
             if !force {
                 return Err(Error::Conflict(format!(
@@ -754,6 +796,8 @@ impl Engine {
                     r.name, r.status
                 )));
             }
+            // A forced removal is the user's stop: the policy must not restart it.
+            self.manual_stop(&r.id)?;
             let _ = self.runtime.kill(&r.id, libc::SIGKILL, true);
             if r.status == "paused" {
                 let _ = self.runtime.resume(&r.id);
@@ -772,6 +816,7 @@ impl Engine {
         self.db.set_status(&r.id, "removing")?;
         let _ = self.runtime.delete(&r.id, true);
         self.unmount_rootfs(&r.id);
+        self.net_remove(&r.id);
         // The directories go to the trash (renamed now, deleted by its worker): deleting
         // them here would make `rm` and `run --rm` wait for the kernel (see trash.rs).
         match self.images.release_container_snapshot(&r.id) {
@@ -873,6 +918,7 @@ impl Engine {
     pub fn summary(&self, r: &Record) -> ContainerSummary {
         let body = body_of(r);
         let command = command_line(&body, r, &self.images);
+        let (net_ports, net_settings) = self.net_summary(&r.id);
         let created = chrono::DateTime::parse_from_rfc3339(&r.created)
             .map(|d| d.timestamp())
             .unwrap_or(0);
@@ -883,12 +929,12 @@ impl Engine {
             "ImageID": r.image_id,
             "Command": command,
             "Created": created,
-            "Ports": [],
+            "Ports": net_ports,
             "Labels": body.labels.clone().unwrap_or_default(),
             "State": r.status,
-            "Status": human_status(r),
+            "Status": self.status_with_health(r),
             "HostConfig": {"NetworkMode": body.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_else(|| "none".into())},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": net_settings,
             "Mounts": self.mount_points(&r.id),
         });
         serde_json::from_value(v).unwrap_or_default()
@@ -957,7 +1003,8 @@ impl Engine {
                 );
             }
         }
-        let running = r.status == "running" || r.status == "paused";
+        // Docker counts a container waiting for its policy's restart as running.
+        let running = matches!(r.status.as_str(), "running" | "paused" | "restarting");
         let v = json!({
             "Id": r.id,
             "Created": r.created,
@@ -967,7 +1014,8 @@ impl Engine {
                 "Status": r.status,
                 "Running": running,
                 "Paused": r.status == "paused",
-                "Restarting": false,
+                "Restarting": r.status == "restarting",
+                "Health": self.health_json(&r),
                 "OOMKilled": r.oom_killed,
                 "Dead": r.status == "dead",
                 "Pid": if running { r.pid } else { 0 },
@@ -992,7 +1040,7 @@ impl Engine {
             "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
             "Mounts": self.mount_points(&r.id),
             "Config": config,
-            "NetworkSettings": {"Networks": {}, "Ports": {}},
+            "NetworkSettings": self.net_settings(&r.id),
         });
         let mut v = v;
         if let Some((rw, rootfs)) = sizes {
@@ -1137,6 +1185,9 @@ impl Engine {
                 _ => {}
             }
         }
+        if let Err(e) = self.net_reconcile(&live) {
+            tracing::warn!(error = %e, "reconcile networks");
+        }
         Ok(live)
     }
 }
@@ -1159,7 +1210,7 @@ fn use_init(spec: &mut oci_spec::runtime::Spec) {
 fn host_config_defaults() -> serde_json::Value {
     json!({
         "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-        "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
         "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
         "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
@@ -1267,6 +1318,11 @@ pub fn human_status(r: &Record) -> String {
         "paused" => format!("Up {} (Paused)", human_duration(since(&r.started_at))),
         "exited" => format!(
             "Exited ({}) {} ago",
+            r.exit_code,
+            human_duration(since(&r.finished_at))
+        ),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
             r.exit_code,
             human_duration(since(&r.finished_at))
         ),

@@ -55,6 +55,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    #[error("network: {0}")]
+    Net(#[from] berth_net::Error),
     #[error("shim of container {id}: {reason}")]
     Shim { id: String, reason: String },
 }
@@ -62,9 +66,10 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> Kind {
         match self {
-            Error::NoSuchContainer(_) | Error::NoSuchExec(_) | Error::NoSuchImage(_) => {
-                Kind::NotFound
-            }
+            Error::NoSuchContainer(_)
+            | Error::NoSuchExec(_)
+            | Error::NoSuchImage(_)
+            | Error::NoSuchNetwork(_) => Kind::NotFound,
             Error::NoSuchVolume(_) | Error::NotFound(_) | Error::NoSuchPath { .. } => {
                 Kind::NotFound
             }

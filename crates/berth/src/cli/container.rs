@@ -72,6 +72,11 @@ pub enum ContainerCommand {
     /// Manage berth
     #[command(subcommand)]
     System(super::dayops::SystemSub),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(super::network::NetworkSub),
+    /// List port mappings or a specific mapping for the container
+    Port(super::network::PortArgs),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -266,6 +271,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
         C::Events(a) => super::events::events(client, a).await,
         C::Dayops(d) | C::Container(S::Dayops(d)) => super::dayops::dispatch(client, d).await,
         C::System(s) => super::dayops::system(client, s).await,
+        C::Network(n) => super::network::dispatch(client, n).await,
+        C::Port(a) => super::network::port(client, a).await,
     }
 }
 

@@ -447,10 +447,16 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
         memory_reservation: bytes("--memory-reservation", &a.memory_reservation)?,
         memory_swap: bytes("--memory-swap", &a.memory_swap)?,
         pids_limit: a.pids_limit,
+        // docker leaves the policy's check to the daemon and exits 1 when it refuses
         restart_policy: a
             .restart
             .as_deref()
-            .map(|r| parse_restart(r).map_err(|e| bad("--restart", r, e)))
+            .map(|r| {
+                parse_restart(r).map_err(|e| {
+                    eprintln!("berth: invalid argument \"{r}\" for \"--restart\" flag: {e}");
+                    CliError::Reported { code: 1 }
+                })
+            })
             .transpose()?,
         ..Default::default()
     };

@@ -9,10 +9,12 @@ mod dayops;
 mod events;
 mod exec;
 pub(crate) mod format;
+mod network;
 mod opts;
 mod ps;
 pub(crate) mod raw;
 mod run;
+mod selfheal;
 mod system;
 mod transport;
 mod tty;
@@ -249,17 +251,19 @@ pub fn owns(arg: &str) -> bool {
             | "exec"
             | "top"
             | "rename"
+            | "update"
             | "container"
             | "version"
             | "info"
             | "volume"
             | "events"
             | "stats"
-            | "update"
             | "cp"
             | "export"
             | "commit"
             | "diff"
             | "system"
+            | "network"
+            | "port"
     )
 }

@@ -79,6 +79,24 @@ pub struct RunOpts {
     /// Connect a container to a network
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
@@ -187,6 +205,8 @@ pub struct RunOpts {
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
+    #[command(flatten)]
+    pub health: super::selfheal::HealthOpts,
     /// Logging driver for the container
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -776,7 +796,17 @@ impl RunOpts {
         } else {
             None
         };
+        let (port_bindings, exposed_ports, networking_config) = super::network::run_parts(
+            &self.publish,
+            &self.expose,
+            self.network.as_deref(),
+            self.ip.as_deref(),
+            &self.network_alias,
+            self.mac_address.as_deref(),
+        )?;
         let host_config = HostConfig {
+            port_bindings,
+            publish_all_ports: self.publish_all.then_some(true),
             auto_remove: Some(self.rm),
             binds: non_empty(binds),
             volumes_from: non_empty(self.volumes_from.clone()),
@@ -847,7 +877,10 @@ impl RunOpts {
             labels: Some(labels),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            healthcheck: super::selfheal::healthcheck_of(self)?,
             host_config: Some(host_config),
+            exposed_ports,
+            networking_config,
             ..Default::default()
         })
     }

@@ -1,0 +1,547 @@
+//! Networks through the API of a real daemon: user networks that reach inside and not across,
+//! NAT to a test-made "outside" namespace, an internal network without a way out, published
+//! TCP and UDP ports on 127.0.0.1 and on a host address, a port in use, bad input refused with
+//! nothing half-made, and no veth, namespace, bridge, rule or lease left after removal.
+//! Traffic goes only to addresses this test made. Needs root and the berth binary.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+mod common;
+use common::{berth_bin, skip, start_daemon};
+
+fn req(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let b = body.map(|v| v.to_string()).unwrap_or_default();
+    let (code, out) = common::http(
+        sock,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        b.as_bytes(),
+    );
+    let v = serde_json::from_slice(&out)
+        .unwrap_or_else(|_| json!(String::from_utf8_lossy(&out).to_string()));
+    (code, v)
+}
+
+fn create(sock: &Path, name: &str, body: Value) -> String {
+    let (code, v) = req(
+        sock,
+        "POST",
+        &format!("/containers/create?name={name}"),
+        Some(body),
+    );
+    assert_eq!(code, 201, "create {name}: {v}");
+    v["Id"].as_str().expect("Id").to_string()
+}
+
+fn start(sock: &Path, id: &str) {
+    let (code, v) = req(sock, "POST", &format!("/containers/{id}/start"), None);
+    assert_eq!(code, 204, "start {id}: {v}");
+}
+
+fn inspect(sock: &Path, id: &str) -> Value {
+    let (code, v) = req(sock, "GET", &format!("/containers/{id}/json"), None);
+    assert_eq!(code, 200, "inspect {id}: {v}");
+    v
+}
+
+/// Runs a container to its end: (exit code, its stdout and stderr).
+fn run_to_exit(sock: &Path, name: &str, body: Value) -> (i64, String) {
+    let id = create(sock, name, body);
+    start(sock, &id);
+    let (code, v) = req(sock, "POST", &format!("/containers/{id}/wait"), None);
+    assert_eq!(code, 200, "wait {name}: {v}");
+    let exit = v["StatusCode"].as_i64().unwrap_or(-1);
+    let (_, raw) = common::http(
+        sock,
+        "GET",
+        &format!("/containers/{id}/logs?stdout=1&stderr=1"),
+        &[],
+        b"",
+    );
+    // drop the 8-byte frame headers
+    let mut out = Vec::new();
+    let mut b = &raw[..];
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        out.extend_from_slice(&b[8..(8 + n).min(b.len())]);
+        b = &b[(8 + n).min(b.len())..];
+    }
+    let (code, v) = req(sock, "DELETE", &format!("/containers/{id}?force=1"), None);
+    assert_eq!(code, 204, "remove {name}: {v}");
+    (exit, String::from_utf8_lossy(&out).into_owned())
+}
+
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    // the server in the container may not listen yet right after start: refused until then
+    let mut tries = 0;
+    let mut c = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => break r?,
+        }
+    };
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")?;
+    let mut s = String::new();
+    c.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+fn nc_get(ip: &str, port: u16) -> String {
+    format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} {port}")
+}
+
+fn links() -> String {
+    let out = std::process::Command::new("ls")
+        .arg("/sys/class/net")
+        .output()
+        .expect("ls /sys/class/net");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the test made outside the daemon, and the daemon's own bridge and table: removed
+/// after the daemon (declared before it, so dropped after it), also on failure.
+struct Leftovers {
+    links: Vec<String>,
+    netns: Vec<PathBuf>,
+    table: Option<String>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for n in &self.netns {
+            let _ = berth_net::netns::remove(n);
+        }
+        for l in &self.links {
+            let _ = berth_net::link::delete_link(l);
+        }
+        if let Some(t) = &self.table {
+            let _ = berth_net::nft::delete_table(t);
+        }
+    }
+}
+
+#[test]
+fn networks_connect_isolate_nat_publish_and_clean_up() {
+    if !nix::unistd::geteuid().is_root() && skip("needs root") {
+        return;
+    }
+    let Some(berth) = berth_bin() else {
+        if skip("target/debug/berth is not built (cargo build -p berth)") {
+            return;
+        }
+        unreachable!()
+    };
+    if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+        && skip("nft (Debian's nftables) is not installed")
+    {
+        return;
+    }
+    let k = (std::process::id() % 200) as u8 + 20;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut left = Leftovers {
+        links: Vec::new(),
+        netns: Vec::new(),
+        table: None,
+        stop: stop.clone(),
+    };
+    let d = start_daemon(&berth, "berth-net-test", true);
+    let s = &d.sock;
+    let (table, default_bridge) = berth_engine::network::instance_names(&d.dir.path().join("data"));
+    left.table = Some(table.clone());
+    left.links.push(default_bridge.clone());
+
+    // the test's "outside world": a namespace behind a bridge of its own, with a server
+    let outside_ns = d.dir.path().join("outside-ns");
+    let out_br = format!("bxb{}", std::process::id() % 100000);
+    let out_host_if = format!("bxh{}", std::process::id() % 100000);
+    let out_peer = format!("bxp{}", std::process::id() % 100000);
+    left.links.extend([out_br.clone(), out_host_if.clone()]);
+    left.netns.push(outside_ns.clone());
+    let host_addr = Ipv4Addr::new(198, 18, k, 1);
+    let outside_addr = Ipv4Addr::new(198, 18, k, 2);
+    berth_net::link::ensure_bridge(&berth_net::BridgeSpec {
+        name: out_br.clone(),
+        gateway: host_addr,
+        prefix: 24,
+        mtu: None,
+    })
+    .expect("outside bridge");
+    berth_net::netns::create(&outside_ns).expect("outside netns");
+    berth_net::link::attach(&berth_net::Attach {
+        netns: &outside_ns,
+        host_if: &out_host_if,
+        peer_tmp: &out_peer,
+        ifname: "eth0",
+        bridge: &out_br,
+        addr: outside_addr,
+        prefix: 24,
+        gateway: None,
+        mac: berth_net::mac_of(outside_addr),
+        mtu: None,
+    })
+    .expect("outside veth");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns2 = outside_ns.clone();
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns2).expect("open outside ns");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter outside ns");
+        let l = TcpListener::bind((outside_addr, 0)).expect("bind outside server");
+        l.set_nonblocking(true).expect("nonblocking");
+        tx.send(l.local_addr().expect("addr").port())
+            .expect("send port");
+        while !stop2.load(Ordering::SeqCst) {
+            match l.accept() {
+                Ok((mut c, peer)) => {
+                    let _ = c.set_nonblocking(false);
+                    let _ = c.write_all(format!("outside-hello from-{}\n", peer.ip()).as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    let outside_port = rx.recv().expect("outside port");
+
+    // networks: one with a subnet given, one chosen, one internal
+    let subnet = format!("10.{}.{k}.0/24", 100 + (std::process::id() % 50));
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/create",
+        Some(
+            json!({"Name": "tn-a", "IPAM": {"Config": [{"Subnet": subnet}]}, "Labels": {"t": "1"}}),
+        ),
+    );
+    assert_eq!(code, 201, "create tn-a: {v}");
+    let (code, v) = req(s, "POST", "/networks/create", Some(json!({"Name": "tn-b"})));
+    assert_eq!(code, 201, "create tn-b: {v}");
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/create",
+        Some(json!({"Name": "tn-int", "Internal": true})),
+    );
+    assert_eq!(code, 201, "create tn-int: {v}");
+    let mut bridges = Vec::new();
+    for n in ["tn-a", "tn-b", "tn-int"] {
+        let (code, v) = req(s, "GET", &format!("/networks/{n}"), None);
+        assert_eq!(code, 200, "inspect {n}: {v}");
+        let b = v["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .expect("bridge name")
+            .to_string();
+        left.links.push(b.clone());
+        bridges.push(b);
+    }
+    assert!(links().contains(&bridges[0]), "bridge of tn-a is up");
+    let (_, v) = req(
+        s,
+        "GET",
+        "/networks?filters=%7B%22label%22%3A%5B%22t%3D1%22%5D%7D",
+        None,
+    );
+    assert_eq!(v.as_array().map(|a| a.len()), Some(1), "label filter: {v}");
+
+    // bad input: refused, nothing half-made
+    let before = links();
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/create",
+        Some(json!({"Name": "tn-overlap", "IPAM": {"Config": [{"Subnet": subnet}]}})),
+    );
+    assert_eq!(code, 409, "overlapping subnet: {v}");
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/create",
+        Some(
+            json!({"Name": "tn-gw", "IPAM": {"Config": [{"Subnet": "10.251.7.0/24", "Gateway": "10.252.7.1"}]}}),
+        ),
+    );
+    assert_eq!(code, 400, "gateway outside: {v}");
+    let (code, v) = req(s, "POST", "/networks/create", Some(json!({"Name": "tn-a"})));
+    assert_eq!(code, 409, "existing name: {v}");
+    let (code, v) = req(
+        s,
+        "POST",
+        "/containers/create?name=badip",
+        Some(
+            json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "tn-a"},
+            "NetworkingConfig": {"EndpointsConfig": {"tn-a": {"IPAMConfig": {"IPv4Address": "10.9.9.9"}}}}}),
+        ),
+    );
+    assert_eq!(code, 400, "IP outside the subnet: {v}");
+    for (ports, what) in [
+        (json!({"80/icmp": [{"HostPort": "8080"}]}), "protocol"),
+        (json!({"80/tcp": [{"HostPort": "80x"}]}), "host port"),
+        (json!({"0/tcp": [{"HostPort": "8080"}]}), "container port"),
+    ] {
+        let (code, v) = req(
+            s,
+            "POST",
+            "/containers/create?name=badport",
+            Some(
+                json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PortBindings": ports}}),
+            ),
+        );
+        assert_eq!(code, 400, "invalid port spec ({what}): {v}");
+    }
+    let (code, v) = req(s, "GET", "/networks/nope", None);
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(links(), before, "bad input made links");
+    let (_, v) = req(s, "GET", "/containers/json?all=1", None);
+    assert_eq!(
+        v.as_array().map(|a| a.len()),
+        Some(0),
+        "bad input made containers: {v}"
+    );
+    let (_, v) = req(s, "GET", "/networks", None);
+    assert_eq!(v.as_array().map(|a| a.len()), Some(4), "networks: {v}");
+
+    // two containers on tn-a reach each other; one on tn-b cannot
+    let static_ip = format!("10.{}.{k}.50", 100 + (std::process::id() % 50));
+    let a1 = create(
+        s,
+        "a1",
+        json!({"Image": "busybox", "Cmd": ["httpd", "-f", "-p", "80", "-h", "/etc"],
+            "HostConfig": {"NetworkMode": "tn-a"},
+            "NetworkingConfig": {"EndpointsConfig": {"tn-a": {"IPAMConfig": {"IPv4Address": static_ip}, "Aliases": ["web"]}}}}),
+    );
+    start(s, &a1);
+    let i = inspect(s, &a1);
+    let net = &i["NetworkSettings"]["Networks"]["tn-a"];
+    assert_eq!(net["IPAddress"], json!(static_ip), "{net}");
+    assert_eq!(net["IPPrefixLen"], json!(24));
+    assert!(
+        net["Gateway"].as_str().is_some_and(|g| g.ends_with(".1")),
+        "{net}"
+    );
+    assert!(
+        net["MacAddress"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("02:42:")),
+        "{net}"
+    );
+    let (code, out) = run_to_exit(
+        s,
+        "a2",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", nc_get(&static_ip, 80)], "HostConfig": {"NetworkMode": "tn-a"}}),
+    );
+    assert_eq!(code, 0, "a2 → a1 on tn-a: {out}");
+    assert!(out.contains(&a1[..12]), "a1 answered: {out}");
+    let (code, out) = run_to_exit(
+        s,
+        "b1",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", format!("ping -c1 -W2 {static_ip} || exit 1; {}", nc_get(&static_ip, 80))], "HostConfig": {"NetworkMode": "tn-b"}}),
+    );
+    assert_ne!(code, 0, "tn-b must not reach tn-a: {out}");
+    assert!(!out.contains(&a1[..12]), "{out}");
+    // names: the embedded DNS of tn-a answers the name and the alias; tn-b's does not know it
+    let (code, out) = run_to_exit(
+        s,
+        "dns1",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", "nslookup a1 && nslookup web && ping -c1 -W2 web"],
+            "HostConfig": {"NetworkMode": "tn-a"}}),
+    );
+    assert_eq!(code, 0, "names on tn-a: {out}");
+    assert!(out.contains(&format!("Address: {static_ip}")), "{out}");
+    let (code, out) = run_to_exit(
+        s,
+        "dns2",
+        json!({"Image": "busybox", "Cmd": ["nslookup", "a1"], "HostConfig": {"NetworkMode": "tn-b"}}),
+    );
+    assert_ne!(code, 0, "tn-b resolved a name of tn-a: {out}");
+    assert!(!out.contains(&static_ip), "{out}");
+    // a container on tn-b connected to tn-a too reaches it
+    let c1 = create(
+        s,
+        "c1",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", nc_get(&static_ip, 80)], "HostConfig": {"NetworkMode": "tn-b"}}),
+    );
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/tn-a/connect",
+        Some(json!({"Container": "c1", "EndpointConfig": {"Aliases": ["both"]}})),
+    );
+    assert_eq!(code, 200, "connect: {v}");
+    start(s, &c1);
+    let (_, v) = req(s, "POST", &format!("/containers/{c1}/wait"), None);
+    assert_eq!(v["StatusCode"], json!(0), "c1 on both networks reaches a1");
+    let (code, v) = req(s, "DELETE", "/networks/tn-a", None);
+    assert_eq!(code, 409, "a network with containers is not removed: {v}");
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/tn-a/disconnect",
+        Some(json!({"Container": "c1"})),
+    );
+    assert_eq!(code, 200, "disconnect: {v}");
+    let (code, _) = req(s, "DELETE", &format!("/containers/{c1}?force=1"), None);
+    assert_eq!(code, 204);
+
+    // NAT to the outside; an internal network has no way out
+    let (code, out) = run_to_exit(
+        s,
+        "nat1",
+        json!({"Image": "busybox", "Cmd": ["nc", "-w", "5", outside_addr.to_string(), outside_port.to_string()]}),
+    );
+    assert_eq!(code, 0, "outbound NAT: {out}");
+    // the outside saw the host's address, not the container's
+    assert!(
+        out.contains(&format!("outside-hello from-{host_addr}")),
+        "{out}"
+    );
+    let (code, out) = run_to_exit(
+        s,
+        "int1",
+        json!({"Image": "busybox", "Cmd": ["nc", "-w", "3", outside_addr.to_string(), outside_port.to_string()],
+            "HostConfig": {"NetworkMode": "tn-int"}}),
+    );
+    assert_ne!(code, 0, "an internal network reached the outside: {out}");
+
+    // published ports: TCP on 127.0.0.1 and on a host address, UDP, a port in use
+    let p1 = create(
+        s,
+        "p1",
+        json!({"Image": "busybox", "Cmd": ["httpd", "-f", "-p", "80", "-h", "/etc"],
+            "ExposedPorts": {"80/tcp": {}},
+            "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": ""}]}}}),
+    );
+    start(s, &p1);
+    let i = inspect(s, &p1);
+    let port: u16 = i["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no published port: {}", i["NetworkSettings"]));
+    assert_eq!(i["HostConfig"]["NetworkMode"], json!("bridge"));
+    for host in [Ipv4Addr::LOCALHOST, host_addr] {
+        let got = http_get(SocketAddr::from((host, port)))
+            .unwrap_or_else(|e| panic!("GET {host}:{port}: {e}"));
+        assert!(got.contains(&p1[..12]), "{host}:{port} answered {got}");
+    }
+    let (_, v) = req(s, "GET", "/containers/json", None);
+    let ps = v
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["Id"] == json!(p1)))
+        .cloned()
+        .expect("p1 in ps");
+    assert_eq!(ps["Ports"][0]["PublicPort"], json!(port), "{ps}");
+    // hairpin: another container reaches p1 through the host's address
+    let (code, out) = run_to_exit(
+        s,
+        "hairpin",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", nc_get(&host_addr.to_string(), port)]}),
+    );
+    assert_eq!(code, 0, "hairpin: {out}");
+    assert!(out.contains(&p1[..12]), "{out}");
+
+    let u1 = create(
+        s,
+        "u1",
+        json!({"Image": "busybox",
+            "Cmd": ["chroot", "/host", "/usr/bin/python3", "-c",
+                "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9999))\nwhile True:\n d,a=s.recvfrom(100)\n s.sendto(b'pong:'+d,a)"],
+            "HostConfig": {"Binds": ["/:/host:ro"], "PortBindings": {"9999/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}}),
+    );
+    start(s, &u1);
+    let i = inspect(s, &u1);
+    let uport: u16 = i["NetworkSettings"]["Ports"]["9999/udp"][0]["HostPort"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no UDP port: {}", i["NetworkSettings"]));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut got = None;
+    // the server needs a moment to bind after start: datagrams before it are lost
+    for _ in 0..40 {
+        sock.send_to(b"ping", ("127.0.0.1", uport)).expect("send");
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    assert_eq!(
+        got.as_deref(),
+        Some("pong:ping"),
+        "UDP through the published port"
+    );
+
+    let busy = TcpListener::bind("0.0.0.0:0").expect("bind a busy port");
+    let busy_port = busy.local_addr().expect("addr").port();
+    let x1 = create(
+        s,
+        "x1",
+        json!({"Image": "busybox", "Cmd": ["true"],
+            "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": busy_port.to_string()}]}}}),
+    );
+    let (code, v) = req(s, "POST", &format!("/containers/{x1}/start"), None);
+    assert!(code == 409 || code == 500, "a port in use: {code} {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already allocated")),
+        "{v}"
+    );
+    assert!(
+        !d.dir.path().join("run/netns").join(&x1).exists(),
+        "netns of a failed start"
+    );
+    drop(busy);
+
+    // removal: no veth, namespace, bridge, rule or lease behind
+    let mut ids = vec![a1.clone(), p1.clone(), u1.clone(), x1.clone()];
+    ids.sort();
+    for id in &ids {
+        let (code, v) = req(s, "DELETE", &format!("/containers/{id}?force=1"), None);
+        assert_eq!(code, 204, "remove {id}: {v}");
+    }
+    for n in ["tn-a", "tn-b", "tn-int"] {
+        let (code, v) = req(s, "DELETE", &format!("/networks/{n}"), None);
+        assert_eq!(code, 204, "remove network {n}: {v}");
+    }
+    let now = links();
+    for b in &bridges {
+        assert!(!now.lines().any(|l| l == b), "bridge {b} left");
+    }
+    for id in &ids {
+        assert!(
+            !now.contains(&format!("vb{}", &id[..9])),
+            "veth of {id} left: {now}"
+        );
+    }
+    let netns_left: Vec<_> = std::fs::read_dir(d.dir.path().join("run/netns"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(netns_left.is_empty(), "netns left: {netns_left:?}");
+    let rules = berth_net::nft::list_table(&table).expect("list table");
+    assert!(!rules.contains("dnat to"), "port rules left: {rules}");
+    for b in &bridges {
+        assert!(!rules.contains(b.as_str()), "rules of {b} left: {rules}");
+    }
+    let (_, v) = req(s, "GET", "/networks/bridge", None);
+    assert_eq!(v["Containers"], json!({}), "leases left: {v}");
+    let (_, v) = req(s, "POST", "/networks/prune", None);
+    assert_eq!(v["NetworksDeleted"], json!([]), "{v}");
+    drop(d);
+}

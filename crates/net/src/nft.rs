@@ -1,0 +1,301 @@
+//! NAT and filtering in berth's own nftables table (`table ip berth`, or one per daemon
+//! instance): the whole table is rebuilt from the engine's state in one atomic transaction
+//! (`nft -f`), so a restart after a crash converges on the database and other tables are
+//! never touched. Established connections keep their NAT through conntrack across a rebuild.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::{Error, Result};
+
+/// A network as the firewall sees it.
+#[derive(Debug, Clone)]
+pub struct NetRules {
+    pub bridge: String,
+    /// `a.b.c.d/len`.
+    pub subnet: String,
+    pub internal: bool,
+}
+
+/// One published port.
+#[derive(Debug, Clone)]
+pub struct PortRule {
+    /// tcp, udp or sctp.
+    pub proto: String,
+    /// None: every local address.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FirewallState {
+    pub networks: Vec<NetRules>,
+    pub ports: Vec<PortRule>,
+    /// Written as the table's comment: the owner (a daemon's data root), so that the
+    /// leftovers of an instance that is gone can be recognised.
+    pub comment: String,
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// The ruleset text for table `ip <table>`: deletes and recreates it in the same transaction.
+pub fn render(table: &str, st: &FirewallState) -> Result<String> {
+    if !valid_ident(table) {
+        return Err(Error::Nft(format!("invalid table name {table:?}")));
+    }
+    for n in &st.networks {
+        if !valid_ifname(&n.bridge) {
+            return Err(Error::Nft(format!("invalid bridge name {:?}", n.bridge)));
+        }
+        if n.subnet.parse::<ipnet::Ipv4Net>().is_err() {
+            return Err(Error::Nft(format!("invalid subnet {:?}", n.subnet)));
+        }
+    }
+    let mut s = String::new();
+    // "add" makes the delete below valid whether or not the table exists
+    let _ = writeln!(
+        s,
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{"
+    );
+    if !st.comment.is_empty() {
+        let c: String = st
+            .comment
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\' | '\n' | '\r'))
+            .take(120)
+            .collect();
+        let _ = writeln!(s, "  comment \"{c}\"");
+    }
+    let _ = writeln!(s, "  chain ports {{");
+    for p in &st.ports {
+        let proto = match p.proto.as_str() {
+            "tcp" | "udp" | "sctp" => p.proto.as_str(),
+            o => return Err(Error::Nft(format!("invalid protocol {o:?}"))),
+        };
+        let daddr = p
+            .host_ip
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| format!("ip daddr {ip} "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "    {daddr}{proto} dport {} dnat to {}:{}",
+            p.host_port, p.container_ip, p.container_port
+        );
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(
+        s,
+        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }}"
+    );
+    let _ = writeln!(
+        s,
+        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }}"
+    );
+    let _ = writeln!(
+        s,
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+    );
+    for n in &st.networks {
+        // 127.0.0.1:port DNATed out of the bridge needs a source the container can answer
+        let _ = writeln!(
+            s,
+            "    oifname \"{}\" ip saddr 127.0.0.0/8 masquerade",
+            n.bridge
+        );
+        // hairpin: a container reaching a published port of its own network through the
+        // host would get the answer straight from the peer otherwise
+        let _ = writeln!(
+            s,
+            "    oifname \"{}\" ip saddr {} ct status dnat masquerade",
+            n.bridge, n.subnet
+        );
+        if !n.internal {
+            let _ = writeln!(
+                s,
+                "    oifname != \"{}\" ip saddr {} masquerade",
+                n.bridge, n.subnet
+            );
+        }
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(
+        s,
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
+    );
+    for n in st.networks.iter().filter(|n| n.internal) {
+        let _ = writeln!(
+            s,
+            "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop",
+            b = n.bridge
+        );
+    }
+    // published ports are reachable from every network, as through the host
+    let _ = writeln!(s, "    ct status dnat accept");
+    for a in &st.networks {
+        for b in &st.networks {
+            if a.bridge != b.bridge {
+                let _ = writeln!(
+                    s,
+                    "    iifname \"{}\" oifname \"{}\" drop",
+                    a.bridge, b.bridge
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "  }}\n}}");
+    Ok(s)
+}
+
+/// Replaces table `ip <table>` with the state, atomically.
+pub fn apply(table: &str, st: &FirewallState) -> Result<()> {
+    let text = render(table, st)?;
+    run_nft(&text)
+}
+
+/// Deletes table `ip <table>`; a missing one is fine.
+pub fn delete_table(table: &str) -> Result<()> {
+    if !valid_ident(table) {
+        return Err(Error::Nft(format!("invalid table name {table:?}")));
+    }
+    run_nft(&format!("add table ip {table}\ndelete table ip {table}\n"))
+}
+
+/// Whether table `ip <table>` exists.
+pub fn table_exists(table: &str) -> Result<bool> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(Error::io("run", "nft"))?;
+    Ok(out.success())
+}
+
+/// Lists table `ip <table>` as text (empty when missing).
+pub fn list_table(table: &str) -> Result<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .output()
+        .map_err(Error::io("run", "nft"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every `ip` table named `berth` or `berth_*`, with its comment (the owner's data root).
+pub fn berth_tables() -> Vec<(String, Option<String>)> {
+    let Ok(out) = Command::new("nft").args(["list", "tables", "ip"]).output() else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = l.trim().strip_prefix("table ip ") else {
+            continue;
+        };
+        let name = name.trim().to_string();
+        if name != "berth" && !name.starts_with("berth_") {
+            continue;
+        }
+        let text = list_table(&name).unwrap_or_default();
+        let comment = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("comment \"")
+                .and_then(|c| c.strip_suffix('"'))
+                .map(str::to_string)
+        });
+        v.push((name, comment));
+    }
+    v
+}
+
+/// The bridges a berth table has rules for (its networks).
+pub fn bridges_in(table: &str) -> Vec<String> {
+    let text = list_table(table).unwrap_or_default();
+    let mut v: Vec<String> = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.split("oifname \"").nth(1) {
+            if let Some(b) = rest.split('"').next() {
+                if !v.iter().any(|x| x == b) {
+                    v.push(b.to_string());
+                }
+            }
+        }
+    }
+    v
+}
+
+fn run_nft(text: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(Error::io("run", "nft"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(text.as_bytes())
+            .map_err(Error::io("write ruleset to", "nft"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(Error::io("wait for", "nft"))?;
+    if !out.status.success() {
+        return Err(Error::Nft(format!(
+            "nft -f failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_refuses_bad_names() {
+        let st = FirewallState {
+            networks: vec![
+                NetRules {
+                    bridge: "br-a".into(),
+                    subnet: "10.1.0.0/24".into(),
+                    internal: false,
+                },
+                NetRules {
+                    bridge: "br-b".into(),
+                    subnet: "10.2.0.0/24".into(),
+                    internal: true,
+                },
+            ],
+            ports: vec![PortRule {
+                proto: "tcp".into(),
+                host_ip: None,
+                host_port: 8080,
+                container_ip: "10.1.0.2".parse().unwrap(),
+                container_port: 80,
+            }],
+            comment: "/tmp/x".into(),
+        };
+        let t = render("berth", &st).unwrap();
+        assert!(t.contains("tcp dport 8080 dnat to 10.1.0.2:80"));
+        assert!(t.contains("iifname \"br-a\" oifname \"br-b\" drop"));
+        assert!(t.contains("oifname != \"br-a\" ip saddr 10.1.0.0/24 masquerade"));
+        assert!(!t.contains("oifname != \"br-b\" ip saddr 10.2.0.0/24 masquerade"));
+        assert!(render("berth; flush ruleset", &st).is_err());
+        let mut bad = st.clone();
+        bad.networks[0].bridge = "a\" drop".into();
+        assert!(render("berth", &bad).is_err());
+    }
+}
