@@ -74,7 +74,9 @@ pair() {
             $cli "${args[@]}" </dev/null >"$work/$side.out" 2>"$work/$side.err"
         fi
         echo "rc=$?" >"$work/$side.rc"
-        sed -i -e "s/$P-[bd]/@/g" -e 's/[0-9a-f]\{64\}/<id>/g' "$work/$side.out" "$work/$side.err"
+        # (the two sides run a moment apart: "12 seconds ago" and "13 seconds ago" are alike)
+        sed -i -e "s/$P-[bd]/@/g" -e 's/[0-9a-f]\{64\}/<id>/g' -e 's/[0-9]\+ seconds ago/N seconds ago/g' \
+            "$work/$side.out" "$work/$side.err"
         # PAIR_FILTER: a command the output goes through first (e.g. drop what differs by side)
         if [ -n "${PAIR_FILTER:-}" ]; then
             $PAIR_FILTER <"$work/$side.out" >"$work/$side.filtered" && mv "$work/$side.filtered" "$work/$side.out"

@@ -15,7 +15,8 @@ store_files() { find "$DATA" "$RUN" -not -name '*.db*' | sort; }
 scenario_leak() {
     echo "# scenario leak ($LEAK_N cycles)"
     local i failed=0 b a
-    for i in $(seq 1 20); do timeout 30 "$DOCKER28" run --rm busybox true || failed=$((failed + 1)); done
+    # warm-up: the allocator's arenas and the databases' caches reach their working size
+    for i in $(seq 1 50); do timeout 30 "$DOCKER28" run --rm busybox true || failed=$((failed + 1)); done
     sleep 0.5
     store_files >"$T/files.before"
     read -r -a b <<<"$(daemon_usage)"

@@ -103,6 +103,7 @@ pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
     if a.tlskey.is_some() {
         cfg.tls.key = a.tlskey;
     }
+    berth_sys::limit_malloc_arenas(2);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

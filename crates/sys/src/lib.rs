@@ -844,6 +844,16 @@ pub fn mount_id(path: &Path) -> io::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
+/// Caps glibc's malloc arenas for this process. A daemon whose requests run on a pool of
+/// up to hundreds of blocking threads otherwise gets one arena per thread up to 8 per core,
+/// each keeping its own free memory: its RSS then climbs for as long as new threads keep
+/// landing requests on arenas that have not yet reached their working size.
+pub fn limit_malloc_arenas(n: i32) {
+    // SAFETY: mallopt takes two integers and changes only the allocator's tuning; called
+    // before the daemon's threads start.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
+}
+
 /// Whether the file at `path` is on a mount that is not read-only.
 pub fn path_is_writable_mount(path: &Path) -> bool {
     match nix::sys::statvfs::statvfs(path) {
