@@ -14,43 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 mod common;
-use common::{berth_bin, skip, start_daemon};
-
-fn req(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let b = body.map(|v| v.to_string()).unwrap_or_default();
-    let (code, out) = common::http(
-        sock,
-        method,
-        path,
-        &[("Content-Type", "application/json")],
-        b.as_bytes(),
-    );
-    let v = serde_json::from_slice(&out)
-        .unwrap_or_else(|_| json!(String::from_utf8_lossy(&out).to_string()));
-    (code, v)
-}
-
-fn create(sock: &Path, name: &str, body: Value) -> String {
-    let (code, v) = req(
-        sock,
-        "POST",
-        &format!("/containers/create?name={name}"),
-        Some(body),
-    );
-    assert_eq!(code, 201, "create {name}: {v}");
-    v["Id"].as_str().expect("Id").to_string()
-}
-
-fn start(sock: &Path, id: &str) {
-    let (code, v) = req(sock, "POST", &format!("/containers/{id}/start"), None);
-    assert_eq!(code, 204, "start {id}: {v}");
-}
-
-fn inspect(sock: &Path, id: &str) -> Value {
-    let (code, v) = req(sock, "GET", &format!("/containers/{id}/json"), None);
-    assert_eq!(code, 200, "inspect {id}: {v}");
-    v
-}
+use common::{berth_bin, call as req, create, inspect, skip, start, start_daemon};
 
 /// Runs a container to its end: (exit code, its stdout and stderr).
 fn run_to_exit(sock: &Path, name: &str, body: Value) -> (i64, String) {

@@ -17,49 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{berth_bin, skip, start_daemon};
+use common::{berth_bin, call as req, create, inspect, skip, start, start_daemon};
 
 const HANG: Duration = Duration::from_secs(90);
-
-fn req(sock: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let b = body.map(|b| b.to_string()).unwrap_or_default();
-    let (code, out) = common::http(
-        sock,
-        method,
-        path,
-        &[("Content-Type", "application/json")],
-        b.as_bytes(),
-    );
-    let v = if out.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&out)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out).into()))
-    };
-    (code, v)
-}
-
-fn create(sock: &Path, name: &str, body: Value) -> String {
-    let (code, v) = req(
-        sock,
-        "POST",
-        &format!("/containers/create?name={name}"),
-        Some(body),
-    );
-    assert_eq!(code, 201, "create {name}: {v}");
-    v["Id"].as_str().expect("Id").to_string()
-}
-
-fn start(sock: &Path, id: &str) {
-    let (code, v) = req(sock, "POST", &format!("/containers/{id}/start"), None);
-    assert_eq!(code, 204, "start {id}: {v}");
-}
-
-fn inspect(sock: &Path, id: &str) -> Value {
-    let (code, v) = req(sock, "GET", &format!("/containers/{id}/json"), None);
-    assert_eq!(code, 200, "inspect {id}: {v}");
-    v
-}
 
 /// Polls inspect until `pred` holds; panics (with the last state) only if it never does.
 fn wait_for(sock: &Path, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {

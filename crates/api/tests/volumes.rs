@@ -11,24 +11,11 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{berth_bin, json, skip, start_daemon, Daemon};
+use common::{berth_bin, skip, start_daemon, Daemon};
 use serde_json::{json as j, Value};
 
 fn call(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let b = body.map(|v| v.to_string()).unwrap_or_default();
-    let (code, out) = common::http(
-        &d.sock,
-        method,
-        path,
-        &[("Content-Type", "application/json")],
-        b.as_bytes(),
-    );
-    let v = if out.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        json(&out)
-    };
-    (code, v)
+    common::call(&d.sock, method, path, body)
 }
 
 fn create(d: &Daemon, body: Value) -> String {

@@ -192,3 +192,52 @@ pub fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
 }
+
+/// One request with an optional JSON body; the answer as JSON (Null when empty, the text as
+/// a JSON string when it is not JSON).
+pub fn call(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let b = body.map(|v| v.to_string()).unwrap_or_default();
+    let (code, out) = http(
+        sock,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        b.as_bytes(),
+    );
+    let v = if out.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&out).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&out).into_owned())
+        })
+    };
+    (code, v)
+}
+
+/// `POST /containers/create?name=`; the new container's id.
+pub fn create(sock: &Path, name: &str, body: serde_json::Value) -> String {
+    let (code, v) = call(
+        sock,
+        "POST",
+        &format!("/containers/create?name={name}"),
+        Some(body),
+    );
+    assert_eq!(code, 201, "create {name}: {v}");
+    v["Id"].as_str().expect("Id").to_string()
+}
+
+pub fn start(sock: &Path, id: &str) {
+    let (code, v) = call(sock, "POST", &format!("/containers/{id}/start"), None);
+    assert_eq!(code, 204, "start {id}: {v}");
+}
+
+pub fn inspect(sock: &Path, id: &str) -> serde_json::Value {
+    let (code, v) = call(sock, "GET", &format!("/containers/{id}/json"), None);
+    assert_eq!(code, 200, "inspect {id}: {v}");
+    v
+}
