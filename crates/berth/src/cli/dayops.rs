@@ -463,7 +463,7 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
     let mut failed = false;
     for c in &a.containers {
         match client.docker.update_container(c, body.clone()).await {
-            Ok(()) => println!("{c}"),
+            Ok(()) => outln!("{c}"),
             Err(e) => {
                 eprintln!("{}", client.err("update", e));
                 failed = true;
@@ -751,7 +751,7 @@ async fn commit(client: &Client, a: CommitArgs) -> Result<i32> {
         )
         .await
         .map_err(|e| client.err("commit", e))?;
-    println!("{}", r.id);
+    outln!("{}", r.id);
     Ok(0)
 }
 
@@ -975,11 +975,11 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
     let deleted = r.containers_deleted.unwrap_or_default();
     reclaimed += r.space_reclaimed.unwrap_or(0);
     if !deleted.is_empty() {
-        println!("Deleted Containers:");
+        outln!("Deleted Containers:");
         for d in &deleted {
-            println!("{d}");
+            outln!("{d}");
         }
-        println!();
+        outln!();
     }
     if a.volumes {
         // The volumes API may not exist on this daemon yet: a 404 means nothing to prune.
@@ -996,11 +996,11 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
                 let vols = v.volumes_deleted.unwrap_or_default();
                 reclaimed += v.space_reclaimed.unwrap_or(0);
                 if !vols.is_empty() {
-                    println!("Deleted Volumes:");
+                    outln!("Deleted Volumes:");
                     for x in &vols {
-                        println!("{x}");
+                        outln!("{x}");
                     }
-                    println!();
+                    outln!();
                 }
             }
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -1020,11 +1020,11 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         Ok(n) => {
             let nets = n.networks_deleted.unwrap_or_default();
             if !nets.is_empty() {
-                println!("Deleted Networks:");
+                outln!("Deleted Networks:");
                 for x in &nets {
-                    println!("{x}");
+                    outln!("{x}");
                 }
-                println!();
+                outln!();
             }
         }
         Err(bollard::errors::Error::DockerResponseServerError {
@@ -1046,18 +1046,18 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
     reclaimed += r.space_reclaimed.unwrap_or(0);
     let imgs = r.images_deleted.unwrap_or_default();
     if !imgs.is_empty() {
-        println!("Deleted Images:");
+        outln!("Deleted Images:");
         for i in imgs {
             if let Some(u) = i.untagged {
-                println!("untagged: {u}");
+                outln!("untagged: {u}");
             }
             if let Some(d) = i.deleted {
-                println!("deleted: {d}");
+                outln!("deleted: {d}");
             }
         }
-        println!();
+        outln!();
     }
-    println!(
+    outln!(
         "Total reclaimed space: {}",
         format::human_size(reclaimed as f64)
     );

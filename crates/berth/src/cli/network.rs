@@ -251,7 +251,7 @@ async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
         .create_network(req)
         .await
         .map_err(|e| client.err("network create", e))?;
-    println!("{}", r.id);
+    outln!("{}", r.id);
     Ok(0)
 }
 
@@ -284,7 +284,7 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
     };
     if a.quiet {
         for n in &nets {
-            println!("{}", id(n));
+            outln!("{}", id(n));
         }
         return Ok(0);
     }
@@ -304,7 +304,7 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
                 }))
             })
             .collect();
-        print!("{}", fmt.render_all(&rows, None).map_err(CliError::Usage)?);
+        out!("{}", fmt.render_all(&rows, None).map_err(CliError::Usage)?);
         return Ok(0);
     }
     let mut lines = vec!["NETWORK ID\tNAME\tDRIVER\tSCOPE".to_string()];
@@ -317,7 +317,7 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
             n["Scope"].as_str().unwrap_or("")
         ));
     }
-    print!("{}", format::tabwrite(&lines));
+    out!("{}", format::tabwrite(&lines));
     Ok(0)
 }
 
@@ -343,13 +343,13 @@ async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
     match fmt {
         Some(f) => {
             for v in &items {
-                println!(
+                outln!(
                     "{}",
                     f.render(&format::from_json(v)).map_err(CliError::Usage)?
                 );
             }
         }
-        None => println!(
+        None => outln!(
             "{}",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
         ),
@@ -364,7 +364,7 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
     let mut failed = false;
     for n in &a.networks {
         match client.docker.remove_network(n).await {
-            Ok(()) => println!("{n}"),
+            Ok(()) => outln!("{n}"),
             Err(e) => {
                 let e = client.err("network rm", e);
                 if a.force && matches!(e, CliError::Daemon { status: 404, .. }) {
@@ -394,9 +394,9 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         .filter_map(|x| x.as_str().map(str::to_string))
         .collect();
     if !gone.is_empty() {
-        println!("Deleted Networks:");
+        outln!("Deleted Networks:");
         for n in gone {
-            println!("{n}");
+            outln!("{n}");
         }
     }
     Ok(0)
@@ -436,9 +436,9 @@ pub async fn port(client: &Client, a: PortArgs) -> Result<i32> {
                 b["HostPort"].as_str().unwrap_or("")
             );
             if want.is_some() {
-                println!("{addr}");
+                outln!("{addr}");
             } else {
-                println!("{k} -> {addr}");
+                outln!("{k} -> {addr}");
             }
         }
     }
