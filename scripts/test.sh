@@ -31,10 +31,11 @@ step() {
   local name=$1; shift
   n=$((n + 1))
   echo "=== test.sh: $name" >&2
+  local t0=$SECONDS
   if (set -o pipefail; "$@" 2>&1 | tee "$logs/$n.log"); then
-    results+=("ok    $name")
+    results+=("ok    $(printf '%4ss' $((SECONDS - t0)))  $name")
   else
-    results+=("FAIL  $name"); fail=1
+    results+=("FAIL  $(printf '%4ss' $((SECONDS - t0)))  $name"); fail=1
   fi
 }
 
@@ -62,6 +63,7 @@ passed=$(printf '%s\n' "${results[@]}" | grep -c '^ok' || true)
 failed=$(printf '%s\n' "${results[@]}" | grep -c '^FAIL' || true)
 skips=$(cat "$logs"/*.log | grep -oE 'SKIP[^:]*:.*' | sed 's/[[:space:]]*$//' | sort | uniq -c || true)
 nskip=$(cat "$logs"/*.log | grep -cE 'SKIP[^:]*:' || true)
+echo "total: $((SECONDS / 60)) min $((SECONDS % 60)) s"
 echo "steps: $passed passed, $failed failed; skipped tests: $nskip"
 if [ -n "$skips" ]; then
   echo "skipped (count, reason):"

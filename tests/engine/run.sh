@@ -156,11 +156,14 @@ start_daemon || { echo "FAIL daemon start"; exit 1; }
 "$BERTH" -H "unix://$SOCK" import "$T/bb.tar" busybox:latest >/dev/null \
     || { echo "FAIL berth import busybox"; exit 1; }
 
+TIMES=()
 for s in $ONLY; do
+    t0=$SECONDS
     # shellcheck source=/dev/null
     . "$HERE/$s.sh"
     "scenario_$s"
     remember_ids
+    TIMES+=("$s $((SECONDS - t0))s")
     if ! ping_ok; then
         fail "$s: daemon does not answer /_ping after the scenario"
         stop_daemon
@@ -168,6 +171,7 @@ for s in $ONLY; do
     fi
 done
 
+echo "# scenario times: ${TIMES[*]}"
 echo "# $NPASS ok, $NFAIL failed, $NSKIP skipped"
 for f in "${FAILED[@]}"; do echo "#   FAIL $f"; done
 [ "$NFAIL" = 0 ]
