@@ -41,6 +41,8 @@ cli_one() {
     case "$out" in *"${n}x"*) case "$out" in *"$n"$'\n'* | "$n") fail "$tag ps status=exited lists a running one: $out" ;; *) ok "$tag ps --filter status=exited" ;; esac ;; *) fail "$tag ps --filter status=exited: [$out]" ;; esac
     out=$(d inspect --format '{{.State.Status}} {{.State.ExitCode}}' "${n}x"); eq "$tag inspect --format exited" "exited 3" "$out"
     out=$(d inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$n"); eq "$tag inspect --format running" "running 0" "$out"
+    out=$(d inspect --format '{{index .HostConfig.MaskedPaths 0}} {{len .HostConfig.ReadonlyPaths}}' "$n")
+    eq "$tag inspect HostConfig.MaskedPaths/ReadonlyPaths (the defaults, as dockerd records them)" "/proc/asound 5" "$out"
 
     # exec
     out=$(d exec "$n" echo in-exec 2>&1); eq "$tag exec output" in-exec "$out"

@@ -151,11 +151,8 @@ async fn post_any(
                 .parse()
                 .map_err(|err: berth_image::Error| ApiError::bad_request(err.to_string()))?;
             e.images.tag(&img, &r)?;
-            e.events.send(berth_engine::events::Event::image(
-                "tag",
-                &img.id.to_string(),
-                &r.familiar(),
-            ));
+            e.events
+                .send(e.image_event("tag", &img.id.to_string(), &r.familiar()));
             Ok(())
         })
         .await?;
@@ -188,13 +185,14 @@ async fn remove(
             }
         }
         let id = e.images.resolve(&name).ok().map(|i| i.id.to_string());
+        // the labels now: after the removal the image may be gone
+        let untag = id.as_deref().map(|id| e.image_event("untag", id, id));
         let actions = e.images.remove(&name, force)?;
         for a in &actions {
             let ev = match a {
-                berth_image::store::RemoveAction::Untagged(_) => {
-                    let id = id.clone().unwrap_or_default();
-                    berth_engine::events::Event::image("untag", &id, &id)
-                }
+                berth_image::store::RemoveAction::Untagged(_) => untag
+                    .clone()
+                    .unwrap_or_else(|| berth_engine::events::Event::image("untag", "", "")),
                 berth_image::store::RemoveAction::Deleted(d) => {
                     let d = d.to_string();
                     berth_engine::events::Event::image("delete", &d, &d)

@@ -426,7 +426,7 @@ fn events_of_stop_and_image_transfers() {
     let (code, out) = common::http(
         &d.sock,
         "POST",
-        "/images/create?fromSrc=-&repo=evimp&tag=v1",
+        "/images/create?fromSrc=-&repo=evimp&tag=v1&changes=LABEL%20evl%3Dyes",
         &[("Content-Type", "application/x-tar")],
         &tar,
     );
@@ -482,4 +482,9 @@ fn events_of_stop_and_image_transfers() {
         .collect();
     assert_eq!(images, want);
     assert_eq!(find(&all, "image", "import")["status"], "import");
+    // the image's labels travel with its events, as dockerd sends them
+    for a in ["import", "save", "untag"] {
+        let ev = find(&all, "image", a);
+        assert_eq!(ev["Actor"]["Attributes"]["evl"], "yes", "{a}: {ev}");
+    }
 }

@@ -285,6 +285,7 @@ impl Engine {
                 }
             }
         }
+        crate::spec::record_system_paths(body.host_config.get_or_insert_with(Default::default));
         let mounts = self.plan_mounts(&body, &image.config)?;
         // Validate now what start would refuse, so `create` fails instead of a later `start`:
         // the spec is built against a scratch root with the image's config.

@@ -131,6 +131,22 @@ struct Stored {
     n: i64,
 }
 
+impl crate::Engine {
+    /// An image event with the image's labels among its attributes, as dockerd sends them
+    /// (so that `events --filter label=...` selects image events too). The labels are looked
+    /// up by the event's actor; an image already gone (a `delete`) has none.
+    pub fn image_event(&self, action: &str, id: &str, name: &str) -> Event {
+        let mut ev = Event::image(action, id, name);
+        if let Ok(img) = self.images.resolve(id) {
+            let labels = img.config.config.as_ref().and_then(|c| c.labels.as_ref());
+            for (k, v) in labels.into_iter().flatten() {
+                ev.attributes.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        ev
+    }
+}
+
 impl Stored {
     fn of(e: &Event) -> Stored {
         Stored {

@@ -482,6 +482,29 @@ fn paths(unconfined: bool, requested: &Option<Vec<String>>, default: &[&str]) ->
     }
 }
 
+/// The masked and read-only /proc paths a container gets, written into its stored HostConfig
+/// at create as dockerd does, so that inspect shows them (`HostConfig.MaskedPaths` and
+/// `ReadonlyPaths`): the defaults unless the request chose its own, none for a privileged
+/// container or with `--security-opt systempaths=unconfined` (which also wins over a list).
+pub fn record_system_paths(h: &mut HostConfig) {
+    let unconfined = h.privileged.unwrap_or(false)
+        || h.security_opt.iter().flatten().any(|s| {
+            s.split_once(['=', ':'])
+                .is_some_and(|(k, v)| k == "systempaths" && v == "unconfined")
+        });
+    if unconfined {
+        if !h.privileged.unwrap_or(false) {
+            h.masked_paths = Some(Vec::new());
+            h.readonly_paths = Some(Vec::new());
+        }
+        return;
+    }
+    h.masked_paths
+        .get_or_insert_with(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect());
+    h.readonly_paths
+        .get_or_insert_with(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+}
+
 /// RFC 1123 host names, as Docker accepts them: dot-separated labels of letters, digits and
 /// inner hyphens, at most 63 bytes each and 255 in all.
 fn check_hostname(name: &str) -> Result<(), SpecError> {

@@ -347,11 +347,9 @@ pub async fn create(
             .map_err(registry_error)?;
         progress.finish();
         let shown = reference.familiar();
-        engine.events.send(berth_engine::events::Event::image(
-            "pull",
-            &shown,
-            &reference.familiar_name(),
-        ));
+        engine
+            .events
+            .send(engine.image_event("pull", &shown, &reference.familiar_name()));
         let status = if report.fetched.is_empty() {
             format!("Status: Image is up to date for {shown}")
         } else {
@@ -441,7 +439,7 @@ async fn import(st: AppState, q: &Params, src: &str, body: Body) -> ApiResult<Re
     let id = img.id.to_string();
     st.engine
         .events
-        .send(berth_engine::events::Event::image("import", &id, &id));
+        .send(st.engine.image_event("import", &id, &id));
     let body = line(json!({"status": id}));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
@@ -482,7 +480,7 @@ pub async fn push(
             .push(store, &reference, &opts, progress.clone())
             .await
             .map_err(registry_error)?;
-        engine.events.send(berth_engine::events::Event::image(
+        engine.events.send(engine.image_event(
             "push",
             &reference.familiar(),
             &reference.familiar_name(),
@@ -529,8 +527,7 @@ pub async fn load(
         let mut out = Vec::new();
         for l in &loaded {
             let id = l.id.to_string();
-            e.events
-                .send(berth_engine::events::Event::image("load", &id, &id));
+            e.events.send(e.image_event("load", &id, &id));
             if l.tags.is_empty() {
                 out.push(line(
                     json!({"stream": format!("Loaded image ID: {}\n", l.id)}),
@@ -617,8 +614,7 @@ pub async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response> {
                 );
             }
             for id in ids {
-                e.events
-                    .send(berth_engine::events::Event::image("save", &id, &id));
+                e.events.send(e.image_event("save", &id, &id));
             }
             Ok(())
         })

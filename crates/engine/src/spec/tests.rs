@@ -490,3 +490,49 @@ fn a_user_dev_replaces_the_mounts_under_it() {
         .iter()
         .any(|o| o == "size=1m"));
 }
+
+#[test]
+fn system_paths_are_recorded_as_dockerd_records_them() {
+    let mut h = HostConfig::default();
+    record_system_paths(&mut h);
+    assert_eq!(
+        h.masked_paths.as_ref().map(Vec::len),
+        Some(MASKED_PATHS.len())
+    );
+    assert_eq!(
+        h.readonly_paths.as_deref().map(|p| p[3].as_str()),
+        Some("/proc/sys")
+    );
+
+    let mut own = HostConfig {
+        masked_paths: Some(vec!["/proc/kcore".into()]),
+        ..Default::default()
+    };
+    record_system_paths(&mut own);
+    assert_eq!(own.masked_paths, Some(vec!["/proc/kcore".to_string()]));
+    assert_eq!(
+        own.readonly_paths.as_ref().map(Vec::len),
+        Some(READONLY_PATHS.len())
+    );
+
+    let mut privileged = HostConfig {
+        privileged: Some(true),
+        ..Default::default()
+    };
+    record_system_paths(&mut privileged);
+    assert_eq!(
+        (privileged.masked_paths, privileged.readonly_paths),
+        (None, None)
+    );
+
+    for opt in ["systempaths=unconfined", "systempaths:unconfined"] {
+        let mut unconfined = HostConfig {
+            security_opt: Some(vec![opt.into()]),
+            masked_paths: Some(vec!["/proc/kcore".into()]),
+            ..Default::default()
+        };
+        record_system_paths(&mut unconfined);
+        assert_eq!(unconfined.masked_paths, Some(vec![]), "{opt}");
+        assert_eq!(unconfined.readonly_paths, Some(vec![]), "{opt}");
+    }
+}
