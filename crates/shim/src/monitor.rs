@@ -313,7 +313,7 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         .map_err(|e| Error::sys("epoll_ctl", e))
         .and_then(|()| shim.add_proc(None, pid, streams).map(|_| ()))
         .and_then(|()| {
-            crate::write_durable(
+            crate::write_atomic(
                 &shim.args.state_dir.join("shim.pid"),
                 std::process::id().to_string().as_bytes(),
             )
@@ -675,7 +675,7 @@ impl Shim {
         let (code, at) = self.procs[0].exit.clone().unwrap_or((0, now_rfc3339()));
         let line = json!({ "exit_code": code, "finished_at": at, "oom_killed": oom }).to_string();
         let path = self.args.state_dir.join("exit.json");
-        if let Err(e) = crate::write_durable(&path, line.as_bytes()) {
+        if let Err(e) = crate::write_atomic(&path, line.as_bytes()) {
             self.diag.say(format_args!("{e}"));
         }
         for slot in 0..self.conns.len() {
