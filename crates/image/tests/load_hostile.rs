@@ -5,61 +5,18 @@
 //! errors; and every failed load leaves the store exactly as it was.
 
 mod common;
+#[path = "common/store_state.rs"]
+mod store_state;
+use store_state::state;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_image::archive;
-use berth_image::{Digest, ImageStore, Snapshotter};
+use berth_image::{Digest, ImageStore};
 use common::RawTar;
-
-/// What a failed load must not change: blob files, ingest files, snapshots, images, tags.
-#[derive(Debug, PartialEq, Eq)]
-struct StoreState {
-    blobs: BTreeSet<String>,
-    ingest: BTreeSet<String>,
-    snapshots: BTreeSet<String>,
-    snapshot_dirs: BTreeSet<String>,
-    images: BTreeSet<String>,
-    tags: BTreeSet<String>,
-}
-
-fn names(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                // lock files are reused, never content
-                .filter(|n| !n.ends_with(".lock") && n != "locks")
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn state(store: &ImageStore) -> StoreState {
-    let root = store.root();
-    let images = store.list().expect("list");
-    StoreState {
-        blobs: names(&root.join("content/blobs/sha256")),
-        ingest: names(&root.join("content/ingest")),
-        snapshots: store
-            .snapshotter()
-            .list()
-            .expect("snapshots")
-            .into_iter()
-            .map(|i| i.key)
-            .collect(),
-        snapshot_dirs: names(&root.join("snapshots")),
-        tags: images
-            .iter()
-            .flat_map(|i| i.repo_tags.iter().map(|t| t.to_string()))
-            .collect(),
-        images: images.iter().map(|i| i.id.to_string()).collect(),
-    }
-}
 
 fn root_or_skip(test: &str) -> bool {
     common::require(

@@ -6,7 +6,6 @@
 //! the store as it was. A valid image pulled into a store on a tmpfs too small to hold it must
 //! fail naming the lack of space, again leaving the store as it was.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,6 @@ use std::sync::Arc;
 use berth_image::digest::Digest;
 use berth_image::reference::Reference;
 use berth_image::store::ImageStore;
-use berth_image::Snapshotter;
 use berth_registry::{progress, CredentialStore, PullOptions, Registry, Settings};
 
 fn in_ci() -> bool {
@@ -44,7 +42,10 @@ fn is_root() -> bool {
 
 #[path = "../../../tests/support/registry.rs"]
 mod registry_support;
+#[path = "../../image/tests/common/store_state.rs"]
+mod store_state;
 use registry_support::{TestRegistry, REGISTRY_BIN};
+use store_state::state;
 
 impl TestRegistry {
     fn reference(&self, repo_tag: &str) -> Reference {
@@ -227,51 +228,6 @@ async fn push_image(
         "layers": descs,
     });
     reg.put_manifest(http, repo, tag, &manifest).await;
-}
-
-/// What a failed pull must not change: blob files, ingest files, snapshots, images, tags.
-#[derive(Debug, PartialEq, Eq)]
-struct StoreState {
-    blobs: BTreeSet<String>,
-    ingest: BTreeSet<String>,
-    snapshots: BTreeSet<String>,
-    snapshot_dirs: BTreeSet<String>,
-    images: BTreeSet<String>,
-    tags: BTreeSet<String>,
-}
-
-fn names(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                // lock files are reused, never content
-                .filter(|n| !n.ends_with(".lock") && n != "locks")
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn state(store: &ImageStore) -> StoreState {
-    let root = store.root();
-    let images = store.list().expect("list");
-    StoreState {
-        blobs: names(&root.join("content/blobs/sha256")),
-        ingest: names(&root.join("content/ingest")),
-        snapshots: store
-            .snapshotter()
-            .list()
-            .expect("snapshots")
-            .into_iter()
-            .map(|i| i.key)
-            .collect(),
-        snapshot_dirs: names(&root.join("snapshots")),
-        tags: images
-            .iter()
-            .flat_map(|i| i.repo_tags.iter().map(|t| t.to_string()))
-            .collect(),
-        images: images.iter().map(|i| i.id.to_string()).collect(),
-    }
 }
 
 fn client(dir: &Path) -> Registry {
