@@ -66,6 +66,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
         gateway: gw,
         prefix: 24,
         mtu: Some(1400),
+        gateway6: None,
     })
     .expect("bridge");
     // adopting an existing bridge is not an error
@@ -74,6 +75,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
         gateway: gw,
         prefix: 24,
         mtu: None,
+        gateway6: None,
     })
     .expect("bridge again");
     netns::create(&nsp).expect("netns");
@@ -139,6 +141,7 @@ fn nft_table_is_replaced_atomically_and_removed() {
             bridge: "tbrx".into(),
             subnet: "10.231.78.0/24".into(),
             internal: false,
+            subnet6: None,
         }],
         ports: vec![nft::PortRule {
             proto: "udp".into(),
@@ -146,6 +149,7 @@ fn nft_table_is_replaced_atomically_and_removed() {
             host_port: 40053,
             container_ip: "10.231.78.2".parse().unwrap(),
             container_port: 53,
+            container_ip6: None,
         }],
         comment: "/nonexistent/berth-test".into(),
     };
