@@ -254,8 +254,10 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         s,
         "POST",
         "/networks/create",
-        Some(json!({"Name": "t6int", "EnableIPv6": true, "Internal": true,
-            "IPAM": {"Config": [{"Subnet": format!("{}/64", addr6(ula, 3, 0))}]}})),
+        Some(
+            json!({"Name": "t6int", "EnableIPv6": true, "Internal": true,
+            "IPAM": {"Config": [{"Subnet": format!("{}/64", addr6(ula, 3, 0))}]}}),
+        ),
     );
     assert_eq!(code, 201, "create t6int: {v}");
     let mut bridges = Vec::new();
@@ -341,16 +343,26 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         );
     }
     for (net, ip6, what) in [
-        ("t6a", addr6(ula, 9, 5).to_string(), "--ip6 outside the subnet"),
+        (
+            "t6a",
+            addr6(ula, 9, 5).to_string(),
+            "--ip6 outside the subnet",
+        ),
         ("t6a", "fd00::zz".to_string(), "malformed --ip6"),
-        ("bridge", addr6(ula, 1, 5).to_string(), "--ip6 on a v4-only network"),
+        (
+            "bridge",
+            addr6(ula, 1, 5).to_string(),
+            "--ip6 on a v4-only network",
+        ),
     ] {
         let (code, v) = req(
             s,
             "POST",
             "/containers/create?name=badip6",
-            Some(json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": net},
-                "NetworkingConfig": {"EndpointsConfig": {net: {"IPAMConfig": {"IPv6Address": ip6}}}}})),
+            Some(
+                json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": net},
+                "NetworkingConfig": {"EndpointsConfig": {net: {"IPAMConfig": {"IPv6Address": ip6}}}}}),
+            ),
         );
         assert_eq!(code, 400, "{what}: {v}");
     }
@@ -376,7 +388,10 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     assert_eq!(net["GlobalIPv6Address"], json!(a1_ip6.to_string()), "{net}");
     assert_eq!(net["GlobalIPv6PrefixLen"], json!(64), "{net}");
     assert_eq!(net["IPv6Gateway"], json!(gw6a.to_string()), "{net}");
-    assert!(net["IPAddress"].as_str().is_some_and(|a| !a.is_empty()), "{net}");
+    assert!(
+        net["IPAddress"].as_str().is_some_and(|a| !a.is_empty()),
+        "{net}"
+    );
     let (_, v) = req(s, "GET", "/networks/t6a", None);
     assert_eq!(
         v["Containers"][&a1]["IPv6Address"],
@@ -409,7 +424,9 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     let (code, v) = req(s, "POST", &format!("/containers/{dup}/start"), None);
     assert!(code == 409 || code == 500, "a v6 address twice: {code} {v}");
     assert!(
-        v["message"].as_str().is_some_and(|m| m.contains("already in use")),
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already in use")),
         "{v}"
     );
     let (code, _) = req(s, "DELETE", &format!("/containers/{dup}?force=1"), None);
@@ -452,7 +469,10 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         .unwrap_or_else(|| panic!("no published port: {}", i["NetworkSettings"]));
     let got = http_get(SocketAddr::from((host_gw6, port)))
         .unwrap_or_else(|e| panic!("GET [{host_gw6}]:{port}: {e}"));
-    assert!(got.contains(&a1[..12]), "[{host_gw6}]:{port} answered {got}");
+    assert!(
+        got.contains(&a1[..12]),
+        "[{host_gw6}]:{port} answered {got}"
+    );
 
     // connect --ip6 of a running container: the address is there at once
     let c1 = create(
@@ -466,7 +486,9 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         s,
         "POST",
         "/networks/t6a/connect",
-        Some(json!({"Container": "c1", "EndpointConfig": {"IPAMConfig": {"IPv6Address": c1_ip6.to_string()}}})),
+        Some(
+            json!({"Container": "c1", "EndpointConfig": {"IPAMConfig": {"IPv6Address": c1_ip6.to_string()}}}),
+        ),
     );
     assert_eq!(code, 200, "connect --ip6: {v}");
     let i = inspect(s, &c1);
@@ -493,7 +515,10 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     // a1 and c1 (on t6b) hold v6 leases now
     assert_eq!(v6_leases(&db), "2", "leases after disconnect");
     let rules6 = berth_net::nft::list_table6(&table).expect("list ip6 table");
-    assert!(rules6.contains(&format!("dnat to [{a1_ip6}]:80")), "{rules6}");
+    assert!(
+        rules6.contains(&format!("dnat to [{a1_ip6}]:80")),
+        "{rules6}"
+    );
 
     // removal: no veth, bridge, address, rule or lease behind
     let ids = [a1.clone(), c1.clone()];
@@ -501,7 +526,11 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         let (code, v) = req(s, "DELETE", &format!("/containers/{id}?force=1"), None);
         assert_eq!(code, 204, "remove {id}: {v}");
     }
-    assert_eq!(v6_leases(&db), "0", "v6 leases left after the containers went");
+    assert_eq!(
+        v6_leases(&db),
+        "0",
+        "v6 leases left after the containers went"
+    );
     for n in ["t6a", "t6b", "t6int"] {
         let (code, v) = req(s, "DELETE", &format!("/networks/{n}"), None);
         assert_eq!(code, 204, "remove network {n}: {v}");

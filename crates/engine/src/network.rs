@@ -569,7 +569,9 @@ impl Engine {
             }
         }
         if req.enable_ipv4 == Some(false) {
-            return Err(bad("IPv6-only networks (EnableIPv4 false) are not supported"));
+            return Err(bad(
+                "IPv6-only networks (EnableIPv4 false) are not supported",
+            ));
         }
         if self.find_network(&name).is_ok_and(|n| n.name == name) {
             return Err(Error::Conflict(format!(
@@ -704,8 +706,9 @@ impl Engine {
         self.insert_network(&rec)?;
         let made = self
             .insert_net6(&rec.id, net6.as_ref())
-            .and_then(|_| Ok(berth_net::link::ensure_bridge(&self.bridge_of(&rec))?))
-            .map_err(Error::from)
+            .and_then(|_| {
+                berth_net::link::ensure_bridge(&self.bridge_of(&rec)).map_err(Error::from)
+            })
             .and_then(|_| self.apply_firewall());
         if let Err(e) = made {
             // nothing half-made: the row and the bridge go

@@ -287,8 +287,7 @@ pub fn configure_v6(
             nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
                 .map_err(Error::sys("enter netns", netns.display().to_string()))?;
             let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
-            if std::fs::read_to_string(format!("/proc/sys/{key}")).is_ok_and(|v| v.trim() != "0")
-            {
+            if std::fs::read_to_string(format!("/proc/sys/{key}")).is_ok_and(|v| v.trim() != "0") {
                 crate::sysctl(&key, "0")?;
             }
             let nl = Nl::open()?;

@@ -662,7 +662,10 @@ mod tests {
         assert_eq!(c[0].ip_range.as_deref(), Some("10.1.0.128/25"));
         assert_eq!(c[1].gateway.as_deref(), Some("fd00:1::9"));
         assert!(ipam_configs(&[], &[], &[]).is_none());
-        assert_eq!(ipam_configs(&[], &v(&["10.0.0.1"]), &[]).map(|c| c.len()), Some(1));
+        assert_eq!(
+            ipam_configs(&[], &v(&["10.0.0.1"]), &[]).map(|c| c.len()),
+            Some(1)
+        );
     }
 
     fn one(s: &str) -> (PortMap, Vec<String>) {

@@ -173,9 +173,7 @@ impl Engine {
                     )));
                 }
                 if let Some(r) = host_routes6().into_iter().find(|r| overlaps6(&n, r)) {
-                    return Err(bad(format!(
-                        "IPv6 subnet {s} overlaps the host route {r}"
-                    )));
+                    return Err(bad(format!("IPv6 subnet {s} overlaps the host route {r}")));
                 }
                 n
             }
@@ -380,10 +378,7 @@ impl Engine {
                             && !used.contains(a)
                     })
                     .ok_or_else(|| {
-                        Error::Conflict(format!(
-                            "no free IPv6 address left on network {}",
-                            n.name
-                        ))
+                        Error::Conflict(format!("no free IPv6 address left on network {}", n.name))
                     })?
             }
         };
@@ -471,7 +466,8 @@ impl Engine {
 
     /// The bridge's v6 gateway, for `BridgeSpec`.
     pub(crate) fn gateway6_of(&self, n: &NetRecord) -> Option<(Ipv6Addr, u8)> {
-        self.net6(&n.id).map(|n6| (n6.gateway, n6.subnet.prefix_len()))
+        self.net6(&n.id)
+            .map(|n6| (n6.gateway, n6.subnet.prefix_len()))
     }
 
     /// Whether any network has IPv6: the host then forwards IPv6.
@@ -504,8 +500,7 @@ impl Engine {
     /// A container's endpoint in inspect: `GlobalIPv6Address`, its prefix and `IPv6Gateway`.
     pub(crate) fn endpoint_json6(&self, e: &Endpoint, n: &NetRecord, v: &mut Value) {
         let (mut ip, mut plen, mut gw) = (String::new(), 0, String::new());
-        if let (Some(a), Some(n6)) = (self.lease6_of(&e.container, &e.network), self.net6(&n.id))
-        {
+        if let (Some(a), Some(n6)) = (self.lease6_of(&e.container, &e.network), self.net6(&n.id)) {
             ip = a.to_string();
             plen = n6.subnet.prefix_len();
             if !n.internal {
