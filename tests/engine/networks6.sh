@@ -86,6 +86,33 @@ scenario_networks6() {
     out=$(timeout 20 $DK exec n6c2 sh -c "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $p6:1::10 80" 2>&1)
     contains "networks6: reachable over v6 on the connected network" "${id1:0:12}" "$out"
 
+    # a v6 lease of a container that ends while the daemon is killed is released at restart
+    local gone
+    gone=$(timeout 20 $DK run -d --network n6a --ip6 "$p6:1::40" busybox sleep 1)
+    kill -KILL "$DAEMON_PID"
+    wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=
+    sleep 1.5
+    start_daemon || { fail "networks6: the daemon does not restart"; return; }
+    out=$(timeout 10 $DK inspect -f '{{.State.Status}} [{{.NetworkSettings.Networks.n6a.GlobalIPv6Address}}]' "$gone")
+    eq "networks6: exited while the daemon was away: no v6 lease" "exited []" "$out"
+    timeout 20 $DK run --rm --network n6a --ip6 "$p6:1::40" busybox true
+    check "networks6: its v6 address can be leased again" [ $? = 0 ]
+    out=$(timeout 20 $DK run --rm --network n6a busybox sh -c \
+        "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $p6:1::10 80" 2>&1)
+    contains "networks6: v6 between containers after a daemon kill -9 and restart" "${id1:0:12}" "$out"
+
+    # berth's own CLI
+    "$BERTH" -H "unix://$SOCK" network create --ipv6 --subnet "10.$(( 110 + $$ % 40 )).$((k + 2)).0/24" \
+        --subnet "$p6:6::/64" --gateway "$p6:6::fe" n6d >/dev/null
+    check "networks6: berth network create --ipv6 --subnet --subnet --gateway" [ $? = 0 ]
+    out=$("$BERTH" -H "unix://$SOCK" network inspect -f '{{(index .IPAM.Config 1).Gateway}}' n6d)
+    eq "networks6: berth network inspect (the v6 gateway)" "$p6:6::fe" "$out"
+    out=$(timeout 20 "$BERTH" -H "unix://$SOCK" run --rm --network n6d --ip6 "$p6:6::7" busybox ip -6 route show default 2>&1)
+    contains "networks6: berth run --ip6 (default v6 route via the gateway)" "via $p6:6::fe" "$out"
+    "$BERTH" -H "unix://$SOCK" network rm n6d >/dev/null
+    check "networks6: berth network rm" [ $? = 0 ]
+
     # the Python SDK (the sdk scenario's venv, or one made here as it does)
     if [ -z "${PY:-}" ]; then
         if python3 -c 'import docker' 2>/dev/null; then
@@ -124,7 +151,7 @@ PYEOF
     fi
 
     # removal leaves nothing behind: no bridge, veth, v6 address or ip6 rule
-    ids=$(timeout 10 $DK ps -aq --no-trunc --filter name=n6)
+    ids=$(timeout 10 $DK ps -aq --no-trunc --filter name=n6; echo "$gone")
     [ -n "$ids" ] && timeout 60 $DK rm -f $ids >/dev/null
     bridges=$(timeout 10 $DK network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' n6a n6b $([ -x "$DOCKER20" ] && echo n6c) 2>/dev/null)
     timeout 10 $DK network rm n6a n6b >/dev/null
