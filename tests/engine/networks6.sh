@@ -34,7 +34,8 @@ scenario_networks6() {
     local DK=$DOCKER28 k sub p6 out id1 gw6 left b ids bridges
     k=$(( $$ % 200 + 20 ))
     sub=10.$(( 110 + $$ % 40 )).$k
-    p6=$(printf 'fd%02x:%04x:%04x' $((RANDOM % 256)) $RANDOM $RANDOM)
+    # written as the daemon prints it (no leading zeros in a group)
+    p6=$(printf 'fd%02x:%x:%x' $((RANDOM % 256)) $((RANDOM + 1)) $((RANDOM + 1)))
 
     timeout 10 $DK network create --ipv6 --subnet "$sub.0/24" --subnet "$p6:1::/64" n6a >/dev/null
     check "networks6: create --ipv6 --subnet v4 --subnet v6" [ $? = 0 ]
@@ -85,6 +86,18 @@ scenario_networks6() {
     eq "networks6: the connected v6 address" "$p6:1::30" "$out"
     out=$(timeout 20 $DK exec n6c2 sh -c "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 $p6:1::10 80" 2>&1)
     contains "networks6: reachable over v6 on the connected network" "${id1:0:12}" "$out"
+
+    # a published port answers on a host IPv6 address (the gateway of n6a is one)
+    local pid6 port6
+    pid6=$(timeout 20 $DK run -d --name n6p1 --network n6a -p 80 busybox httpd -f -p 80 -h /etc)
+    out=$(timeout 10 $DK port n6p1 80/tcp | head -1)
+    port6=${out##*:}
+    out=""
+    for _ in $(seq 1 50); do
+        out=$(curl -sg --max-time 5 "http://[$p6:1::1]:$port6/hostname") && break
+        sleep 0.1
+    done
+    eq "networks6: a published port on the host's IPv6 address" "${pid6:0:12}" "$out"
 
     # a v6 lease of a container that ends while the daemon is killed is released at restart
     local gone
@@ -157,6 +170,8 @@ PYEOF
     timeout 10 $DK network rm n6a n6b >/dev/null
     check "networks6: rm" [ $? = 0 ]
     [ -x "$DOCKER20" ] && timeout 10 $DK network rm n6c >/dev/null
+    # what a failed check above may have left (their own checks said so already)
+    for b in n6py n6d; do timeout 10 $DK network rm "$b" >/dev/null 2>&1; done
     left=""
     for b in $bridges; do [ -d "/sys/class/net/$b" ] && left="$left $b"; done
     for id in $ids; do [ -d "/sys/class/net/vb${id:0:9}0" ] && left="$left vb${id:0:9}0"; done

@@ -473,6 +473,15 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         got.contains(&a1[..12]),
         "[{host_gw6}]:{port} answered {got}"
     );
+    // and to another container through the host's v6 address (hairpin)
+    let (code, out) = run_to_exit(
+        s,
+        "hairpin6",
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", nc_get(&host_gw6.to_string(), port)],
+            "HostConfig": {"NetworkMode": "t6a"}}),
+    );
+    assert_eq!(code, 0, "v6 hairpin: {out}");
+    assert!(out.contains(&a1[..12]), "{out}");
 
     // connect --ip6 of a running container: the address is there at once
     let c1 = create(
