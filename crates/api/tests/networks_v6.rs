@@ -406,11 +406,14 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     );
     assert_eq!(code, 0, "a2 → a1 over v6 on t6a: {out}");
     assert!(out.contains(&a1[..12]), "a1 answered: {out}");
+    // names: AAAA from the embedded DNS; its own v6 address in its /etc/hosts
+    let dns6_ip6 = addr6(ula, 1, 0x70);
     let (code, out) = run_to_exit(
         s,
         "dns6",
-        json!({"Image": "busybox", "Cmd": ["sh", "-c", "nslookup -type=AAAA a1 && nslookup -type=AAAA web && ping -6 -c1 -W3 web"],
-            "HostConfig": {"NetworkMode": "t6a"}}),
+        json!({"Image": "busybox", "Cmd": ["sh", "-c", format!("nslookup -type=AAAA a1 && nslookup -type=AAAA web && ping -6 -c1 -W3 web && grep '^{dns6_ip6}\t' /etc/hosts")],
+            "HostConfig": {"NetworkMode": "t6a"},
+            "NetworkingConfig": {"EndpointsConfig": {"t6a": {"IPAMConfig": {"IPv6Address": dns6_ip6.to_string()}}}}}),
     );
     assert_eq!(code, 0, "AAAA on t6a: {out}");
     assert!(out.contains(&a1_ip6.to_string()), "{out}");

@@ -1280,6 +1280,7 @@ impl Engine {
                 std::fs::write(hosts_path, hosts).map_err(Error::io("write", hosts_path))?;
             }
         }
+        self.hosts6(id, body, hosts_path, eps)?;
         tracing::debug!(
             container = id,
             addresses = ?names,

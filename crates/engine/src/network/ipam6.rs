@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::Path;
 
-use bollard_stubs::models::{EndpointSettings, IpamConfig};
+use bollard_stubs::models::{ContainerCreateBody, EndpointSettings, IpamConfig};
 use ipnet::Ipv6Net;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
@@ -462,6 +462,34 @@ impl Engine {
         ) {
             tracing::warn!(error = %e, "sweep IPv6 leases");
         }
+    }
+
+    /// `/etc/hosts`: the container's first v6 address with its hostname, as Docker writes it.
+    pub(crate) fn hosts6(
+        &self,
+        id: &str,
+        body: &ContainerCreateBody,
+        hosts_path: &Path,
+        eps: &[Endpoint],
+    ) -> Result<()> {
+        let Some(ip) = eps
+            .iter()
+            .find_map(|e| self.lease6_of(&e.container, &e.network))
+        else {
+            return Ok(());
+        };
+        let hostname = body
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| id[..id.len().min(12)].to_string());
+        let mut hosts = std::fs::read_to_string(hosts_path).unwrap_or_default();
+        let line = format!("{ip}\t{hostname}\n");
+        if !hosts.contains(&line) {
+            hosts.push_str(&line);
+            std::fs::write(hosts_path, hosts).map_err(Error::io("write", hosts_path))?;
+        }
+        Ok(())
     }
 
     /// The bridge's v6 gateway, for `BridgeSpec`.
