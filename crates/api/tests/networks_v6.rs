@@ -486,6 +486,36 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     assert_eq!(code, 0, "v6 hairpin: {out}");
     assert!(out.contains(&a1[..12]), "{out}");
 
+    // connect of a running container on a v4-only network: its first v6 network gives it the
+    // default v6 route, so it reaches the outside over NAT66
+    // it goes on when the test says so (a file in a bind mount), after the connect returned
+    let sig = d.dir.path().join("sig");
+    std::fs::create_dir_all(&sig).expect("signal dir");
+    let v4only = create(
+        s,
+        "v4only",
+        json!({"Image": "busybox",
+            "Cmd": ["sh", "-c", format!("while [ ! -e /sig/go ]; do sleep 0.05; done; nc -w 5 {outside6} {outside_port}")],
+            "HostConfig": {"Binds": [format!("{}:/sig", sig.display())]}}),
+    );
+    start(s, &v4only);
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/t6a/connect",
+        Some(json!({"Container": "v4only"})),
+    );
+    assert_eq!(code, 200, "connect v4only: {v}");
+    std::fs::write(sig.join("go"), b"").expect("signal v4only");
+    let (_, v) = req(s, "POST", &format!("/containers/{v4only}/wait"), None);
+    assert_eq!(
+        v["StatusCode"],
+        json!(0),
+        "v4only → outside over v6 after connect: {v}"
+    );
+    let (code, _) = req(s, "DELETE", &format!("/containers/{v4only}?force=1"), None);
+    assert_eq!(code, 204);
+
     // connect --ip6 of a running container: the address is there at once
     let c1 = create(
         s,

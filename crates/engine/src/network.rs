@@ -1437,7 +1437,13 @@ impl Engine {
                     mac: self.mac_for(&e, ip),
                     mtu: (n.mtu > 0).then_some(n.mtu),
                 })?;
-                self.attach6(&e, &n, &path, &ifname, &mut false)?;
+                self.attach6(
+                    &e,
+                    &n,
+                    &path,
+                    &ifname,
+                    &mut self.needs_default6(&r.id, &n.id),
+                )?;
                 self.set_endpoint_live(&e, &ifname, &[])
             };
             if let Err(e) = plumb() {

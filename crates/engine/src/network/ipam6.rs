@@ -464,6 +464,22 @@ impl Engine {
         }
     }
 
+    /// At `connect`: whether the new endpoint should carry the container's default v6 route,
+    /// which it does when no other network gives the container one (IPv6's default gateway is
+    /// chosen apart from IPv4's, as in Docker 28).
+    pub(crate) fn needs_default6(&self, container: &str, except: &str) -> bool {
+        let nets = self.networks().unwrap_or_default();
+        !self
+            .endpoints_of(container)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.network != except)
+            .any(|e| {
+                self.lease6_of(container, &e.network).is_some()
+                    && nets.iter().any(|n| n.id == e.network && !n.internal)
+            })
+    }
+
     /// `/etc/hosts`: the container's first v6 address with its hostname, as Docker writes it.
     pub(crate) fn hosts6(
         &self,
