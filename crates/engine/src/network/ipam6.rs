@@ -110,6 +110,8 @@ impl Engine {
             net6_row,
         )
         .optional()
+        // a read that fails is logged and taken as "no IPv6": the v4 side still works
+        .inspect_err(|e| tracing::warn!(network = id, error = %e, "read IPv6 network"))
         .ok()
         .flatten()
         .and_then(parse_net6)
