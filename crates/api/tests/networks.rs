@@ -145,6 +145,7 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
         gateway: host_addr,
         prefix: 24,
         mtu: None,
+        gateway6: None,
     })
     .expect("outside bridge");
     berth_net::netns::create(&outside_ns).expect("outside netns");

@@ -154,6 +154,8 @@ impl Db {
             .map_err(Error::db("create the restart policy schema"))?;
         conn.execute_batch(crate::health::SCHEMA)
             .map_err(Error::db("create the health check schema"))?;
+        conn.execute_batch(crate::network::ipam6::SCHEMA)
+            .map_err(Error::db("create the IPv6 network schema"))?;
         Ok(Db {
             conn: Mutex::new(conn),
         })

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::engine::{now, Engine};
 
 mod dns;
+pub(crate) mod ipam6;
 use crate::error::{Error, Result};
 
 /// Docker's name for the default network.
@@ -502,6 +503,7 @@ impl Engine {
             gateway: n.gateway,
             prefix: n.subnet.prefix_len(),
             mtu: (n.mtu > 0).then_some(n.mtu),
+            gateway6: self.gateway6_of(n),
         }
     }
 
@@ -516,6 +518,7 @@ impl Engine {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet.to_string(),
                 internal: n.internal,
+                subnet6: self.net6(&n.id).map(|n6| n6.subnet.to_string()),
             });
         }
         for e in self.all_endpoints()? {
@@ -529,6 +532,7 @@ impl Engine {
                     host_port: p.host_port,
                     container_ip: ip,
                     container_port: p.container_port,
+                    container_ip6: self.lease6_of(&e.container, &e.network),
                 });
             }
         }
@@ -564,8 +568,10 @@ impl Engine {
                 )))
             }
         }
-        if req.enable_ipv6 == Some(true) {
-            return Err(bad("IPv6 networks are not supported yet"));
+        if req.enable_ipv4 == Some(false) {
+            return Err(bad(
+                "IPv6-only networks (EnableIPv4 false) are not supported",
+            ));
         }
         if self.find_network(&name).is_ok_and(|n| n.name == name) {
             return Err(Error::Conflict(format!(
@@ -612,6 +618,8 @@ impl Engine {
                 return Err(bad(format!("IPAM driver {d:?} is not supported (default)")));
             }
         }
+        let (cfgs6, cfgs): (Vec<_>, Vec<_>) = cfgs.into_iter().partition(ipam6::is_v6_config);
+        let net6 = self.plan_net6(req.enable_ipv6 == Some(true), &cfgs6)?;
         if cfgs.len() > 1 {
             return Err(bad(
                 "one IPAM config (one IPv4 subnet) per network is supported",
@@ -696,8 +704,11 @@ impl Engine {
             options: opts,
         };
         self.insert_network(&rec)?;
-        let made = berth_net::link::ensure_bridge(&self.bridge_of(&rec))
-            .map_err(Error::from)
+        let made = self
+            .insert_net6(&rec.id, net6.as_ref())
+            .and_then(|_| {
+                berth_net::link::ensure_bridge(&self.bridge_of(&rec)).map_err(Error::from)
+            })
             .and_then(|_| self.apply_firewall());
         if let Err(e) = made {
             // nothing half-made: the row and the bridge go
@@ -726,6 +737,8 @@ impl Engine {
         let c = self.db.lock();
         c.execute("DELETE FROM networks WHERE id = ?1", [id])
             .map_err(Error::db("delete network"))?;
+        drop(c);
+        self.delete_net6(id);
         Ok(())
     }
 
@@ -805,7 +818,7 @@ impl Engine {
         if n.mtu > 0 {
             opts.insert("com.docker.network.driver.mtu".into(), n.mtu.to_string());
         }
-        Ok(json!({
+        let mut out = json!({
             "Name": n.name,
             "Id": n.id,
             "Created": n.created,
@@ -822,7 +835,9 @@ impl Engine {
             "Containers": containers,
             "Options": opts,
             "Labels": n.labels,
-        }))
+        });
+        self.network_json6(n, &mut out);
+        Ok(out)
     }
 
     /// `GET /networks` with Docker's filters (name, id, label, driver, type, dangling).
@@ -905,6 +920,7 @@ impl Engine {
                 return Err(bad(format!("invalid MAC address {m:?}")));
             }
         }
+        self.check_endpoint6(n, cfg)?;
         if cfg
             .aliases
             .iter()
@@ -1190,6 +1206,7 @@ impl Engine {
         let reqs = port_requests(body, image_exposed).map_err(bad)?;
         let mut first_ip = None;
         let mut names = Vec::new();
+        let mut default6 = true;
         for (i, e) in eps.iter().enumerate() {
             let n = self
                 .networks()?
@@ -1217,6 +1234,7 @@ impl Engine {
                 berth_net::link::ensure_bridge(&self.bridge_of(&n))?;
                 berth_net::link::attach(&attach)?;
             }
+            self.attach6(e, &n, &path, &ifname, &mut default6)?;
             let ports = if i == 0 && !reqs.is_empty() {
                 self.choose_ports(id, &reqs)?
             } else {
@@ -1262,6 +1280,7 @@ impl Engine {
                 std::fs::write(hosts_path, hosts).map_err(Error::io("write", hosts_path))?;
             }
         }
+        self.hosts6(id, body, hosts_path, eps)?;
         tracing::debug!(
             container = id,
             addresses = ?names,
@@ -1292,6 +1311,7 @@ impl Engine {
             }
         }
         if !eps.is_empty() {
+            self.release6(id, None);
             let c = self.db.lock();
             if let Err(e) = c.execute(
                 "UPDATE endpoints SET ip = NULL, ports = '[]', ifname = '' WHERE container = ?1",
@@ -1334,6 +1354,9 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "enable net.ipv4.ip_forward"),
             }
         }
+        if self.any_net6() {
+            ipam6::enable_forwarding6();
+        }
         for n in self.networks()? {
             if let Err(e) = berth_net::link::ensure_bridge(&self.bridge_of(&n)) {
                 tracing::warn!(network = %n.id, error = %e, "bring up bridge");
@@ -1361,6 +1384,7 @@ impl Engine {
                 }
             }
         }
+        self.sweep_leases6();
         self.sweep_dead_instances();
         self.apply_firewall()
     }
@@ -1413,9 +1437,17 @@ impl Engine {
                     mac: self.mac_for(&e, ip),
                     mtu: (n.mtu > 0).then_some(n.mtu),
                 })?;
+                self.attach6(
+                    &e,
+                    &n,
+                    &path,
+                    &ifname,
+                    &mut self.needs_default6(&r.id, &n.id),
+                )?;
                 self.set_endpoint_live(&e, &ifname, &[])
             };
             if let Err(e) = plumb() {
+                self.release6(&r.id, Some(&n.id));
                 let c = self.db.lock();
                 let _ = c.execute(
                     "DELETE FROM endpoints WHERE container = ?1 AND network = ?2",
@@ -1447,6 +1479,7 @@ impl Engine {
             let (host_if, _) = veth_names(&r.id, e.seq);
             berth_net::link::detach(&self.netns_path(&r.id), &e.ifname, &host_if)?;
         }
+        self.release6(&r.id, Some(&n.id));
         {
             let c = self.db.lock();
             c.execute(
@@ -1496,9 +1529,7 @@ impl Engine {
             v["Gateway"] = json!(gw);
             v["IPPrefixLen"] = json!(plen);
             v["MacAddress"] = json!(mac);
-            v["IPv6Gateway"] = json!("");
-            v["GlobalIPv6Address"] = json!("");
-            v["GlobalIPv6PrefixLen"] = json!(0);
+            self.endpoint_json6(e, n, &mut v);
             let mut dns = vec![id[..12].to_string()];
             dns.extend(e.config.aliases.iter().flatten().cloned());
             v["DNSNames"] = json!(dns);

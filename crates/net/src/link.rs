@@ -4,7 +4,7 @@
 //! the inside of a container is configured without entering it with a process.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -83,10 +83,25 @@ impl Nl {
     }
 
     fn add_addr(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.add_ip(name, IpAddr::V4(ip), prefix)
+    }
+
+    /// An address of either family; a v6 one is marked NODAD: berth hands out each address
+    /// once, so the duplicate address detection would only delay its use by a second or so
+    /// (the address stays tentative, unusable as a source, until DAD ends).
+    fn add_ip(&self, name: &str, ip: IpAddr, prefix: u8) -> Result<()> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlag, AddressHeaderFlag};
         let i = self.must_index(name)?;
         let h = self.h.clone();
         self.block(async move {
-            match h.address().add(i, IpAddr::V4(ip), prefix).execute().await {
+            let mut req = h.address().add(i, ip, prefix);
+            if ip.is_ipv6() {
+                let m = req.message_mut();
+                m.header.flags.push(AddressHeaderFlag::Nodad);
+                m.attributes
+                    .push(AddressAttribute::Flags(vec![AddressFlag::Nodad]));
+            }
+            match req.execute().await {
                 Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
                 r => r,
             }
@@ -103,6 +118,8 @@ pub struct BridgeSpec {
     pub gateway: Ipv4Addr,
     pub prefix: u8,
     pub mtu: Option<u32>,
+    /// The IPv6 gateway address and prefix of a dual-stack network.
+    pub gateway6: Option<(Ipv6Addr, u8)>,
 }
 
 /// Creates the bridge if it is not there (an existing one is adopted: a daemon restart),
@@ -128,6 +145,11 @@ pub fn ensure_bridge(b: &BridgeSpec) -> Result<()> {
             .map_err(Error::nl("set mtu", &b.name))?;
     }
     nl.add_addr(&b.name, b.gateway, b.prefix)?;
+    if let Some((gw6, p6)) = b.gateway6 {
+        // a host with IPv6 off by default would refuse the address
+        crate::sysctl(&format!("net/ipv6/conf/{}/disable_ipv6", b.name), "0")?;
+        nl.add_ip(&b.name, IpAddr::V6(gw6), p6)?;
+    }
     nl.up(&b.name)?;
     crate::sysctl(&format!("net/ipv4/conf/{}/route_localnet", b.name), "1")?;
     Ok(())
@@ -245,6 +267,46 @@ fn attach_in_thread(a: &Attach<'_>) -> Result<()> {
             .map_err(Error::nl("add default route via", gw.to_string()))?;
     }
     Ok(())
+}
+
+/// Gives an interface inside a namespace (attached before) its IPv6 address, and a default
+/// IPv6 route via `gateway` when one is given; IPv6 is enabled on the interface first, since
+/// a namespace inherits nothing of the host's settings but its compiled-in defaults.
+pub fn configure_v6(
+    netns: &Path,
+    ifname: &str,
+    addr: Ipv6Addr,
+    prefix: u8,
+    gateway: Option<Ipv6Addr>,
+) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            let ns =
+                File::open(netns).map_err(Error::io("open netns", netns.display().to_string()))?;
+            // this thread only, which ends here; /proc/sys/net is the opener's namespace's
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+                .map_err(Error::sys("enter netns", netns.display().to_string()))?;
+            let key = format!("net/ipv6/conf/{ifname}/disable_ipv6");
+            if std::fs::read_to_string(format!("/proc/sys/{key}")).is_ok_and(|v| v.trim() != "0") {
+                crate::sysctl(&key, "0")?;
+            }
+            let nl = Nl::open()?;
+            nl.add_ip(ifname, IpAddr::V6(addr), prefix)?;
+            if let Some(gw) = gateway {
+                let h = nl.h.clone();
+                nl.block(async move {
+                    match h.route().add().v6().gateway(gw).execute().await {
+                        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+                        r => r,
+                    }
+                })
+                .map_err(Error::nl("add default IPv6 route via", gw.to_string()))?;
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Nft("netlink thread panicked".into())))
+    })
 }
 
 /// Removes one interface from a namespace (a `network disconnect`): deleting the inside end

@@ -2,10 +2,12 @@
 //! instance): the whole table is rebuilt from the engine's state in one atomic transaction
 //! (`nft -f`), so a restart after a crash converges on the database and other tables are
 //! never touched. Established connections keep their NAT through conntrack across a rebuild.
+//! Dual-stack networks get the same rules for IPv6 in `table ip6 <name>`, written in the same
+//! transaction (and absent while no network has IPv6).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use crate::{Error, Result};
@@ -17,6 +19,8 @@ pub struct NetRules {
     /// `a.b.c.d/len`.
     pub subnet: String,
     pub internal: bool,
+    /// `a:b::/len` of a dual-stack network.
+    pub subnet6: Option<String>,
 }
 
 /// One published port.
@@ -29,6 +33,9 @@ pub struct PortRule {
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
     pub container_port: u16,
+    /// The container's IPv6 address on a dual-stack network: a wildcard publish is then
+    /// reachable on the host's IPv6 addresses too.
+    pub container_ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -62,6 +69,11 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
         }
         if n.subnet.parse::<ipnet::Ipv4Net>().is_err() {
             return Err(Error::Nft(format!("invalid subnet {:?}", n.subnet)));
+        }
+        if let Some(s6) = &n.subnet6 {
+            if s6.parse::<ipnet::Ipv6Net>().is_err() {
+                return Err(Error::Nft(format!("invalid IPv6 subnet {s6:?}")));
+            }
         }
     }
     let mut s = String::new();
@@ -157,7 +169,97 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
         }
     }
     let _ = writeln!(s, "  }}\n}}");
+    render6(&mut s, table, st);
     Ok(s)
+}
+
+/// The `ip6` twin of the table (names and subnets checked by `render`): NAT66 out of
+/// dual-stack networks, published ports on the host's IPv6 addresses, the same forwarding
+/// isolation. `::1` is left out of the port DNAT: the kernel has no `route_localnet` for IPv6,
+/// a loopback source cannot leave through a bridge, so only a proxy could serve it.
+fn render6(s: &mut String, table: &str, st: &FirewallState) {
+    let _ = writeln!(s, "add table ip6 {table}\ndelete table ip6 {table}");
+    if !st.networks.iter().any(|n| n.subnet6.is_some()) {
+        return;
+    }
+    let _ = writeln!(s, "table ip6 {table} {{");
+    if !st.comment.is_empty() {
+        let c: String = st
+            .comment
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\' | '\n' | '\r'))
+            .take(120)
+            .collect();
+        let _ = writeln!(s, "  comment \"{c}\"");
+    }
+    let _ = writeln!(s, "  chain ports {{");
+    for p in st
+        .ports
+        .iter()
+        .filter(|p| p.host_ip.is_none_or(|ip| ip.is_unspecified()))
+    {
+        let (Some(ip6), "tcp" | "udp" | "sctp") = (p.container_ip6, p.proto.as_str()) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "    {} dport {} dnat to [{ip6}]:{}",
+            p.proto, p.host_port, p.container_port
+        );
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(
+        s,
+        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }}"
+    );
+    let _ = writeln!(
+        s,
+        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip6 daddr != ::1 fib daddr type local jump ports\n  }}"
+    );
+    let _ = writeln!(
+        s,
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+    );
+    for n in &st.networks {
+        let Some(s6) = &n.subnet6 else { continue };
+        let _ = writeln!(
+            s,
+            "    oifname \"{}\" ip6 saddr {s6} ct status dnat masquerade",
+            n.bridge
+        );
+        if !n.internal {
+            let _ = writeln!(
+                s,
+                "    oifname != \"{}\" ip6 saddr {s6} masquerade",
+                n.bridge
+            );
+        }
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(
+        s,
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
+    );
+    for n in st.networks.iter().filter(|n| n.internal) {
+        let _ = writeln!(
+            s,
+            "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop",
+            b = n.bridge
+        );
+    }
+    let _ = writeln!(s, "    ct status dnat accept");
+    for a in &st.networks {
+        for b in &st.networks {
+            if a.bridge != b.bridge {
+                let _ = writeln!(
+                    s,
+                    "    iifname \"{}\" oifname \"{}\" drop",
+                    a.bridge, b.bridge
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "  }}\n}}");
 }
 
 /// Replaces table `ip <table>` with the state, atomically.
@@ -166,12 +268,23 @@ pub fn apply(table: &str, st: &FirewallState) -> Result<()> {
     run_nft(&text)
 }
 
-/// Deletes table `ip <table>`; a missing one is fine.
+/// Deletes table `ip <table>` and its `ip6` twin; missing ones are fine.
 pub fn delete_table(table: &str) -> Result<()> {
     if !valid_ident(table) {
         return Err(Error::Nft(format!("invalid table name {table:?}")));
     }
-    run_nft(&format!("add table ip {table}\ndelete table ip {table}\n"))
+    run_nft(&format!(
+        "add table ip {table}\ndelete table ip {table}\nadd table ip6 {table}\ndelete table ip6 {table}\n"
+    ))
+}
+
+/// Lists table `ip6 <table>` as text (empty when missing).
+pub fn list_table6(table: &str) -> Result<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip6", table])
+        .output()
+        .map_err(Error::io("run", "nft"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether table `ip <table>` exists.
@@ -272,11 +385,13 @@ mod tests {
                     bridge: "br-a".into(),
                     subnet: "10.1.0.0/24".into(),
                     internal: false,
+                    subnet6: Some("fd12:3456:789a:1::/64".into()),
                 },
                 NetRules {
                     bridge: "br-b".into(),
                     subnet: "10.2.0.0/24".into(),
                     internal: true,
+                    subnet6: None,
                 },
             ],
             ports: vec![PortRule {
@@ -285,6 +400,7 @@ mod tests {
                 host_port: 8080,
                 container_ip: "10.1.0.2".parse().unwrap(),
                 container_port: 80,
+                container_ip6: Some("fd12:3456:789a:1::2".parse().unwrap()),
             }],
             comment: "/tmp/x".into(),
         };
@@ -293,6 +409,16 @@ mod tests {
         assert!(t.contains("iifname \"br-a\" oifname \"br-b\" drop"));
         assert!(t.contains("oifname != \"br-a\" ip saddr 10.1.0.0/24 masquerade"));
         assert!(!t.contains("oifname != \"br-b\" ip saddr 10.2.0.0/24 masquerade"));
+        assert!(t.contains("table ip6 berth {"));
+        assert!(t.contains("tcp dport 8080 dnat to [fd12:3456:789a:1::2]:80"));
+        assert!(t.contains("oifname != \"br-a\" ip6 saddr fd12:3456:789a:1::/64 masquerade"));
+        let mut v4only = st.clone();
+        v4only.networks[0].subnet6 = None;
+        let t4 = render("berth", &v4only).unwrap();
+        assert!(t4.contains("delete table ip6 berth") && !t4.contains("table ip6 berth {"));
+        let mut bad6 = st.clone();
+        bad6.networks[0].subnet6 = Some("fd00::/64; flush ruleset".into());
+        assert!(render("berth", &bad6).is_err());
         assert!(render("berth; flush ruleset", &st).is_err());
         let mut bad = st.clone();
         bad.networks[0].bridge = "a\" drop".into();

@@ -66,6 +66,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
         gateway: gw,
         prefix: 24,
         mtu: Some(1400),
+        gateway6: None,
     })
     .expect("bridge");
     // adopting an existing bridge is not an error
@@ -74,6 +75,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
         gateway: gw,
         prefix: 24,
         mtu: None,
+        gateway6: None,
     })
     .expect("bridge again");
     netns::create(&nsp).expect("netns");
@@ -139,6 +141,7 @@ fn nft_table_is_replaced_atomically_and_removed() {
             bridge: "tbrx".into(),
             subnet: "10.231.78.0/24".into(),
             internal: false,
+            subnet6: None,
         }],
         ports: vec![nft::PortRule {
             proto: "udp".into(),
@@ -146,6 +149,7 @@ fn nft_table_is_replaced_atomically_and_removed() {
             host_port: 40053,
             container_ip: "10.231.78.2".parse().unwrap(),
             container_port: 53,
+            container_ip6: None,
         }],
         comment: "/nonexistent/berth-test".into(),
     };
@@ -161,4 +165,124 @@ fn nft_table_is_replaced_atomically_and_removed() {
     nft::delete_table(&t).expect("delete");
     assert!(!nft::table_exists(&t).unwrap());
     nft::delete_table(&t).expect("delete twice");
+}
+
+/// The ULA /48 of this run (RFC 4193 space, random), so that nothing routed here is hit.
+fn test_ula48() -> [u16; 3] {
+    let mut b = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("read /dev/urandom");
+    [
+        0xfd00 | u16::from(b[0]),
+        u16::from_be_bytes([b[1], b[2]]),
+        u16::from_be_bytes([b[3], b[4]]),
+    ]
+}
+
+#[test]
+fn v6_addresses_skip_dad_and_route_via_the_gateway() {
+    if !root_or_skip() {
+        return;
+    }
+    if !std::path::Path::new("/proc/net/if_inet6").exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("the kernel has no IPv6");
+        }
+        println!("SKIP: the kernel has no IPv6");
+        return;
+    }
+    let u = uniq();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nsp = dir.path().join("ns6");
+    let br = format!("t6r{u}");
+    let (hif, pif) = (format!("t6h{u}"), format!("t6p{u}"));
+    let mut g = Guard {
+        links: vec![br.clone(), hif.clone(), pif.clone()],
+        ns: vec![nsp.clone()],
+        table: None,
+    };
+    let p = test_ula48();
+    let gw6 = std::net::Ipv6Addr::new(p[0], p[1], p[2], 1, 0, 0, 0, 1);
+    let ip6 = std::net::Ipv6Addr::new(p[0], p[1], p[2], 1, 0, 0, 0, 2);
+    let gw: Ipv4Addr = "10.231.79.1".parse().unwrap();
+    let ip: Ipv4Addr = "10.231.79.2".parse().unwrap();
+    link::ensure_bridge(&berth_net::BridgeSpec {
+        name: br.clone(),
+        gateway: gw,
+        prefix: 24,
+        mtu: None,
+        gateway6: Some((gw6, 64)),
+    })
+    .expect("dual-stack bridge");
+    netns::create(&nsp).expect("netns");
+    link::attach(&berth_net::Attach {
+        netns: &nsp,
+        host_if: &hif,
+        peer_tmp: &pif,
+        ifname: "eth0",
+        bridge: &br,
+        addr: ip,
+        prefix: 24,
+        gateway: Some(gw),
+        mac: berth_net::mac_of(ip),
+        mtu: None,
+    })
+    .expect("attach");
+    link::configure_v6(&nsp, "eth0", ip6, 64, Some(gw6)).expect("configure v6");
+
+    // at once, inside: the address is not tentative (a tentative one cannot be bound), and the
+    // default v6 route goes via the gateway
+    let nsp2 = nsp.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let f = std::fs::File::open(&nsp2).expect("open ns");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        // thread-self: /proc/self/net would be the main thread's namespace
+        let addrs = std::fs::read_to_string("/proc/thread-self/net/if_inet6").expect("if_inet6");
+        let hex: String = ip6.octets().iter().map(|b| format!("{b:02x}")).collect();
+        let line = addrs
+            .lines()
+            .find(|l| l.starts_with(&hex))
+            .unwrap_or_else(|| panic!("{ip6} not on eth0: {addrs}"))
+            .to_string();
+        let routes =
+            std::fs::read_to_string("/proc/thread-self/net/ipv6_route").expect("ipv6_route");
+        let gwhex: String = gw6.octets().iter().map(|b| format!("{b:02x}")).collect();
+        let default = routes
+            .lines()
+            .any(|l| l.starts_with(&format!("{:032x} 00 ", 0)) && l.contains(&gwhex));
+        let l = TcpListener::bind((ip6, 0)).expect("bind the new v6 address at once");
+        tx.send((line, default, l.local_addr().expect("addr").port()))
+            .expect("send");
+        let (mut c, _) = l.accept().expect("accept");
+        c.write_all(b"hello over v6").expect("write");
+    });
+    let (line, default, port) = rx.recv().expect("from the netns");
+    let flags = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|f| u32::from_str_radix(f, 16).ok())
+        .unwrap_or(0);
+    // IFA_F_NODAD (0x02) set, IFA_F_TENTATIVE (0x40) not
+    assert_eq!(flags & 0x42, 0x02, "flags of {ip6}: {line}");
+    assert!(default, "no default v6 route via {gw6}");
+    let mut c = TcpStream::connect(SocketAddr::from((ip6, port))).expect("connect over v6");
+    let mut s = String::new();
+    c.read_to_string(&mut s).expect("read");
+    assert_eq!(s, "hello over v6");
+    server.join().expect("server");
+
+    netns::remove(&nsp).expect("remove netns");
+    link::delete_link(&hif).expect("delete host end");
+    link::delete_link(&br).expect("delete bridge");
+    assert!(!std::fs::read_to_string("/proc/net/if_inet6")
+        .unwrap_or_default()
+        .contains(
+            &gw6.octets()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+    g.links.clear();
 }

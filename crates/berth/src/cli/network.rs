@@ -37,15 +37,16 @@ pub struct CreateArgs {
     /// Driver to manage the Network (bridge)
     #[arg(short, long, default_value = "bridge")]
     pub driver: String,
-    /// Subnet in CIDR format that represents a network segment
+    /// Subnet in CIDR format that represents a network segment (an IPv4 one, and an IPv6 one
+    /// with --ipv6)
     #[arg(long)]
-    pub subnet: Option<String>,
-    /// IPv4 Gateway for the master subnet
+    pub subnet: Vec<String>,
+    /// IPv4 or IPv6 Gateway for the master subnet
     #[arg(long)]
-    pub gateway: Option<String>,
+    pub gateway: Vec<String>,
     /// Allocate container ip from a sub-range
     #[arg(long = "ip-range")]
-    pub ip_range: Option<String>,
+    pub ip_range: Vec<String>,
     /// Restrict external access to the network
     #[arg(long)]
     pub internal: bool,
@@ -110,6 +111,9 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., "2001:db8::33")
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Add network-scoped alias for the container
     #[arg(long)]
     pub alias: Vec<String>,
@@ -184,8 +188,9 @@ pub async fn dispatch(client: &Client, cmd: NetworkSub) -> Result<i32> {
         NetworkSub::Prune(a) => prune(client, a).await,
         NetworkSub::Connect(a) => {
             let cfg = EndpointSettings {
-                ipam_config: a.ip.clone().map(|ip| EndpointIpamConfig {
-                    ipv4_address: Some(ip),
+                ipam_config: (a.ip.is_some() || a.ip6.is_some()).then(|| EndpointIpamConfig {
+                    ipv4_address: a.ip.clone(),
+                    ipv6_address: a.ip6.clone(),
                     ..Default::default()
                 }),
                 aliases: (!a.alias.is_empty()).then(|| a.alias.clone()),
@@ -222,20 +227,11 @@ pub async fn dispatch(client: &Client, cmd: NetworkSub) -> Result<i32> {
 }
 
 async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
-    let ipam = if a.subnet.is_some() || a.gateway.is_some() || a.ip_range.is_some() {
-        Some(Ipam {
-            driver: Some("default".into()),
-            config: Some(vec![IpamConfig {
-                subnet: a.subnet.clone(),
-                gateway: a.gateway.clone(),
-                ip_range: a.ip_range.clone(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        })
-    } else {
-        None
-    };
+    let ipam = ipam_configs(&a.subnet, &a.gateway, &a.ip_range).map(|config| Ipam {
+        driver: Some("default".into()),
+        config: Some(config),
+        ..Default::default()
+    });
     let req = NetworkCreateRequest {
         name: a.name.clone(),
         driver: Some(a.driver.clone()),
@@ -253,6 +249,46 @@ async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
         .map_err(|e| client.err("network create", e))?;
     outln!("{}", r.id);
     Ok(0)
+}
+
+/// One IPAM config per `--subnet`; a `--gateway` or `--ip-range` goes with the subnet of its
+/// address family (one subnet per family is what berth's networks take), or makes an entry of
+/// its own that the daemon refuses by name.
+fn ipam_configs(
+    subnets: &[String],
+    gateways: &[String],
+    ranges: &[String],
+) -> Option<Vec<IpamConfig>> {
+    let v6 = |s: &str| s.contains(':');
+    let mut out: Vec<IpamConfig> = subnets
+        .iter()
+        .map(|s| IpamConfig {
+            subnet: Some(s.clone()),
+            ..Default::default()
+        })
+        .collect();
+    for (vals, is_gw) in [(gateways, true), (ranges, false)] {
+        for g in vals {
+            let slot = out.iter().position(|c| {
+                c.subnet.as_deref().is_some_and(|s| v6(s) == v6(g))
+                    && if is_gw {
+                        c.gateway.is_none()
+                    } else {
+                        c.ip_range.is_none()
+                    }
+            });
+            let i = slot.unwrap_or_else(|| {
+                out.push(IpamConfig::default());
+                out.len() - 1
+            });
+            if is_gw {
+                out[i].gateway = Some(g.clone());
+            } else {
+                out[i].ip_range = Some(g.clone());
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 async fn get_json(client: &Client, path: &str) -> Result<Option<serde_json::Value>> {
@@ -534,6 +570,25 @@ pub fn parse_publish(items: &[String]) -> std::result::Result<(PortMap, Vec<Stri
     Ok((map, exposed))
 }
 
+/// `run --ip6`: the IPv6 address of the endpoint on `--network`, beside what `run_parts` made.
+pub fn with_ip6(
+    networking: Option<bollard::models::NetworkingConfig>,
+    network: Option<&str>,
+    ip6: Option<&str>,
+) -> Option<bollard::models::NetworkingConfig> {
+    let Some(ip6) = ip6 else { return networking };
+    let mut n = networking.unwrap_or_default();
+    let ep = n
+        .endpoints_config
+        .get_or_insert_with(Default::default)
+        .entry(network.unwrap_or("default").to_string())
+        .or_default();
+    ep.ipam_config
+        .get_or_insert_with(Default::default)
+        .ipv6_address = Some(ip6.to_string());
+    Some(n)
+}
+
 /// The parts of a create body that `run`'s network flags make: the port map, the exposed
 /// ports (`-p` ones and `--expose`), and the endpoint settings of `--ip`, `--network-alias`
 /// and `--mac-address` for the `--network` (docker names the default one "default").
@@ -592,6 +647,26 @@ pub fn run_parts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipam_configs_pair_by_family() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = ipam_configs(
+            &v(&["10.1.0.0/24", "fd00:1::/64"]),
+            &v(&["fd00:1::9", "10.1.0.9"]),
+            &v(&["10.1.0.128/25"]),
+        )
+        .unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].gateway.as_deref(), Some("10.1.0.9"));
+        assert_eq!(c[0].ip_range.as_deref(), Some("10.1.0.128/25"));
+        assert_eq!(c[1].gateway.as_deref(), Some("fd00:1::9"));
+        assert!(ipam_configs(&[], &[], &[]).is_none());
+        assert_eq!(
+            ipam_configs(&[], &v(&["10.0.0.1"]), &[]).map(|c| c.len()),
+            Some(1)
+        );
+    }
 
     fn one(s: &str) -> (PortMap, Vec<String>) {
         parse_publish(&[s.to_string()]).unwrap()

@@ -91,6 +91,9 @@ pub struct RunOpts {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
@@ -804,6 +807,11 @@ impl RunOpts {
             &self.network_alias,
             self.mac_address.as_deref(),
         )?;
+        let networking_config = super::network::with_ip6(
+            networking_config,
+            self.network.as_deref(),
+            self.ip6.as_deref(),
+        );
         let host_config = HostConfig {
             port_bindings,
             publish_all_ports: self.publish_all.then_some(true),

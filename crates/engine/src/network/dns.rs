@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use simple_dns::rdata::{RData, A};
+use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
 fn servers() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
@@ -148,6 +148,19 @@ fn answer(conn: &Connection, net: &str, q: &[u8], rr: &AtomicUsize) -> Option<Ve
                 CLASS::IN,
                 600,
                 RData::A(A::from(ip)),
+            ));
+        }
+    }
+    // AAAA on dual-stack networks (the server itself listens on the v4 gateway only)
+    if matches!(question.qtype, QTYPE::TYPE(TYPE::AAAA) | QTYPE::ANY) {
+        let ips6 = super::ipam6::lookup6(conn, net, &name);
+        let start = rr.load(Ordering::Relaxed) % ips6.len().max(1);
+        for i in 0..ips6.len() {
+            reply.answers.push(ResourceRecord::new(
+                question.qname.clone(),
+                CLASS::IN,
+                600,
+                RData::AAAA(AAAA::from(ips6[(start + i) % ips6.len()])),
             ));
         }
     }
