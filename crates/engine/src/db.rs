@@ -1,6 +1,7 @@
 //! The engine's state in SQLite (`<data-root>/engine.db`, WAL): containers and exec sessions.
 //! Everything a restarted daemon needs is here or in the shims' files, never only in memory.
 
+use berth_image::db::Cached;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -142,6 +143,7 @@ pub struct ExecRecord {
 impl Db {
     pub fn open(path: &Path) -> Result<Db> {
         let conn = Connection::open(path).map_err(Error::db("open engine.db"))?;
+        conn.set_prepared_statement_cache_capacity(berth_image::db::STATEMENT_CACHE);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(Error::db("set WAL mode"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -168,7 +170,7 @@ impl Db {
 
     pub fn insert(&self, r: &Record) -> Result<()> {
         let conn = self.lock();
-        let res = conn.execute(
+        let res = conn.exec_c(
             &format!("INSERT INTO containers ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
             params![
                 r.id, r.name, r.created, r.image, r.image_id, r.body, r.status, r.pid,
@@ -182,7 +184,7 @@ impl Db {
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
                 let id: String = conn
-                    .query_row(
+                    .row_c(
                         "SELECT id FROM containers WHERE name = ?1",
                         [&r.name],
                         |x| x.get(0),
@@ -199,7 +201,7 @@ impl Db {
 
     pub fn get(&self, id: &str) -> Result<Option<Record>> {
         self.lock()
-            .query_row(
+            .row_c(
                 &format!("SELECT {COLS} FROM containers WHERE id = ?1"),
                 [id],
                 row,
@@ -217,7 +219,9 @@ impl Db {
         }
         let conn = self.lock();
         let q = |sql: &str, arg: &str| -> Result<Vec<Record>> {
-            let mut st = conn.prepare(sql).map_err(Error::db("find container"))?;
+            let mut st = conn
+                .prepare_cached(sql)
+                .map_err(Error::db("find container"))?;
             let rows = st
                 .query_map([arg], row)
                 .map_err(Error::db("find container"))?
@@ -254,7 +258,7 @@ impl Db {
     pub fn list(&self) -> Result<Vec<Record>> {
         let conn = self.lock();
         let mut st = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLS} FROM containers ORDER BY created DESC"
             ))
             .map_err(Error::db("list containers"))?;
@@ -269,7 +273,7 @@ impl Db {
     /// Records a start: running, with the init's pid.
     pub fn set_running(&self, id: &str, pid: i64, started_at: &str) -> Result<()> {
         self.lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET status = 'running', pid = ?2, started_at = ?3, \
                  exit_code = 0, error = '', oom_killed = 0 WHERE id = ?1",
                 params![id, pid, started_at],
@@ -289,7 +293,7 @@ impl Db {
     ) -> Result<bool> {
         let n = self
             .lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET status = 'exited', pid = 0, exit_code = ?2, \
                  finished_at = ?3, oom_killed = ?4, error = ?5 \
                  WHERE id = ?1 AND status IN ('running', 'paused', 'restarting')",
@@ -301,7 +305,7 @@ impl Db {
 
     pub fn set_status(&self, id: &str, status: &str) -> Result<()> {
         self.lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET status = ?2 WHERE id = ?1",
                 params![id, status],
             )
@@ -312,7 +316,7 @@ impl Db {
     /// Replaces the stored create request (`docker update` changes its HostConfig).
     pub fn set_body_json(&self, id: &str, body: &str) -> Result<()> {
         self.lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET body = ?2 WHERE id = ?1",
                 params![id, body],
             )
@@ -321,7 +325,7 @@ impl Db {
     }
 
     pub fn rename(&self, id: &str, new_name: &str) -> Result<()> {
-        let res = self.lock().execute(
+        let res = self.lock().exec_c(
             "UPDATE containers SET name = ?2 WHERE id = ?1",
             params![id, new_name],
         );
@@ -341,18 +345,18 @@ impl Db {
 
     pub fn remove(&self, id: &str) -> Result<()> {
         let conn = self.lock();
-        conn.execute("DELETE FROM execs WHERE container = ?1", [id])
+        conn.exec_c("DELETE FROM execs WHERE container = ?1", [id])
             .map_err(Error::db("remove execs"))?;
         crate::restart::forget(&conn, id)?;
         crate::health::forget(&conn, id)?;
-        conn.execute("DELETE FROM containers WHERE id = ?1", [id])
+        conn.exec_c("DELETE FROM containers WHERE id = ?1", [id])
             .map_err(Error::db("remove container"))?;
         Ok(())
     }
 
     pub fn insert_exec(&self, e: &ExecRecord) -> Result<()> {
         self.lock()
-            .execute(
+            .exec_c(
                 "INSERT INTO execs (id, container, body, running, exit_code, pid) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -370,7 +374,7 @@ impl Db {
 
     pub fn get_exec(&self, id: &str) -> Result<ExecRecord> {
         self.lock()
-            .query_row(
+            .row_c(
                 "SELECT id, container, body, running, exit_code, pid FROM execs WHERE id = ?1",
                 [id],
                 |r| {
@@ -397,7 +401,7 @@ impl Db {
         pid: i64,
     ) -> Result<()> {
         self.lock()
-            .execute(
+            .exec_c(
                 "UPDATE execs SET running = ?2, exit_code = ?3, pid = ?4 WHERE id = ?1",
                 params![id, running as i64, exit_code, pid],
             )

@@ -4,6 +4,7 @@
 //! SQLite so `inspect` and `ps` read it and a daemon restart does not lose it. The daemon
 //! owns only the timer and the exec's I/O.
 
+use berth_image::db::Cached;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -175,7 +176,7 @@ pub fn truncate_output(b: &[u8]) -> String {
 }
 
 pub(crate) fn forget(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM health WHERE id = ?1", [id])
+    conn.exec_c("DELETE FROM health WHERE id = ?1", [id])
         .map_err(Error::db("remove health state"))?;
     Ok(())
 }
@@ -196,7 +197,7 @@ impl Engine {
     fn health_row(&self, id: &str) -> Result<Option<Row>> {
         self.db
             .lock()
-            .query_row(
+            .row_c(
                 "SELECT status, failing_streak, log FROM health WHERE id = ?1",
                 [id],
                 |r| {
@@ -215,7 +216,7 @@ impl Engine {
         let log = serde_json::to_string(&row.log).unwrap_or_else(|_| "[]".into());
         self.db
             .lock()
-            .execute(
+            .exec_c(
                 "INSERT INTO health (id, status, failing_streak, log) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(id) DO UPDATE SET status = ?2, failing_streak = ?3, log = ?4",
                 params![id, row.status, row.streak, log],

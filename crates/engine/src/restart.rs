@@ -8,6 +8,7 @@
 //! next `start`; at daemon start `always` containers are started again, `unless-stopped` ones
 //! only if the user had not stopped them.
 
+use berth_image::db::Cached;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -130,7 +131,7 @@ pub(crate) fn validate_create(body: &ContainerCreateBody) -> Result<()> {
 
 /// Removes a container's row (with the container's).
 pub(crate) fn forget(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM restart_state WHERE id = ?1", [id])
+    conn.exec_c("DELETE FROM restart_state WHERE id = ?1", [id])
         .map_err(Error::db("remove restart state"))?;
     Ok(())
 }
@@ -207,7 +208,7 @@ impl Engine {
     fn restart_row(&self, id: &str) -> Result<Row> {
         self.db
             .lock()
-            .query_row(
+            .row_c(
                 "SELECT manually_stopped, delay_ms, due_at_ms FROM restart_state WHERE id = ?1",
                 [id],
                 |r| {
@@ -226,7 +227,7 @@ impl Engine {
     fn put_restart_row(&self, id: &str, row: Row) -> Result<()> {
         self.db
             .lock()
-            .execute(
+            .exec_c(
                 "INSERT INTO restart_state (id, manually_stopped, delay_ms, due_at_ms) \
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET \
                  manually_stopped = ?2, delay_ms = ?3, due_at_ms = ?4",
@@ -247,7 +248,7 @@ impl Engine {
         self.put_restart_row(id, Row::default())?;
         self.db
             .lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET restart_count = 0 \
                  WHERE id = ?1 AND status NOT IN ('running', 'paused')",
                 [id],
@@ -266,7 +267,7 @@ impl Engine {
         let n = self
             .db
             .lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET status = 'exited' WHERE id = ?1 AND status = 'restarting'",
                 [id],
             )
@@ -309,7 +310,7 @@ impl Engine {
         )?;
         self.db
             .lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET status = 'restarting', restart_count = restart_count + 1 \
                  WHERE id = ?1 AND status = 'exited'",
                 [&before.id],
@@ -409,7 +410,7 @@ impl Engine {
             .map_err(|e| Error::InvalidArgument(format!("update {}: {e}", r.id)))?;
         self.db
             .lock()
-            .execute(
+            .exec_c(
                 "UPDATE containers SET body = ?2 WHERE id = ?1",
                 params![r.id, json],
             )

@@ -8,6 +8,7 @@
 //! mount becomes a bind of the volume's directory (seeded from the image first, once), and the
 //! spec builder sees only binds and tmpfs mounts it already knows.
 
+use berth_image::db::Cached;
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -469,7 +470,7 @@ impl Engine {
             anonymous,
             seeded: false,
         };
-        let res = self.db.lock().execute(
+        let res = self.db.lock().exec_c(
             &format!("INSERT INTO volumes ({VCOLS}) VALUES (?1,?2,?3,?4,?5,?6,0)"),
             params![
                 v.name,
@@ -506,7 +507,7 @@ impl Engine {
     fn volume_find(&self, name: &str) -> Result<Option<VolumeRecord>> {
         self.db
             .lock()
-            .query_row(
+            .row_c(
                 &format!("SELECT {VCOLS} FROM volumes WHERE name = ?1"),
                 [name],
                 vol_row,
@@ -563,7 +564,7 @@ impl Engine {
             // mounts meanwhile either sees the volume gone or is seen using it
             let conn = self.db.lock();
             let exists: Option<String> = conn
-                .query_row("SELECT name FROM volumes WHERE name = ?1", [name], |r| {
+                .row_c("SELECT name FROM volumes WHERE name = ?1", [name], |r| {
                     r.get(0)
                 })
                 .optional()
@@ -596,7 +597,7 @@ impl Engine {
                     }
                 })?;
             }
-            conn.execute("DELETE FROM volumes WHERE name = ?1", [name])
+            conn.exec_c("DELETE FROM volumes WHERE name = ?1", [name])
                 .map_err(Error::db("remove volume"))?;
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -752,7 +753,7 @@ impl Engine {
             let body = serde_json::to_string(&m).unwrap_or_default();
             self.db
                 .lock()
-                .execute(
+                .exec_c(
                     "INSERT OR REPLACE INTO container_mounts (container, destination, typ, name, body) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![id, m.destination, m.typ, m.name, body],
@@ -835,7 +836,7 @@ impl Engine {
         if let Err(e) = self
             .db
             .lock()
-            .execute("DELETE FROM container_mounts WHERE container = ?1", [&r.id])
+            .exec_c("DELETE FROM container_mounts WHERE container = ?1", [&r.id])
         {
             tracing::warn!(container = %r.id, error = %e, "forget a container's mounts");
             return;
@@ -878,7 +879,7 @@ impl Engine {
         let _ = self
             .db
             .lock()
-            .execute("DELETE FROM container_mounts WHERE container = ?1", [id]);
+            .exec_c("DELETE FROM container_mounts WHERE container = ?1", [id]);
         for v in anon {
             let _ = self.volume_remove(&v, true);
         }
@@ -950,7 +951,7 @@ impl Engine {
                         }
                         self.db
                             .lock()
-                            .execute("UPDATE volumes SET seeded = 1 WHERE name = ?1", [&m.name])
+                            .exec_c("UPDATE volumes SET seeded = 1 WHERE name = ?1", [&m.name])
                             .map_err(Error::db("record a volume as seeded"))?;
                     }
                     data.to_string_lossy().into_owned()

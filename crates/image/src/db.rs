@@ -131,7 +131,39 @@ impl Drop for PooledConnection<'_> {
     }
 }
 
+/// Statements prepared once per connection and then reused from rusqlite's statement cache.
+/// The daemon runs the same few dozen statements for every container it creates, starts and
+/// removes; parsing and planning them anew each time was a visible share of its CPU per
+/// `run` (sqlite3RunParser and friends in `perf record`), all of it under a lock.
+pub trait Cached {
+    /// [`Connection::execute`] through the statement cache.
+    fn exec_c<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// [`Connection::query_row`] through the statement cache.
+    fn row_c<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec_c<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row_c<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Enough for every statement the store and the engine run (the default is 16).
+pub const STATEMENT_CACHE: usize = 128;
+
 fn configure(conn: &Connection, wal: bool) -> Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // a last resort: transactions are short, so a writer normally waits milliseconds
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(Error::db("set busy timeout"))?;

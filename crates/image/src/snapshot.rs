@@ -3,6 +3,7 @@
 //! container's writable snapshot is a new upper + work directory over the image's chain.
 //! Snapshotters return mounts as data ([`Mount`]); [`mount`] performs them.
 
+use crate::db::Cached;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -161,7 +162,7 @@ impl OverlaySnapshotter {
     pub fn exists(&self, key: &str) -> Result<bool> {
         let conn = self.db.lock();
         let n: i64 = conn
-            .query_row(
+            .row_c(
                 "SELECT COUNT(*) FROM snapshots WHERE key = ?1",
                 [key],
                 |r| r.get(0),
@@ -176,7 +177,7 @@ impl OverlaySnapshotter {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::db("begin"))?;
         let exists: Option<i64> = tx
-            .query_row("SELECT id FROM snapshots WHERE key = ?1", [key], |r| {
+            .row_c("SELECT id FROM snapshots WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
             .optional()
@@ -188,7 +189,7 @@ impl OverlaySnapshotter {
         }
         if let Some(p) = parent {
             let pk: Option<String> = tx
-                .query_row("SELECT kind FROM snapshots WHERE key = ?1", [p], |r| {
+                .row_c("SELECT kind FROM snapshots WHERE key = ?1", [p], |r| {
                     r.get(0)
                 })
                 .optional()
@@ -205,7 +206,7 @@ impl OverlaySnapshotter {
             }
         }
         let created = now();
-        tx.execute(
+        tx.exec_c(
             "INSERT INTO snapshots (key, parent, kind, created) VALUES (?1, ?2, ?3, ?4)",
             params![key, parent, kind.as_str(), created],
         )
@@ -321,7 +322,7 @@ impl OverlaySnapshotter {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(Error::db("begin"))?;
             let taken: i64 = tx
-                .query_row(
+                .row_c(
                     "SELECT COUNT(*) FROM snapshots WHERE key = ?1",
                     [name],
                     |r| r.get(0),
@@ -333,17 +334,17 @@ impl OverlaySnapshotter {
                 });
             }
             match parent_size {
-                Some((parent, size)) => tx.execute(
+                Some((parent, size)) => tx.exec_c(
                     "UPDATE snapshots SET key = ?1, kind = 'committed', parent = ?2, size = ?3 WHERE key = ?4",
                     params![name, parent, size as i64, key],
                 ),
-                None => tx.execute(
+                None => tx.exec_c(
                     "UPDATE snapshots SET key = ?1, kind = 'committed' WHERE key = ?2",
                     params![name, key],
                 ),
             }
             .map_err(Error::db("commit snapshot"))?;
-            tx.execute(
+            tx.exec_c(
                 "UPDATE leases SET snapshot_key = ?1 WHERE snapshot_key = ?2",
                 params![name, key],
             )
@@ -362,7 +363,7 @@ impl OverlaySnapshotter {
     /// Records the unpacked size of a committed layer (known from extraction, so no walk).
     pub fn set_size(&self, key: &str, size: u64) -> Result<()> {
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             "UPDATE snapshots SET size = ?1 WHERE key = ?2",
             params![size as i64, key],
         )
@@ -374,7 +375,7 @@ impl OverlaySnapshotter {
     pub fn recorded_size(&self, key: &str) -> Result<u64> {
         let conn = self.db.lock();
         let n: Option<i64> = conn
-            .query_row("SELECT size FROM snapshots WHERE key = ?1", [key], |r| {
+            .row_c("SELECT size FROM snapshots WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
             .optional()
@@ -389,7 +390,7 @@ impl OverlaySnapshotter {
     pub fn add_lease(&self, key: &str, owner: &str) -> Result<()> {
         self.stat(key)?;
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             "INSERT OR IGNORE INTO leases (snapshot_key, owner, created) VALUES (?1, ?2, ?3)",
             params![key, owner, now()],
         )
@@ -400,7 +401,7 @@ impl OverlaySnapshotter {
     /// Drops `owner`'s hold on `key`.
     pub fn remove_lease(&self, key: &str, owner: &str) -> Result<()> {
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             "DELETE FROM leases WHERE snapshot_key = ?1 AND owner = ?2",
             params![key, owner],
         )
@@ -455,7 +456,7 @@ impl OverlaySnapshotter {
                     .map_err(Error::db("list snapshots"))?
             };
             let max_id: i64 = tx
-                .query_row(
+                .row_c(
                     "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'snapshots'), 0)",
                     [],
                     |r| r.get(0),
@@ -493,7 +494,7 @@ impl OverlaySnapshotter {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(Error::db("begin"))?;
             let children: i64 = tx
-                .query_row(
+                .row_c(
                     "SELECT COUNT(*) FROM snapshots WHERE parent = ?1",
                     [key],
                     |r| r.get(0),
@@ -505,9 +506,9 @@ impl OverlaySnapshotter {
                     reason: format!("has {children} child snapshot(s)"),
                 });
             }
-            tx.execute("DELETE FROM snapshots WHERE key = ?1", [key])
+            tx.exec_c("DELETE FROM snapshots WHERE key = ?1", [key])
                 .map_err(Error::db("delete snapshot"))?;
-            tx.execute("DELETE FROM leases WHERE snapshot_key = ?1", [key])
+            tx.exec_c("DELETE FROM leases WHERE snapshot_key = ?1", [key])
                 .map_err(Error::db("delete leases"))?;
             tx.commit().map_err(Error::db("commit"))?;
         }
@@ -555,7 +556,7 @@ impl Snapshotter for OverlaySnapshotter {
 
     fn stat(&self, key: &str) -> Result<Info> {
         let conn = self.db.lock();
-        conn.query_row(
+        conn.row_c(
             "SELECT id, key, parent, kind, created FROM snapshots WHERE key = ?1",
             [key],
             |r| {

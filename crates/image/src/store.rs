@@ -3,6 +3,7 @@
 //! image: it unpacks the layers that are not yet snapshots and records the image and its tag
 //! in one transaction. Lookups follow Docker's rules (reference, full or short image ID).
 
+use crate::db::Cached;
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -317,14 +318,14 @@ impl ImageStore {
     /// statement, so atomic with gc's conditional delete.
     fn lease_snapshot(&self, key: &str, owner: &str) -> Result<bool> {
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             "INSERT OR IGNORE INTO leases (snapshot_key, owner, created) SELECT ?1, ?2, ?3 \
              WHERE EXISTS (SELECT 1 FROM snapshots WHERE key = ?1 AND kind = 'committed')",
             params![key, owner, now()],
         )
         .map_err(Error::db("add lease"))?;
         let n: i64 = conn
-            .query_row(
+            .row_c(
                 "SELECT COUNT(*) FROM leases WHERE snapshot_key = ?1 AND owner = ?2",
                 params![key, owner],
                 |r| r.get(0),
@@ -340,12 +341,12 @@ impl ImageStore {
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let transient = "(owner LIKE 'berth.load/%' OR owner LIKE 'berth.pull/%' OR owner LIKE 'berth.register/%')";
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             &format!("DELETE FROM blob_leases WHERE {transient} AND created < ?1"),
             [&day_ago],
         )
         .map_err(Error::db("expire blob leases"))?;
-        conn.execute(
+        conn.exec_c(
             &format!("DELETE FROM leases WHERE {transient} AND created < ?1"),
             [&day_ago],
         )
@@ -356,9 +357,9 @@ impl ImageStore {
     /// Drops every snapshot and blob lease of `owner`.
     fn drop_leases(&self, owner: &str) -> Result<()> {
         let conn = self.db.lock();
-        conn.execute("DELETE FROM leases WHERE owner = ?1", [owner])
+        conn.exec_c("DELETE FROM leases WHERE owner = ?1", [owner])
             .map_err(Error::db("remove leases"))?;
-        conn.execute("DELETE FROM blob_leases WHERE owner = ?1", [owner])
+        conn.exec_c("DELETE FROM blob_leases WHERE owner = ?1", [owner])
             .map_err(Error::db("remove blob leases"))?;
         Ok(())
     }
@@ -372,7 +373,7 @@ impl ImageStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::db("begin"))?;
         let id: Option<i64> = tx
-            .query_row(
+            .row_c(
                 "SELECT id FROM snapshots s WHERE s.key = ?1 \
                  AND NOT EXISTS (SELECT 1 FROM snapshots c WHERE c.parent = ?1) \
                  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.snapshot_key = ?1) \
@@ -385,7 +386,7 @@ impl ImageStore {
         let Some(id) = id else {
             return Ok(None);
         };
-        tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
+        tx.exec_c("DELETE FROM snapshots WHERE id = ?1", [id])
             .map_err(Error::db("delete snapshot"))?;
         tx.commit().map_err(Error::db("commit"))?;
         Ok(Some(self.snapshots.dir_of(id)))
@@ -400,7 +401,7 @@ impl ImageStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::db("begin"))?;
         let used: i64 = tx
-            .query_row(
+            .row_c(
                 "SELECT EXISTS (SELECT 1 FROM image_blobs WHERE digest = ?1) \
                  OR EXISTS (SELECT 1 FROM image_layers WHERE blob_digest = ?1) \
                  OR EXISTS (SELECT 1 FROM blob_leases WHERE digest = ?1 AND owner IS NOT ?2)",
@@ -494,7 +495,7 @@ impl ImageStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::db("begin"))?;
         let exists: Option<String> = tx
-            .query_row(
+            .row_c(
                 "SELECT manifest_digest FROM images WHERE id = ?1",
                 [id.as_str()],
                 |r| r.get(0),
@@ -504,19 +505,19 @@ impl ImageStore {
         match exists {
             Some(_) => {
                 // same config from another manifest (e.g. recompressed): keep the newest
-                tx.execute(
+                tx.exec_c(
                     "UPDATE images SET manifest_digest = ?2, manifest_media_type = ?3 WHERE id = ?1",
                     params![id.as_str(), mdigest.as_str(), mt],
                 )
                 .map_err(Error::db("update image"))?;
-                tx.execute(
+                tx.exec_c(
                     "DELETE FROM image_layers WHERE image_id = ?1",
                     [id.as_str()],
                 )
                 .map_err(Error::db("update image layers"))?;
             }
             None => {
-                tx.execute(
+                tx.exec_c(
                     "INSERT INTO images (id, manifest_digest, manifest_media_type, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![id.as_str(), mdigest.as_str(), mt, config.created, size as i64, now()],
                 )
@@ -524,14 +525,14 @@ impl ImageStore {
             }
         }
         for (i, l) in layers.iter().enumerate() {
-            tx.execute(
+            tx.exec_c(
                 "INSERT INTO image_layers (image_id, idx, blob_digest, diff_id, chain_id) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id.as_str(), i as i64, l.digest.as_str(), diff_ids[i].as_str(), chains[i].as_str()],
             )
             .map_err(Error::db("insert image layer"))?;
         }
         for d in [&mdigest, &id, manifest_digest] {
-            tx.execute(
+            tx.exec_c(
                 "INSERT OR IGNORE INTO image_blobs (image_id, digest) VALUES (?1, ?2)",
                 params![id.as_str(), d.as_str()],
             )
@@ -541,7 +542,7 @@ impl ImageStore {
             tag_tx(&tx, t, &id)?;
         }
         if let Some(rd) = repo_digest {
-            tx.execute(
+            tx.exec_c(
                 "INSERT OR REPLACE INTO repo_digests (reference, image_id) VALUES (?1, ?2)",
                 params![rd.to_string(), id.as_str()],
             )
@@ -885,7 +886,7 @@ impl ImageStore {
     pub fn layer_refcount(&self, chain_id: &Digest) -> Result<usize> {
         let conn = self.db.lock();
         let n: i64 = conn
-            .query_row(
+            .row_c(
                 "SELECT COUNT(DISTINCT image_id) FROM image_layers WHERE chain_id = ?1",
                 [chain_id.as_str()],
                 |r| r.get(0),
@@ -963,7 +964,7 @@ impl ImageStore {
     pub fn get(&self, id: &Digest) -> Result<Image> {
         let conn = self.db.lock();
         let row: Option<(String, String, Option<String>, i64, String)> = conn
-            .query_row(
+            .row_c(
                 "SELECT manifest_digest, manifest_media_type, created, size, added FROM images WHERE id = ?1",
                 [id.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -1037,7 +1038,7 @@ impl ImageStore {
                     tag: None,
                     ..r.clone()
                 };
-                conn.query_row(
+                conn.row_c(
                     "SELECT image_id FROM repo_digests WHERE reference = ?1",
                     [rd.to_string()],
                     |row| row.get(0),
@@ -1045,7 +1046,7 @@ impl ImageStore {
                 .optional()
                 .map_err(Error::db("look up reference"))?
             } else {
-                conn.query_row(
+                conn.row_c(
                     "SELECT image_id FROM tags WHERE reference = ?1",
                     [r.to_string()],
                     |row| row.get(0),
@@ -1129,7 +1130,7 @@ impl ImageStore {
             .map_err(Error::db("begin"))?;
         // removed since the caller looked it up: say so, not "FOREIGN KEY constraint failed"
         let exists: i64 = tx
-            .query_row(
+            .row_c(
                 "SELECT COUNT(*) FROM images WHERE id = ?1",
                 [image.id.as_str()],
                 |r| r.get(0),
@@ -1152,7 +1153,7 @@ impl ImageStore {
             .map_err(Error::db("begin"))?;
         let r = reference.with_tag_only().to_string();
         let id: Option<String> = tx
-            .query_row(
+            .row_c(
                 "SELECT image_id FROM tags WHERE reference = ?1",
                 [&r],
                 |row| row.get(0),
@@ -1164,9 +1165,9 @@ impl ImageStore {
                 reference: reference.familiar(),
             });
         };
-        tx.execute("DELETE FROM tags WHERE reference = ?1", [&r])
+        tx.exec_c("DELETE FROM tags WHERE reference = ?1", [&r])
             .map_err(Error::db("delete tag"))?;
-        tx.execute(
+        tx.exec_c(
             "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'untag', ?3)",
             params![r, id, now()],
         )
@@ -1247,7 +1248,7 @@ impl ImageStore {
                 &img.id,
             )?;
             for t in &tags {
-                tx.execute(
+                tx.exec_c(
                     "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'untag', ?3)",
                     params![t, img.id.as_str(), now()],
                 )
@@ -1265,7 +1266,7 @@ impl ImageStore {
                     actions.push(RemoveAction::Untagged(r.familiar()));
                 }
             }
-            tx.execute("DELETE FROM images WHERE id = ?1", [img.id.as_str()])
+            tx.exec_c("DELETE FROM images WHERE id = ?1", [img.id.as_str()])
                 .map_err(Error::db("delete image"))?;
             tx.commit().map_err(Error::db("commit"))?;
         }
@@ -1307,7 +1308,7 @@ impl ImageStore {
     /// Holds blob `digest` for `owner` (a build's cache, a pull in progress) against gc.
     pub fn add_blob_ref(&self, digest: &Digest, owner: &str) -> Result<()> {
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             "INSERT OR IGNORE INTO blob_leases (digest, owner, created) VALUES (?1, ?2, ?3)",
             params![digest.as_str(), owner, now()],
         )
@@ -1318,7 +1319,7 @@ impl ImageStore {
     /// Drops `owner`'s holds on blobs (all of them if `digest` is None).
     pub fn remove_blob_refs(&self, owner: &str, digest: Option<&Digest>) -> Result<()> {
         let conn = self.db.lock();
-        conn.execute(
+        conn.exec_c(
             "DELETE FROM blob_leases WHERE owner = ?1 AND (?2 IS NULL OR digest = ?2)",
             params![owner, digest.map(|d| d.as_str())],
         )
@@ -1618,7 +1619,7 @@ fn remove_dirs(dirs: &[PathBuf]) {
 fn tag_tx(tx: &rusqlite::Transaction<'_>, r: &Reference, id: &Digest) -> Result<()> {
     let r = r.to_string();
     let old: Option<String> = tx
-        .query_row(
+        .row_c(
             "SELECT image_id FROM tags WHERE reference = ?1",
             [&r],
             |row| row.get(0),
@@ -1630,18 +1631,18 @@ fn tag_tx(tx: &rusqlite::Transaction<'_>, r: &Reference, id: &Digest) -> Result<
     }
     let at = now();
     if let Some(old) = old {
-        tx.execute(
+        tx.exec_c(
             "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'untag', ?3)",
             params![r, old, at],
         )
         .map_err(Error::db("record tag history"))?;
     }
-    tx.execute(
+    tx.exec_c(
         "INSERT OR REPLACE INTO tags (reference, image_id, tagged_at) VALUES (?1, ?2, ?3)",
         params![r, id.as_str(), at],
     )
     .map_err(Error::db("tag"))?;
-    tx.execute(
+    tx.exec_c(
         "INSERT INTO tag_history (reference, image_id, action, at) VALUES (?1, ?2, 'tag', ?3)",
         params![r, id.as_str(), at],
     )
