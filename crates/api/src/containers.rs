@@ -295,13 +295,26 @@ async fn prune(
 async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    q: Q,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     crate::selfheal::check_restart_name(&body)?;
     let u: bollard_stubs::models::ContainerUpdateBody = parse_body(&body)?;
+    // berth's bandwidth limit: the update body has no annotations, so it comes as an extra
+    // top-level key of the same name as the annotation, or as ?network-rate=
+    let rate = q.get("network-rate").cloned().or_else(|| {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()?
+            .get(berth_engine::network::rate::KEY)?
+            .as_str()
+            .map(String::from)
+    });
     let e = st.engine.clone();
     let policy = u.restart_policy.clone();
     let warnings = blocking(move || {
+        if let Some(r) = &rate {
+            e.update_network_rate(&id, r)?;
+        }
         let w = berth_engine::update::apply_resources(&e, &id, &u)?;
         e.update_restart_policy(&id, policy)?;
         Ok(w)

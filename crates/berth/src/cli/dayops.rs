@@ -65,6 +65,9 @@ pub struct StatsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpdateArgs {
+    /// Network bandwidth limit, each direction (e.g. 10mbit; none removes it)
+    #[arg(long = "network-rate")]
+    pub network_rate: Option<String>,
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long)]
     pub blkio_weight: Option<u16>,
@@ -462,6 +465,13 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
     };
     let mut failed = false;
     for c in &a.containers {
+        if let Some(r) = &a.network_rate {
+            if let Err(e) = super::netfeat::update_rate(client, c, r).await {
+                eprintln!("{e}");
+                failed = true;
+                continue;
+            }
+        }
         match client.docker.update_container(c, body.clone()).await {
             Ok(()) => outln!("{c}"),
             Err(e) => {

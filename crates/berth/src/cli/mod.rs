@@ -10,6 +10,7 @@ mod events;
 mod exec;
 pub(crate) mod format;
 mod network;
+mod netfeat;
 mod opts;
 mod ps;
 pub(crate) mod raw;

@@ -97,6 +97,8 @@ pub struct RunOpts {
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
+    #[command(flatten)]
+    pub netfeat: super::netfeat::NetFeatOpts,
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
@@ -804,7 +806,7 @@ impl RunOpts {
             &self.network_alias,
             self.mac_address.as_deref(),
         )?;
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             port_bindings,
             publish_all_ports: self.publish_all.then_some(true),
             auto_remove: Some(self.rm),
@@ -852,6 +854,7 @@ impl RunOpts {
             console_size: console_size.map(|(h, w)| vec![h as usize, w as usize]),
             ..Default::default()
         };
+        self.netfeat.apply(&mut host_config)?;
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
         let cmd = self
             .args
