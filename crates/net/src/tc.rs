@@ -67,7 +67,7 @@ impl Tbf {
         b.extend_from_slice(&0u16.to_ne_bytes()); // overhead
         b.extend_from_slice(&0i16.to_ne_bytes()); // cell_align
         b.extend_from_slice(&0u16.to_ne_bytes()); // mpu
-        // above 4 GB/s the 32-bit field saturates and TCA_TBF_RATE64 carries the rate
+                                                  // above 4 GB/s the 32-bit field saturates and TCA_TBF_RATE64 carries the rate
         b.extend_from_slice(&(self.rate.min(u64::from(u32::MAX)) as u32).to_ne_bytes());
         b.extend_from_slice(&[0u8; 12]); // peakrate
         b.extend_from_slice(&self.limit.to_ne_bytes());
@@ -115,7 +115,11 @@ impl Conn {
     }
 
     /// Sends one request and waits for its acknowledgement.
-    fn ack(&self, msg: RouteNetlinkMessage, flags: u16) -> std::result::Result<(), rtnetlink::Error> {
+    fn ack(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> std::result::Result<(), rtnetlink::Error> {
         let mut h = self.h.clone();
         self.rt.block_on(async move {
             let mut req = NetlinkMessage::from(msg);
@@ -180,7 +184,10 @@ pub fn set_limit(netns: Option<&Path>, ifname: &str, tbf: Option<Tbf>) -> Result
         m.attributes.push(TcAttribute::Kind("tbf".into()));
         let mut opts = vec![
             TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, t.qopt())),
-            TcOption::Other(DefaultNla::new(TCA_TBF_BURST, t.burst.to_ne_bytes().to_vec())),
+            TcOption::Other(DefaultNla::new(
+                TCA_TBF_BURST,
+                t.burst.to_ne_bytes().to_vec(),
+            )),
         ];
         if t.rate > u64::from(u32::MAX) {
             opts.push(TcOption::Other(DefaultNla::new(
@@ -203,10 +210,9 @@ pub fn limit_of(netns: Option<&Path>, ifname: &str) -> Result<Option<u64>> {
         let c = Conn::open()?;
         let index = c.index(ifname)?;
         let h = c.h.clone();
-        let all: Vec<TcMessage> = c
-            .rt
-            .block_on(async move { h.qdisc().get().execute().try_collect().await })
-            .map_err(Error::nl("list qdiscs of", ifname))?;
+        let all: Vec<TcMessage> =
+            c.rt.block_on(async move { h.qdisc().get().execute().try_collect().await })
+                .map_err(Error::nl("list qdiscs of", ifname))?;
         for m in all {
             if m.header.index != index || m.header.parent != TcHandle::ROOT {
                 continue;
@@ -271,7 +277,12 @@ mod tests {
         assert!(t.burst >= 16 * 1514 && t.limit > t.burst);
         let fast = Tbf::for_rate(10_000_000_000);
         assert_eq!(
-            u32::from_ne_bytes([fast.qopt()[8], fast.qopt()[9], fast.qopt()[10], fast.qopt()[11]]),
+            u32::from_ne_bytes([
+                fast.qopt()[8],
+                fast.qopt()[9],
+                fast.qopt()[10],
+                fast.qopt()[11]
+            ]),
             u32::MAX
         );
     }

@@ -59,7 +59,9 @@ pub(crate) fn validate(body: &ContainerCreateBody) -> Result<()> {
             ))
         })?;
         if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
-            return Err(bad(format!("invalid extra host {h:?}: invalid name {name:?}")));
+            return Err(bad(format!(
+                "invalid extra host {h:?}: invalid name {name:?}"
+            )));
         }
         if ip != HOST_GATEWAY && ip.parse::<IpAddr>().is_err() {
             return Err(bad(format!(
@@ -85,7 +87,7 @@ pub(crate) fn resolv(body: &ContainerCreateBody, base: &str, embedded: Option<Ip
     }
     let mut out = String::new();
     let mut ns_done = false;
-    let mut put_ns = |out: &mut String| {
+    let put_ns = |out: &mut String| {
         if let Some(e) = embedded {
             out.push_str(&format!("nameserver {e}\n"));
         }
@@ -222,23 +224,40 @@ mod tests {
     #[test]
     fn resolv_options_replace_their_lines() {
         let base = "nameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch corp\noptions ndots:2\n";
-        let b = body(&["1.1.1.1", "9.9.9.9"], &["a.example", "b.example"], &["ndots:1", "timeout:3"], &[]);
+        let b = body(
+            &["1.1.1.1", "9.9.9.9"],
+            &["a.example", "b.example"],
+            &["ndots:1", "timeout:3"],
+            &[],
+        );
         assert_eq!(
             resolv(&b, base, None),
             "nameserver 1.1.1.1\nnameserver 9.9.9.9\nsearch a.example b.example\noptions ndots:1 timeout:3\n"
         );
         let user = "nameserver 10.99.0.1\nsearch corp\n";
         assert_eq!(
-            resolv(&body(&["1.1.1.1"], &[], &[], &[]), user, "10.99.0.1".parse().ok()),
+            resolv(
+                &body(&["1.1.1.1"], &[], &[], &[]),
+                user,
+                "10.99.0.1".parse().ok()
+            ),
             "nameserver 10.99.0.1\nnameserver 1.1.1.1\nsearch corp\n"
         );
-        assert_eq!(resolv(&body(&[], &["."], &[], &[]), base, None), "nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:2\n");
+        assert_eq!(
+            resolv(&body(&[], &["."], &[], &[]), base, None),
+            "nameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:2\n"
+        );
         assert_eq!(resolv(&body(&[], &[], &[], &[]), base, None), base);
     }
 
     #[test]
     fn extra_hosts_and_bad_input() {
-        let b = body(&[], &[], &[], &["db:10.1.2.3", "gw:host-gateway", "v6:::1", "new=192.0.2.9"]);
+        let b = body(
+            &[],
+            &[],
+            &[],
+            &["db:10.1.2.3", "gw:host-gateway", "v6:::1", "new=192.0.2.9"],
+        );
         validate(&b).expect("valid");
         assert_eq!(
             extra_hosts(&b, "172.17.0.1".parse().ok()).expect("hosts"),

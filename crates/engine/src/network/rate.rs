@@ -27,7 +27,9 @@ pub fn parse(s: &str) -> std::result::Result<Option<u64>, String> {
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| {
-            format!("invalid network rate {s:?}: a unit is needed (e.g. 10mbit, 500kbit, 1gbit, 2mbps)")
+            format!(
+                "invalid network rate {s:?}: a unit is needed (e.g. 10mbit, 500kbit, 1gbit, 2mbps)"
+            )
         })?;
     let (num, unit) = t.split_at(split);
     let n: f64 = num
@@ -62,7 +64,11 @@ pub fn parse(s: &str) -> std::result::Result<Option<u64>, String> {
 /// A rate as tc would print it: the largest bit unit that keeps an integer.
 pub fn format(bytes_per_sec: u64) -> String {
     let bits = bytes_per_sec.saturating_mul(8);
-    for (div, u) in [(1_000_000_000, "gbit"), (1_000_000, "mbit"), (1_000, "kbit")] {
+    for (div, u) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
         if bits >= div && bits % div == 0 {
             return format!("{}{u}", bits / div);
         }
@@ -218,12 +224,17 @@ mod tests {
             ..Default::default()
         };
         normalize(&mut b).expect("normalize");
-        let ann = b.host_config.and_then(|h| h.annotations).unwrap_or_default();
+        let ann = b
+            .host_config
+            .and_then(|h| h.annotations)
+            .unwrap_or_default();
         assert_eq!(ann.get(KEY).map(String::as_str), Some("10mbit"));
         let mut bad = ContainerCreateBody {
             labels: Some([(KEY.to_string(), "fast".to_string())].into()),
             ..Default::default()
         };
-        assert!(matches!(normalize(&mut bad), Err(Error::InvalidArgument(m)) if m.contains("fast")));
+        assert!(
+            matches!(normalize(&mut bad), Err(Error::InvalidArgument(m)) if m.contains("fast"))
+        );
     }
 }
