@@ -85,6 +85,11 @@ scenario_netfeat() {
         b=$(nf_mbit "$port" -R)
         check "netfeat 28: 10mbit into the container holds within 10% ($a Mbit/s)" nf_near "$a" 10
         check "netfeat 28: 10mbit out of the container holds within 10% ($b Mbit/s)" nf_near "$b" 10
+        out=$(timeout 30 $D stats --no-stream --format '{{.NetIO}}' "$id" 2>&1)
+        case "$out" in
+            [1-9]*MB\ /\ [1-9]*MB) ok "netfeat 28: stats --no-stream shows the NET I/O ($out)" ;;
+            *) fail "netfeat 28: stats --no-stream NET I/O: [$out]" ;;
+        esac
         out=$(timeout 10 $BK update --network-rate 20mbit "$id" 2>&1)
         check "netfeat berth: update --network-rate 20mbit" [ $? = 0 ]
         a=$(nf_mbit "$port")

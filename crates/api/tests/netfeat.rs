@@ -189,6 +189,27 @@ fn network_rate_limits_both_directions_and_updates() {
     );
     assert!(within(egress, 10.0), "egress {egress} Mbit/s, want 10 ±10%");
 
+    // the stats sample counts that traffic on eth0, each way (4 s at 10 Mbit/s is 5 MB)
+    let (code, st) = req(
+        s,
+        "GET",
+        &format!("/containers/{id}/stats?stream=false"),
+        None,
+    );
+    assert_eq!(code, 200, "stats: {st}");
+    let eth0 = &st["networks"]["eth0"];
+    for k in ["rx_bytes", "tx_bytes", "rx_packets", "tx_packets"] {
+        assert!(eth0[k].as_u64().is_some_and(|n| n > 1000), "{k}: {eth0}");
+    }
+    assert!(
+        eth0["rx_bytes"].as_u64().is_some_and(|n| n > 4_000_000),
+        "{eth0}"
+    );
+    assert!(
+        eth0["tx_bytes"].as_u64().is_some_and(|n| n > 4_000_000),
+        "{eth0}"
+    );
+
     // a bad update changes nothing
     let (code, v) = req(
         s,

@@ -18,6 +18,7 @@ use crate::engine::{now, Engine};
 
 mod dns;
 pub(crate) mod dnsopts;
+mod netstats;
 pub mod rate;
 use crate::error::{Error, Result};
 
