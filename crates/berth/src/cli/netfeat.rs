@@ -103,3 +103,60 @@ pub async fn update_rate(client: &Client, container: &str, rate: &str) -> Result
     .await
     .map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        o: NetFeatOpts,
+    }
+
+    fn hc(args: &[&str]) -> Result<HostConfig> {
+        let t = T::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut hc = HostConfig::default();
+        t.o.apply(&mut hc)?;
+        Ok(hc)
+    }
+
+    #[test]
+    fn flags_map_onto_host_config() {
+        let h = hc(&[
+            "--dns",
+            "192.0.2.1",
+            "--dns-search",
+            "a.example",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db=192.0.2.9",
+            "--add-host",
+            "gw:host-gateway",
+            "--network-rate",
+            "10mbit",
+            "--annotation",
+            "x=y",
+        ])
+        .expect("flags");
+        assert_eq!(h.dns, Some(vec!["192.0.2.1".to_string()]));
+        assert_eq!(h.dns_search, Some(vec!["a.example".to_string()]));
+        assert_eq!(h.dns_options, Some(vec!["ndots:2".to_string()]));
+        assert_eq!(
+            h.extra_hosts,
+            Some(vec![
+                "db:192.0.2.9".to_string(),
+                "gw:host-gateway".to_string()
+            ])
+        );
+        let ann = h.annotations.unwrap_or_default();
+        assert_eq!(ann.get(RATE_KEY).map(String::as_str), Some("10mbit"));
+        assert_eq!(ann.get("x").map(String::as_str), Some("y"));
+        let none = hc(&[]).expect("no flags");
+        assert!(none.dns.is_none() && none.extra_hosts.is_none() && none.annotations.is_none());
+        assert!(hc(&["--add-host", "nothing"]).is_err());
+    }
+}

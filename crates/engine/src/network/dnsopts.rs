@@ -116,7 +116,9 @@ pub(crate) fn resolv(body: &ContainerCreateBody, base: &str, embedded: Option<Ip
     if !dns.is_empty() && !ns_done {
         put_ns(&mut out);
     }
-    if !search.is_empty() && !(search.len() == 1 && search[0] == ".") {
+    // a lone "." clears the search list
+    let no_search = search.len() == 1 && search[0] == ".";
+    if !search.is_empty() && !no_search {
         let s: Vec<&str> = search.iter().map(|s| s.as_str()).collect();
         out.push_str(&format!("search {}\n", s.join(" ")));
     }

@@ -69,7 +69,7 @@ pub fn format(bytes_per_sec: u64) -> String {
         (1_000_000, "mbit"),
         (1_000, "kbit"),
     ] {
-        if bits >= div && bits % div == 0 {
+        if bits >= div && bits.is_multiple_of(div) {
             return format!("{}{u}", bits / div);
         }
     }
