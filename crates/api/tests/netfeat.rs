@@ -285,8 +285,32 @@ fn network_rate_limits_both_directions_and_updates() {
         "{}",
         i["HostConfig"]
     );
+    // a network connected while it runs gets the limit too
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/create",
+        Some(json!({"Name": "rate-net"})),
+    );
+    assert_eq!(code, 201, "create network: {v}");
+    let (code, v) = req(
+        s,
+        "POST",
+        "/networks/rate-net/connect",
+        Some(json!({"Container": id})),
+    );
+    assert_eq!(code, 200, "connect: {v}");
+    let i = inspect(s, &id);
+    assert_eq!(
+        i["HostConfig"]["Annotations"]["io.berth.network-rate.applied"],
+        "eth0 egress=500kbit ingress=500kbit, eth1 egress=500kbit ingress=500kbit",
+        "{}",
+        i["HostConfig"]
+    );
     let (code, v) = req(s, "DELETE", &format!("/containers/{id}?force=1"), None);
     assert_eq!(code, 204, "remove: {v}");
+    let (code, v) = req(s, "DELETE", "/networks/rate-net", None);
+    assert_eq!(code, 204, "remove network: {v}");
 }
 
 #[test]
