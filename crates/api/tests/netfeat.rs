@@ -147,6 +147,20 @@ fn network_rate_limits_both_directions_and_updates() {
             "Labels": {"io.berth.network-rate": "10"}})),
     );
     assert_eq!(code, 400, "a rate without unit, as a label: {v}");
+    let (code, v) = req(
+        s,
+        "POST",
+        "/containers/create?name=hostrate",
+        Some(json!({"Image": "busybox", "Cmd": ["true"],
+            "HostConfig": {"NetworkMode": "host", "Annotations": {"io.berth.network-rate": "1mbit"}}})),
+    );
+    assert_eq!(code, 400, "a rate on the host network: {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("network mode host")),
+        "{v}"
+    );
 
     // iperf3 makes a temporary file per stream: a writable directory on the host's path
     let tmp = d.dir.path().join("iperf-tmp");

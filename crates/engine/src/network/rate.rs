@@ -93,7 +93,9 @@ pub(crate) fn requested(body: &ContainerCreateBody) -> Result<Option<u64>> {
 /// At create: the value checked (a bad one is a 400 naming it), and a label copied to the
 /// annotation so that inspect shows it in one place whichever way it came.
 pub(crate) fn normalize(body: &mut ContainerCreateBody) -> Result<()> {
-    requested(body)?;
+    if requested(body)?.is_some() {
+        own_network(body)?;
+    }
     let label = body.labels.as_ref().and_then(|l| l.get(KEY)).cloned();
     let hc = body.host_config.get_or_insert_with(Default::default);
     let ann = hc.annotations.get_or_insert_with(Default::default);
@@ -102,6 +104,22 @@ pub(crate) fn normalize(body: &mut ContainerCreateBody) -> Result<()> {
     }
     if ann.is_empty() {
         hc.annotations = None;
+    }
+    Ok(())
+}
+
+/// A limit is set on the container's own veths: host, none and container: have none, and a
+/// limit there would be a promise nothing keeps.
+fn own_network(body: &ContainerCreateBody) -> Result<()> {
+    let mode = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+        .unwrap_or("");
+    if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        return Err(Error::InvalidArgument(format!(
+            "{KEY}: a network rate needs a network of the container's own, not network mode {mode}"
+        )));
     }
     Ok(())
 }
@@ -144,6 +162,9 @@ impl Engine {
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.find(&r.id)?;
         let mut body = self.body(&r);
+        if rate.is_some() {
+            own_network(&body)?;
+        }
         let hc = body.host_config.get_or_insert_with(Default::default);
         hc.annotations
             .get_or_insert_with(Default::default)
@@ -162,6 +183,13 @@ impl Engine {
     /// ingress=10mbit`), beside the requested annotation; nothing when no limit is asked for
     /// and none is set.
     pub(crate) fn rate_inspect(&self, id: &str, v: &mut Value) {
+        // only for a container that asks for a limit: an inspect costs no netlink otherwise
+        let asked = v["HostConfig"]["Annotations"][KEY]
+            .as_str()
+            .is_some_and(|r| matches!(parse(r), Ok(Some(_))));
+        if !asked {
+            return;
+        }
         let netns = self.netns_path(id);
         let mut parts = Vec::new();
         for e in self.endpoints_of(id).unwrap_or_default() {
