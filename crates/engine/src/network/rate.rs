@@ -96,14 +96,13 @@ pub(crate) fn normalize(body: &mut ContainerCreateBody) -> Result<()> {
     if requested(body)?.is_some() {
         own_network(body)?;
     }
-    let label = body.labels.as_ref().and_then(|l| l.get(KEY)).cloned();
-    let hc = body.host_config.get_or_insert_with(Default::default);
-    let ann = hc.annotations.get_or_insert_with(Default::default);
-    if let Some(l) = label {
-        ann.entry(KEY.to_string()).or_insert(l);
-    }
-    if ann.is_empty() {
-        hc.annotations = None;
+    if let Some(l) = body.labels.as_ref().and_then(|l| l.get(KEY)).cloned() {
+        body.host_config
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(Default::default)
+            .entry(KEY.to_string())
+            .or_insert(l);
     }
     Ok(())
 }
