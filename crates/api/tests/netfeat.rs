@@ -327,6 +327,30 @@ fn network_rate_limits_both_directions_and_updates() {
     assert_eq!(code, 204, "remove network: {v}");
 }
 
+/// A reply to a DNS question: for an A question one A record of `ip`, else no answer.
+fn fake_dns_answer(q: &[u8], ip: [u8; 4]) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    let mut i = 12;
+    while i < q.len() && q[i] != 0 {
+        i += 1 + q[i] as usize;
+    }
+    let qend = i + 5;
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let mut r = q.get(..qend)?.to_vec();
+    r[2] |= 0x80; // a response
+    r[3] = 0x80; // recursion available, no error
+    r[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+    if qtype == 1 {
+        r[7] = 1;
+        // the question's name by pointer, A, IN, TTL 60, 4 bytes
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&ip);
+    }
+    Some(r)
+}
+
 #[test]
 fn dns_options_and_extra_hosts() {
     let mut berth = None;
@@ -425,6 +449,34 @@ fn dns_options_and_extra_hosts() {
             "HostConfig": {"NetworkMode": "dnsopt-net", "Dns": ["192.0.2.53"]}}),
     );
     assert_eq!(code, 0, "lookup through the embedded DNS: {out}");
+
+    // other names go to the container's own --dns servers: a test-made one on the host's
+    // loopback, which the embedded server (in the daemon, on the host) reaches
+    let up = std::net::UdpSocket::bind("127.0.0.77:53").expect("bind the test's DNS server");
+    up.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok((n, peer)) = up.recv_from(&mut buf) {
+                if let Some(r) = fake_dns_answer(&buf[..n], [192, 0, 2, 99]) {
+                    let _ = up.send_to(&r, peer);
+                }
+            }
+        }
+    });
+    let (code, out) = run_to_exit(
+        s,
+        "dns-upstream",
+        json!({"Image": "busybox", "Cmd": ["nslookup", "-type=a", "outside.test"],
+            "HostConfig": {"NetworkMode": "dnsopt-net", "Dns": ["127.0.0.77"]}}),
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = server.join();
+    assert_eq!(code, 0, "a name forwarded to the container's --dns: {out}");
+    assert!(out.contains("192.0.2.99"), "{out}");
 
     // the host network has its own resolv.conf and hosts too
     let (code, out) = run_to_exit(

@@ -3,9 +3,10 @@
 //! name:ip|host-gateway` (HostConfig.ExtraHosts) adds lines to its /etc/hosts.
 //!
 //! On a user network the embedded DNS server stays the first nameserver (container names
-//! resolve only through it); the `--dns` servers follow it, where a resolver turns to them if
-//! the embedded one fails. Docker instead makes them the embedded server's upstreams; berth's
-//! embedded server forwards to the host's resolvers.
+//! resolve only through it) and forwards the container's other questions to its `--dns`
+//! servers, as Docker's does (to the host's resolvers without `--dns`). The `--dns` servers
+//! are also written after it, so that names outside still resolve while the daemon, and with
+//! it the embedded server, restarts.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -92,7 +93,13 @@ pub(crate) fn resolv(body: &ContainerCreateBody, base: &str, embedded: Option<Ip
             out.push_str(&format!("nameserver {e}\n"));
         }
         for d in &dns {
-            out.push_str(&format!("nameserver {}\n", d.trim()));
+            let d = d.trim();
+            // behind the embedded server a loopback --dns is the host's, which the embedded
+            // server reaches; inside the container it would be its own loopback
+            if embedded.is_some() && d.parse::<IpAddr>().is_ok_and(|a| a.is_loopback()) {
+                continue;
+            }
+            out.push_str(&format!("nameserver {d}\n"));
         }
     };
     for l in base.lines() {
@@ -156,6 +163,33 @@ pub(crate) fn extra_hosts(body: &ContainerCreateBody, gateway: Option<Ipv4Addr>)
         out.push_str(&format!("{ip}\t{name}\n"));
     }
     Ok(out)
+}
+
+/// The `--dns` servers of the container that has `ip` on network `net`, for the embedded
+/// DNS to forward its questions to (read from the database the server reads).
+pub(crate) fn container_upstreams(
+    conn: &rusqlite::Connection,
+    net: &str,
+    ip: IpAddr,
+) -> Vec<std::net::SocketAddr> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT c.body FROM endpoints e JOIN containers c ON c.id = e.container \
+             WHERE e.network = ?1 AND e.ip = ?2",
+            [net, &ip.to_string()],
+            |r| r.get(0),
+        )
+        .ok();
+    let Some(body) = body.and_then(|b| serde_json::from_str::<ContainerCreateBody>(&b).ok()) else {
+        return Vec::new();
+    };
+    body.host_config
+        .and_then(|h| h.dns)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.trim().parse::<IpAddr>().ok())
+        .map(|a| std::net::SocketAddr::new(a, 53))
+        .collect()
 }
 
 impl Engine {
