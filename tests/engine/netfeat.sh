@@ -98,18 +98,21 @@ scenario_netfeat() {
         check "netfeat berth: after update, 20mbit out within 10% ($b Mbit/s)" nf_near "$b" 20
         out=$(timeout 10 $BK update --network-rate 20furlongs "$id" 2>&1)
         contains "netfeat berth: update with a bad rate is refused naming it" "20furlongs" "$out"
+        timeout 10 $BK update --network-rate-egress 2mbit "$id" >/dev/null 2>&1
+        out=$(timeout 10 $D inspect -f '{{index .HostConfig.Annotations "io.berth.network-rate.applied"}}' "$id" 2>&1)
+        eq "netfeat berth: update --network-rate-egress" "eth0 egress=2mbit ingress=20mbit" "$out"
         timeout 30 $D restart -t 1 "$id" >/dev/null 2>&1
         out=$(timeout 10 $D inspect -f '{{index .HostConfig.Annotations "io.berth.network-rate.applied"}}' "$id" 2>&1)
-        eq "netfeat 28: a restart applies the updated rate again" "eth0 egress=20mbit ingress=20mbit" "$out"
+        eq "netfeat 28: a restart applies the updated rate again" "eth0 egress=2mbit ingress=20mbit" "$out"
         timeout 30 $D rm -f "$id" >/dev/null 2>&1
     else
         skip "netfeat: iperf3 is not installed and apt-get install iperf3 failed"
     fi
 
     # berth's own flag, and a label from docker 20.10
-    id=$(timeout 30 $BK run -d --network-rate 1gbit --network nfnet busybox sleep 60 2>&1)
+    id=$(timeout 30 $BK run -d --network-rate 1gbit --network-rate-ingress 300mbit --network nfnet busybox sleep 60 2>&1)
     out=$(timeout 10 $D inspect -f '{{index .HostConfig.Annotations "io.berth.network-rate.applied"}}' "$id" 2>&1)
-    eq "netfeat berth: run --network-rate on a user network" "eth0 egress=1gbit ingress=1gbit" "$out"
+    eq "netfeat berth: run --network-rate --network-rate-ingress on a user network" "eth0 egress=1gbit ingress=300mbit" "$out"
     timeout 30 $D rm -f "$id" >/dev/null 2>&1
     if [ -x "$DOCKER20" ]; then
         id=$(timeout 30 "$DOCKER20" run -d --label io.berth.network-rate=500kbit busybox sleep 60 2>&1)

@@ -302,18 +302,13 @@ async fn update(
     let u: bollard_stubs::models::ContainerUpdateBody = parse_body(&body)?;
     // berth's bandwidth limit: the update body has no annotations, so it comes as an extra
     // top-level key of the same name as the annotation, or as ?network-rate=
-    let rate = q.get("network-rate").cloned().or_else(|| {
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()?
-            .get(berth_engine::network::rate::KEY)?
-            .as_str()
-            .map(String::from)
-    });
+    let rates = rate_changes(&q, &body);
     let e = st.engine.clone();
     let policy = u.restart_policy.clone();
     let warnings = blocking(move || {
-        if let Some(r) = &rate {
-            e.update_network_rate(&id, r)?;
+        if !rates.is_empty() {
+            let c: Vec<(&str, &str)> = rates.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            e.update_network_rate(&id, &c)?;
         }
         let w = berth_engine::update::apply_resources(&e, &id, &u)?;
         e.update_restart_policy(&id, policy)?;
@@ -321,6 +316,30 @@ async fn update(
     })
     .await?;
     Ok(Json(json!({ "Warnings": warnings })))
+}
+
+/// berth's bandwidth limit in an update: the body has no annotations, so each key comes as
+/// an extra top-level key named as the annotation (`io.berth.network-rate`, `...-rate.egress`,
+/// `...-rate.ingress`), or as a query parameter (`network-rate`, `network-rate-egress`,
+/// `network-rate-ingress`).
+fn rate_changes(q: &HashMap<String, String>, body: &Bytes) -> Vec<(&'static str, String)> {
+    use berth_engine::network::rate::{EGRESS_KEY, INGRESS_KEY, KEY};
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let mut out = Vec::new();
+    for (key, param) in [
+        (KEY, "network-rate"),
+        (EGRESS_KEY, "network-rate-egress"),
+        (INGRESS_KEY, "network-rate-ingress"),
+    ] {
+        let v = q
+            .get(param)
+            .cloned()
+            .or_else(|| json.get(key).and_then(|v| v.as_str()).map(String::from));
+        if let Some(v) = v {
+            out.push((key, v));
+        }
+    }
+    out
 }
 
 async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {

@@ -259,15 +259,37 @@ fn network_rate_limits_both_directions_and_updates() {
     );
     assert!(within(egress, 20.0), "egress {egress} Mbit/s, want 20 ±10%");
 
+    // one direction on its own: what the container receives drops to 5, what it sends stays
+    let (code, v) = req(
+        s,
+        "POST",
+        &format!("/containers/{id}/update?network-rate-ingress=5mbit"),
+        None,
+    );
+    assert_eq!(code, 200, "update the ingress rate: {v}");
+    let i = inspect(s, &id);
+    assert_eq!(
+        i["HostConfig"]["Annotations"]["io.berth.network-rate.applied"],
+        "eth0 egress=20mbit ingress=5mbit"
+    );
+    let ingress = iperf(port, false);
+    let egress = iperf(port, true);
+    eprintln!("20mbit out, 5mbit in: ingress {ingress:.2} Mbit/s, egress {egress:.2} Mbit/s");
+    assert!(
+        within(ingress, 5.0),
+        "ingress {ingress} Mbit/s, want 5 ±10%"
+    );
+    assert!(within(egress, 20.0), "egress {egress} Mbit/s, want 20 ±10%");
+
     // a restart applies the stored (updated) value again
     let (code, v) = req(s, "POST", &format!("/containers/{id}/restart?t=1"), None);
     assert_eq!(code, 204, "restart: {v}");
     let i = inspect(s, &id);
     assert_eq!(
         i["HostConfig"]["Annotations"]["io.berth.network-rate.applied"],
-        "eth0 egress=20mbit ingress=20mbit"
+        "eth0 egress=20mbit ingress=5mbit"
     );
-    // the query-parameter form, removing the limit
+    // both ways at once replaces the direction's own value; `none` removes the limit
     let (code, v) = req(
         s,
         "POST",

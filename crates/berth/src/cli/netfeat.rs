@@ -9,6 +9,8 @@ use super::{CliError, Client, Result};
 
 /// The annotation (and label) that carries `--network-rate`.
 pub const RATE_KEY: &str = "io.berth.network-rate";
+const EGRESS_KEY: &str = "io.berth.network-rate.egress";
+const INGRESS_KEY: &str = "io.berth.network-rate.ingress";
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct NetFeatOpts {
@@ -30,6 +32,12 @@ pub struct NetFeatOpts {
     /// Limit the container's network bandwidth, each direction (e.g. 10mbit, 500kbit, 1gbit, 2mbps)
     #[arg(long = "network-rate")]
     pub network_rate: Option<String>,
+    /// Limit only what the container sends (overrides --network-rate that way)
+    #[arg(long = "network-rate-egress")]
+    pub network_rate_egress: Option<String>,
+    /// Limit only what the container receives (overrides --network-rate that way)
+    #[arg(long = "network-rate-ingress")]
+    pub network_rate_ingress: Option<String>,
 }
 
 impl NetFeatOpts {
@@ -63,28 +71,22 @@ impl NetFeatOpts {
             }
             ann.insert(k.to_string(), v.to_string());
         }
-        if let Some(r) = &self.network_rate {
-            ann.insert(RATE_KEY.to_string(), r.clone());
+        for (k, v) in [
+            (RATE_KEY, &self.network_rate),
+            (EGRESS_KEY, &self.network_rate_egress),
+            (INGRESS_KEY, &self.network_rate_ingress),
+        ] {
+            if let Some(v) = v {
+                ann.insert(k.to_string(), v.clone());
+            }
         }
         hc.annotations = (!ann.is_empty()).then_some(ann);
         Ok(())
     }
 }
 
-/// `update --network-rate` for one container.
-pub async fn update_rate(client: &Client, container: &str, rate: &str) -> Result<()> {
-    let enc: String = rate
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'.' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let enc_c: String = container
-        .bytes()
+fn enc(s: &str) -> String {
+    s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
                 (b as char).to_string()
@@ -92,11 +94,19 @@ pub async fn update_rate(client: &Client, container: &str, rate: &str) -> Result
                 format!("%{b:02X}")
             }
         })
+        .collect()
+}
+
+/// `update --network-rate[-egress|-ingress]` for one container: (query parameter, value).
+pub async fn update_rate(client: &Client, container: &str, rates: &[(&str, &str)]) -> Result<()> {
+    let q: Vec<String> = rates
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
         .collect();
     super::raw::send(
         client,
         "POST",
-        &format!("/containers/{enc_c}/update?network-rate={enc}"),
+        &format!("/containers/{}/update?{}", enc(container), q.join("&")),
     )
     .await?
     .json()
@@ -155,6 +165,8 @@ mod tests {
         let ann = h.annotations.unwrap_or_default();
         assert_eq!(ann.get(RATE_KEY).map(String::as_str), Some("10mbit"));
         assert_eq!(ann.get("x").map(String::as_str), Some("y"));
+        assert_eq!(ann.get(INGRESS_KEY).map(String::as_str), Some("5mbit"));
+        assert!(!ann.contains_key(EGRESS_KEY));
         let none = hc(&[]).expect("no flags");
         assert!(none.dns.is_none() && none.extra_hosts.is_none() && none.annotations.is_none());
         assert!(hc(&["--add-host", "nothing"]).is_err());

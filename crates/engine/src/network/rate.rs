@@ -76,33 +76,63 @@ pub fn format(bytes_per_sec: u64) -> String {
     format!("{bits}bit")
 }
 
-/// The limit a create body asks for: the annotation, else the label.
-pub(crate) fn requested(body: &ContainerCreateBody) -> Result<Option<u64>> {
-    let v = body
-        .host_config
-        .as_ref()
-        .and_then(|h| h.annotations.as_ref())
-        .and_then(|a| a.get(KEY))
-        .or_else(|| body.labels.as_ref().and_then(|l| l.get(KEY)));
-    match v {
-        Some(v) => parse(v).map_err(Error::InvalidArgument),
-        None => Ok(None),
+/// The keys that override the both-ways rate for one direction: what the container sends,
+/// and what it receives.
+pub const EGRESS_KEY: &str = "io.berth.network-rate.egress";
+pub const INGRESS_KEY: &str = "io.berth.network-rate.ingress";
+const KEYS: [&str; 3] = [KEY, EGRESS_KEY, INGRESS_KEY];
+
+/// A container's limit, each direction in bytes per second (None: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limit {
+    pub egress: Option<u64>,
+    pub ingress: Option<u64>,
+}
+
+impl Limit {
+    fn any(&self) -> bool {
+        self.egress.is_some() || self.ingress.is_some()
     }
 }
 
-/// At create: the value checked (a bad one is a 400 naming it), and a label copied to the
-/// annotation so that inspect shows it in one place whichever way it came.
+/// The value of one key: the annotation, else the label.
+fn value_of<'a>(body: &'a ContainerCreateBody, key: &str) -> Option<&'a String> {
+    body.host_config
+        .as_ref()
+        .and_then(|h| h.annotations.as_ref())
+        .and_then(|a| a.get(key))
+        .or_else(|| body.labels.as_ref().and_then(|l| l.get(key)))
+}
+
+/// The limit a create body asks for: a direction's own key, else the both-ways key.
+pub(crate) fn requested(body: &ContainerCreateBody) -> Result<Limit> {
+    let get = |k: &str| -> Result<Option<Option<u64>>> {
+        value_of(body, k)
+            .map(|v| parse(v).map_err(|e| Error::InvalidArgument(format!("{k}: {e}"))))
+            .transpose()
+    };
+    let both = get(KEY)?.flatten();
+    Ok(Limit {
+        egress: get(EGRESS_KEY)?.unwrap_or(both),
+        ingress: get(INGRESS_KEY)?.unwrap_or(both),
+    })
+}
+
+/// At create: the values checked (a bad one is a 400 naming it), and labels copied to the
+/// annotations so that inspect shows them in one place whichever way they came.
 pub(crate) fn normalize(body: &mut ContainerCreateBody) -> Result<()> {
-    if requested(body)?.is_some() {
+    if requested(body)?.any() {
         own_network(body)?;
     }
-    if let Some(l) = body.labels.as_ref().and_then(|l| l.get(KEY)).cloned() {
-        body.host_config
-            .get_or_insert_with(Default::default)
-            .annotations
-            .get_or_insert_with(Default::default)
-            .entry(KEY.to_string())
-            .or_insert(l);
+    for k in KEYS {
+        if let Some(l) = body.labels.as_ref().and_then(|l| l.get(k)).cloned() {
+            body.host_config
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(Default::default)
+                .entry(k.to_string())
+                .or_insert(l);
+        }
     }
     Ok(())
 }
@@ -124,52 +154,79 @@ fn own_network(body: &ContainerCreateBody) -> Result<()> {
 }
 
 impl Engine {
-    /// Sets (or with None removes) the limit on every plumbed interface of the container: the
-    /// host end of its veth shapes what the container receives, the end inside its namespace
-    /// what it sends.
-    pub(crate) fn apply_rate_limit(&self, id: &str, rate: Option<u64>) -> Result<()> {
-        let tbf = rate.map(berth_net::tc::Tbf::for_rate);
+    /// Sets (or with None removes) the limits on every plumbed interface of the container:
+    /// the host end of its veth shapes what the container receives, the end inside its
+    /// namespace what it sends.
+    pub(crate) fn apply_rate_limit(&self, id: &str, limit: Limit) -> Result<()> {
+        let egress = limit.egress.map(berth_net::tc::Tbf::for_rate);
+        let ingress = limit.ingress.map(berth_net::tc::Tbf::for_rate);
         let netns = self.netns_path(id);
         for e in self.endpoints_of(id)? {
             if e.ip.is_none() || e.ifname.is_empty() {
                 continue;
             }
             let (host_if, _) = super::veth_names(id, e.seq);
-            berth_net::tc::set_limit(None, &host_if, tbf)?;
-            berth_net::tc::set_limit(Some(&netns), &e.ifname, tbf)?;
+            berth_net::tc::set_limit(None, &host_if, ingress)?;
+            berth_net::tc::set_limit(Some(&netns), &e.ifname, egress)?;
         }
-        if let Some(r) = rate {
-            tracing::debug!(container = id, rate = %format(r), "network rate limit applied");
+        if limit.any() {
+            tracing::debug!(container = id, ?limit, "network rate limit applied");
         }
         Ok(())
     }
 
     /// At start, after the interfaces are plumbed (and after a `network connect`).
     pub(crate) fn apply_rate(&self, id: &str, body: &ContainerCreateBody) -> Result<()> {
-        match requested(body)? {
-            Some(r) => self.apply_rate_limit(id, Some(r)),
-            None => Ok(()),
+        let limit = requested(body)?;
+        if limit.any() {
+            self.apply_rate_limit(id, limit)?;
         }
+        Ok(())
     }
 
-    /// `POST /containers/{id}/update` with `io.berth.network-rate`: the new value stored in
-    /// the container's annotations (a later start applies it) and applied now if it runs.
-    pub fn update_network_rate(&self, s: &str, value: &str) -> Result<()> {
-        let rate = parse(value).map_err(Error::InvalidArgument)?;
+    /// `POST /containers/{id}/update` with `io.berth.network-rate` (both ways, which drops
+    /// the per-direction keys) and/or its `.egress`/`.ingress` keys: the new values stored in
+    /// the container's annotations (a later start applies them) and applied now if it runs.
+    pub fn update_network_rate(&self, s: &str, changes: &[(&str, &str)]) -> Result<()> {
+        for (k, v) in changes {
+            if !KEYS.contains(k) {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown network rate key {k:?}"
+                )));
+            }
+            parse(v).map_err(|e| Error::InvalidArgument(format!("{k}: {e}")))?;
+        }
         let r = self.find(s)?;
         let lock = self.container_lock(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.find(&r.id)?;
         let mut body = self.body(&r);
-        if rate.is_some() {
+        let labelled: Vec<&str> = [EGRESS_KEY, INGRESS_KEY]
+            .into_iter()
+            .filter(|d| body.labels.as_ref().is_some_and(|l| l.contains_key(*d)))
+            .collect();
+        let hc = body.host_config.get_or_insert_with(Default::default);
+        let ann = hc.annotations.get_or_insert_with(Default::default);
+        // both ways first, so that a direction given in the same update wins
+        for (_, v) in changes.iter().filter(|(k, _)| *k == KEY) {
+            for d in [EGRESS_KEY, INGRESS_KEY] {
+                // a label would speak for a direction whose annotation is gone
+                if labelled.contains(&d) {
+                    ann.insert(d.to_string(), v.trim().to_string());
+                } else {
+                    ann.remove(d);
+                }
+            }
+        }
+        for (k, v) in changes {
+            ann.insert(k.to_string(), v.trim().to_string());
+        }
+        let limit = requested(&body)?;
+        if limit.any() {
             own_network(&body)?;
         }
-        let hc = body.host_config.get_or_insert_with(Default::default);
-        hc.annotations
-            .get_or_insert_with(Default::default)
-            .insert(KEY.to_string(), value.trim().to_string());
         if matches!(r.status.as_str(), "running" | "paused") {
-            self.apply_rate_limit(&r.id, rate)?;
+            self.apply_rate_limit(&r.id, limit)?;
         }
         let json = serde_json::to_string(&body)
             .map_err(|e| Error::InvalidArgument(format!("update {}: {e}", r.id)))?;
@@ -183,9 +240,11 @@ impl Engine {
     /// and none is set.
     pub(crate) fn rate_inspect(&self, id: &str, v: &mut Value) {
         // only for a container that asks for a limit: an inspect costs no netlink otherwise
-        let asked = v["HostConfig"]["Annotations"][KEY]
-            .as_str()
-            .is_some_and(|r| matches!(parse(r), Ok(Some(_))));
+        let asked = KEYS.iter().any(|k| {
+            v["HostConfig"]["Annotations"][*k]
+                .as_str()
+                .is_some_and(|r| matches!(parse(r), Ok(Some(_))))
+        });
         if !asked {
             return;
         }
@@ -242,6 +301,31 @@ mod tests {
         assert_eq!(format(62_500), "500kbit");
         assert_eq!(format(125_000_000), "1gbit");
         assert_eq!(format(1001), "8008bit");
+    }
+
+    #[test]
+    fn directions_override_both_ways() {
+        let b = ContainerCreateBody {
+            host_config: Some(bollard_stubs::models::HostConfig {
+                annotations: Some(
+                    [
+                        (KEY.to_string(), "10mbit".to_string()),
+                        (INGRESS_KEY.to_string(), "5mbit".to_string()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+            labels: Some([(EGRESS_KEY.to_string(), "none".to_string())].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            requested(&b).expect("limit"),
+            Limit {
+                egress: None,
+                ingress: Some(625_000)
+            }
+        );
     }
 
     #[test]
