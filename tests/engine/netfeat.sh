@@ -151,7 +151,7 @@ EOF
         contains "netfeat sdk: dns_opt" "options ndots:4" "$out"
         contains "netfeat sdk: extra_hosts" "$(printf '192.0.2.78\tsdk.test')" "$out"
         contains "netfeat sdk: a label io.berth.network-rate limits" "applied: eth0 egress=2mbit ingress=2mbit" "$out"
-        contains "netfeat sdk: a bad rate is a 400 naming it" 'refused: 400 invalid network rate "quick"' "$out"
+        contains "netfeat sdk: a bad rate is a 400 naming it" 'refused: 400 io.berth.network-rate: invalid network rate "quick"' "$out"
     else
         skip "netfeat: the Python docker SDK is not installed (the sdk scenario installs it)"
     fi

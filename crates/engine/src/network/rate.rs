@@ -32,6 +32,11 @@ pub fn parse(s: &str) -> std::result::Result<Option<u64>, String> {
             )
         })?;
     let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!(
+            "invalid network rate {s:?}: expected a number and a unit (e.g. 10mbit, 500kbit, 1gbit, 2mbps)"
+        ));
+    }
     let n: f64 = num
         .parse()
         .map_err(|_| format!("invalid network rate {s:?}: {num:?} is not a number"))?;
