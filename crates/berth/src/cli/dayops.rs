@@ -65,15 +65,8 @@ pub struct StatsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpdateArgs {
-    /// Network bandwidth limit, each direction (e.g. 10mbit; none removes it)
-    #[arg(long = "network-rate")]
-    pub network_rate: Option<String>,
-    /// Network bandwidth limit of what the container sends
-    #[arg(long = "network-rate-egress")]
-    pub network_rate_egress: Option<String>,
-    /// Network bandwidth limit of what the container receives
-    #[arg(long = "network-rate-ingress")]
-    pub network_rate_ingress: Option<String>,
+    #[command(flatten)]
+    pub rates: Box<super::netfeat::UpdateRateArgs>,
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long)]
     pub blkio_weight: Option<u16>,
@@ -471,14 +464,7 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
     };
     let mut failed = false;
     for c in &a.containers {
-        let rates: Vec<(&str, &str)> = [
-            ("network-rate", &a.network_rate),
-            ("network-rate-egress", &a.network_rate_egress),
-            ("network-rate-ingress", &a.network_rate_ingress),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-        .collect();
+        let rates = a.rates.changes();
         if !rates.is_empty() {
             if let Err(e) = super::netfeat::update_rate(client, c, &rates).await {
                 eprintln!("{e}");

@@ -85,6 +85,35 @@ impl NetFeatOpts {
     }
 }
 
+/// `update`'s rate flags, boxed into its arguments (they would make every other
+/// subcommand's variant pay for their size).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct UpdateRateArgs {
+    /// Network bandwidth limit, each direction (e.g. 10mbit; none removes it)
+    #[arg(long = "network-rate")]
+    pub network_rate: Option<String>,
+    /// Network bandwidth limit of what the container sends
+    #[arg(long = "network-rate-egress")]
+    pub network_rate_egress: Option<String>,
+    /// Network bandwidth limit of what the container receives
+    #[arg(long = "network-rate-ingress")]
+    pub network_rate_ingress: Option<String>,
+}
+
+impl UpdateRateArgs {
+    /// (query parameter, value) of each flag given.
+    pub fn changes(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("network-rate", &self.network_rate),
+            ("network-rate-egress", &self.network_rate_egress),
+            ("network-rate-ingress", &self.network_rate_ingress),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -150,6 +179,8 @@ mod tests {
             "10mbit",
             "--annotation",
             "x=y",
+            "--network-rate-ingress",
+            "5mbit",
         ])
         .expect("flags");
         assert_eq!(h.dns, Some(vec!["192.0.2.1".to_string()]));
