@@ -101,7 +101,8 @@ scenario_netfeat() {
         timeout 10 $BK update --network-rate-egress 2mbit "$id" >/dev/null 2>&1
         out=$(timeout 10 $D inspect -f '{{index .HostConfig.Annotations "io.berth.network-rate.applied"}}' "$id" 2>&1)
         eq "netfeat berth: update --network-rate-egress" "eth0 egress=2mbit ingress=20mbit" "$out"
-        timeout 30 $D restart -t 1 "$id" >/dev/null 2>&1
+        out=$(timeout 30 $D restart -t 1 "$id" 2>&1)
+        check "netfeat 28: restart ($out)" [ $? = 0 ]
         out=$(timeout 10 $D inspect -f '{{index .HostConfig.Annotations "io.berth.network-rate.applied"}}' "$id" 2>&1)
         eq "netfeat 28: a restart applies the updated rate again" "eth0 egress=2mbit ingress=20mbit" "$out"
         timeout 30 $D rm -f "$id" >/dev/null 2>&1
