@@ -9,7 +9,7 @@ cd "$repo"
 
 need=()
 for p in busybox-static libseccomp-dev pkg-config gcc docker-registry apache2-utils skopeo \
-         runc docker.io podman python3 python3-venv curl nftables; do
+         runc docker.io podman python3 python3-venv curl nftables iperf3; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

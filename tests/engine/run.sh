@@ -17,7 +17,7 @@ fi
 BERTH=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ONLY=${ONLY:-"cli sdk networks networks6 crash leak bad volumes events stateful tls images dayops compose"}
+ONLY=${ONLY:-"cli sdk networks networks6 netfeat crash leak bad volumes events stateful tls images dayops compose"}
 LEAK_N=${LEAK_N:-300}
 
 if [ "$(id -u)" != 0 ]; then

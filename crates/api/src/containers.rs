@@ -295,19 +295,51 @@ async fn prune(
 async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    q: Q,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     crate::selfheal::check_restart_name(&body)?;
     let u: bollard_stubs::models::ContainerUpdateBody = parse_body(&body)?;
+    // berth's bandwidth limit: the update body has no annotations, so it comes as an extra
+    // top-level key of the same name as the annotation, or as ?network-rate=
+    let rates = rate_changes(&q, &body);
     let e = st.engine.clone();
     let policy = u.restart_policy.clone();
     let warnings = blocking(move || {
+        if !rates.is_empty() {
+            let c: Vec<(&str, &str)> = rates.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            e.update_network_rate(&id, &c)?;
+        }
         let w = berth_engine::update::apply_resources(&e, &id, &u)?;
         e.update_restart_policy(&id, policy)?;
         Ok(w)
     })
     .await?;
     Ok(Json(json!({ "Warnings": warnings })))
+}
+
+/// berth's bandwidth limit in an update: the body has no annotations, so each key comes as
+/// an extra top-level key named as the annotation (`io.berth.network-rate`, `...-rate.egress`,
+/// `...-rate.ingress`), or as a query parameter (`network-rate`, `network-rate-egress`,
+/// `network-rate-ingress`).
+fn rate_changes(q: &HashMap<String, String>, body: &Bytes) -> Vec<(&'static str, String)> {
+    use berth_engine::network::rate::{EGRESS_KEY, INGRESS_KEY, KEY};
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let mut out = Vec::new();
+    for (key, param) in [
+        (KEY, "network-rate"),
+        (EGRESS_KEY, "network-rate-egress"),
+        (INGRESS_KEY, "network-rate-ingress"),
+    ] {
+        let v = q
+            .get(param)
+            .cloned()
+            .or_else(|| json.get(key).and_then(|v| v.as_str()).map(String::from));
+        if let Some(v) = v {
+            out.push((key, v));
+        }
+    }
+    out
 }
 
 async fn resize(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {

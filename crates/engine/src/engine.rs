@@ -298,6 +298,8 @@ impl Engine {
         // the spec is built against a scratch root with the image's config.
         body.image = Some(image_name.clone());
         let net_plan = self.net_plan(&mut body, &crate::network::image_exposed(&image.config))?;
+        crate::network::dnsopts::validate(&body)?;
+        crate::network::rate::normalize(&mut body)?;
         let dir = self.container_dir(&id);
         std::fs::DirBuilder::new()
             .mode(0o710)
@@ -329,6 +331,8 @@ impl Engine {
         )
         .map_err(cleanup)?;
         write("resolv.conf", resolv_conf()).map_err(cleanup)?;
+        self.write_dns_files(&body, &dir, net_plan.first().map(|p| p.0.as_str()))
+            .map_err(cleanup)?;
         std::fs::create_dir(dir.join("rootfs"))
             .map_err(|e| cleanup(Error::io("create", dir.join("rootfs"))(e)))?;
         self.images
@@ -1096,6 +1100,7 @@ impl Engine {
             "NetworkSettings": self.net_settings(&r.id),
         });
         let mut v = v;
+        self.rate_inspect(&r.id, &mut v);
         if let Some((rw, rootfs)) = sizes {
             v["SizeRw"] = json!(rw);
             v["SizeRootFs"] = json!(rootfs);

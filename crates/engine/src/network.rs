@@ -18,6 +18,9 @@ use crate::engine::{now, Engine};
 
 mod dns;
 pub(crate) mod ipam6;
+pub(crate) mod dnsopts;
+mod netstats;
+pub mod rate;
 use crate::error::{Error, Result};
 
 /// Docker's name for the default network.
@@ -248,7 +251,7 @@ fn bindable(proto: &str, ip: Option<Ipv4Addr>, port: u16) -> bool {
     let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
     match proto {
         "udp" => UdpSocket::bind(addr).is_ok(),
-        // sctp: no std socket; the tcp test is the best available on the same number
+        "sctp" => berth_net::sctp::bindable(*addr.ip(), port).unwrap_or(false),
         _ => TcpListener::bind(addr).is_ok(),
     }
 }
@@ -261,6 +264,7 @@ fn free_port(proto: &str, ip: Option<Ipv4Addr>) -> Option<u16> {
             .ok()
             .and_then(|s| s.local_addr().ok())
             .map(|a| a.port()),
+        "sctp" => berth_net::sctp::free_port(*addr.ip()).ok().flatten(),
         _ => TcpListener::bind(addr)
             .ok()
             .and_then(|s| s.local_addr().ok())
@@ -1123,6 +1127,10 @@ impl Engine {
         }
         let mut out = Vec::new();
         for r in reqs {
+            if r.proto == "sctp" {
+                // a kernel without SCTP is said so, not reported as a port in use
+                berth_net::sctp::bindable(r.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), 0)?;
+            }
             let ipstr = r
                 .host_ip
                 .map(|i| i.to_string())
@@ -1265,6 +1273,7 @@ impl Engine {
                 }
             }
             let p = hosts_path.with_file_name("resolv.conf");
+            let conf = dnsopts::resolv(body, &conf, Some(n.gateway));
             std::fs::write(&p, conf).map_err(Error::io("write", &p))?;
         }
         if let Some(ip) = first_ip {
@@ -1281,6 +1290,7 @@ impl Engine {
             }
         }
         self.hosts6(id, body, hosts_path, eps)?;
+        self.apply_rate(id, body)?;
         tracing::debug!(
             container = id,
             addresses = ?names,
@@ -1454,6 +1464,9 @@ impl Engine {
                     params![r.id, n.id],
                 );
                 return Err(e);
+            }
+            if let Ok(b) = serde_json::from_str::<ContainerCreateBody>(&r.body) {
+                self.apply_rate(&r.id, &b)?;
             }
         }
         Ok(())

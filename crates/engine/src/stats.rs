@@ -173,7 +173,9 @@ impl Engine {
             Err(e) => return Err(e.into()),
         };
         let v2 = berth_cgroups::detect() == berth_cgroups::Hierarchy::V2;
-        shape(&r.id, &r.name, &st, v2, read)
+        let mut out = shape(&r.id, &r.name, &st, v2, read)?;
+        out.networks = self.net_stats(&r.id);
+        Ok(out)
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod sctp;
+pub mod tc;
 
 pub use link::{Attach, BridgeSpec};
 pub use nft::{FirewallState, NetRules, PortRule};

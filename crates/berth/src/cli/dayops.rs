@@ -65,6 +65,8 @@ pub struct StatsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpdateArgs {
+    #[command(flatten)]
+    pub rates: Box<super::netfeat::UpdateRateArgs>,
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long)]
     pub blkio_weight: Option<u16>,
@@ -462,6 +464,14 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
     };
     let mut failed = false;
     for c in &a.containers {
+        let rates = a.rates.changes();
+        if !rates.is_empty() {
+            if let Err(e) = super::netfeat::update_rate(client, c, &rates).await {
+                eprintln!("{e}");
+                failed = true;
+                continue;
+            }
+        }
         match client.docker.update_container(c, body.clone()).await {
             Ok(()) => outln!("{c}"),
             Err(e) => {

@@ -100,6 +100,8 @@ pub struct RunOpts {
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
+    #[command(flatten)]
+    pub netfeat: super::netfeat::NetFeatOpts,
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
@@ -812,7 +814,7 @@ impl RunOpts {
             self.network.as_deref(),
             self.ip6.as_deref(),
         );
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             port_bindings,
             publish_all_ports: self.publish_all.then_some(true),
             auto_remove: Some(self.rm),
@@ -860,6 +862,7 @@ impl RunOpts {
             console_size: console_size.map(|(h, w)| vec![h as usize, w as usize]),
             ..Default::default()
         };
+        self.netfeat.apply(&mut host_config)?;
         let entrypoint = self.entrypoint.as_ref().map(|e| vec![e.clone()]);
         let cmd = self
             .args

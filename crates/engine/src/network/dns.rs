@@ -73,7 +73,7 @@ fn serve(sock: UdpSocket, db: &PathBuf, net: &str, stop: &AtomicBool) {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
             continue;
         };
-        if let Some(out) = answer(&conn, net, &buf[..n], &rr) {
+        if let Some(out) = answer(&conn, net, &buf[..n], &rr, peer) {
             let _ = sock.send_to(&out, peer);
         }
     }
@@ -115,7 +115,13 @@ fn lookup(conn: &Connection, net: &str, name: &str) -> Vec<Ipv4Addr> {
     out
 }
 
-fn answer(conn: &Connection, net: &str, q: &[u8], rr: &AtomicUsize) -> Option<Vec<u8>> {
+fn answer(
+    conn: &Connection,
+    net: &str,
+    q: &[u8],
+    rr: &AtomicUsize,
+    peer: SocketAddr,
+) -> Option<Vec<u8>> {
     let p = Packet::parse(q).ok()?;
     let question = p.questions.first()?.clone();
     let name = question
@@ -129,7 +135,9 @@ fn answer(conn: &Connection, net: &str, q: &[u8], rr: &AtomicUsize) -> Option<Ve
         lookup(conn, net, &name)
     };
     if ips.is_empty() {
-        return forward(q);
+        // the asking container's --dns servers, as Docker's embedded DNS uses them
+        let own = super::dnsopts::container_upstreams(conn, net, peer.ip());
+        return forward(q, if own.is_empty() { upstreams() } else { own });
     }
     let mut reply = Packet::new_reply(p.id());
     reply.set_flags(PacketFlag::RECURSION_AVAILABLE | PacketFlag::AUTHORITATIVE_ANSWER);
@@ -168,8 +176,8 @@ fn answer(conn: &Connection, net: &str, q: &[u8], rr: &AtomicUsize) -> Option<Ve
     reply.build_bytes_vec().ok()
 }
 
-fn forward(q: &[u8]) -> Option<Vec<u8>> {
-    for up in upstreams() {
+fn forward(q: &[u8], ups: Vec<SocketAddr>) -> Option<Vec<u8>> {
+    for up in ups {
         let Ok(s) = UdpSocket::bind(if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }) else {
             continue;
         };
