@@ -121,8 +121,11 @@ where
 pub fn spawn_monitor(state: AppState, id: String) {
     tokio::spawn(async move {
         let sock = state.engine.socket(&id);
+        // which shim answered: its report must not end the run of a later one
+        let mut shim = None;
         let info = async {
             let mut s = UnixStream::connect(&sock).await.ok()?;
+            shim = s.peer_cred().ok().and_then(|c| c.pid());
             s.write_all(b"{\"op\":\"wait\"}\n").await.ok()?;
             let mut line = String::new();
             BufReader::new(s).read_line(&mut line).await.ok()?;
@@ -131,7 +134,7 @@ pub fn spawn_monitor(state: AppState, id: String) {
         .await;
         let engine = state.engine.clone();
         let id2 = id.clone();
-        let res = tokio::task::spawn_blocking(move || engine.exited(&id2, info)).await;
+        let res = tokio::task::spawn_blocking(move || engine.exited_from(&id2, shim, info)).await;
         if let Ok(Err(e)) = res {
             tracing::warn!(error = %e, "record a container's exit");
         }

@@ -815,3 +815,58 @@ fn health_checks_probe_by_exec_and_report_transitions() {
     start(s, &none);
     assert!(inspect(s, &none)["State"]["Health"].is_null());
 }
+
+/// `restart` is a stop and a start: the monitor of the stopped run reports its exit late,
+/// sometimes after the next run has begun, and that report must not end the new run (it
+/// did: the container showed exited, its rootfs unmounted, while its process ran on).
+/// Ten `restart -t 0` in a row, each followed by a look at the run it ended and the one it
+/// started.
+#[test]
+fn a_late_exit_report_of_the_old_run_does_not_end_the_new_one() {
+    let Some(berth) = needs() else { return };
+    let d = start_daemon(&berth, "berth-selfheal-restarts", true);
+    let id = create(
+        &d.sock,
+        "restarts",
+        json!({"Image": "busybox", "Cmd": ["sleep", "1000"], "HostConfig": {"NetworkMode": "none"}}),
+    );
+    start(&d.sock, &id);
+    let mut pid = inspect(&d.sock, &id)["State"]["Pid"].as_i64().unwrap_or(0);
+    for i in 0..10 {
+        let (code, v) = req(
+            &d.sock,
+            "POST",
+            &format!("/containers/{id}/restart?t=0"),
+            None,
+        );
+        assert_eq!(code, 204, "restart {i}: {v}");
+        // the old monitor's report, if late, lands within moments of the restart's answer
+        std::thread::sleep(Duration::from_millis(150));
+        let v = inspect(&d.sock, &id);
+        let now = v["State"]["Pid"].as_i64().unwrap_or(0);
+        assert_eq!(
+            v["State"]["Status"], "running",
+            "after restart {i}: {}",
+            v["State"]
+        );
+        assert!(now > 0 && now != pid, "restart {i}: pid {pid} -> {now}");
+        assert!(
+            Path::new(&format!("/proc/{now}")).exists(),
+            "restart {i}: the new init {now} is gone"
+        );
+        // `-t 0` is at once SIGKILL (a zero timeout once made the daemon give up on the
+        // shim and mark a live container exited)
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "restart {i}: the old init {pid} still runs"
+        );
+        pid = now;
+    }
+    let (code, v) = req(
+        &d.sock,
+        "DELETE",
+        &format!("/containers/{id}?force=1"),
+        None,
+    );
+    assert_eq!(code, 204, "rm -f: {v}");
+}

@@ -477,6 +477,10 @@ impl Engine {
             _ => {}
         }
         let id = r.id.clone();
+        // The shim of the last run deletes the runtime's state, its socket and pid file as it
+        // exits, by name: a new run begun before that would lose them (`restart` is a stop
+        // and a start at once).
+        crate::restart::wait_shim_gone(&id, crate::restart::take_shim(&id), Duration::from_secs(5));
         let body = body_of(&r);
         let image = self.images.get(&r.image_id.parse()?)?;
         let rootfs = self.mount_rootfs(&id)?;
@@ -623,6 +627,36 @@ impl Engine {
         self.exited_locked(id, info)
     }
 
+    /// [`Engine::exited`] from a monitor that asked the shim with pid `shim` (None: it could
+    /// not reach one) for the exit. Ignored if that is not the current run's shim: a monitor
+    /// of the old shim can report after a `restart` (stop, then start) has begun the next
+    /// run, and must not end that one.
+    pub fn exited_from(&self, id: &str, shim: Option<i32>, info: Option<ExitInfo>) -> Result<()> {
+        let lock = self.lock_of(id);
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.state_dir(id);
+        let current = crate::restart::shim_pid(&dir);
+        let stale = match (&info, shim) {
+            (Some(_), Some(asked)) => current > 0 && current != asked,
+            // no answer: the current run's shim, alive and without an exit, is still at work
+            _ => {
+                current > 0
+                    && shim::read_exit_file(&dir).is_none()
+                    && berth_sys::pidfd_open(current).is_ok()
+            }
+        };
+        if stale {
+            tracing::debug!(
+                container = id,
+                ?shim,
+                current,
+                "an exit report of an earlier run: ignored"
+            );
+            return Ok(());
+        }
+        self.exited_locked(id, info)
+    }
+
     fn exited_locked(&self, id: &str, info: Option<ExitInfo>) -> Result<()> {
         let Some(r) = self.db.get(id)? else {
             return Ok(());
@@ -648,7 +682,10 @@ impl Engine {
         let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
         // The shim deletes the runtime's state once it has answered us; if it died, we do.
         let shim_alive = shim_pid > 0 && berth_sys::pidfd_open(shim_pid).is_ok();
-        if !shim_alive {
+        if shim_alive {
+            // the next start waits for it: it removes the runtime state and socket as it goes
+            crate::restart::hold_shim(id, shim_pid);
+        } else {
             let _ = self.runtime.delete(id, true);
         }
         self.unmount_rootfs(id);
@@ -699,10 +736,23 @@ impl Engine {
             {
                 false
             }
-            Err(_) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
                 // No shim: the container is gone.
                 let _ = self.exited_locked(id, None);
                 true
+            }
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "ask the shim for the exit");
+                false
             }
         }
     }
@@ -835,6 +885,7 @@ impl Engine {
             }
         }
         self.db.set_status(&r.id, "removing")?;
+        drop(crate::restart::take_shim(&r.id));
         match ending_shim {
             // the ID is retired with this removal, so the delete may come a little later
             Some(pid) => self.runtime_delete_after(&r.id, pid),

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use crate::engine::{now, Engine};
 
 mod dns;
-pub(crate) mod ipam6;
 pub(crate) mod dnsopts;
+pub(crate) mod ipam6;
 mod netstats;
 pub mod rate;
 use crate::error::{Error, Result};

@@ -151,13 +151,13 @@ pub(crate) fn shim_pid(state_dir: &std::path::Path) -> i32 {
         .unwrap_or(0)
 }
 
-/// The shims of runs that ended and are due to restart, by container: a pidfd, opened when
+/// The shims of runs that ended, by container, until the next start or the removal: a pidfd, opened when
 /// the exit is recorded (so it is that shim for good, whatever pid is reused later). Only
 /// in memory: after a daemon restart those shims are long gone.
 static ENDING_SHIMS: std::sync::Mutex<Option<HashMap<String, OwnedFd>>> =
     std::sync::Mutex::new(None);
 
-fn hold_shim(id: &str, pid: i32) {
+pub(crate) fn hold_shim(id: &str, pid: i32) {
     if pid <= 0 {
         return;
     }
@@ -169,7 +169,7 @@ fn hold_shim(id: &str, pid: i32) {
     }
 }
 
-fn take_shim(id: &str) -> Option<OwnedFd> {
+pub(crate) fn take_shim(id: &str) -> Option<OwnedFd> {
     let mut m = ENDING_SHIMS.lock().unwrap_or_else(|p| p.into_inner());
     m.as_mut().and_then(|m| m.remove(id))
 }
@@ -177,7 +177,7 @@ fn take_shim(id: &str) -> Option<OwnedFd> {
 /// Waits (up to `limit`) for the shim of the last run of container `id` to exit. The shim
 /// deletes the container's runtime state and its socket as it goes: a new run started
 /// before that would lose both.
-fn wait_shim_gone(id: &str, fd: Option<OwnedFd>, limit: Duration) {
+pub(crate) fn wait_shim_gone(id: &str, fd: Option<OwnedFd>, limit: Duration) {
     let Some(fd) = fd else { return };
     let mut fds = [nix::poll::PollFd::new(
         fd.as_fd(),

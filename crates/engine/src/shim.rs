@@ -288,7 +288,8 @@ pub fn request(
     timeout: Option<Duration>,
 ) -> std::io::Result<serde_json::Value> {
     let mut s = UnixStream::connect(sock)?;
-    s.set_read_timeout(timeout)?;
+    // a zero timeout is an error to set_read_timeout, not "no waiting" (`stop -t 0`)
+    s.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
     s.write_all(&line)?;
