@@ -40,6 +40,8 @@ pub struct Engine {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Directories of removed containers and snapshots, deleted off the request path.
     trash: crate::trash::Trash,
+    /// Prepared network namespaces, and namespaces unbound off the stop path.
+    pub(crate) netpool: crate::network::pool::NetPool,
 }
 
 /// What `start` tells its caller between creating the container and starting it, so that
@@ -180,7 +182,9 @@ impl Engine {
         let runtime = Runtime::new(cfg.exec_root.join("runtime"));
         let trash = crate::trash::Trash::start(&[&cdir, images.snapshotter().root()]);
         let events = Events::open(&cfg.data_root.join("events.jsonl"));
+        let netpool = crate::network::pool::NetPool::new(&cfg.exec_root, &cfg.data_root);
         Ok(Engine {
+            netpool,
             cfg,
             images,
             db,

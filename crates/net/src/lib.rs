@@ -7,6 +7,7 @@
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod pool;
 
 pub use link::{Attach, BridgeSpec};
 pub use nft::{FirewallState, NetRules, PortRule};
