@@ -499,6 +499,8 @@ impl Engine {
             .map_err(fail)?
         {
             crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
+        } else if let Some(ns) = self.net_start_none(&id, &body) {
+            crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
         }
         if body.host_config.as_ref().and_then(|h| h.init) == Some(true) {
             use_init(&mut spec);

@@ -1312,6 +1312,39 @@ impl Engine {
         Ok(path)
     }
 
+    /// `--network none`: a namespace with only lo from the pool, if one is ready, for the
+    /// runtime to join; otherwise (None) the runtime makes one as it starts the container.
+    pub(crate) fn net_start_none(&self, id: &str, body: &ContainerCreateBody) -> Option<PathBuf> {
+        let mode = body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref());
+        if mode != Some("none") {
+            return None;
+        }
+        let path = self.netns_path(id);
+        self.netpool.settle(&path);
+        if berth_net::netns::is_bound(&path) {
+            if let Err(e) = berth_net::netns::remove(&path) {
+                tracing::warn!(container = id, error = %e, "remove a stale netns");
+                return None;
+            }
+        }
+        let p = self.netpool.take_lo()?;
+        let dir = self.cfg.exec_root.join("netns");
+        let bound = std::fs::create_dir_all(&dir)
+            .map_err(Error::io("create", &dir))
+            .and_then(|()| berth_net::netns::bind(&p.path, &path).map_err(Error::from));
+        self.netpool.unbind_later(p.path.clone());
+        match bound {
+            Ok(()) => Some(path),
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "use a pooled netns");
+                None
+            }
+        }
+    }
+
     /// When the container's process is gone: leases released, veths and the namespace
     /// removed, its port rules dropped. Idempotent; failures are logged, not returned, since
     /// nothing can be retried by the caller and reconcile sweeps what remains.

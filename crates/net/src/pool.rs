@@ -183,7 +183,7 @@ pub struct Claim<'a> {
 /// Makes a namespace bound to `path` (whose directory must exist) with `lo` up and a veth
 /// pair: `host_if` down on the host, its peer `eth0` inside. On failure nothing is left.
 pub fn prepare(path: &Path, host_if: &str) -> Result<Prepared> {
-    let r = prepare_inner(path, host_if);
+    let r = prepare_inner(path, Some(host_if));
     if r.is_err() {
         let _ = crate::link::delete_link(host_if);
         let _ = crate::netns::remove(path);
@@ -191,7 +191,16 @@ pub fn prepare(path: &Path, host_if: &str) -> Result<Prepared> {
     r
 }
 
-fn prepare_inner(path: &Path, host_if: &str) -> Result<Prepared> {
+/// Makes a namespace bound to `path` with only `lo` (up): for `--network none`.
+pub fn prepare_lo(path: &Path) -> Result<Prepared> {
+    let r = prepare_inner(path, None);
+    if r.is_err() {
+        let _ = crate::netns::remove(path);
+    }
+    r
+}
+
+fn prepare_inner(path: &Path, host_if: Option<&str>) -> Result<Prepared> {
     let shown = || path.display().to_string();
     // the namespace is made by a thread of its own (a namespace is per thread, and this one
     // ends here), which also opens the socket that stays inside it
@@ -215,6 +224,15 @@ fn prepare_inner(path: &Path, host_if: &str) -> Result<Prepared> {
         .join()
         .unwrap_or_else(|_| Err(Error::Nft("netns thread panicked".into())))
     })?;
+    let Some(host_if) = host_if else {
+        return Ok(Prepared {
+            path: path.to_path_buf(),
+            host_if: String::new(),
+            host_index: 0,
+            eth0: 0,
+            inside,
+        });
+    };
     let ns = File::open(path).map_err(Error::io("open netns", shown()))?;
     let mut host = Sock::open()?;
     // the peer is made in the namespace directly, already called eth0
