@@ -245,8 +245,16 @@ fn prepare_inner(path: &Path, host_if: Option<&str>) -> Result<Prepared> {
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
     ]));
-    host.one(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
-        .map_err(Error::io("create veth", host_if))?;
+    match host.one(RouteNetlinkMessage::NewLink(m.clone()), NLM_F_CREATE | NLM_F_EXCL) {
+        Err(e) if e.raw_os_error() == Some(EEXIST) => {
+            // an entry of the same name whose namespace the kernel is still destroying, or
+            // a crash's leftover
+            let _ = crate::link::delete_link(host_if);
+            host.one(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+        }
+        r => r,
+    }
+    .map_err(Error::io("create veth", host_if))?;
     let host_index = host
         .index(host_if)
         .map_err(Error::io("look up link", host_if))?

@@ -9,7 +9,8 @@
 //!   veth by hand costs 20-60 ms here (RTNL and an RCU wait), and even the unmount waits
 //!   for an RCU grace period (0.1-7 ms).
 //!
-//! Entries live under `<exec-root>/netns-pool/<n>` with host ends named `bq<instance><n>`,
+//! Entries live under `<exec-root>/netns-pool/<n>` (the lowest free n) with host ends named
+//! `bq<instance><n>`,
 //! so a daemon that was killed finds and removes them at its next start ([`NetPool::start`]);
 //! a stopping daemon removes them when the engine is dropped. An entry is taken by one
 //! container only (popped under the lock). `BERTH_NETNS_POOL` sets the pool's size (default
@@ -36,7 +37,9 @@ struct St {
     ready_lo: Vec<Prepared>,
     queue: VecDeque<PathBuf>,
     pending: HashMap<PathBuf, Unbind>,
-    next: u32,
+    /// Entry numbers whose files exist (ready, or taken and not yet unbound): a new entry
+    /// takes the lowest free one, so a full pool always has the same files and veth names.
+    slots: std::collections::BTreeSet<u32>,
     running: bool,
     stop: bool,
 }
@@ -252,13 +255,18 @@ fn work(sh: &Shared) {
             }
             st = sh.lock();
             st.pending.remove(&p);
+            if p.parent() == Some(sh.dir.as_path()) {
+                if let Some(n) = p.file_name().and_then(|f| f.to_str()?.parse::<u32>().ok()) {
+                    st.slots.remove(&n);
+                }
+            }
             sh.cv.notify_all();
             continue;
         }
         let veth = st.ready.len() < sh.size;
         if veth || st.ready_lo.len() < sh.size {
-            let n = st.next;
-            st.next = (st.next + 1) & 0x0fff_ffff;
+            let n = (0..).find(|n| !st.slots.contains(n)).unwrap_or(0);
+            st.slots.insert(n);
             drop(st);
             let path = sh.dir.join(n.to_string());
             let made = if veth {
@@ -271,9 +279,11 @@ fn work(sh: &Shared) {
                 Ok(p) if st.stop => {
                     let _ = berth_net::pool::discard(p);
                 }
+                Err(_) if st.stop => {}
                 Ok(p) if veth => st.ready.push(p),
                 Ok(p) => st.ready_lo.push(p),
                 Err(e) => {
+                    st.slots.remove(&n);
                     tracing::warn!(error = %e, "prepare a pooled netns; the pool stops filling until the next take");
                     // no retry loop: the next take or unbind wakes the worker
                     st = sh.cv.wait(st).unwrap_or_else(|p| p.into_inner());
