@@ -1169,6 +1169,7 @@ impl Engine {
         match r {
             Ok(p) => Ok(Some(p)),
             Err(e) => {
+                self.netpool.refill();
                 self.net_stop(id);
                 Err(e)
             }
@@ -1201,17 +1202,20 @@ impl Engine {
             berth_net::netns::remove(&path)?;
         }
         let mut pooled = self.netpool.take();
+        let from_pool = pooled.is_some();
         match &pooled {
             Some(p) => {
                 let bound = berth_net::netns::bind(&p.path, &path);
-                self.netpool.unbind_later(p.path.clone());
+                self.netpool.unbind_taken(p.path.clone());
                 bound?;
             }
             None => berth_net::netns::create(&path)?,
         }
+        let ns_us = started.elapsed().as_micros() as u64;
         let reqs = port_requests(body, image_exposed).map_err(bad)?;
         let mut first_ip = None;
         let mut names = Vec::new();
+        let mut link_us = 0;
         for (i, e) in eps.iter().enumerate() {
             let n = net_of(e)?;
             self.ensure_bridge_once(n)?;
@@ -1230,6 +1234,7 @@ impl Engine {
                 mac: self.mac_for(e, ip),
                 mtu: (n.mtu > 0).then_some(n.mtu),
             };
+            let t = std::time::Instant::now();
             let claimed = match pooled.take() {
                 Some(p) if i == 0 => {
                     let c = berth_net::pool::Claim {
@@ -1259,6 +1264,7 @@ impl Engine {
                 berth_net::link::ensure_bridge(&self.bridge_of(n))?;
                 berth_net::link::attach(&attach)?;
             }
+            link_us += t.elapsed().as_micros() as u64;
             let ports = if i == 0 && !reqs.is_empty() {
                 self.choose_ports(id, &reqs)?
             } else {
@@ -1303,9 +1309,13 @@ impl Engine {
                 std::fs::write(hosts_path, hosts).map_err(Error::io("write", hosts_path))?;
             }
         }
+        self.netpool.refill();
         tracing::debug!(
             container = id,
             addresses = ?names,
+            from_pool,
+            ns_us,
+            link_us,
             us = started.elapsed().as_micros() as u64,
             "network plumbed"
         );
@@ -1335,7 +1345,8 @@ impl Engine {
         let bound = std::fs::create_dir_all(&dir)
             .map_err(Error::io("create", &dir))
             .and_then(|()| berth_net::netns::bind(&p.path, &path).map_err(Error::from));
-        self.netpool.unbind_later(p.path.clone());
+        self.netpool.unbind_taken(p.path.clone());
+        self.netpool.refill();
         match bound {
             Ok(()) => Some(path),
             Err(e) => {
@@ -1362,7 +1373,10 @@ impl Engine {
         // so their host peers, in its cleanup work; deleting them here cost 20-60 ms each.
         // Only a namespace that is not bound any more (a crash) needs its veths deleted.
         let bound = berth_net::netns::is_bound(&path);
-        if !bound {
+        // (a second call, at removal after the exit, finds the leases released and the
+        // namespace already unbound: its veths are the kernel's to remove by then)
+        let live = eps.iter().any(|e| e.ip.is_some());
+        if !bound && live {
             for e in &eps {
                 let (host_if, peer) = veth_names(id, e.seq);
                 for l in [&host_if, &peer] {
@@ -1372,7 +1386,7 @@ impl Engine {
                 }
             }
         }
-        if !eps.is_empty() {
+        if live {
             let c = self.db.lock();
             if let Err(e) = c.execute(
                 "UPDATE endpoints SET ip = NULL, ports = '[]', ifname = '' WHERE container = ?1",

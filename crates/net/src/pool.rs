@@ -25,8 +25,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlag, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -48,8 +47,7 @@ impl Sock {
     /// A socket in the calling thread's network namespace, for good.
     pub fn open() -> Result<Sock> {
         let mut s = Socket::new(NETLINK_ROUTE).map_err(Error::io("open", "netlink socket"))?;
-        s.bind_auto()
-            .map_err(Error::io("bind", "netlink socket"))?;
+        s.bind_auto().map_err(Error::io("bind", "netlink socket"))?;
         s.connect(&SocketAddr::new(0, 0))
             .map_err(Error::io("connect", "netlink socket"))?;
         Ok(Sock {
@@ -115,7 +113,10 @@ impl Sock {
         let mut hdr = NetlinkHeader::default();
         hdr.flags = NLM_F_REQUEST;
         hdr.sequence_number = self.seq;
-        let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(m)));
+        let mut msg = NetlinkMessage::new(
+            hdr,
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(m)),
+        );
         msg.finalize();
         let mut out = vec![0; msg.buffer_len()];
         msg.serialize(&mut out);
@@ -126,8 +127,10 @@ impl Sock {
             if len == 0 {
                 return Ok(None);
             }
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[..len.min(self.buf.len())])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(
+                &self.buf[..len.min(self.buf.len())],
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if m.header.sequence_number != self.seq {
                 continue;
             }
@@ -240,12 +243,16 @@ fn prepare_inner(path: &Path, host_if: Option<&str>) -> Result<Prepared> {
     peer.attributes.push(LinkAttribute::IfName("eth0".into()));
     peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
     let mut m = LinkMessage::default();
-    m.attributes.push(LinkAttribute::IfName(host_if.to_string()));
+    m.attributes
+        .push(LinkAttribute::IfName(host_if.to_string()));
     m.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
     ]));
-    match host.one(RouteNetlinkMessage::NewLink(m.clone()), NLM_F_CREATE | NLM_F_EXCL) {
+    match host.one(
+        RouteNetlinkMessage::NewLink(m.clone()),
+        NLM_F_CREATE | NLM_F_EXCL,
+    ) {
         Err(e) if e.raw_os_error() == Some(EEXIST) => {
             // an entry of the same name whose namespace the kernel is still destroying, or
             // a crash's leftover
@@ -296,7 +303,8 @@ impl Prepared {
         m.header.index = self.host_index;
         m.header.flags.push(LinkFlag::Up);
         m.header.change_mask.push(LinkFlag::Up);
-        m.attributes.push(LinkAttribute::IfName(c.host_if.to_string()));
+        m.attributes
+            .push(LinkAttribute::IfName(c.host_if.to_string()));
         m.attributes.push(LinkAttribute::Controller(bridge_index));
         if let Some(mtu) = c.mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
@@ -310,7 +318,10 @@ impl Prepared {
             }
             r => r,
         }
-        .map_err(Error::io("plug veth", format!("{} as {}", self.host_if, c.host_if)))?;
+        .map_err(Error::io(
+            "plug veth",
+            format!("{} as {}", self.host_if, c.host_if),
+        ))?;
 
         let mut link = LinkMessage::default();
         link.header.index = self.eth0;
@@ -352,10 +363,10 @@ impl Prepared {
             reqs.push((RouteNetlinkMessage::NewRoute(r), NLM_F_CREATE | NLM_F_EXCL));
         }
         let what = ["set up eth0", "add address", "add default route"];
-        let codes = self
-            .inside
-            .batch(reqs)
-            .map_err(Error::io("configure eth0 in", self.path.display().to_string()))?;
+        let codes = self.inside.batch(reqs).map_err(Error::io(
+            "configure eth0 in",
+            self.path.display().to_string(),
+        ))?;
         for (code, op) in codes.into_iter().zip(what) {
             if code != 0 {
                 return Err(Error::Io {

@@ -118,7 +118,10 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
     let (eth0, routes) = inside(&named);
     assert!(eth0.contains("link/ether 02:42:0a:e7:4e:02"), "{eth0}");
     assert!(eth0.contains(",UP,"), "{eth0}");
-    assert!(routes.contains("default via 10.231.78.1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via 10.231.78.1 dev eth0"),
+        "{routes}"
+    );
 
     // reached from the host over the bridge
     let named2 = named.clone();
@@ -140,7 +143,10 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
 
     // unbinding the last name: the kernel removes the pair
     netns::remove(&named).expect("unbind");
-    assert!(gone_eventually(&host_if), "host end of an unbound namespace left");
+    assert!(
+        gone_eventually(&host_if),
+        "host end of an unbound namespace left"
+    );
 
     // a prepared one that is never used: discarding it leaves nothing either
     let q = dir.path().join("p1");
@@ -148,7 +154,10 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
     let p = pool::prepare(&q, &pool_if).expect("prepare again");
     pool::discard(p).expect("discard");
     assert!(!q.exists());
-    assert!(gone_eventually(&pool_if), "host end of a discarded entry left");
+    assert!(
+        gone_eventually(&pool_if),
+        "host end of a discarded entry left"
+    );
     link::delete_link(&br).expect("delete bridge");
     g.links.clear();
 }

@@ -127,24 +127,20 @@ impl NetPool {
         }
     }
 
-    /// A prepared namespace, if one is ready; the worker makes another.
+    /// A prepared namespace, if one is ready. The worker makes another at [`NetPool::refill`],
+    /// not now: making one takes the RTNL lock, which the claim on the start path needs too.
     pub(crate) fn take(&self) -> Option<Prepared> {
-        let mut st = self.sh.lock();
-        let p = st.ready.pop();
-        if p.is_some() {
-            self.sh.cv.notify_all();
-        }
-        p
+        self.sh.lock().ready.pop()
+    }
+
+    /// After a start has what it took: the worker refills the pool.
+    pub(crate) fn refill(&self) {
+        self.sh.cv.notify_all();
     }
 
     /// A prepared namespace with only lo, if one is ready.
     pub(crate) fn take_lo(&self) -> Option<Prepared> {
-        let mut st = self.sh.lock();
-        let p = st.ready_lo.pop();
-        if p.is_some() {
-            self.sh.cv.notify_all();
-        }
-        p
+        self.sh.lock().ready_lo.pop()
     }
 
     /// Runs `f` with the daemon's long-lived netlink socket in the host's namespace.
@@ -172,6 +168,16 @@ impl NetPool {
     /// Unbinds `path` on the worker. Without a worker (an engine that never reconciled, as
     /// in library tests) it is done now.
     pub(crate) fn unbind_later(&self, path: PathBuf) {
+        self.queue_unbind(path, true);
+    }
+
+    /// [`NetPool::unbind_later`] for a start's taken entry: the worker is woken by the
+    /// start's [`NetPool::refill`], after its claim.
+    pub(crate) fn unbind_taken(&self, path: PathBuf) {
+        self.queue_unbind(path, false);
+    }
+
+    fn queue_unbind(&self, path: PathBuf, wake: bool) {
         let mut st = self.sh.lock();
         if !st.running || st.stop {
             drop(st);
@@ -185,7 +191,9 @@ impl NetPool {
         }
         st.pending.insert(path.clone(), Unbind::Queued);
         st.queue.push_back(path);
-        self.sh.cv.notify_all();
+        if wake {
+            self.sh.cv.notify_all();
+        }
     }
 
     /// Before `path` is bound again (a container's restart): an unbinding still queued for it
@@ -215,12 +223,7 @@ impl Drop for NetPool {
     fn drop(&mut self) {
         self.sh.lock().stop = true;
         self.sh.cv.notify_all();
-        if let Some(h) = self
-            .worker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(h) = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
         let mut st = self.sh.lock();
