@@ -11,9 +11,10 @@
 #     take exactly the containers' path (veth, bridge, veth, and the engine's rules), and the
 #     same binary runs for both engines. IPERF_SECS seconds, one stream.
 #  c. TCP connect latency container to container on a user network: CONNECTS connect()s from
-#     one container's namespace (the host's python3 under nsenter) to busybox `nc -lk` in
-#     another container; the time of connect() alone (the handshake through both veths and
-#     the bridge), median and 99th percentile.
+#     one container's namespace to a listener in another's (both the host's python3 under
+#     nsenter: busybox has no such client, and a forking server such as busybox httpd drops
+#     SYNs under load, which would time its backlog instead); the time of connect() alone
+#     (the handshake through both veths and the bridge), median and 99th percentile.
 #
 #   [ROUNDS=3] [IPERF_SECS=5] [CONNECTS=2000] [BERTH=path/to/berth] bench/net.sh [RUNS-PER-ROUND]
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -96,12 +97,22 @@ sandbox() { "$DOCKER_CLI" -H "unix://$1" inspect -f '{{.NetworkSettings.SandboxK
 ipof() { "$DOCKER_CLI" -H "unix://$1" inspect -f '{{(index .NetworkSettings.Networks "benchnet").IPAddress}}' "$2"; }
 for eng in berth docker; do
   sock=$work/$eng.sock
-  "$DOCKER_CLI" -H "unix://$sock" run -d --name srv --network benchnet busybox sh -c 'nc -lk -p 5000 -e true' >/dev/null
+  "$DOCKER_CLI" -H "unix://$sock" run -d --name srv --network benchnet busybox sleep 3600 >/dev/null
   "$DOCKER_CLI" -H "unix://$sock" run -d --name cli --network benchnet busybox sleep 3600 >/dev/null
   srv_ns=$(sandbox "$sock" srv)
   cli_ns=$(sandbox "$sock" cli)
   srv_ip=$(ipof "$sock" srv)
   nsenter --net="$srv_ns" iperf3 -s -D -1 -p 5201 --pidfile "$work/iperf-$eng.pid"
+  nsenter --net="$srv_ns" python3 -c '
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5000))
+s.listen(4096)
+while True:
+    s.accept()[0].close()
+' &
+  acceptor=$!
   sleep 0.3
   nsenter --net="$cli_ns" iperf3 -c "$srv_ip" -p 5201 -t "$secs" -J >"$work/iperf-$eng.json"
   nsenter --net="$cli_ns" python3 - "$srv_ip" 5000 "$connects" >"$work/connect-$eng.txt" <<'PY'
@@ -118,6 +129,8 @@ for _ in range(n):
 ts.sort()
 print(f"{statistics.median(ts)*1e6:.1f} {ts[int(len(ts)*0.99)]*1e6:.1f} {statistics.mean(ts)*1e6:.1f}")
 PY
+  kill "$acceptor"
+  wait "$acceptor" 2>/dev/null || true
   "$DOCKER_CLI" -H "unix://$sock" rm -f srv cli >/dev/null
 done
 python3 - "$work" "$secs" "$connects" <<'PY'
