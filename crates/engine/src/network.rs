@@ -1458,7 +1458,7 @@ impl Engine {
             }
         }
         self.sweep_dead_instances();
-        self.netpool.start();
+        self.netpool.start(self.net_names().1);
         self.apply_firewall()
     }
 

@@ -165,6 +165,8 @@ pub struct Prepared {
     pub host_if: String,
     host_index: u32,
     eth0: u32,
+    /// The bridge the host end is already a port of, both ends up (see [`prepare_on`]).
+    on: Option<String>,
     /// Opened inside the namespace. It holds a reference to the namespace, so it is closed
     /// (dropped with this) once the container has it.
     inside: Sock,
@@ -186,7 +188,21 @@ pub struct Claim<'a> {
 /// Makes a namespace bound to `path` (whose directory must exist) with `lo` up and a veth
 /// pair: `host_if` down on the host, its peer `eth0` inside. On failure nothing is left.
 pub fn prepare(path: &Path, host_if: &str) -> Result<Prepared> {
-    let r = prepare_inner(path, Some(host_if));
+    prepare_on(path, host_if, None)
+}
+
+/// [`prepare`], and with `bridge` (the default network's) the host end is plugged into it and
+/// both ends are up already: a claim onto that bridge then only renames the host end and
+/// sets the MAC (a veth's may change while it is up), address and route, leaving the ports'
+/// set-up (sysfs entries, IPv6 link-local addresses) to the pool's worker. A missing bridge
+/// is not an error: the entry waits on none.
+pub fn prepare_on(path: &Path, host_if: &str, bridge: Option<&str>) -> Result<Prepared> {
+    let r = prepare_inner(path, Some(host_if)).and_then(|mut p| {
+        if let Some(b) = bridge {
+            p.plug(b)?;
+        }
+        Ok(p)
+    });
     if r.is_err() {
         let _ = crate::link::delete_link(host_if);
         let _ = crate::netns::remove(path);
@@ -233,6 +249,7 @@ fn prepare_inner(path: &Path, host_if: Option<&str>) -> Result<Prepared> {
             host_if: String::new(),
             host_index: 0,
             eth0: 0,
+            on: None,
             inside,
         });
     };
@@ -283,6 +300,7 @@ fn prepare_inner(path: &Path, host_if: Option<&str>) -> Result<Prepared> {
         host_if: host_if.to_string(),
         host_index,
         eth0,
+        on: None,
         inside,
     })
 }
@@ -290,7 +308,53 @@ fn prepare_inner(path: &Path, host_if: Option<&str>) -> Result<Prepared> {
 impl Prepared {
     /// Gives the namespace its container's interface: `host` is a socket in the host's
     /// namespace (the caller's long-lived one). On failure the caller discards the entry.
-    pub fn claim(mut self, host: &mut Sock, c: &Claim<'_>) -> Result<()> {
+    fn plug(&mut self, bridge: &str) -> Result<()> {
+        let mut host = Sock::open()?;
+        let Some(bi) = host
+            .index(bridge)
+            .map_err(Error::io("look up bridge", bridge))?
+        else {
+            return Ok(());
+        };
+        let mut m = LinkMessage::default();
+        m.header.index = self.host_index;
+        m.header.flags.push(LinkFlag::Up);
+        m.header.change_mask.push(LinkFlag::Up);
+        m.attributes.push(LinkAttribute::Controller(bi));
+        host.one(RouteNetlinkMessage::SetLink(m), 0)
+            .map_err(Error::io(
+                "plug veth",
+                format!("{} into {bridge}", self.host_if),
+            ))?;
+        self.inside
+            .up(self.eth0)
+            .map_err(Error::io("set up eth0 in", self.path.display().to_string()))?;
+        self.on = Some(bridge.to_string());
+        Ok(())
+    }
+
+    pub fn claim(self, host: &mut Sock, c: &Claim<'_>) -> Result<()> {
+        if self.on.as_deref() == Some(c.bridge) {
+            let mut m = LinkMessage::default();
+            m.header.index = self.host_index;
+            m.attributes
+                .push(LinkAttribute::IfName(c.host_if.to_string()));
+            if let Some(mtu) = c.mtu {
+                m.attributes.push(LinkAttribute::Mtu(mtu));
+            }
+            match host.one(RouteNetlinkMessage::SetLink(m.clone()), 0) {
+                Err(e) if e.raw_os_error() == Some(EEXIST) => {
+                    let _ = crate::link::delete_link(c.host_if);
+                    host.one(RouteNetlinkMessage::SetLink(m), 0)
+                }
+                r => r,
+            }
+            .map_err(Error::io(
+                "rename veth",
+                format!("{} to {}", self.host_if, c.host_if),
+            ))?;
+            return self.configure_inside(c);
+        }
         let bridge_index = host
             .index(c.bridge)
             .map_err(Error::io("look up bridge", c.bridge))?
@@ -323,6 +387,11 @@ impl Prepared {
             format!("{} as {}", self.host_if, c.host_if),
         ))?;
 
+        self.configure_inside(c)
+    }
+
+    /// MAC (and MTU) and up, address, default route: one batch on the inside socket.
+    fn configure_inside(mut self, c: &Claim<'_>) -> Result<()> {
         let mut link = LinkMessage::default();
         link.header.index = self.eth0;
         link.header.flags.push(LinkFlag::Up);

@@ -1,7 +1,7 @@
 //! Network work taken off the start and stop paths, on one background thread:
 //! - a pool of prepared namespaces (`berth_net::pool`: lo up, a veth whose inside end is
-//!   already eth0), refilled as containers take them, so a start on a bridge only names,
-//!   plugs and addresses (two netlink round trips instead of ~15 requests and two threads),
+//!   already eth0, plugged into the default bridge and up), refilled as containers take them,
+//!   so a start on a bridge only renames and addresses (on another bridge: also plugs) (two netlink round trips instead of ~15 requests and two threads),
 //!   and namespaces with only lo for `--network none`, which the runtime then joins instead
 //!   of making one (unshare(CLONE_NEWNET), 0.4-5 ms here) on the start path;
 //! - the unbinding of namespaces of stopped containers. Unbinding lets the kernel destroy
@@ -91,7 +91,8 @@ impl NetPool {
     /// At the daemon's start (after reconcile): removes what a previous daemon left in the
     /// pool and starts the worker. Entries left by a killed daemon are unbound (the kernel
     /// takes their veths along); host ends left by a crash during preparation are deleted.
-    pub(crate) fn start(&self) {
+    /// `bridge` (the default network's) is the one entries are plugged into ahead.
+    pub(crate) fn start(&self, bridge: String) {
         let mut w = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if w.is_some() {
             return;
@@ -117,7 +118,7 @@ impl NetPool {
         let sh = self.sh.clone();
         match std::thread::Builder::new()
             .name("berth-netpool".into())
-            .spawn(move || work(&sh))
+            .spawn(move || work(&sh, &bridge))
         {
             Ok(h) => {
                 self.sh.lock().running = true;
@@ -241,7 +242,7 @@ impl Drop for NetPool {
     }
 }
 
-fn work(sh: &Shared) {
+fn work(sh: &Shared, bridge: &str) {
     let mut st = sh.lock();
     loop {
         if st.stop {
@@ -273,7 +274,7 @@ fn work(sh: &Shared) {
             drop(st);
             let path = sh.dir.join(n.to_string());
             let made = if veth {
-                berth_net::pool::prepare(&path, &format!("{}{n:x}", sh.prefix))
+                berth_net::pool::prepare_on(&path, &format!("{}{n:x}", sh.prefix), Some(bridge))
             } else {
                 berth_net::pool::prepare_lo(&path)
             };
