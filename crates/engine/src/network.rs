@@ -1171,6 +1171,8 @@ impl Engine {
             Err(e) => {
                 self.netpool.refill();
                 self.net_stop(id);
+                // a failed start leaves nothing behind when it answers
+                self.netpool.settle(&self.netns_path(id));
                 Err(e)
             }
         }
@@ -1410,6 +1412,9 @@ impl Engine {
     /// When the container is removed: its endpoints go with it.
     pub(crate) fn net_remove(&self, id: &str) {
         self.net_stop(id);
+        // a removed container's namespace is gone when `rm` answers (the exit queued its
+        // unbinding; the worker has usually done it by now)
+        self.netpool.settle(&self.netns_path(id));
         let c = self.db.lock();
         if let Err(e) = c.execute("DELETE FROM endpoints WHERE container = ?1", [id]) {
             tracing::warn!(container = id, error = %e, "delete endpoints");
