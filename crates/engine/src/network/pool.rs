@@ -1,9 +1,10 @@
 //! Network work taken off the start and stop paths, on one background thread:
 //! - a pool of prepared namespaces (`berth_net::pool`: lo up, a veth whose inside end is
 //!   already eth0, plugged into the default bridge and up), refilled as containers take them,
-//!   so a start on a bridge only renames and addresses (on another bridge: also plugs) (two netlink round trips instead of ~15 requests and two threads),
-//!   and namespaces with only lo for `--network none`, which the runtime then joins instead
-//!   of making one (unshare(CLONE_NEWNET), 0.4-5 ms here) on the start path;
+//!   so a start on a bridge renames and addresses (on another bridge also plugs): two
+//!   netlink round trips instead of ~26 requests and two threads; and namespaces with
+//!   only lo for `--network none`, which the runtime then joins instead of making one
+//!   (unshare(CLONE_NEWNET), 0.4-5 ms here) on the start path;
 //! - the unbinding of namespaces of stopped containers. Unbinding lets the kernel destroy
 //!   the namespace, and the container's veths with it, in its own cleanup work; deleting a
 //!   veth by hand costs 20-60 ms here (RTNL and an RCU wait), and even the unmount waits
