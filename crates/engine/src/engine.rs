@@ -40,6 +40,8 @@ pub struct Engine {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Directories of removed containers and snapshots, deleted off the request path.
     trash: crate::trash::Trash,
+    /// Prepared network namespaces, and namespaces unbound off the stop path.
+    pub(crate) netpool: crate::network::pool::NetPool,
 }
 
 /// What `start` tells its caller between creating the container and starting it, so that
@@ -187,7 +189,9 @@ impl Engine {
             .map_err(Error::io("create", &sdir))?;
         let trash = crate::trash::Trash::start(&[&cdir, images.snapshotter().root(), &sdir]);
         let events = Events::open(&cfg.data_root.join("events.jsonl"));
+        let netpool = crate::network::pool::NetPool::new(&cfg.exec_root, &cfg.data_root);
         Ok(Engine {
+            netpool,
             cfg,
             images,
             db,
@@ -510,6 +514,8 @@ impl Engine {
             .net_start(&id, &body, &exposed, &dir.join("hosts"))
             .map_err(fail)?
         {
+            crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
+        } else if let Some(ns) = self.net_start_none(&id, &body) {
             crate::network::set_netns(&mut spec, &ns).map_err(fail)?;
         }
         if body.host_config.as_ref().and_then(|h| h.init) == Some(true) {

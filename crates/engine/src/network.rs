@@ -20,6 +20,7 @@ mod dns;
 pub(crate) mod dnsopts;
 pub(crate) mod ipam6;
 mod netstats;
+pub(crate) mod pool;
 pub mod rate;
 use crate::error::{Error, Result};
 
@@ -1192,7 +1193,10 @@ impl Engine {
         match r {
             Ok(p) => Ok(Some(p)),
             Err(e) => {
+                self.netpool.refill();
                 self.net_stop(id);
+                // a failed start leaves nothing behind when it answers
+                self.netpool.settle(&self.netns_path(id));
                 Err(e)
             }
         }
@@ -1210,19 +1214,39 @@ impl Engine {
         let dir = self.cfg.exec_root.join("netns");
         std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
         let path = self.netns_path(id);
-        berth_net::netns::create(&path)?;
+        // a previous run's namespace may still be queued for unbinding
+        self.netpool.settle(&path);
+        let nets = self.networks()?;
+        let net_of = |e: &Endpoint| {
+            nets.iter()
+                .find(|n| n.id == e.network)
+                .ok_or_else(|| Error::NoSuchNetwork(e.network.clone()))
+        };
+        // a prepared namespace, its eth0 waiting, when there is one (a left-over binding at
+        // `path` is a stale one: a running container is never started)
+        if berth_net::netns::is_bound(&path) {
+            berth_net::netns::remove(&path)?;
+        }
+        let mut pooled = self.netpool.take();
+        let from_pool = pooled.is_some();
+        match &pooled {
+            Some(p) => {
+                let bound = berth_net::netns::bind(&p.path, &path);
+                self.netpool.unbind_taken(p.path.clone());
+                bound?;
+            }
+            None => berth_net::netns::create(&path)?,
+        }
+        let ns_us = started.elapsed().as_micros() as u64;
         let reqs = port_requests(body, image_exposed).map_err(bad)?;
         let mut first_ip = None;
         let mut names = Vec::new();
         let mut default6 = true;
+        let mut link_us = 0;
         for (i, e) in eps.iter().enumerate() {
-            let n = self
-                .networks()?
-                .into_iter()
-                .find(|n| n.id == e.network)
-                .ok_or_else(|| Error::NoSuchNetwork(e.network.clone()))?;
-            self.ensure_bridge_once(&n)?;
-            let ip = self.lease(e, &n)?;
+            let n = net_of(e)?;
+            self.ensure_bridge_once(n)?;
+            let ip = self.lease(e, n)?;
             let ifname = format!("eth{i}");
             let (host_if, peer) = veth_names(id, e.seq);
             let attach = berth_net::Attach {
@@ -1237,12 +1261,38 @@ impl Engine {
                 mac: self.mac_for(e, ip),
                 mtu: (n.mtu > 0).then_some(n.mtu),
             };
-            if berth_net::link::attach(&attach).is_err() {
+            let t = std::time::Instant::now();
+            let claimed = match pooled.take() {
+                Some(p) if i == 0 => {
+                    let c = berth_net::pool::Claim {
+                        host_if: &host_if,
+                        bridge: &n.bridge,
+                        addr: ip,
+                        prefix: attach.prefix,
+                        gateway: attach.gateway,
+                        mac: attach.mac,
+                        mtu: attach.mtu,
+                    };
+                    match self.netpool.with_host(|h| p.claim(h, &c)) {
+                        Ok(()) => true,
+                        Err(err) => {
+                            // the namespace keeps what the claim made; a fresh one replaces it
+                            tracing::warn!(container = id, error = %err, "use a pooled netns");
+                            berth_net::netns::remove(&path)?;
+                            berth_net::netns::create(&path)?;
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !claimed && berth_net::link::attach(&attach).is_err() {
                 // the bridge may have gone behind berth's back: make it again, once
-                berth_net::link::ensure_bridge(&self.bridge_of(&n))?;
+                berth_net::link::ensure_bridge(&self.bridge_of(n))?;
                 berth_net::link::attach(&attach)?;
             }
             self.attach6(e, &n, &path, &ifname, &mut default6)?;
+            link_us += t.elapsed().as_micros() as u64;
             let ports = if i == 0 && !reqs.is_empty() {
                 self.choose_ports(id, &reqs)?
             } else {
@@ -1257,9 +1307,8 @@ impl Engine {
         if !reqs.is_empty() {
             self.apply_firewall()?;
         }
-        if let Some(n) = self
-            .networks()?
-            .into_iter()
+        if let Some(n) = nets
+            .iter()
             .find(|n| n.id == eps[0].network && n.name != DEFAULT_NETWORK)
         {
             // names on a user network come from its embedded DNS, on the gateway address
@@ -1291,13 +1340,51 @@ impl Engine {
         }
         self.hosts6(id, body, hosts_path, eps)?;
         self.apply_rate(id, body)?;
+        self.netpool.refill();
         tracing::debug!(
             container = id,
             addresses = ?names,
+            from_pool,
+            ns_us,
+            link_us,
             us = started.elapsed().as_micros() as u64,
             "network plumbed"
         );
         Ok(path)
+    }
+
+    /// `--network none`: a namespace with only lo from the pool, if one is ready, for the
+    /// runtime to join; otherwise (None) the runtime makes one as it starts the container.
+    pub(crate) fn net_start_none(&self, id: &str, body: &ContainerCreateBody) -> Option<PathBuf> {
+        let mode = body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref());
+        if mode != Some("none") {
+            return None;
+        }
+        let path = self.netns_path(id);
+        self.netpool.settle(&path);
+        if berth_net::netns::is_bound(&path) {
+            if let Err(e) = berth_net::netns::remove(&path) {
+                tracing::warn!(container = id, error = %e, "remove a stale netns");
+                return None;
+            }
+        }
+        let p = self.netpool.take_lo()?;
+        let dir = self.cfg.exec_root.join("netns");
+        let bound = std::fs::create_dir_all(&dir)
+            .map_err(Error::io("create", &dir))
+            .and_then(|()| berth_net::netns::bind(&p.path, &path).map_err(Error::from));
+        self.netpool.unbind_taken(p.path.clone());
+        self.netpool.refill();
+        match bound {
+            Ok(()) => Some(path),
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "use a pooled netns");
+                None
+            }
+        }
     }
 
     /// When the container's process is gone: leases released, veths and the namespace
@@ -1312,16 +1399,28 @@ impl Engine {
             }
         };
         let had_ports = eps.iter().any(|e| !e.ports.is_empty());
-        for e in &eps {
-            let (host_if, peer) = veth_names(id, e.seq);
-            for l in [&host_if, &peer] {
-                if let Err(err) = berth_net::link::delete_link(l) {
-                    tracing::warn!(container = id, link = %l, error = %err, "delete veth");
+        let path = self.netns_path(id);
+        // Unbinding the namespace lets the kernel destroy it, with the veth ends inside and
+        // so their host peers, in its cleanup work; deleting them here cost 20-60 ms each.
+        // Only a namespace that is not bound any more (a crash) needs its veths deleted.
+        let bound = berth_net::netns::is_bound(&path);
+        // (a second call, at removal after the exit, finds the leases released and the
+        // namespace already unbound: its veths are the kernel's to remove by then)
+        let live = eps.iter().any(|e| e.ip.is_some());
+        if !bound && live {
+            for e in &eps {
+                let (host_if, peer) = veth_names(id, e.seq);
+                for l in [&host_if, &peer] {
+                    if let Err(err) = berth_net::link::delete_link(l) {
+                        tracing::warn!(container = id, link = %l, error = %err, "delete veth");
+                    }
                 }
             }
         }
         if !eps.is_empty() {
             self.release6(id, None);
+        }
+        if live {
             let c = self.db.lock();
             if let Err(e) = c.execute(
                 "UPDATE endpoints SET ip = NULL, ports = '[]', ifname = '' WHERE container = ?1",
@@ -1330,8 +1429,9 @@ impl Engine {
                 tracing::warn!(container = id, error = %e, "release leases");
             }
         }
-        let path = self.netns_path(id);
-        if let Err(e) = berth_net::netns::remove(&path) {
+        if bound {
+            self.netpool.unbind_later(path);
+        } else if let Err(e) = berth_net::netns::remove(&path) {
             tracing::warn!(container = id, error = %e, "remove netns");
         }
         if had_ports {
@@ -1344,6 +1444,9 @@ impl Engine {
     /// When the container is removed: its endpoints go with it.
     pub(crate) fn net_remove(&self, id: &str) {
         self.net_stop(id);
+        // a removed container's namespace is gone when `rm` answers (the exit queued its
+        // unbinding; the worker has usually done it by now)
+        self.netpool.settle(&self.netns_path(id));
         let c = self.db.lock();
         if let Err(e) = c.execute("DELETE FROM endpoints WHERE container = ?1", [id]) {
             tracing::warn!(container = id, error = %e, "delete endpoints");
@@ -1396,6 +1499,7 @@ impl Engine {
         }
         self.sweep_leases6();
         self.sweep_dead_instances();
+        self.netpool.start(self.net_names().1);
         self.apply_firewall()
     }
 

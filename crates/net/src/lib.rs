@@ -7,6 +7,7 @@
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod pool;
 pub mod sctp;
 pub mod tc;
 

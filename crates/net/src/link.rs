@@ -160,6 +160,27 @@ pub fn delete_link(name: &str) -> Result<bool> {
     Nl::open()?.delete(name)
 }
 
+/// The names of the host's links that start with `prefix` (a pool's leftovers after a crash).
+pub fn links_with_prefix(prefix: &str) -> Result<Vec<String>> {
+    let nl = Nl::open()?;
+    let h = nl.h.clone();
+    nl.block(async move {
+        let mut out = Vec::new();
+        let mut s = h.link().get().execute();
+        while let Some(m) = s.try_next().await? {
+            for a in m.attributes {
+                if let netlink_packet_route::link::LinkAttribute::IfName(n) = a {
+                    if n.starts_with(prefix) {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    })
+    .map_err(Error::nl("list links", prefix))
+}
+
 pub fn link_exists(name: &str) -> Result<bool> {
     Ok(Nl::open()?.index(name)?.is_some())
 }

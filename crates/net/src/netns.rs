@@ -62,3 +62,13 @@ pub fn remove(path: &Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Binds the namespace bound at `from` to `to` as well (a new file): the namespace then has
+/// the name its container is known by, whatever name it was made under.
+pub fn bind(from: &Path, to: &Path) -> Result<()> {
+    std::fs::File::create(to).map_err(Error::io("create netns file", to.display().to_string()))?;
+    mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| {
+        let _ = std::fs::remove_file(to);
+        Error::sys("bind netns to", to.display().to_string())(e)
+    })
+}
