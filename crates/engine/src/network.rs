@@ -1291,7 +1291,7 @@ impl Engine {
                 berth_net::link::ensure_bridge(&self.bridge_of(n))?;
                 berth_net::link::attach(&attach)?;
             }
-            self.attach6(e, &n, &path, &ifname, &mut default6)?;
+            self.attach6(e, n, &path, &ifname, &mut default6)?;
             link_us += t.elapsed().as_micros() as u64;
             let ports = if i == 0 && !reqs.is_empty() {
                 self.choose_ports(id, &reqs)?
