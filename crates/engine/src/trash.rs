@@ -65,6 +65,7 @@ impl Trash {
             let spawned = std::thread::Builder::new()
                 .name("berth-trash".into())
                 .spawn(move || {
+                    berth_sys::lower_thread_priority(10);
                     for p in rx {
                         delete(&p);
                     }

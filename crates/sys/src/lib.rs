@@ -854,6 +854,19 @@ pub fn limit_malloc_arenas(n: i32) {
     unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
 }
 
+/// Lowers the calling thread's (not the process's) CPU priority to `nice`: for the daemon's
+/// background workers (the trash, the network namespace pool), whose work is never waited
+/// for, so that on a small machine they yield the CPU to the container starts they prepare
+/// for. Best effort: a failure leaves the thread as it was.
+pub fn lower_thread_priority(nice: i32) {
+    // SAFETY: gettid has no arguments and cannot fail; setpriority with PRIO_PROCESS and a
+    // thread ID changes only that thread's nice value (Linux's per-thread semantics).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
+}
+
 /// Whether the file at `path` is on a mount that is not read-only.
 pub fn path_is_writable_mount(path: &Path) -> bool {
     match nix::sys::statvfs::statvfs(path) {

@@ -119,8 +119,12 @@ impl NetPool {
         let sh = self.sh.clone();
         match std::thread::Builder::new()
             .name("berth-netpool".into())
-            .spawn(move || work(&sh, &bridge))
-        {
+            .spawn(move || {
+                // its refills run while the start that took an entry goes on: that start
+                // has the CPU first
+                berth_sys::lower_thread_priority(10);
+                work(&sh, &bridge)
+            }) {
             Ok(h) => {
                 self.sh.lock().running = true;
                 *w = Some(h);
