@@ -170,6 +170,20 @@ PYEOF
         skip "networks: the Python docker SDK (made by the sdk scenario) is not there"
     fi
 
+    # a namespace another container joined (--network container:X) outlives X's run: X's
+    # veth, whose address X's stop releases, must go at that stop all the same
+    timeout 30 $DK run -d --name nsown busybox sleep 1000 >/dev/null
+    timeout 30 $DK run -d --name nsjoin --network container:nsown busybox sleep 1000 >/dev/null
+    local own
+    own=$(timeout 10 $DK inspect -f '{{.Id}}' nsown)
+    out=$(timeout 10 $DK exec nsjoin ip -o link show eth0 2>&1 | grep -c 'eth0@')
+    eq "networks: container:X shares X's eth0" "1" "$out"
+    timeout 30 $DK stop -t 0 nsown >/dev/null
+    out=$(timeout 10 $DK exec nsjoin ip -o link show eth0 2>&1 | grep -c 'eth0@')
+    eq "networks: X's veth goes at X's stop though another container holds its namespace" "0" "$out"
+    check "networks: and its host end with it" [ ! -d "/sys/class/net/vb${own:0:9}0" ]
+    timeout 30 $DK rm -f nsjoin nsown >/dev/null
+
     # removal leaves nothing behind
     local ids
     ids=$(timeout 10 $DK ps -aq --no-trunc)

@@ -1387,6 +1387,36 @@ impl Engine {
         }
     }
 
+    /// Whether a running container other than `id` was started in `id`'s network namespace
+    /// (`--network container:<id, short id or name>`). Only the rows that use such a mode are
+    /// read; on a database error the answer is yes (a veth deleted by hand is merely slower).
+    fn netns_joined_by_others(&self, id: &str) -> bool {
+        let name = self
+            .db
+            .get(id)
+            .ok()
+            .flatten()
+            .map(|r| r.name)
+            .unwrap_or_default();
+        let c = self.db.lock();
+        let bodies: rusqlite::Result<Vec<String>> = c
+            .prepare_cached(
+                "SELECT body FROM containers WHERE id != ?1 AND status IN ('running', 'paused') \
+                 AND body LIKE '%\"NetworkMode\":\"container:%'",
+            )
+            .and_then(|mut st| st.query_map([id], |r| r.get(0))?.collect());
+        let Ok(bodies) = bodies else {
+            return true;
+        };
+        bodies.iter().any(|b| {
+            serde_json::from_str::<ContainerCreateBody>(b)
+                .ok()
+                .and_then(|b| b.host_config?.network_mode)
+                .and_then(|m| m.strip_prefix("container:").map(str::to_string))
+                .is_some_and(|t| t == name || (!t.is_empty() && id.starts_with(&t)))
+        })
+    }
+
     /// When the container's process is gone: leases released, veths and the namespace
     /// removed, its port rules dropped. Idempotent; failures are logged, not returned, since
     /// nothing can be retried by the caller and reconcile sweeps what remains.
@@ -1407,7 +1437,9 @@ impl Engine {
         // (a second call, at removal after the exit, finds the leases released and the
         // namespace already unbound: its veths are the kernel's to remove by then)
         let live = eps.iter().any(|e| e.ip.is_some());
-        if !bound && live {
+        // a namespace another container joined (`--network container:<this>`) outlives this
+        // run: its veths, whose addresses are released now, must go by hand
+        if live && (!bound || self.netns_joined_by_others(id)) {
             for e in &eps {
                 let (host_if, peer) = veth_names(id, e.seq);
                 for l in [&host_if, &peer] {
