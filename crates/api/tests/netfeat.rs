@@ -85,7 +85,7 @@ fn iperf(port: u16, reverse: bool) -> f64 {
         "-p",
         &port.to_string(),
         "-t",
-        "5",
+        "3",
         "-O",
         "1",
         "-J",
