@@ -4,46 +4,13 @@
 //! the default bridge, a user network and the host network; bad values refused with 400;
 //! and a published SCTP port checked with an SCTP socket. Needs root and the berth binary.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{berth_bin, call as req, create, inspect, skip, start, start_daemon};
-
-/// Runs a container to its end and returns (exit code, output).
-fn run_to_exit(sock: &Path, name: &str, body: Value) -> (i64, String) {
-    let id = create(sock, name, body);
-    start(sock, &id);
-    let (code, v) = req(sock, "POST", &format!("/containers/{id}/wait"), None);
-    assert_eq!(code, 200, "wait {name}: {v}");
-    let exit = v["StatusCode"].as_i64().unwrap_or(-1);
-    let out = logs(sock, &id);
-    let (code, v) = req(sock, "DELETE", &format!("/containers/{id}?force=1"), None);
-    assert_eq!(code, 204, "remove {name}: {v}");
-    (exit, out)
-}
-
-fn logs(sock: &Path, id: &str) -> String {
-    let (_, raw) = common::http(
-        sock,
-        "GET",
-        &format!("/containers/{id}/logs?stdout=1&stderr=1"),
-        &[],
-        b"",
-    );
-    // drop the 8-byte frame headers
-    let mut out = Vec::new();
-    let mut b = &raw[..];
-    while b.len() >= 8 {
-        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
-        out.extend_from_slice(&b[8..(8 + n).min(b.len())]);
-        b = &b[(8 + n).min(b.len())..];
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use common::{berth_bin, call as req, create, inspect, run_to_exit, skip, start, start_daemon};
 
 fn needs(berth: &mut Option<std::path::PathBuf>) -> bool {
     if !nix::unistd::geteuid().is_root() && skip("needs root") {

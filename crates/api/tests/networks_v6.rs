@@ -14,36 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
-use common::{berth_bin, call as req, create, inspect, skip, start, start_daemon};
-
-/// Runs a container to its end: (exit code, its stdout and stderr), and removes it.
-fn run_to_exit(sock: &Path, name: &str, body: Value) -> (i64, String) {
-    let id = create(sock, name, body);
-    start(sock, &id);
-    let (code, v) = req(sock, "POST", &format!("/containers/{id}/wait"), None);
-    assert_eq!(code, 200, "wait {name}: {v}");
-    let exit = v["StatusCode"].as_i64().unwrap_or(-1);
-    let (_, raw) = common::http(
-        sock,
-        "GET",
-        &format!("/containers/{id}/logs?stdout=1&stderr=1"),
-        &[],
-        b"",
-    );
-    let mut out = Vec::new();
-    let mut b = &raw[..];
-    while b.len() >= 8 {
-        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
-        out.extend_from_slice(&b[8..(8 + n).min(b.len())]);
-        b = &b[(8 + n).min(b.len())..];
-    }
-    let (code, v) = req(sock, "DELETE", &format!("/containers/{id}?force=1"), None);
-    assert_eq!(code, 204, "remove {name}: {v}");
-    (exit, String::from_utf8_lossy(&out).into_owned())
-}
+use common::{berth_bin, call as req, create, inspect, run_to_exit, skip, start, start_daemon};
 
 fn nc_get(ip: &str, port: u16) -> String {
     format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} {port}")

@@ -241,3 +241,35 @@ pub fn inspect(sock: &Path, id: &str) -> serde_json::Value {
     assert_eq!(code, 200, "inspect {id}: {v}");
     v
 }
+
+/// A container's stdout and stderr so far, without the 8-byte frame headers of the logs API.
+pub fn logs(sock: &Path, id: &str) -> String {
+    let (_, raw) = http(
+        sock,
+        "GET",
+        &format!("/containers/{id}/logs?stdout=1&stderr=1"),
+        &[],
+        b"",
+    );
+    let mut out = Vec::new();
+    let mut b = &raw[..];
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        out.extend_from_slice(&b[8..(8 + n).min(b.len())]);
+        b = &b[(8 + n).min(b.len())..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs a container to its end and removes it: (exit code, its stdout and stderr).
+pub fn run_to_exit(sock: &Path, name: &str, body: serde_json::Value) -> (i64, String) {
+    let id = create(sock, name, body);
+    start(sock, &id);
+    let (code, v) = call(sock, "POST", &format!("/containers/{id}/wait"), None);
+    assert_eq!(code, 200, "wait {name}: {v}");
+    let exit = v["StatusCode"].as_i64().unwrap_or(-1);
+    let out = logs(sock, &id);
+    let (code, v) = call(sock, "DELETE", &format!("/containers/{id}?force=1"), None);
+    assert_eq!(code, 204, "remove {name}: {v}");
+    (exit, out)
+}
