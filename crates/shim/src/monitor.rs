@@ -390,7 +390,16 @@ impl Shim {
             self.check_procs();
             self.remove_dead();
             if self.should_exit() {
-                return;
+                // A client that connected just before the end may still sit in the listen
+                // backlog: going now would reset its connection unanswered. Take it first
+                // (until the close deadline), then go when nobody is left.
+                let before = self.conns.iter().flatten().count();
+                self.accept();
+                let deadline_passed = self.close_deadline.is_some_and(|d| Instant::now() >= d);
+                if deadline_passed || self.conns.iter().flatten().count() == before {
+                    return;
+                }
+                continue;
             }
             let timeout = self.next_timeout();
             let n = match self.ep.wait(&mut events, timeout) {
@@ -687,9 +696,12 @@ impl Shim {
                     c.out.extend_from_slice(line.as_bytes());
                     c.out.push(b'\n');
                 }
-                Mode::Stream { .. } | Mode::Request => {}
-                // answered when that process is done, or dropped at the deadline
-                Mode::ExecWait(_) | Mode::Close => continue,
+                Mode::Stream { .. } => {}
+                // A request not read yet (a "wait" sent just before the end) is answered
+                // when it is read; closing now would reset the client's connection.
+                // ExecWait is answered when that process is done. Both, or dropped at the
+                // deadline.
+                Mode::Request | Mode::ExecWait(_) | Mode::Close => continue,
             }
             c.mode = Mode::Close;
             self.write_conn(slot);

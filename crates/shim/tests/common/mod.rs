@@ -285,6 +285,11 @@ impl Shim {
 
 impl Drop for Shim {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // what the shim said, for the failure's report
+            let diag = std::fs::read_to_string(self.state_dir().join("shim.log"));
+            eprintln!("{}: shim.log: {diag:?}", self.id);
+        }
         // Ending the container makes the shim finish and clean up by itself.
         let _ = Command::new(berth())
             .arg("runtime")
