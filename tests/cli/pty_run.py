@@ -12,6 +12,7 @@ import select
 import struct
 import sys
 import termios
+import time
 
 
 def main():
@@ -23,7 +24,7 @@ def main():
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     out = b""
     pending = typed.encode().decode("unicode_escape").encode()
-    sent_at = None
+    start = time.monotonic()
     while True:
         r, _, _ = select.select([fd], [], [], 0.2)
         if r:
@@ -35,8 +36,9 @@ def main():
                 break
             out += data
         elif pending:
-            # the container's shell is reading once it has printed something and gone quiet
-            if out:
+            # the container's shell is reading once it has printed something and gone quiet;
+            # one that printed its prompt before we came (attach) is reading after a second
+            if out or time.monotonic() - start > 1.0:
                 line, _, pending = pending.partition(b"\n")
                 os.write(fd, line + b"\n")
     _, status = os.waitpid(pid, 0)

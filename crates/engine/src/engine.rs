@@ -583,7 +583,9 @@ impl Engine {
             log_max_file: max_file,
             tty,
             stdin,
-            stdin_once: body.stdin_once.unwrap_or(false),
+            // as dockerd: a terminal's input is never closed by its client's end (nor by a
+            // detach), so that a later attach can type into it
+            stdin_once: body.stdin_once.unwrap_or(false) && !tty,
         })
         .map_err(fail)?;
         let sock = shim::socket(&state_dir);
