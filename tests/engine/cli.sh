@@ -52,10 +52,18 @@ cli_one() {
     out=$(d exec -u 65534 "$n" id -u); eq "$tag exec -u" 65534 "$out"
 
     # through a real pty
-    out=$(timeout 30 python3 "$HERE/pty_run.py" 4 "$DK" exec -it "$n" sh 2>&1); rc=$?
-    if [ $rc = 0 ]; then ok "$tag exec -it through a pty"; else fail "$tag exec -it through a pty: $out"; fi
-    out=$(timeout 30 python3 "$HERE/pty_run.py" 6 "$DK" run --rm -it busybox sh 2>&1); rc=$?
-    if [ $rc = 0 ]; then ok "$tag run -it through a pty"; else fail "$tag run -it through a pty: $out"; fi
+    # (the typed line holds '""' so that its echo differs from the command's output)
+    pty() { timeout 30 python3 "$REPO/tests/cli/pty_run.py" 24 80 "$@" 2>&1 | tr -d '\033'; }
+    out=$(pty 'echo pty""marker\nexit 4\n' -- "$DK" exec -it "$n" sh)
+    case $out in
+    *'pty""marker'*ptymarker*rc=4) ok "$tag exec -it through a pty" ;;
+    *) fail "$tag exec -it through a pty: $out" ;;
+    esac
+    out=$(pty 'echo pty""marker\nexit 6\n' -- "$DK" run --rm -it busybox sh)
+    case $out in
+    *'pty""marker'*ptymarker*rc=6) ok "$tag run -it through a pty" ;;
+    *) fail "$tag run -it through a pty: $out" ;;
+    esac
 
     # top, pause/unpause
     out=$(d top "$n" 2>&1); contains "$tag top" "sleep 300" "$out"
