@@ -127,7 +127,8 @@ impl Diag {
     pub(crate) fn say(&mut self, msg: std::fmt::Arguments<'_>) {
         if let Some(f) = &mut self.0 {
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let _ = writeln!(f, "{now} {msg}");
+            // formatted first: an unbuffered file takes each piece of a format as a write
+            let _ = f.write_all(format!("{now} {msg}\n").as_bytes());
         }
     }
 }

@@ -164,7 +164,7 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
     };
     let pid = shim.procs[0].pid;
     let line = json!({ "pid": pid, "shim_pid": std::process::id() });
-    if let Err(e) = writeln!(report, "{line}") {
+    if let Err(e) = report.write_all(format!("{line}\n").as_bytes()) {
         shim.diag
             .say(format_args!("report to the spawner failed: {e}"));
     }

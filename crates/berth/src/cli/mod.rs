@@ -155,8 +155,9 @@ pub fn main(cmd: ContainerCommand, host: Option<String>) -> i32 {
     let host = host
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| DEFAULT_HOST.to_string());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: a command's requests are few and short, and worker threads would cost
+    // their start and a cross-thread wake-up per reply.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -350,12 +350,18 @@ async fn attach_start_wait(
     condition: &str,
     sig_proxy: bool,
 ) -> Result<i32> {
-    let streams = if stdin || stdout || stderr {
-        Some(attach_streams(client, id, stdin, stdout, stderr, detach_keys, false).await?)
-    } else {
-        None
+    // the attach and the wait are independent round trips: both in flight at once
+    let attach = async {
+        if stdin || stdout || stderr {
+            attach_streams(client, id, stdin, stdout, stderr, detach_keys, false)
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
     };
-    let waiter = wait::register(client, id, condition).await?;
+    let (streams, waiter) = tokio::join!(attach, wait::register(client, id, condition));
+    let (streams, waiter) = (streams?, waiter?);
     let raw = if tty && stdin { RawMode::enter() } else { None };
     if let Err(e) = start_one(client, id).await {
         drop(raw);
