@@ -83,6 +83,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     // order itself, so libseccomp must not set no_new_privs on its own.
     ctx.set_ctl_nnp(false)
         .map_err(|e| err("disable automatic no_new_privs".into(), e))?;
+    // A binary tree of syscall numbers instead of a list: Docker's profile allows ~350
+    // syscalls, and the kernel runs the filter for every syscall number when it is loaded
+    // (to build its per-syscall cache) and at every syscall the cache does not decide. The
+    // list cost ~1 ms in the seccomp() of every start.
+    ctx.set_ctl_optimize(2)
+        .map_err(|e| err("binary tree optimization".into(), e))?;
     for f in s.flags().iter().flatten() {
         match f {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
@@ -253,6 +259,8 @@ pub fn precompile(s: &LinuxSeccomp, cache_dir: &std::path::Path) {
     h.update(json.as_bytes());
     h.update(std::env::consts::ARCH.as_bytes());
     h.update(v.as_bytes());
+    // what compile() does with the profile (see set_ctl_optimize there)
+    h.update(b"optimize=2");
     let key = hex::encode(h.finalize());
     let path = cache_dir.join(format!("{key}.bpf"));
     let prog = match std::fs::read(&path) {
