@@ -27,6 +27,8 @@ pub struct DaemonConfig {
     pub berth_exe: PathBuf,
     /// `--tls`/`--tlsverify` and their files: what a `tcp://` host needs.
     pub tls: crate::tls::TlsOptions,
+    /// `--host-gateway-ip` (daemon.json `host-gateway-ip`).
+    pub host_gateway_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for DaemonConfig {
@@ -38,6 +40,7 @@ impl Default for DaemonConfig {
             pidfile: Some("/run/berth/berth.pid".into()),
             berth_exe: std::env::current_exe().unwrap_or_else(|_| "berth".into()),
             tls: Default::default(),
+            host_gateway_ip: None,
         }
     }
 }
@@ -88,12 +91,29 @@ impl DaemonConfig {
                 "tlscacert" if !given => self.tls.ca = Some(s()?.into()),
                 "tlscert" if !given => self.tls.cert = Some(s()?.into()),
                 "tlskey" if !given => self.tls.key = Some(s()?.into()),
+                "host-gateway-ip" if !given => {
+                    self.host_gateway_ip = Some(
+                        parse_host_gateway_ip(&s()?)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    )
+                }
                 "hosts" | "data-root" | "exec-root" | "pidfile" | "tls" | "tlsverify"
-                | "tlscacert" | "tlscert" | "tlskey" => {}
+                | "tlscacert" | "tlscert" | "tlskey" | "host-gateway-ip" => {}
                 other => tracing::warn!("{}: {other} is not supported; ignored", path.display()),
             }
         }
         Ok(())
+    }
+}
+
+/// The value of `--host-gateway-ip`: one IPv4 address.
+pub fn parse_host_gateway_ip(v: &str) -> Result<std::net::Ipv4Addr, String> {
+    match v.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => Ok(a),
+        Ok(std::net::IpAddr::V6(_)) => Err(format!(
+            "host-gateway-ip {v:?}: only an IPv4 address is supported"
+        )),
+        Err(_) => Err(format!("host-gateway-ip {v:?}: not an IP address")),
     }
 }
 
@@ -271,6 +291,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
         data_root: cfg.data_root.clone(),
         exec_root: cfg.exec_root.clone(),
         berth_exe: cfg.berth_exe.clone(),
+        host_gateway_ip: cfg.host_gateway_ip,
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_cfg))
         .await
@@ -337,4 +358,29 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
         let _ = std::fs::remove_file(p);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DaemonConfig;
+
+    #[test]
+    fn daemon_json_host_gateway_ip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("daemon.json");
+        std::fs::write(&f, r#"{"host-gateway-ip": "192.0.2.8"}"#).expect("write");
+        let mut cfg = DaemonConfig::default();
+        cfg.apply_file(&f, &[]).expect("apply");
+        assert_eq!(cfg.host_gateway_ip, Some("192.0.2.8".parse().expect("ip")));
+        // the flag wins over the file
+        let mut cfg = DaemonConfig::default();
+        cfg.apply_file(&f, &["host-gateway-ip"]).expect("apply");
+        assert_eq!(cfg.host_gateway_ip, None);
+        std::fs::write(&f, r#"{"host-gateway-ip": "fd00::1"}"#).expect("write");
+        let e = DaemonConfig::default()
+            .apply_file(&f, &[])
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("only an IPv4 address"), "{e}");
+    }
 }

@@ -20,7 +20,7 @@ pub mod system;
 pub mod tls;
 pub mod volumes;
 
-pub use daemon::{run, DaemonConfig};
+pub use daemon::{parse_host_gateway_ip, run, DaemonConfig};
 
 /// The newest API version served, and the oldest.
 pub const API_VERSION: &str = "1.53";

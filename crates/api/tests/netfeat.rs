@@ -574,3 +574,34 @@ fn sctp_port_in_use_is_refused() {
         "netns of a failed start"
     );
 }
+
+/// The daemon's `--host-gateway-ip` is what `host-gateway` means, on every network.
+#[test]
+fn host_gateway_ip_setting_replaces_the_network_gateway() {
+    let mut berth = None;
+    if !needs(&mut berth) {
+        return;
+    }
+    let Some(berth) = berth else { return };
+    let d = common::start_daemon_with(&berth, "berth-hostgw-test", true, |c| {
+        c.host_gateway_ip = Some("192.0.2.77".parse().expect("address"));
+    });
+    let s = &d.sock;
+    let (table, bridge) = berth_engine::network::instance_names(&d.dir.path().join("data"));
+    let _left = Leftovers { table, bridge };
+    for mode in ["bridge", "none"] {
+        let (code, out) = run_to_exit(
+            s,
+            &format!("hostgw-{mode}"),
+            json!({"Image": "busybox", "Cmd": ["cat", "/etc/hosts"],
+                "HostConfig": {"NetworkMode": mode, "ExtraHosts": ["gw.test:host-gateway"]}}),
+        );
+        assert_eq!(code, 0, "{mode}: {out}");
+        assert!(out.contains("192.0.2.77\tgw.test\n"), "{mode}: {out}");
+    }
+    // and the value is checked where it is given
+    assert!(
+        berth_api::parse_host_gateway_ip("2001:db8::1").is_err_and(|e| e.contains("only an IPv4"))
+    );
+    assert!(berth_api::parse_host_gateway_ip("gateway").is_err_and(|e| e.contains("not an IP")));
+}

@@ -36,6 +36,10 @@ pub struct DaemonArgs {
     /// The server's private key (PEM).
     #[arg(long)]
     tlskey: Option<PathBuf>,
+    /// The IPv4 address `--add-host NAME:host-gateway` stands for (default: the gateway of
+    /// the container's network).
+    #[arg(long)]
+    host_gateway_ip: Option<String>,
 }
 
 pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
@@ -71,6 +75,7 @@ pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
         (a.tlscacert.is_some(), "tlscacert"),
         (a.tlscert.is_some(), "tlscert"),
         (a.tlskey.is_some(), "tlskey"),
+        (a.host_gateway_ip.is_some(), "host-gateway-ip"),
     ] {
         if set {
             given.push(key);
@@ -102,6 +107,15 @@ pub fn run(a: DaemonArgs, data_root_flag: Option<PathBuf>) -> i32 {
     }
     if a.tlskey.is_some() {
         cfg.tls.key = a.tlskey;
+    }
+    if let Some(ip) = &a.host_gateway_ip {
+        match berth_api::parse_host_gateway_ip(ip) {
+            Ok(ip) => cfg.host_gateway_ip = Some(ip),
+            Err(e) => {
+                eprintln!("berth daemon: --{e}");
+                return 1;
+            }
+        }
     }
     berth_sys::limit_malloc_arenas(2);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -29,6 +29,9 @@ pub struct Config {
     pub exec_root: PathBuf,
     /// The berth binary (`berth shim` is started from it).
     pub berth_exe: PathBuf,
+    /// `--host-gateway-ip`: what `--add-host NAME:host-gateway` stands for, instead of the
+    /// gateway of the container's network.
+    pub host_gateway_ip: Option<std::net::Ipv4Addr>,
 }
 
 pub struct Engine {

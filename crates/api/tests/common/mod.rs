@@ -64,6 +64,16 @@ impl Drop for Daemon {
 /// A daemon on a temporary root, with a busybox rootfs tarball at `<dir>/bb.tar`; with
 /// `import`, imported as `busybox:latest` through its API (`POST /images/create?fromSrc=-`).
 pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
+    start_daemon_with(berth, prefix, import, |_| {})
+}
+
+/// [`start_daemon`] with settings of the test's own (`configure` changes the defaults).
+pub fn start_daemon_with(
+    berth: &Path,
+    prefix: &str,
+    import: bool,
+    configure: impl FnOnce(&mut berth_api::DaemonConfig),
+) -> Daemon {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -78,14 +88,15 @@ pub fn start_daemon(berth: &Path, prefix: &str, import: bool) -> Daemon {
         .expect("make busybox rootfs");
     assert!(st.success());
     let sock = dir.path().join("berth.sock");
-    let cfg = berth_api::DaemonConfig {
+    let mut cfg = berth_api::DaemonConfig {
         hosts: vec![format!("unix://{}", sock.display())],
         data_root: dir.path().join("data"),
         exec_root: dir.path().join("run"),
         pidfile: None,
         berth_exe: berth.to_path_buf(),
-        tls: Default::default(),
+        ..Default::default()
     };
+    configure(&mut cfg);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()

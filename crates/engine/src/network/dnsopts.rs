@@ -193,10 +193,14 @@ pub(crate) fn container_upstreams(
 }
 
 impl Engine {
-    /// The address `host-gateway` stands for: the gateway of the container's first network,
+    /// The address `host-gateway` stands for: the daemon's `--host-gateway-ip` if it was
+    /// given, else the gateway of the container's first network,
     /// or of the default bridge network when it has none of its own (host, none,
     /// container:), as dockerd uses its default bridge's.
     pub(crate) fn host_gateway(&self, first_network: Option<&str>) -> Option<Ipv4Addr> {
+        if let Some(ip) = self.cfg.host_gateway_ip {
+            return Some(ip);
+        }
         if let Some(n) = first_network.and_then(|id| self.find_network(id).ok()) {
             return Some(n.gateway);
         }
