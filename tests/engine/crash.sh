@@ -3,6 +3,14 @@
 # nothing behind. Sourced by run.sh.
 CRASH_N=${CRASH_N:-50}
 
+# the namespace inodes of the daemon's pooled network namespaces, sorted
+pool_inodes() {
+    local f
+    for f in "$RUN"/netns-pool/*; do
+        [ -e "$f" ] && stat -L -c %i "$f"
+    done 2>/dev/null | sort
+}
+
 scenario_crash() {
     echo "# scenario crash"
     local i pids=() ids out bad n
@@ -22,6 +30,11 @@ scenario_crash() {
     # the leftover checks below look for these: make sure they can see them
     n=$(our_cgroups | grep -c /memory/)
     eq "crash: a memory cgroup per container is visible to the checks" $((CRASH_N + 1)) "$n"
+    # the killed daemon's pool of prepared network namespaces: the next daemon sweeps it
+    local pool_before veth_prefix
+    veth_prefix=bq$(printf %s "$DATA" | sha256sum | cut -c1-6)
+    pool_before=$(pool_inodes)
+    [ -n "$pool_before" ] || fail "crash: the netns pool is empty before the kill (BERTH_NETNS_POOL=0?)"
     kill -KILL "$DAEMON_PID"
     wait "$DAEMON_PID" 2>/dev/null
     DAEMON_PID=
@@ -30,6 +43,20 @@ scenario_crash() {
         fail "crash: the new daemon does not start"
         return
     fi
+    # old entries unbound (the kernel takes their veths along, a moment later), new ones made
+    local now kept veths mounts
+    for i in $(seq 1 50); do
+        now=$(pool_inodes)
+        kept=$(comm -12 <(echo "$pool_before") <(echo "$now"))
+        veths=$(ip -o link show | grep -c ": $veth_prefix")
+        [ -z "$kept" ] && [ -n "$now" ] && [ "$veths" -le "${BERTH_NETNS_POOL:-2}" ] && break
+        sleep 0.1
+    done
+    eq "crash: no pooled netns of the killed daemon kept" "" "$kept"
+    [ -n "$now" ] && ok "crash: the new daemon filled its netns pool" || fail "crash: the new daemon's netns pool is empty"
+    check "crash: pooled veths at most the pool's size ($veths)" [ "$veths" -le "${BERTH_NETNS_POOL:-2}" ]
+    mounts=$(grep -cF -- "$RUN/netns-pool/" /proc/self/mountinfo)
+    eq "crash: one mount per pooled netns" "$(echo "$now" | grep -c .)" "$mounts"
     out=$(timeout 10 "$DOCKER28" ps --filter name=crash --format '{{.Names}}' | grep -c '^crash[0-9]')
     eq "crash: all $CRASH_N running and listed by the new daemon" "$CRASH_N" "$out"
     out=$(timeout 10 "$DOCKER28" inspect --format '{{.State.Status}} {{.State.ExitCode}}' crashexit 2>&1)
