@@ -12,7 +12,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::exec::{self, ExecArgs};
-use super::format::{self, Format};
+use super::format;
+use super::inspect::{self, Print};
 use super::opts::RunOpts;
 use super::ps::{self, PsArgs};
 use super::run::{self, AttachArgs, StartArgs};
@@ -579,82 +580,43 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
         eprintln!("unknown type: \"{t}\": must be one of \"container\", \"image\"");
         return Err(CliError::Reported { code: 1 });
     }
-    let fmt = a
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "json")
-        .map(Format::parse)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let mut items = Vec::new();
-    let mut failed = false;
-    for n in &a.names {
+    let typ = typ.as_deref();
+    let lookup = |n: String| async move {
         let mut found = None;
-        if typ.as_deref() != Some("image") {
+        if typ != Some("image") {
             let size = if a.size { "?size=1" } else { "" };
-            found = inspect_raw(client, &format!("/containers/{n}/json{size}"))
-                .await?
-                .map(|v| (v, false));
+            found = inspect_raw(client, &format!("/containers/{n}/json{size}")).await?;
         }
-        if found.is_none() && typ.as_deref() != Some("container") {
-            // docker's CLI decodes an image into Go types (null lists print as `[]`)
-            found = inspect_raw(client, &format!("/images/{n}/json"))
-                .await?
-                .map(|v| (v, true));
+        if found.is_none() && typ != Some("container") {
+            found = inspect_raw(client, &format!("/images/{n}/json")).await?;
         }
-        match found {
-            Some(v) => items.push(v),
-            None => {
-                failed = true;
-                match typ.as_deref() {
-                    Some("container") => eprintln!("Error: No such container: {n}"),
-                    Some("image") => eprintln!("Error: No such image: {n}"),
-                    _ => eprintln!("Error: No such object: {n}"),
-                }
+        Ok(found.ok_or_else(|| match typ {
+            Some("container") => format!("Error: No such container: {n}"),
+            Some("image") => format!("Error: No such image: {n}"),
+            _ => format!("Error: No such object: {n}"),
+        }))
+    };
+    let print = Print {
+        // docker's CLI decodes containers and images alike into Go types (null lists print
+        // as `[]`)
+        template: |it: &String| {
+            Ok(format::typed(format::from_json(&inspect::parse(
+                it, "inspect",
+            )?)))
+        },
+        json: |items: &[String]| {
+            // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
+            if a.format.as_deref() != Some("json") {
+                return Ok(inspect::indented(items));
             }
-        }
-    }
-    match fmt {
-        Some(f) => {
-            for (it, _) in &items {
-                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
-                    op: "parse inspect response".into(),
-                    source: e.into(),
-                })?;
-                // docker's CLI decodes containers and images alike into Go types
-                let v = format::typed(format::from_json(&v));
-                let out = f.render(&v).map_err(CliError::Usage)?;
-                outln!("{out}");
-            }
-        }
-        // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
-        None if a.format.as_deref() == Some("json") => {
-            let mut parts = Vec::new();
-            for (it, _) in &items {
-                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
-                    op: "parse inspect response".into(),
-                    source: e.into(),
-                })?;
-                parts.push(format::go_json(&v));
-            }
-            outln!("[{}]", parts.join(","));
-        }
-        None => outln!(
-            "{}",
-            super::raw::indent_json(&format!(
-                "[{}]",
-                items
-                    .iter()
-                    .map(|(it, _)| it.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ))
-        ),
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+            let parts = items
+                .iter()
+                .map(|it| Ok(format::go_json(&inspect::parse(it, "inspect")?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(format!("[{}]", parts.join(",")))
+        },
+    };
+    inspect::inspect(&a.names, a.format.as_deref(), lookup, print).await
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod dayops;
 mod events;
 mod exec;
 pub(crate) mod format;
+mod inspect;
 mod netfeat;
 mod network;
 mod opts;

@@ -10,6 +10,7 @@ use bollard::models::{
 };
 
 use super::format::{self, Format};
+use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
 
 #[derive(clap::Subcommand, Debug)]
@@ -358,42 +359,18 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
 }
 
 async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
-    let fmt = a
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "json")
-        .map(Format::parse)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let mut items = Vec::new();
-    let mut failed = false;
-    for n in &a.networks {
-        match get_json(client, &format!("/networks/{n}")).await? {
-            Some(v) => items.push(v),
-            None => {
-                eprintln!("Error response from daemon: network {n} not found");
-                failed = true;
-            }
-        }
-    }
-    match fmt {
-        Some(f) => {
-            for v in &items {
-                outln!(
-                    "{}",
-                    f.render(&format::from_json(v)).map_err(CliError::Usage)?
-                );
-            }
-        }
-        None => outln!(
-            "{}",
-            serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
-        ),
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+    let lookup = |n: String| async move {
+        Ok(get_json(client, &format!("/networks/{n}"))
+            .await?
+            .ok_or_else(|| format!("Error response from daemon: network {n} not found")))
+    };
+    let print = Print {
+        template: |v: &serde_json::Value| Ok(format::from_json(v)),
+        json: |items: &[serde_json::Value]| {
+            Ok(serde_json::to_string_pretty(items).unwrap_or_else(|_| "[]".into()))
+        },
+    };
+    inspect::inspect(&a.networks, a.format.as_deref(), lookup, print).await
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {

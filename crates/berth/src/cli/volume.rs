@@ -7,6 +7,7 @@ use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions};
 
 use super::format::{self, Format};
+use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
 
 #[derive(clap::Subcommand, Debug)]
@@ -197,58 +198,28 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
 }
 
 async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
-    let fmt = a
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "json")
-        .map(Format::parse)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let mut items = Vec::new();
-    let mut failed = false;
-    for n in &a.volumes {
+    let lookup = |n: String| async move {
         let r = super::raw::send(client, "GET", &format!("/volumes/{n}")).await?;
-        match r.status {
+        Ok(match r.status {
             200 => {
                 let body = r.body().await?;
-                items.push(String::from_utf8_lossy(&body).trim().to_string());
+                Ok(String::from_utf8_lossy(&body).trim().to_string())
             }
-            404 => {
-                failed = true;
-                eprintln!("Error: No such volume: {n}");
-            }
-            _ => {
-                failed = true;
-                match r.json().await {
-                    Ok(v) => eprintln!(
-                        "Error response from daemon: {}",
-                        v["message"].as_str().unwrap_or("inspect failed")
-                    ),
-                    Err(e) => eprintln!("{e}"),
-                }
-            }
-        }
-    }
-    match fmt {
-        Some(f) => {
-            for it in &items {
-                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
-                    op: "parse volume inspect response".into(),
-                    source: e.into(),
-                })?;
-                let out = f.render(&format::from_json(&v)).map_err(CliError::Usage)?;
-                outln!("{out}");
-            }
-        }
-        None => outln!(
-            "{}",
-            super::raw::indent_json(&format!("[{}]", items.join(",")))
-        ),
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+            404 => Err(format!("Error: No such volume: {n}")),
+            _ => Err(match r.json().await {
+                Ok(v) => format!(
+                    "Error response from daemon: {}",
+                    v["message"].as_str().unwrap_or("inspect failed")
+                ),
+                Err(e) => e.to_string(),
+            }),
+        })
+    };
+    let print = Print {
+        template: |it: &String| Ok(format::from_json(&inspect::parse(it, "volume inspect")?)),
+        json: |items: &[String]| Ok(inspect::indented(items)),
+    };
+    inspect::inspect(&a.volumes, a.format.as_deref(), lookup, print).await
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
