@@ -11,6 +11,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::each::{each, each_line};
 use super::exec::{self, ExecArgs};
 use super::format;
 use super::inspect::{self, Print};
@@ -277,36 +278,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
     }
 }
 
-/// Runs `op` on each container, printing the name as given on success and docker's error
-/// line on failure; any failure makes the exit code 1, as docker's.
-async fn each<F, Fut>(names: &[String], print: bool, op: F) -> Result<i32>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    let mut failed = false;
-    for n in names {
-        match op(n.clone()).await {
-            Ok(()) => {
-                if print {
-                    outln!("{n}");
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Reported { code: 1 })
-    } else {
-        Ok(0)
-    }
-}
-
 async fn stop(client: &Client, a: StopArgs, restart: bool) -> Result<i32> {
-    each(&a.containers, true, |c| {
+    each(&a.containers, |c| {
         let signal = a.signal.clone();
         let t = a.timeout;
         async move {
@@ -329,7 +302,7 @@ async fn stop(client: &Client, a: StopArgs, restart: bool) -> Result<i32> {
 
 async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
     let signal = a.signal.clone().unwrap_or_else(|| "KILL".into());
-    each(&a.containers, true, |c| {
+    each(&a.containers, |c| {
         let signal = signal.clone();
         async move {
             client
@@ -343,7 +316,7 @@ async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
 }
 
 async fn pause(client: &Client, a: Containers, pause: bool) -> Result<i32> {
-    each(&a.containers, true, |c| async move {
+    each(&a.containers, |c| async move {
         let r = if pause {
             client.docker.pause_container(&c).await
         } else {
@@ -355,7 +328,7 @@ async fn pause(client: &Client, a: Containers, pause: bool) -> Result<i32> {
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    each(&a.containers, true, |c| async move {
+    each(&a.containers, |c| async move {
         client
             .docker
             .remove_container(
@@ -373,24 +346,11 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
 }
 
 async fn wait(client: &Client, a: Containers) -> Result<i32> {
-    let mut failed = false;
-    for c in &a.containers {
-        let r = match super::wait::register(client, c, "not-running").await {
-            Ok(w) => w.status().await,
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(code) => outln!("{code}"),
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+    each_line(&a.containers, |c| async move {
+        let w = super::wait::register(client, &c, "not-running").await?;
+        w.status().await.map(Some)
+    })
+    .await
 }
 
 async fn rename(client: &Client, a: RenameArgs) -> Result<i32> {

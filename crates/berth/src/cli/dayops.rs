@@ -462,29 +462,19 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
             .transpose()?,
         ..Default::default()
     };
-    let mut failed = false;
-    for c in &a.containers {
-        let rates = a.rates.changes();
+    let (body, rate_args) = (&body, &a.rates);
+    super::each::each(&a.containers, |c| async move {
+        let rates = rate_args.changes();
         if !rates.is_empty() {
-            if let Err(e) = super::netfeat::update_rate(client, c, &rates).await {
-                eprintln!("{e}");
-                failed = true;
-                continue;
-            }
+            super::netfeat::update_rate(client, &c, &rates).await?;
         }
-        match client.docker.update_container(c, body.clone()).await {
-            Ok(()) => outln!("{c}"),
-            Err(e) => {
-                eprintln!("{}", client.err("update", e));
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Reported { code: 1 })
-    } else {
-        Ok(0)
-    }
+        client
+            .docker
+            .update_container(&c, body.clone())
+            .await
+            .map_err(|e| client.err("update", e))
+    })
+    .await
 }
 
 // ---- cp ----

@@ -6,6 +6,7 @@
 mod out;
 mod container;
 mod dayops;
+mod each;
 mod events;
 mod exec;
 pub(crate) mod format;

@@ -9,6 +9,7 @@ use bollard::models::{
     NetworkCreateRequest, NetworkDisconnectRequest, PortBinding, PortMap,
 };
 
+use super::each::each_line;
 use super::format::{self, Format};
 use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
@@ -374,26 +375,21 @@ async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    let mut failed = false;
-    for n in &a.networks {
-        match client.docker.remove_network(n).await {
-            Ok(()) => outln!("{n}"),
-            Err(e) => {
-                let e = client.err("network rm", e);
-                if a.force && matches!(e, CliError::Daemon { status: 404, .. }) {
-                    continue;
-                }
-                eprintln!("{e}");
-                failed = true;
-            }
+    let done = each_line(&a.networks, |n| async move {
+        match client.docker.remove_network(&n).await {
+            Ok(()) => Ok(Some(n)),
+            Err(e) => match client.err("network rm", e) {
+                CliError::Daemon { status: 404, .. } if a.force => Ok(None),
+                e => Err(e),
+            },
         }
-    }
-    if failed {
+    })
+    .await;
+    if done.is_err() {
         // docker 28's network rm ends its errors with this line
         eprintln!("exit status 1");
-        return Err(CliError::Reported { code: 1 });
     }
-    Ok(0)
+    done
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {

@@ -6,6 +6,7 @@ use std::io::{BufRead, Write};
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions};
 
+use super::each::each;
 use super::format::{self, Format};
 use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
@@ -223,24 +224,14 @@ async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    let mut failed = false;
-    for n in &a.volumes {
-        let r = client
+    each(&a.volumes, |n| async move {
+        client
             .docker
-            .remove_volume(n, Some(RemoveVolumeOptions { force: a.force }))
-            .await;
-        match r {
-            Ok(()) => outln!("{n}"),
-            Err(e) => {
-                eprintln!("{}", client.err("remove volume", e));
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+            .remove_volume(&n, Some(RemoveVolumeOptions { force: a.force }))
+            .await
+            .map_err(|e| client.err("remove volume", e))
+    })
+    .await
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
