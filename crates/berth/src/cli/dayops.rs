@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::format::{self, Format};
-use super::opts::{parse_bytes, parse_cpus, parse_restart};
+use super::opts::{flag_value, parse_bytes_or_unlimited, parse_cpus, parse_restart};
 use super::{CliError, Client, Result};
 
 #[derive(clap::Subcommand, Debug)]
@@ -417,31 +417,13 @@ async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
 // ---- update ----
 
 async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
-    let bad = |flag: &str, v: &str, why: String| {
-        CliError::Usage(format!(
-            "invalid argument \"{v}\" for \"{flag}\" flag: {why}"
-        ))
-    };
-    let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
-        v.as_deref()
-            .map(|s| {
-                if s == "-1" {
-                    Ok(-1)
-                } else {
-                    parse_bytes(s).map_err(|e| bad(flag, s, e))
-                }
-            })
-            .transpose()
-    };
+    let bytes =
+        |flag: &str, v: &Option<String>| flag_value(flag, v.as_deref(), parse_bytes_or_unlimited);
     let body = ContainerUpdateBody {
         blkio_weight: a.blkio_weight,
         cpu_period: a.cpu_period,
         cpu_quota: a.cpu_quota,
-        nano_cpus: a
-            .cpus
-            .as_deref()
-            .map(|c| parse_cpus(c).map_err(|e| bad("--cpus", c, e)))
-            .transpose()?,
+        nano_cpus: flag_value("--cpus", a.cpus.as_deref(), parse_cpus)?,
         cpuset_cpus: a.cpuset_cpus.clone(),
         cpuset_mems: a.cpuset_mems.clone(),
         cpu_shares: a.cpu_shares,

@@ -412,52 +412,76 @@ fn key_values(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
     Ok(m)
 }
 
-fn throttle_bps(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevice>>> {
+/// A size as [`parse_bytes`] reads it, or `-1` for no limit (`--memory-swap -1`).
+pub(super) fn parse_bytes_or_unlimited(s: &str) -> std::result::Result<i64, String> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    parse_bytes(s)
+}
+
+/// `--device-{read,write}-{bps,iops} <device-path>:<rate>`; `form` names the rate in the
+/// message for a value without one, `rate` reads it.
+fn throttle(
+    flag: &str,
+    items: &[String],
+    form: &str,
+    rate: impl Fn(&str) -> std::result::Result<i64, String>,
+) -> Result<Option<Vec<ThrottleDevice>>> {
     if items.is_empty() {
         return Ok(None);
     }
     let mut out = Vec::new();
     for it in items {
-        let (path, rate) = it
-            .split_once(':')
-            .ok_or_else(|| bad(flag, it, "bad format, expected <device-path>:<rate>"))?;
+        let (path, r) = it.split_once(':').ok_or_else(|| {
+            bad(
+                flag,
+                it,
+                format!("bad format, expected <device-path>:<{form}>"),
+            )
+        })?;
         if !path.starts_with("/dev/") {
             return Err(bad(flag, it, format!("{path} is not a device path")));
         }
-        let rate = parse_bytes(rate).map_err(|e| bad(flag, it, e))?;
         out.push(ThrottleDevice {
             path: Some(path.to_string()),
-            rate: Some(rate),
+            rate: Some(rate(r).map_err(|e| bad(flag, it, e))?),
         });
     }
     Ok(Some(out))
 }
 
+fn throttle_bps(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevice>>> {
+    throttle(flag, items, "rate", parse_bytes)
+}
+
 fn throttle_iops(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevice>>> {
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    for it in items {
-        let (path, rate) = it
-            .split_once(':')
-            .ok_or_else(|| bad(flag, it, "bad format, expected <device-path>:<number>"))?;
-        if !path.starts_with("/dev/") {
-            return Err(bad(flag, it, format!("{path} is not a device path")));
-        }
-        let rate: i64 = rate.parse().map_err(|_| {
-            bad(
-                flag,
-                it,
-                "invalid rate for device, must be a positive integer",
-            )
-        })?;
-        out.push(ThrottleDevice {
-            path: Some(path.to_string()),
-            rate: Some(rate),
-        });
-    }
-    Ok(Some(out))
+    throttle(flag, items, "number", |r| {
+        r.parse()
+            .map_err(|_| "invalid rate for device, must be a positive integer".to_string())
+    })
+}
+
+/// A flag's value through its parser; the parser's complaint becomes docker's message that
+/// names the flag and the value.
+pub(super) fn flag_value<T>(
+    flag: &str,
+    v: Option<&str>,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    v.map(|s| parse(s).map_err(|e| bad(flag, s, e))).transpose()
+}
+
+/// Each value of a repeated flag through its parser, as [`flag_value`].
+fn flag_values<T>(
+    flag: &str,
+    items: &[String],
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Vec<T>> {
+    items
+        .iter()
+        .map(|s| parse(s).map_err(|e| bad(flag, s, e)))
+        .collect()
 }
 
 /// `--device /dev/a[:/dev/b][:rwm]`.
@@ -724,36 +748,16 @@ impl RunOpts {
             let (k, v) = l.split_once('=').unwrap_or((&l, ""));
             labels.insert(k.to_string(), v.to_string());
         }
-        let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
-            v.as_deref()
-                .map(|s| parse_bytes(s).map_err(|e| bad(flag, s, e)))
-                .transpose()
-        };
-        let memory_swap = match self.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(s) => Some(parse_bytes(s).map_err(|e| bad("--memory-swap", s, e))?),
-            None => None,
-        };
-        let nano_cpus = self
-            .cpus
-            .as_deref()
-            .map(|s| parse_cpus(s).map_err(|e| bad("--cpus", s, e)))
-            .transpose()?;
-        let ulimits = self
-            .ulimit
-            .iter()
-            .map(|u| parse_ulimit(u).map_err(|e| bad("--ulimit", u, e)))
-            .collect::<Result<Vec<_>>>()?;
-        let devices = self
-            .device
-            .iter()
-            .map(|d| parse_device(d).map_err(|e| bad("--device", d, e)))
-            .collect::<Result<Vec<_>>>()?;
-        let mounts = self
-            .mount
-            .iter()
-            .map(|m| parse_mount(m).map_err(|e| bad("--mount", m, e)))
-            .collect::<Result<Vec<_>>>()?;
+        let bytes = |flag: &str, v: &Option<String>| flag_value(flag, v.as_deref(), parse_bytes);
+        let memory_swap = flag_value(
+            "--memory-swap",
+            self.memory_swap.as_deref(),
+            parse_bytes_or_unlimited,
+        )?;
+        let nano_cpus = flag_value("--cpus", self.cpus.as_deref(), parse_cpus)?;
+        let ulimits = flag_values("--ulimit", &self.ulimit, parse_ulimit)?;
+        let devices = flag_values("--device", &self.device, parse_device)?;
+        let mounts = flag_values("--mount", &self.mount, parse_mount)?;
         // `-v /dst` is an anonymous volume (Config.Volumes); anything with a source is a bind
         // or named volume, passed through as docker passes it
         let mut binds = Vec::new();
@@ -773,11 +777,7 @@ impl RunOpts {
                 None => (t.clone(), String::new()),
             })
             .collect();
-        let restart = self
-            .restart
-            .as_deref()
-            .map(|r| parse_restart(r).map_err(|e| bad("--restart", r, e)))
-            .transpose()?;
+        let restart = flag_value("--restart", self.restart.as_deref(), parse_restart)?;
         if self.rm
             && restart
                 .as_ref()
