@@ -209,40 +209,13 @@ fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
 /// go-units' BytesSize: binary units, four significant digits (docker's MEM USAGE column).
 pub fn bytes_size(size: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut s = size;
-    let mut i = 0;
-    while s >= 1024.0 && i < units.len() - 1 {
-        s /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", go_g(s, 4), units[i])
+    format::scaled(size, 1024.0, &units, 4)
 }
 
 /// go-units' HumanSize: decimal units, four significant digits (docker's `system df`).
 pub fn human_size4(size: f64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut s = size;
-    let mut i = 0;
-    while s >= 1000.0 && i < units.len() - 1 {
-        s /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", go_g(s, 4), units[i])
-}
-
-/// Go's `%.Ng`: N significant digits, trailing zeros dropped.
-fn go_g(v: f64, n: i32) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (n - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    format::scaled(size, 1000.0, &units, 4)
 }
 
 /// One row of `docker stats`, computed as the docker CLI computes it.
