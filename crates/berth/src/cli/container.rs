@@ -2,7 +2,7 @@
 //! `berth container ...` forms, and the small ones (stop, kill, rm, logs, top, ...) whose whole
 //! work is one API call per container.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
@@ -393,11 +393,7 @@ async fn top(client: &Client, a: TopArgs) -> Result<i32> {
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
     if !a.force {
-        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        if !super::out::confirm("WARNING! This will remove all stopped containers.") {
             return Ok(0);
         }
     }

@@ -2,7 +2,7 @@
 //! columns and exit codes over the daemon's API.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bollard::models::{ContainerConfig, ContainerStatsResponse, ContainerUpdateBody};
@@ -906,15 +906,11 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         } else {
             "all dangling images"
         });
-        eprintln!("WARNING! This will remove:");
+        let mut warning = "WARNING! This will remove:\n".to_string();
         for w in what {
-            eprintln!("  - {w}");
+            warning.push_str(&format!("  - {w}\n"));
         }
-        eprint!("\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        if !super::out::confirm(&warning) {
             return Ok(0);
         }
     }

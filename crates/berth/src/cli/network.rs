@@ -140,17 +140,7 @@ pub struct PortArgs {
 }
 
 fn key_values(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
-    let mut m = HashMap::new();
-    for i in items {
-        let (k, v) = i.split_once('=').unwrap_or((i.as_str(), ""));
-        if k.is_empty() {
-            return Err(CliError::Usage(format!(
-                "invalid argument {i:?} for {flag}"
-            )));
-        }
-        m.insert(k.to_string(), v.to_string());
-    }
-    Ok(m)
+    super::opts::key_value_map(items, |i| format!("invalid argument {i:?} for {flag}"))
 }
 
 /// The query string of docker's filters: `?filters={"k":{"v":true}}`, percent-encoded.

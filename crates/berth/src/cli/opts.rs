@@ -420,6 +420,23 @@ pub(super) fn parse_bytes_or_unlimited(s: &str) -> std::result::Result<i64, Stri
     parse_bytes(s)
 }
 
+/// `k=v` items of a flag such as `--label` or `--opt`, later ones winning; a bare `k` is
+/// `k=""`, an empty key is refused with the message `empty_key` makes of the item.
+pub(super) fn key_value_map(
+    items: &[String],
+    empty_key: impl Fn(&str) -> String,
+) -> Result<HashMap<String, String>> {
+    let mut m = HashMap::new();
+    for it in items {
+        let (k, v) = it.split_once('=').unwrap_or((it.as_str(), ""));
+        if k.is_empty() {
+            return Err(CliError::Usage(empty_key(it)));
+        }
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(m)
+}
+
 /// `--device-{read,write}-{bps,iops} <device-path>:<rate>`; `form` names the rate in the
 /// message for a value without one, `rate` reads it.
 fn throttle(

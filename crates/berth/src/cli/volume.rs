@@ -1,7 +1,6 @@
 //! `berth volume create|ls|inspect|rm|prune`, with docker's flags and output.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
 
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions};
@@ -100,17 +99,9 @@ pub async fn dispatch(client: &Client, cmd: VolumeCommand) -> Result<i32> {
 
 /// `k=v` pairs of `--label` / `--opt`; a bare `k` is `k=""`.
 fn pairs(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
-    let mut m = HashMap::new();
-    for it in items {
-        let (k, v) = it.split_once('=').unwrap_or((it.as_str(), ""));
-        if k.is_empty() {
-            return Err(CliError::Usage(format!(
-                "invalid {flag} {it:?}: a key is needed"
-            )));
-        }
-        m.insert(k.to_string(), v.to_string());
-    }
-    Ok(m)
+    super::opts::key_value_map(items, |it| {
+        format!("invalid {flag} {it:?}: a key is needed")
+    })
 }
 
 async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
@@ -241,11 +232,7 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         } else {
             "all anonymous local volumes not used by at least one container"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        if !super::out::confirm(&format!("WARNING! This will remove {what}.")) {
             return Ok(0);
         }
     }
