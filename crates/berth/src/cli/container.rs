@@ -413,6 +413,15 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
 
 /// A prune's report as docker prints it: what went (if anything), then the space it freed.
 pub(super) fn print_pruned(what: &str, deleted: &[String], reclaimed: Option<i64>) {
+    print_deleted(what, deleted);
+    outln!(
+        "Total reclaimed space: {}",
+        format::human_size(reclaimed.unwrap_or(0) as f64)
+    );
+}
+
+/// What a prune removed of one kind, as docker lists it (nothing when nothing went).
+pub(super) fn print_deleted(what: &str, deleted: &[String]) {
     if !deleted.is_empty() {
         outln!("Deleted {what}:");
         for d in deleted {
@@ -420,10 +429,6 @@ pub(super) fn print_pruned(what: &str, deleted: &[String], reclaimed: Option<i64
         }
         outln!();
     }
-    outln!(
-        "Total reclaimed space: {}",
-        format::human_size(reclaimed.unwrap_or(0) as f64)
-    );
 }
 
 /// `--since`/`--until`: a Unix time, an RFC 3339 time, or a duration back from now (`10m`).

@@ -14,6 +14,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::container::print_deleted;
 use super::format::{self, Format};
 use super::opts::{flag_value, parse_bytes_or_unlimited, parse_cpus, parse_restart};
 use super::{CliError, Client, Result};
@@ -923,15 +924,8 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         }))
         .await
         .map_err(|e| client.err("prune containers", e))?;
-    let deleted = r.containers_deleted.unwrap_or_default();
     reclaimed += r.space_reclaimed.unwrap_or(0);
-    if !deleted.is_empty() {
-        outln!("Deleted Containers:");
-        for d in &deleted {
-            outln!("{d}");
-        }
-        outln!();
-    }
+    print_deleted("Containers", &r.containers_deleted.unwrap_or_default());
     if a.volumes {
         // The volumes API may not exist on this daemon yet: a 404 means nothing to prune.
         let mut vf = filters.clone().unwrap_or_default();
@@ -944,15 +938,8 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
             .await
         {
             Ok(v) => {
-                let vols = v.volumes_deleted.unwrap_or_default();
                 reclaimed += v.space_reclaimed.unwrap_or(0);
-                if !vols.is_empty() {
-                    outln!("Deleted Volumes:");
-                    for x in &vols {
-                        outln!("{x}");
-                    }
-                    outln!();
-                }
+                print_deleted("Volumes", &v.volumes_deleted.unwrap_or_default());
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -968,16 +955,7 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         }))
         .await
     {
-        Ok(n) => {
-            let nets = n.networks_deleted.unwrap_or_default();
-            if !nets.is_empty() {
-                outln!("Deleted Networks:");
-                for x in &nets {
-                    outln!("{x}");
-                }
-                outln!();
-            }
-        }
+        Ok(n) => print_deleted("Networks", &n.networks_deleted.unwrap_or_default()),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {}

@@ -391,7 +391,7 @@ fn env_lookup(k: &str) -> Option<String> {
 }
 
 /// `-e KEY=v` as given, `-e KEY` from the CLI's environment when set there.
-fn env_value(e: &str) -> String {
+pub(super) fn env_value(e: &str) -> String {
     if e.contains('=') {
         return e.to_string();
     }
