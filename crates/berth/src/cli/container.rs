@@ -392,10 +392,8 @@ async fn top(client: &Client, a: TopArgs) -> Result<i32> {
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
-    if !a.force {
-        if !super::out::confirm("WARNING! This will remove all stopped containers.") {
-            return Ok(0);
-        }
+    if !a.force && !super::out::confirm("WARNING! This will remove all stopped containers.") {
+        return Ok(0);
     }
     let filters = ps::filters(&a.filter)?;
     let r = client

@@ -972,6 +972,48 @@ mod tests {
     }
 
     #[test]
+    fn device_throttles_name_flag_and_value() {
+        let bps = throttle_bps("--device-read-bps", &["/dev/sda:1mb".into()])
+            .expect("valid")
+            .expect("given");
+        assert_eq!(bps[0].path.as_deref(), Some("/dev/sda"));
+        assert_eq!(bps[0].rate, Some(1 << 20));
+        assert!(throttle_iops("--device-read-iops", &[])
+            .expect("none")
+            .is_none());
+        let msg = |r: Result<Option<Vec<ThrottleDevice>>>| r.err().map(|e| e.to_string());
+        assert_eq!(
+            msg(throttle_bps("--device-write-bps", &["/dev/sda".into()])),
+            Some("invalid argument \"/dev/sda\" for \"--device-write-bps\" flag: bad format, expected <device-path>:<rate>".into())
+        );
+        assert_eq!(
+            msg(throttle_iops("--device-read-iops", &["/dev/sda".into()])),
+            Some("invalid argument \"/dev/sda\" for \"--device-read-iops\" flag: bad format, expected <device-path>:<number>".into())
+        );
+        assert_eq!(
+            msg(throttle_iops("--device-write-iops", &["/dev/sda:x".into()])),
+            Some("invalid argument \"/dev/sda:x\" for \"--device-write-iops\" flag: invalid rate for device, must be a positive integer".into())
+        );
+        assert_eq!(
+            msg(throttle_iops("--device-write-iops", &["/tmp/f:5".into()])),
+            Some("invalid argument \"/tmp/f:5\" for \"--device-write-iops\" flag: /tmp/f is not a device path".into())
+        );
+    }
+
+    #[test]
+    fn key_value_maps_keep_the_last_and_refuse_empty_keys() {
+        let m = key_value_map(&["a=1".into(), "b".into(), "a=2=3".into()], |i| i.into())
+            .expect("valid");
+        assert_eq!(m.get("a").map(String::as_str), Some("2=3"));
+        assert_eq!(m.get("b").map(String::as_str), Some(""));
+        let e = key_value_map(&["=v".into()], |i| format!("no key in {i}"));
+        assert_eq!(
+            e.err().map(|e| e.to_string()).as_deref(),
+            Some("no key in =v")
+        );
+    }
+
+    #[test]
     fn ulimits_take_soft_and_hard() {
         let u = parse_ulimit("nofile=1024:2048").expect("valid");
         assert_eq!(
