@@ -981,23 +981,27 @@ mod tests {
         assert!(throttle_iops("--device-read-iops", &[])
             .expect("none")
             .is_none());
-        let msg = |r: Result<Option<Vec<ThrottleDevice>>>| r.err().map(|e| e.to_string());
-        assert_eq!(
-            msg(throttle_bps("--device-write-bps", &["/dev/sda".into()])),
-            Some("invalid argument \"/dev/sda\" for \"--device-write-bps\" flag: bad format, expected <device-path>:<rate>".into())
-        );
-        assert_eq!(
-            msg(throttle_iops("--device-read-iops", &["/dev/sda".into()])),
-            Some("invalid argument \"/dev/sda\" for \"--device-read-iops\" flag: bad format, expected <device-path>:<number>".into())
-        );
-        assert_eq!(
-            msg(throttle_iops("--device-write-iops", &["/dev/sda:x".into()])),
-            Some("invalid argument \"/dev/sda:x\" for \"--device-write-iops\" flag: invalid rate for device, must be a positive integer".into())
-        );
-        assert_eq!(
-            msg(throttle_iops("--device-write-iops", &["/tmp/f:5".into()])),
-            Some("invalid argument \"/tmp/f:5\" for \"--device-write-iops\" flag: /tmp/f is not a device path".into())
-        );
+        let refused = [
+            (
+                throttle_bps("--device-write-bps", &["/dev/sda".into()]),
+                "invalid argument \"/dev/sda\" for \"--device-write-bps\" flag: bad format, expected <device-path>:<rate>",
+            ),
+            (
+                throttle_iops("--device-read-iops", &["/dev/sda".into()]),
+                "invalid argument \"/dev/sda\" for \"--device-read-iops\" flag: bad format, expected <device-path>:<number>",
+            ),
+            (
+                throttle_iops("--device-write-iops", &["/dev/sda:x".into()]),
+                "invalid argument \"/dev/sda:x\" for \"--device-write-iops\" flag: invalid rate for device, must be a positive integer",
+            ),
+            (
+                throttle_iops("--device-write-iops", &["/tmp/f:5".into()]),
+                "invalid argument \"/tmp/f:5\" for \"--device-write-iops\" flag: /tmp/f is not a device path",
+            ),
+        ];
+        for (r, want) in refused {
+            assert_eq!(r.err().map(|e| e.to_string()).as_deref(), Some(want));
+        }
     }
 
     #[test]
