@@ -2,7 +2,7 @@
 //! `berth container ...` forms, and the small ones (stop, kill, rm, logs, top, ...) whose whole
 //! work is one API call per container.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
@@ -11,8 +11,10 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::each::{each, each_line};
 use super::exec::{self, ExecArgs};
-use super::format::{self, Format};
+use super::format;
+use super::inspect::{self, Print};
 use super::opts::RunOpts;
 use super::ps::{self, PsArgs};
 use super::run::{self, AttachArgs, StartArgs};
@@ -276,36 +278,8 @@ pub async fn dispatch(client: &Client, cmd: ContainerCommand) -> Result<i32> {
     }
 }
 
-/// Runs `op` on each container, printing the name as given on success and docker's error
-/// line on failure; any failure makes the exit code 1, as docker's.
-async fn each<F, Fut>(names: &[String], print: bool, op: F) -> Result<i32>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    let mut failed = false;
-    for n in names {
-        match op(n.clone()).await {
-            Ok(()) => {
-                if print {
-                    outln!("{n}");
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Reported { code: 1 })
-    } else {
-        Ok(0)
-    }
-}
-
 async fn stop(client: &Client, a: StopArgs, restart: bool) -> Result<i32> {
-    each(&a.containers, true, |c| {
+    each(&a.containers, |c| {
         let signal = a.signal.clone();
         let t = a.timeout;
         async move {
@@ -328,7 +302,7 @@ async fn stop(client: &Client, a: StopArgs, restart: bool) -> Result<i32> {
 
 async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
     let signal = a.signal.clone().unwrap_or_else(|| "KILL".into());
-    each(&a.containers, true, |c| {
+    each(&a.containers, |c| {
         let signal = signal.clone();
         async move {
             client
@@ -342,7 +316,7 @@ async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
 }
 
 async fn pause(client: &Client, a: Containers, pause: bool) -> Result<i32> {
-    each(&a.containers, true, |c| async move {
+    each(&a.containers, |c| async move {
         let r = if pause {
             client.docker.pause_container(&c).await
         } else {
@@ -354,7 +328,7 @@ async fn pause(client: &Client, a: Containers, pause: bool) -> Result<i32> {
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    each(&a.containers, true, |c| async move {
+    each(&a.containers, |c| async move {
         client
             .docker
             .remove_container(
@@ -372,24 +346,11 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
 }
 
 async fn wait(client: &Client, a: Containers) -> Result<i32> {
-    let mut failed = false;
-    for c in &a.containers {
-        let r = match super::wait::register(client, c, "not-running").await {
-            Ok(w) => w.status().await,
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(code) => outln!("{code}"),
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+    each_line(&a.containers, |c| async move {
+        let w = super::wait::register(client, &c, "not-running").await?;
+        w.status().await.map(Some)
+    })
+    .await
 }
 
 async fn rename(client: &Client, a: RenameArgs) -> Result<i32> {
@@ -431,14 +392,8 @@ async fn top(client: &Client, a: TopArgs) -> Result<i32> {
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
-    if !a.force {
-        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-            return Ok(0);
-        }
+    if !a.force && !super::out::confirm("WARNING! This will remove all stopped containers.") {
+        return Ok(0);
     }
     let filters = ps::filters(&a.filter)?;
     let r = client
@@ -456,6 +411,15 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
 
 /// A prune's report as docker prints it: what went (if anything), then the space it freed.
 pub(super) fn print_pruned(what: &str, deleted: &[String], reclaimed: Option<i64>) {
+    print_deleted(what, deleted);
+    outln!(
+        "Total reclaimed space: {}",
+        format::human_size(reclaimed.unwrap_or(0) as f64)
+    );
+}
+
+/// What a prune removed of one kind, as docker lists it (nothing when nothing went).
+pub(super) fn print_deleted(what: &str, deleted: &[String]) {
     if !deleted.is_empty() {
         outln!("Deleted {what}:");
         for d in deleted {
@@ -463,10 +427,6 @@ pub(super) fn print_pruned(what: &str, deleted: &[String], reclaimed: Option<i64
         }
         outln!();
     }
-    outln!(
-        "Total reclaimed space: {}",
-        format::human_size(reclaimed.unwrap_or(0) as f64)
-    );
 }
 
 /// `--since`/`--until`: a Unix time, an RFC 3339 time, or a duration back from now (`10m`).
@@ -579,82 +539,43 @@ async fn inspect(client: &Client, a: InspectArgs, containers_only: bool) -> Resu
         eprintln!("unknown type: \"{t}\": must be one of \"container\", \"image\"");
         return Err(CliError::Reported { code: 1 });
     }
-    let fmt = a
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "json")
-        .map(Format::parse)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let mut items = Vec::new();
-    let mut failed = false;
-    for n in &a.names {
+    let typ = typ.as_deref();
+    let lookup = |n: String| async move {
         let mut found = None;
-        if typ.as_deref() != Some("image") {
+        if typ != Some("image") {
             let size = if a.size { "?size=1" } else { "" };
-            found = inspect_raw(client, &format!("/containers/{n}/json{size}"))
-                .await?
-                .map(|v| (v, false));
+            found = inspect_raw(client, &format!("/containers/{n}/json{size}")).await?;
         }
-        if found.is_none() && typ.as_deref() != Some("container") {
-            // docker's CLI decodes an image into Go types (null lists print as `[]`)
-            found = inspect_raw(client, &format!("/images/{n}/json"))
-                .await?
-                .map(|v| (v, true));
+        if found.is_none() && typ != Some("container") {
+            found = inspect_raw(client, &format!("/images/{n}/json")).await?;
         }
-        match found {
-            Some(v) => items.push(v),
-            None => {
-                failed = true;
-                match typ.as_deref() {
-                    Some("container") => eprintln!("Error: No such container: {n}"),
-                    Some("image") => eprintln!("Error: No such image: {n}"),
-                    _ => eprintln!("Error: No such object: {n}"),
-                }
+        Ok(found.ok_or_else(|| match typ {
+            Some("container") => format!("Error: No such container: {n}"),
+            Some("image") => format!("Error: No such image: {n}"),
+            _ => format!("Error: No such object: {n}"),
+        }))
+    };
+    let print = Print {
+        // docker's CLI decodes containers and images alike into Go types (null lists print
+        // as `[]`)
+        template: |it: &String| {
+            Ok(format::typed(format::from_json(&inspect::parse(
+                it, "inspect",
+            )?)))
+        },
+        json: |items: &[String]| {
+            // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
+            if a.format.as_deref() != Some("json") {
+                return Ok(inspect::indented(items));
             }
-        }
-    }
-    match fmt {
-        Some(f) => {
-            for (it, _) in &items {
-                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
-                    op: "parse inspect response".into(),
-                    source: e.into(),
-                })?;
-                // docker's CLI decodes containers and images alike into Go types
-                let v = format::typed(format::from_json(&v));
-                let out = f.render(&v).map_err(CliError::Usage)?;
-                outln!("{out}");
-            }
-        }
-        // docker 23+: `--format json` is the array on one line, keys sorted as Go prints
-        None if a.format.as_deref() == Some("json") => {
-            let mut parts = Vec::new();
-            for (it, _) in &items {
-                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
-                    op: "parse inspect response".into(),
-                    source: e.into(),
-                })?;
-                parts.push(format::go_json(&v));
-            }
-            outln!("[{}]", parts.join(","));
-        }
-        None => outln!(
-            "{}",
-            super::raw::indent_json(&format!(
-                "[{}]",
-                items
-                    .iter()
-                    .map(|(it, _)| it.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ))
-        ),
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+            let parts = items
+                .iter()
+                .map(|it| Ok(format::go_json(&inspect::parse(it, "inspect")?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(format!("[{}]", parts.join(",")))
+        },
+    };
+    inspect::inspect(&a.names, a.format.as_deref(), lookup, print).await
 }
 
 #[cfg(test)]

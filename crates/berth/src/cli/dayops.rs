@@ -2,7 +2,7 @@
 //! columns and exit codes over the daemon's API.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bollard::models::{ContainerConfig, ContainerStatsResponse, ContainerUpdateBody};
@@ -14,8 +14,9 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::container::print_deleted;
 use super::format::{self, Format};
-use super::opts::{parse_bytes, parse_cpus, parse_restart};
+use super::opts::{flag_value, parse_bytes_or_unlimited, parse_cpus, parse_restart};
 use super::{CliError, Client, Result};
 
 #[derive(clap::Subcommand, Debug)]
@@ -209,40 +210,13 @@ fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
 /// go-units' BytesSize: binary units, four significant digits (docker's MEM USAGE column).
 pub fn bytes_size(size: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut s = size;
-    let mut i = 0;
-    while s >= 1024.0 && i < units.len() - 1 {
-        s /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", go_g(s, 4), units[i])
+    format::scaled(size, 1024.0, &units, 4)
 }
 
 /// go-units' HumanSize: decimal units, four significant digits (docker's `system df`).
 pub fn human_size4(size: f64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut s = size;
-    let mut i = 0;
-    while s >= 1000.0 && i < units.len() - 1 {
-        s /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", go_g(s, 4), units[i])
-}
-
-/// Go's `%.Ng`: N significant digits, trailing zeros dropped.
-fn go_g(v: f64, n: i32) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (n - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    format::scaled(size, 1000.0, &units, 4)
 }
 
 /// One row of `docker stats`, computed as the docker CLI computes it.
@@ -417,31 +391,13 @@ async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
 // ---- update ----
 
 async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
-    let bad = |flag: &str, v: &str, why: String| {
-        CliError::Usage(format!(
-            "invalid argument \"{v}\" for \"{flag}\" flag: {why}"
-        ))
-    };
-    let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
-        v.as_deref()
-            .map(|s| {
-                if s == "-1" {
-                    Ok(-1)
-                } else {
-                    parse_bytes(s).map_err(|e| bad(flag, s, e))
-                }
-            })
-            .transpose()
-    };
+    let bytes =
+        |flag: &str, v: &Option<String>| flag_value(flag, v.as_deref(), parse_bytes_or_unlimited);
     let body = ContainerUpdateBody {
         blkio_weight: a.blkio_weight,
         cpu_period: a.cpu_period,
         cpu_quota: a.cpu_quota,
-        nano_cpus: a
-            .cpus
-            .as_deref()
-            .map(|c| parse_cpus(c).map_err(|e| bad("--cpus", c, e)))
-            .transpose()?,
+        nano_cpus: flag_value("--cpus", a.cpus.as_deref(), parse_cpus)?,
         cpuset_cpus: a.cpuset_cpus.clone(),
         cpuset_mems: a.cpuset_mems.clone(),
         cpu_shares: a.cpu_shares,
@@ -462,29 +418,19 @@ async fn update(client: &Client, a: UpdateArgs) -> Result<i32> {
             .transpose()?,
         ..Default::default()
     };
-    let mut failed = false;
-    for c in &a.containers {
-        let rates = a.rates.changes();
+    let (body, rate_args) = (&body, &a.rates);
+    super::each::each(&a.containers, |c| async move {
+        let rates = rate_args.changes();
         if !rates.is_empty() {
-            if let Err(e) = super::netfeat::update_rate(client, c, &rates).await {
-                eprintln!("{e}");
-                failed = true;
-                continue;
-            }
+            super::netfeat::update_rate(client, &c, &rates).await?;
         }
-        match client.docker.update_container(c, body.clone()).await {
-            Ok(()) => outln!("{c}"),
-            Err(e) => {
-                eprintln!("{}", client.err("update", e));
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Reported { code: 1 })
-    } else {
-        Ok(0)
-    }
+        client
+            .docker
+            .update_container(&c, body.clone())
+            .await
+            .map_err(|e| client.err("update", e))
+    })
+    .await
 }
 
 // ---- cp ----
@@ -961,15 +907,11 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         } else {
             "all dangling images"
         });
-        eprintln!("WARNING! This will remove:");
+        let mut warning = "WARNING! This will remove:\n".to_string();
         for w in what {
-            eprintln!("  - {w}");
+            warning.push_str(&format!("  - {w}\n"));
         }
-        eprint!("\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        if !super::out::confirm(&warning) {
             return Ok(0);
         }
     }
@@ -982,15 +924,8 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         }))
         .await
         .map_err(|e| client.err("prune containers", e))?;
-    let deleted = r.containers_deleted.unwrap_or_default();
     reclaimed += r.space_reclaimed.unwrap_or(0);
-    if !deleted.is_empty() {
-        outln!("Deleted Containers:");
-        for d in &deleted {
-            outln!("{d}");
-        }
-        outln!();
-    }
+    print_deleted("Containers", &r.containers_deleted.unwrap_or_default());
     if a.volumes {
         // The volumes API may not exist on this daemon yet: a 404 means nothing to prune.
         let mut vf = filters.clone().unwrap_or_default();
@@ -1003,15 +938,8 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
             .await
         {
             Ok(v) => {
-                let vols = v.volumes_deleted.unwrap_or_default();
                 reclaimed += v.space_reclaimed.unwrap_or(0);
-                if !vols.is_empty() {
-                    outln!("Deleted Volumes:");
-                    for x in &vols {
-                        outln!("{x}");
-                    }
-                    outln!();
-                }
+                print_deleted("Volumes", &v.volumes_deleted.unwrap_or_default());
             }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -1027,16 +955,7 @@ async fn system_prune(client: &Client, a: SystemPruneArgs) -> Result<i32> {
         }))
         .await
     {
-        Ok(n) => {
-            let nets = n.networks_deleted.unwrap_or_default();
-            if !nets.is_empty() {
-                outln!("Deleted Networks:");
-                for x in &nets {
-                    outln!("{x}");
-                }
-                outln!();
-            }
-        }
+        Ok(n) => print_deleted("Networks", &n.networks_deleted.unwrap_or_default()),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {}

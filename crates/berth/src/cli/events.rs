@@ -33,30 +33,9 @@ fn go_duration(s: &str) -> Option<i128> {
     if s.is_empty() {
         return None;
     }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += n * mult;
-    }
-    Some(total as i128)
+    super::selfheal::go_duration_nanos(s, s)
+        .ok()
+        .map(|t| t as i128)
 }
 
 /// What the docker CLI sends for `--since`/`--until`: a duration is before now, a date or

@@ -55,14 +55,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
             .map_err(|e| client.err("inspect", e))?;
         run::check_tty(a.tty, attach_stdin)?;
     }
-    let env: Vec<String> = a
-        .env
-        .iter()
-        .map(|e| match (e.contains('='), std::env::var(e)) {
-            (false, Ok(v)) => format!("{e}={v}"),
-            _ => e.clone(),
-        })
-        .collect();
+    let env: Vec<String> = a.env.iter().map(|e| super::opts::env_value(e)).collect();
     let created = client
         .docker
         .create_exec(
@@ -83,19 +76,18 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         .await
         .map_err(|e| client.err("exec create", e))?;
     let id = created.id;
+    let start = |detach| {
+        client.docker.start_exec(
+            &id,
+            Some(StartExecOptions {
+                detach,
+                tty: a.tty,
+                output_capacity: None,
+            }),
+        )
+    };
     if a.detach {
-        client
-            .docker
-            .start_exec(
-                &id,
-                Some(StartExecOptions {
-                    detach: true,
-                    tty: a.tty,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(|e| client.err("exec start", e))?;
+        start(true).await.map_err(|e| client.err("exec start", e))?;
         return Ok(0);
     }
     let raw = if a.tty && attach_stdin {
@@ -103,16 +95,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
     } else {
         None
     };
-    let started = client
-        .docker
-        .start_exec(
-            &id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: a.tty,
-                output_capacity: None,
-            }),
-        )
+    let started = start(false)
         .await
         .map_err(|e| client.err("exec start", e))?;
     let resizer = a

@@ -585,10 +585,16 @@ pub fn human_size(size: f64) -> String {
 /// go-units' HumanSizeWithPrecision: decimal units, `digits` significant digits (`%.*g`).
 pub fn human_size_precision(size: f64, digits: i32) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    scaled(size, 1000.0, &units, digits)
+}
+
+/// go-units' way with sizes: `size` in the largest of `units` (each `base` times the one
+/// before) that leaves at least 1, with `digits` significant digits.
+pub fn scaled(size: f64, base: f64, units: &[&str], digits: i32) -> String {
     let mut s = size;
     let mut i = 0;
-    while s >= 1000.0 && i < units.len() - 1 {
-        s /= 1000.0;
+    while s >= base && i < units.len() - 1 {
+        s /= base;
         i += 1;
     }
     format!("{}{}", go_g(s, digits), units[i])

@@ -6,9 +6,11 @@
 mod out;
 mod container;
 mod dayops;
+mod each;
 mod events;
 mod exec;
 pub(crate) mod format;
+mod inspect;
 mod netfeat;
 mod network;
 mod opts;

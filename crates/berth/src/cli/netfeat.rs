@@ -61,16 +61,9 @@ impl NetFeatOpts {
             hosts.push(format!("{n}:{ip}"));
         }
         hc.extra_hosts = (!hosts.is_empty()).then_some(hosts);
-        let mut ann = std::collections::HashMap::new();
-        for a in &self.annotation {
-            let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
-            if k.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "invalid argument \"{a}\" for \"--annotation\" flag: key is empty"
-                )));
-            }
-            ann.insert(k.to_string(), v.to_string());
-        }
+        let mut ann = super::opts::key_value_map(&self.annotation, |a| {
+            format!("invalid argument \"{a}\" for \"--annotation\" flag: key is empty")
+        })?;
         for (k, v) in [
             (RATE_KEY, &self.network_rate),
             (EGRESS_KEY, &self.network_rate_egress),

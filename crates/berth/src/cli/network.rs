@@ -9,7 +9,9 @@ use bollard::models::{
     NetworkCreateRequest, NetworkDisconnectRequest, PortBinding, PortMap,
 };
 
+use super::each::each_line;
 use super::format::{self, Format};
+use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
 
 #[derive(clap::Subcommand, Debug)]
@@ -138,17 +140,7 @@ pub struct PortArgs {
 }
 
 fn key_values(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
-    let mut m = HashMap::new();
-    for i in items {
-        let (k, v) = i.split_once('=').unwrap_or((i.as_str(), ""));
-        if k.is_empty() {
-            return Err(CliError::Usage(format!(
-                "invalid argument {i:?} for {flag}"
-            )));
-        }
-        m.insert(k.to_string(), v.to_string());
-    }
-    Ok(m)
+    super::opts::key_value_map(items, |i| format!("invalid argument {i:?} for {flag}"))
 }
 
 /// The query string of docker's filters: `?filters={"k":{"v":true}}`, percent-encoded.
@@ -358,65 +350,36 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
 }
 
 async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
-    let fmt = a
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "json")
-        .map(Format::parse)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let mut items = Vec::new();
-    let mut failed = false;
-    for n in &a.networks {
-        match get_json(client, &format!("/networks/{n}")).await? {
-            Some(v) => items.push(v),
-            None => {
-                eprintln!("Error response from daemon: network {n} not found");
-                failed = true;
-            }
-        }
-    }
-    match fmt {
-        Some(f) => {
-            for v in &items {
-                outln!(
-                    "{}",
-                    f.render(&format::from_json(v)).map_err(CliError::Usage)?
-                );
-            }
-        }
-        None => outln!(
-            "{}",
-            serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
-        ),
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+    let lookup = |n: String| async move {
+        Ok(get_json(client, &format!("/networks/{n}"))
+            .await?
+            .ok_or_else(|| format!("Error response from daemon: network {n} not found")))
+    };
+    let print = Print {
+        template: |v: &serde_json::Value| Ok(format::from_json(v)),
+        json: |items: &[serde_json::Value]| {
+            Ok(serde_json::to_string_pretty(items).unwrap_or_else(|_| "[]".into()))
+        },
+    };
+    inspect::inspect(&a.networks, a.format.as_deref(), lookup, print).await
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    let mut failed = false;
-    for n in &a.networks {
-        match client.docker.remove_network(n).await {
-            Ok(()) => outln!("{n}"),
-            Err(e) => {
-                let e = client.err("network rm", e);
-                if a.force && matches!(e, CliError::Daemon { status: 404, .. }) {
-                    continue;
-                }
-                eprintln!("{e}");
-                failed = true;
-            }
+    let done = each_line(&a.networks, |n| async move {
+        match client.docker.remove_network(&n).await {
+            Ok(()) => Ok(Some(n)),
+            Err(e) => match client.err("network rm", e) {
+                CliError::Daemon { status: 404, .. } if a.force => Ok(None),
+                e => Err(e),
+            },
         }
-    }
-    if failed {
+    })
+    .await;
+    if done.is_err() {
         // docker 28's network rm ends its errors with this line
         eprintln!("exit status 1");
-        return Err(CliError::Reported { code: 1 });
     }
-    Ok(0)
+    done
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {

@@ -391,7 +391,7 @@ fn env_lookup(k: &str) -> Option<String> {
 }
 
 /// `-e KEY=v` as given, `-e KEY` from the CLI's environment when set there.
-fn env_value(e: &str) -> String {
+pub(super) fn env_value(e: &str) -> String {
     if e.contains('=') {
         return e.to_string();
     }
@@ -412,52 +412,93 @@ fn key_values(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
     Ok(m)
 }
 
-fn throttle_bps(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevice>>> {
+/// A size as [`parse_bytes`] reads it, or `-1` for no limit (`--memory-swap -1`).
+pub(super) fn parse_bytes_or_unlimited(s: &str) -> std::result::Result<i64, String> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    parse_bytes(s)
+}
+
+/// `k=v` items of a flag such as `--label` or `--opt`, later ones winning; a bare `k` is
+/// `k=""`, an empty key is refused with the message `empty_key` makes of the item.
+pub(super) fn key_value_map(
+    items: &[String],
+    empty_key: impl Fn(&str) -> String,
+) -> Result<HashMap<String, String>> {
+    let mut m = HashMap::new();
+    for it in items {
+        let (k, v) = it.split_once('=').unwrap_or((it.as_str(), ""));
+        if k.is_empty() {
+            return Err(CliError::Usage(empty_key(it)));
+        }
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(m)
+}
+
+/// `--device-{read,write}-{bps,iops} <device-path>:<rate>`; `form` names the rate in the
+/// message for a value without one, `rate` reads it.
+fn throttle(
+    flag: &str,
+    items: &[String],
+    form: &str,
+    rate: impl Fn(&str) -> std::result::Result<i64, String>,
+) -> Result<Option<Vec<ThrottleDevice>>> {
     if items.is_empty() {
         return Ok(None);
     }
     let mut out = Vec::new();
     for it in items {
-        let (path, rate) = it
-            .split_once(':')
-            .ok_or_else(|| bad(flag, it, "bad format, expected <device-path>:<rate>"))?;
+        let (path, r) = it.split_once(':').ok_or_else(|| {
+            bad(
+                flag,
+                it,
+                format!("bad format, expected <device-path>:<{form}>"),
+            )
+        })?;
         if !path.starts_with("/dev/") {
             return Err(bad(flag, it, format!("{path} is not a device path")));
         }
-        let rate = parse_bytes(rate).map_err(|e| bad(flag, it, e))?;
         out.push(ThrottleDevice {
             path: Some(path.to_string()),
-            rate: Some(rate),
+            rate: Some(rate(r).map_err(|e| bad(flag, it, e))?),
         });
     }
     Ok(Some(out))
 }
 
+fn throttle_bps(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevice>>> {
+    throttle(flag, items, "rate", parse_bytes)
+}
+
 fn throttle_iops(flag: &str, items: &[String]) -> Result<Option<Vec<ThrottleDevice>>> {
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    for it in items {
-        let (path, rate) = it
-            .split_once(':')
-            .ok_or_else(|| bad(flag, it, "bad format, expected <device-path>:<number>"))?;
-        if !path.starts_with("/dev/") {
-            return Err(bad(flag, it, format!("{path} is not a device path")));
-        }
-        let rate: i64 = rate.parse().map_err(|_| {
-            bad(
-                flag,
-                it,
-                "invalid rate for device, must be a positive integer",
-            )
-        })?;
-        out.push(ThrottleDevice {
-            path: Some(path.to_string()),
-            rate: Some(rate),
-        });
-    }
-    Ok(Some(out))
+    throttle(flag, items, "number", |r| {
+        r.parse()
+            .map_err(|_| "invalid rate for device, must be a positive integer".to_string())
+    })
+}
+
+/// A flag's value through its parser; the parser's complaint becomes docker's message that
+/// names the flag and the value.
+pub(super) fn flag_value<T>(
+    flag: &str,
+    v: Option<&str>,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    v.map(|s| parse(s).map_err(|e| bad(flag, s, e))).transpose()
+}
+
+/// Each value of a repeated flag through its parser, as [`flag_value`].
+fn flag_values<T>(
+    flag: &str,
+    items: &[String],
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Vec<T>> {
+    items
+        .iter()
+        .map(|s| parse(s).map_err(|e| bad(flag, s, e)))
+        .collect()
 }
 
 /// `--device /dev/a[:/dev/b][:rwm]`.
@@ -724,36 +765,16 @@ impl RunOpts {
             let (k, v) = l.split_once('=').unwrap_or((&l, ""));
             labels.insert(k.to_string(), v.to_string());
         }
-        let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
-            v.as_deref()
-                .map(|s| parse_bytes(s).map_err(|e| bad(flag, s, e)))
-                .transpose()
-        };
-        let memory_swap = match self.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(s) => Some(parse_bytes(s).map_err(|e| bad("--memory-swap", s, e))?),
-            None => None,
-        };
-        let nano_cpus = self
-            .cpus
-            .as_deref()
-            .map(|s| parse_cpus(s).map_err(|e| bad("--cpus", s, e)))
-            .transpose()?;
-        let ulimits = self
-            .ulimit
-            .iter()
-            .map(|u| parse_ulimit(u).map_err(|e| bad("--ulimit", u, e)))
-            .collect::<Result<Vec<_>>>()?;
-        let devices = self
-            .device
-            .iter()
-            .map(|d| parse_device(d).map_err(|e| bad("--device", d, e)))
-            .collect::<Result<Vec<_>>>()?;
-        let mounts = self
-            .mount
-            .iter()
-            .map(|m| parse_mount(m).map_err(|e| bad("--mount", m, e)))
-            .collect::<Result<Vec<_>>>()?;
+        let bytes = |flag: &str, v: &Option<String>| flag_value(flag, v.as_deref(), parse_bytes);
+        let memory_swap = flag_value(
+            "--memory-swap",
+            self.memory_swap.as_deref(),
+            parse_bytes_or_unlimited,
+        )?;
+        let nano_cpus = flag_value("--cpus", self.cpus.as_deref(), parse_cpus)?;
+        let ulimits = flag_values("--ulimit", &self.ulimit, parse_ulimit)?;
+        let devices = flag_values("--device", &self.device, parse_device)?;
+        let mounts = flag_values("--mount", &self.mount, parse_mount)?;
         // `-v /dst` is an anonymous volume (Config.Volumes); anything with a source is a bind
         // or named volume, passed through as docker passes it
         let mut binds = Vec::new();
@@ -773,11 +794,7 @@ impl RunOpts {
                 None => (t.clone(), String::new()),
             })
             .collect();
-        let restart = self
-            .restart
-            .as_deref()
-            .map(|r| parse_restart(r).map_err(|e| bad("--restart", r, e)))
-            .transpose()?;
+        let restart = flag_value("--restart", self.restart.as_deref(), parse_restart)?;
         if self.rm
             && restart
                 .as_ref()
@@ -952,6 +969,52 @@ mod tests {
         assert_eq!(h.memory, Some(512 << 20));
         assert_eq!(h.memory_swap, Some(-1));
         assert_eq!(h.shm_size, Some(64 << 20));
+    }
+
+    #[test]
+    fn device_throttles_name_flag_and_value() {
+        let bps = throttle_bps("--device-read-bps", &["/dev/sda:1mb".into()])
+            .expect("valid")
+            .expect("given");
+        assert_eq!(bps[0].path.as_deref(), Some("/dev/sda"));
+        assert_eq!(bps[0].rate, Some(1 << 20));
+        assert!(throttle_iops("--device-read-iops", &[])
+            .expect("none")
+            .is_none());
+        let refused = [
+            (
+                throttle_bps("--device-write-bps", &["/dev/sda".into()]),
+                "invalid argument \"/dev/sda\" for \"--device-write-bps\" flag: bad format, expected <device-path>:<rate>",
+            ),
+            (
+                throttle_iops("--device-read-iops", &["/dev/sda".into()]),
+                "invalid argument \"/dev/sda\" for \"--device-read-iops\" flag: bad format, expected <device-path>:<number>",
+            ),
+            (
+                throttle_iops("--device-write-iops", &["/dev/sda:x".into()]),
+                "invalid argument \"/dev/sda:x\" for \"--device-write-iops\" flag: invalid rate for device, must be a positive integer",
+            ),
+            (
+                throttle_iops("--device-write-iops", &["/tmp/f:5".into()]),
+                "invalid argument \"/tmp/f:5\" for \"--device-write-iops\" flag: /tmp/f is not a device path",
+            ),
+        ];
+        for (r, want) in refused {
+            assert_eq!(r.err().map(|e| e.to_string()).as_deref(), Some(want));
+        }
+    }
+
+    #[test]
+    fn key_value_maps_keep_the_last_and_refuse_empty_keys() {
+        let m = key_value_map(&["a=1".into(), "b".into(), "a=2=3".into()], |i| i.into())
+            .expect("valid");
+        assert_eq!(m.get("a").map(String::as_str), Some("2=3"));
+        assert_eq!(m.get("b").map(String::as_str), Some(""));
+        let e = key_value_map(&["=v".into()], |i| format!("no key in {i}"));
+        assert_eq!(
+            e.err().map(|e| e.to_string()).as_deref(),
+            Some("no key in =v")
+        );
     }
 
     #[test]

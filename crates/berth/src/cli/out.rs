@@ -1,8 +1,9 @@
 //! Printing to stdout without panicking when the reader has gone (`berth ps | head -1`):
 //! `println!` panics on EPIPE because Rust ignores SIGPIPE. Docker (Go) dies of SIGPIPE on a
 //! closed stdout, silently, so the shell sees 141; berth exits with the same code.
+//! Also the one question the CLI asks on the terminal: a prune's "are you sure?".
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 
 /// What a shell reports for a process killed by SIGPIPE (128 + 13).
 pub const EXIT_PIPE: i32 = 141;
@@ -27,6 +28,17 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
         eprintln!("berth: write to stdout: {e}");
         std::process::exit(1);
     }
+}
+
+/// Asks on stderr, after `warning`, whether to go on, as docker's prune commands do; only a
+/// yes read from stdin says so (a closed stdin is a no).
+pub fn confirm(warning: &str) -> bool {
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    // the prompt has no newline and must be seen before the read blocks
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    let _ = io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
 /// `print!` that survives a closed stdout.

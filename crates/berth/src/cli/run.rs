@@ -11,6 +11,7 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::each::each;
 use super::opts::RunOpts;
 use super::tty::{self, RawMode};
 use super::{wait, CliError, Client, Result};
@@ -484,24 +485,18 @@ pub async fn start(client: &Client, args: StartArgs) -> Result<i32> {
         )
         .await;
     }
-    let mut failed = false;
-    for c in &args.containers {
-        match start_one(client, c).await {
-            Ok(()) => outln!("{c}"),
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
+    let done = each(
+        &args.containers,
+        |c| async move { start_one(client, &c).await },
+    )
+    .await;
+    if done.is_err() {
         eprintln!(
             "Error: failed to start containers: {}",
             args.containers.join(", ")
         );
-        return Err(CliError::Reported { code: 1 });
     }
-    Ok(0)
+    done
 }
 
 #[derive(clap::Args, Debug)]

@@ -42,34 +42,11 @@ pub fn parse_go_duration(s: &str) -> std::result::Result<i64, String> {
     if t.is_empty() {
         return Err("empty duration".into());
     }
-    let (neg, mut rest) = match t.strip_prefix('-') {
+    let (neg, rest) = match t.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("time: missing unit in duration {s:?}"))?;
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("time: invalid duration {s:?}"))?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
+    let total = go_duration_nanos(rest, s)?;
     if total > i64::MAX as f64 {
         return Err(format!("time: invalid duration {s:?}"));
     }
@@ -135,6 +112,38 @@ impl HealthOpts {
             start_interval,
         }))
     }
+}
+
+/// The number-unit pairs of a Go duration without its sign (`1h30m`, `1.5s`, `250ms`),
+/// summed in nanoseconds as Go's time.ParseDuration reads them; `whole` is the text the
+/// user gave, for the message.
+pub(super) fn go_duration_nanos(mut rest: &str, whole: &str) -> std::result::Result<f64, String> {
+    let s = whole;
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("time: missing unit in duration {s:?}"))?;
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("time: invalid duration {s:?}"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
 }
 
 /// The create request's Healthcheck from `run`'s flags.

@@ -1,12 +1,13 @@
 //! `berth volume create|ls|inspect|rm|prune`, with docker's flags and output.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
 
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions};
 
+use super::each::each;
 use super::format::{self, Format};
+use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
 
 #[derive(clap::Subcommand, Debug)]
@@ -98,17 +99,9 @@ pub async fn dispatch(client: &Client, cmd: VolumeCommand) -> Result<i32> {
 
 /// `k=v` pairs of `--label` / `--opt`; a bare `k` is `k=""`.
 fn pairs(flag: &str, items: &[String]) -> Result<HashMap<String, String>> {
-    let mut m = HashMap::new();
-    for it in items {
-        let (k, v) = it.split_once('=').unwrap_or((it.as_str(), ""));
-        if k.is_empty() {
-            return Err(CliError::Usage(format!(
-                "invalid {flag} {it:?}: a key is needed"
-            )));
-        }
-        m.insert(k.to_string(), v.to_string());
-    }
-    Ok(m)
+    super::opts::key_value_map(items, |it| {
+        format!("invalid {flag} {it:?}: a key is needed")
+    })
 }
 
 async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
@@ -197,79 +190,39 @@ async fn ls(client: &Client, a: LsArgs) -> Result<i32> {
 }
 
 async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
-    let fmt = a
-        .format
-        .as_deref()
-        .filter(|f| !f.is_empty() && *f != "json")
-        .map(Format::parse)
-        .transpose()
-        .map_err(CliError::Usage)?;
-    let mut items = Vec::new();
-    let mut failed = false;
-    for n in &a.volumes {
+    let lookup = |n: String| async move {
         let r = super::raw::send(client, "GET", &format!("/volumes/{n}")).await?;
-        match r.status {
+        Ok(match r.status {
             200 => {
                 let body = r.body().await?;
-                items.push(String::from_utf8_lossy(&body).trim().to_string());
+                Ok(String::from_utf8_lossy(&body).trim().to_string())
             }
-            404 => {
-                failed = true;
-                eprintln!("Error: No such volume: {n}");
-            }
-            _ => {
-                failed = true;
-                match r.json().await {
-                    Ok(v) => eprintln!(
-                        "Error response from daemon: {}",
-                        v["message"].as_str().unwrap_or("inspect failed")
-                    ),
-                    Err(e) => eprintln!("{e}"),
-                }
-            }
-        }
-    }
-    match fmt {
-        Some(f) => {
-            for it in &items {
-                let v: serde_json::Value = serde_json::from_str(it).map_err(|e| CliError::Io {
-                    op: "parse volume inspect response".into(),
-                    source: e.into(),
-                })?;
-                let out = f.render(&format::from_json(&v)).map_err(CliError::Usage)?;
-                outln!("{out}");
-            }
-        }
-        None => outln!(
-            "{}",
-            super::raw::indent_json(&format!("[{}]", items.join(",")))
-        ),
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+            404 => Err(format!("Error: No such volume: {n}")),
+            _ => Err(match r.json().await {
+                Ok(v) => format!(
+                    "Error response from daemon: {}",
+                    v["message"].as_str().unwrap_or("inspect failed")
+                ),
+                Err(e) => e.to_string(),
+            }),
+        })
+    };
+    let print = Print {
+        template: |it: &String| Ok(format::from_json(&inspect::parse(it, "volume inspect")?)),
+        json: |items: &[String]| Ok(inspect::indented(items)),
+    };
+    inspect::inspect(&a.volumes, a.format.as_deref(), lookup, print).await
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    let mut failed = false;
-    for n in &a.volumes {
-        let r = client
+    each(&a.volumes, |n| async move {
+        client
             .docker
-            .remove_volume(n, Some(RemoveVolumeOptions { force: a.force }))
-            .await;
-        match r {
-            Ok(()) => outln!("{n}"),
-            Err(e) => {
-                eprintln!("{}", client.err("remove volume", e));
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return Err(CliError::Reported { code: 1 });
-    }
-    Ok(0)
+            .remove_volume(&n, Some(RemoveVolumeOptions { force: a.force }))
+            .await
+            .map_err(|e| client.err("remove volume", e))
+    })
+    .await
 }
 
 async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
@@ -279,11 +232,7 @@ async fn prune(client: &Client, a: PruneArgs) -> Result<i32> {
         } else {
             "all anonymous local volumes not used by at least one container"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        if !super::out::confirm(&format!("WARNING! This will remove {what}.")) {
             return Ok(0);
         }
     }
