@@ -245,11 +245,20 @@ async fn archive_put(
     });
     let e = st.engine.clone();
     blocking(move || {
-        let r = ChanReader {
+        let mut r = ChanReader {
             rx,
             cur: Bytes::new(),
         };
-        Ok(e.archive_put(&id, &path, r, no_overwrite)?)
+        let res = e.archive_put(&id, &path, &mut r, no_overwrite);
+        // What the tar reader left unread (the second end-of-archive block, padding): read
+        // it too (bounded). Answering before the body is read to its end makes the server
+        // close the connection under a client still sending (the docker CLI's `cp` then
+        // failed with "write: broken pipe").
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut r, 1 << 20),
+            &mut std::io::sink(),
+        );
+        Ok(res?)
     })
     .await?;
     Ok(StatusCode::OK.into_response())

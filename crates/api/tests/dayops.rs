@@ -622,3 +622,47 @@ fn an_oom_kill_sets_oomkilled_and_sends_the_oom_event() {
     let die = t.find("\"Action\":\"die\"").expect("a die event");
     assert!(oom < die, "oom comes before die: {t}");
 }
+
+/// A client still sending the tail of its archive (the end-of-archive blocks, padding) when
+/// the daemon has what it needs gets the answer after the whole body, not a closed
+/// connection: the docker CLI's `cp` failed with "write: broken pipe" now and then.
+#[test]
+fn archive_put_reads_the_whole_body_before_answering() {
+    let Some(d) = setup("berth-dayops-tail") else {
+        return;
+    };
+    let id = run(
+        &d,
+        "dayops-tail",
+        "touch /ready; sleep 1000",
+        serde_json::json!({}),
+    );
+    wait_for_path(&d, &id, "/ready");
+    let t = tar_of(&[("tail-file", tar::EntryType::Regular, b"tail\n", None)]);
+    // the first end-of-archive block ends what the daemon reads for the files
+    let cut = t.len() - 512 * 2 + 512;
+    // more than the sockets' buffers hold, less than what the daemon drains (1 MiB)
+    let tail_len = (t.len() - cut) + 900 * 1024;
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "PUT /containers/{id}/archive?path=/tmp HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        cut + tail_len
+    )
+    .expect("send the head");
+    s.write_all(&t[..cut]).expect("send the archive");
+    // long enough for the daemon to have extracted the file and, before the fix, answered
+    std::thread::sleep(Duration::from_millis(500));
+    let mut tail = t[cut..].to_vec();
+    tail.resize(tail_len, 0);
+    s.write_all(&tail)
+        .expect("the daemon closed the connection before the body's end");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (code, h) = head(&d, &format!("/containers/{id}/archive?path=/tmp/tail-file"));
+    assert_eq!(code, 200, "the file was not written: {h}");
+}
