@@ -110,3 +110,167 @@ where
         })?;
     Ok(ip)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use bollard_stubs::models::EndpointSettings;
+
+    use super::*;
+    use crate::db::Db;
+
+    fn endpoint(container: &str, v4: Option<&str>, v6: Option<&str>) -> Endpoint {
+        Endpoint {
+            container: container.into(),
+            network: "n1".into(),
+            seq: 0,
+            config: EndpointSettings {
+                ipam_config: Some(EndpointIpamConfig {
+                    ipv4_address: v4.map(Into::into),
+                    ipv6_address: v6.map(Into::into),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ip: None,
+            ifname: String::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    /// The first of `cands` not in use: the callers pick from their pools so.
+    fn lowest<A: Copy + Eq + Hash>(cands: Vec<A>) -> impl FnOnce(&HashSet<A>) -> Option<A> {
+        move |used| cands.into_iter().find(|a| !used.contains(a))
+    }
+
+    #[test]
+    fn both_families_take_free_refuse_taken_and_replace_a_stale_v6_lease() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("engine.db")).expect("open db");
+        let c = db.lock();
+        for id in ["c1", "c2", "c3"] {
+            c.execute(
+                "INSERT INTO endpoints (container, network, seq) VALUES (?1, 'n1', 0)",
+                [id],
+            )
+            .expect("insert endpoint");
+        }
+        let n = NetRecord {
+            id: "n1".into(),
+            name: "net1".into(),
+            created: String::new(),
+            bridge: "br-test".into(),
+            subnet: "10.9.0.0/24".parse().expect("subnet"),
+            gateway: Ipv4Addr::new(10, 9, 0, 1),
+            ip_range: None,
+            internal: false,
+            mtu: 1500,
+            labels: HashMap::new(),
+            options: HashMap::new(),
+        };
+        let v4s: Vec<Ipv4Addr> = (2..6).map(|i| Ipv4Addr::new(10, 9, 0, i)).collect();
+        let v6s: Vec<Ipv6Addr> = (2..6)
+            .map(|i| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i))
+            .collect();
+
+        let a = take(
+            &c,
+            &V4,
+            &endpoint("c1", None, None),
+            &n,
+            lowest(v4s.clone()),
+        )
+        .expect("v4");
+        assert_eq!(a, v4s[0]);
+        let err = take(
+            &c,
+            &V4,
+            &endpoint("c2", Some("10.9.0.2"), None),
+            &n,
+            lowest(v4s.clone()),
+        )
+        .expect_err("a taken v4 address");
+        assert_eq!(
+            err.to_string(),
+            Error::Conflict("address 10.9.0.2 is already in use on network net1".into())
+                .to_string()
+        );
+        let b = take(
+            &c,
+            &V4,
+            &endpoint("c2", Some(""), None),
+            &n,
+            lowest(v4s.clone()),
+        )
+        .expect("v4");
+        assert_eq!(b, v4s[1]);
+        let asked = take(
+            &c,
+            &V4,
+            &endpoint("c3", Some("10.9.0.5"), None),
+            &n,
+            lowest(v4s.clone()),
+        );
+        assert_eq!(asked.expect("asked v4"), v4s[3]);
+        let err = take(
+            &c,
+            &V4,
+            &endpoint("c4", None, None),
+            &n,
+            |_: &HashSet<Ipv4Addr>| None,
+        )
+        .expect_err("full");
+        assert_eq!(
+            err.to_string(),
+            Error::Conflict("no free address left on network net1".into()).to_string()
+        );
+        let kept: String = c
+            .query_row("SELECT ip FROM endpoints WHERE container = 'c2'", [], |r| {
+                r.get(0)
+            })
+            .expect("v4 lease row");
+        assert_eq!(kept, "10.9.0.3");
+
+        let a = take(
+            &c,
+            &V6,
+            &endpoint("c1", None, None),
+            &n,
+            lowest(v6s.clone()),
+        )
+        .expect("v6");
+        assert_eq!(a, v6s[0]);
+        // c1's lease again, as after a crash: replaced, not refused and not doubled
+        let again = take(
+            &c,
+            &V6,
+            &endpoint("c1", None, None),
+            &n,
+            lowest(v6s.clone()),
+        );
+        assert_eq!(again.expect("v6 again"), v6s[0]);
+        let rows: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM leases_v6 WHERE container = 'c1'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count v6 leases");
+        assert_eq!(rows, 1);
+        let err = take(
+            &c,
+            &V6,
+            &endpoint("c2", None, Some("fd00::2")),
+            &n,
+            lowest(v6s.clone()),
+        )
+        .expect_err("a taken v6 address");
+        assert_eq!(
+            err.to_string(),
+            Error::Conflict("IPv6 address fd00::2 is already in use on network net1".into())
+                .to_string()
+        );
+    }
+}
