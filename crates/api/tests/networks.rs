@@ -12,7 +12,7 @@ use serde_json::json;
 mod common;
 use common::net::{
     berth_and_nft_or_skip, bridges_of, check_gone, http_get, links, nc_get, outside_world,
-    published_port, remove, Leftovers, Outside,
+    published_port, remove, Leftovers,
 };
 use common::{call as req, create, inspect, run_to_exit, start, start_daemon};
 
@@ -35,14 +35,10 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
     let outside_port = outside_world(
         &mut left,
         d.dir.path(),
-        &Outside {
-            tag: "bx",
-            gw4: host_addr,
-            addr4: outside_addr,
-            v6: None,
-            listen: outside_addr.into(),
-            greeting: "outside-hello",
-        },
+        "bx",
+        (host_addr, outside_addr),
+        None,
+        "outside-hello",
     );
 
     // networks: one with a subnet given, one chosen, one internal

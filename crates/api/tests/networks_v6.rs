@@ -17,7 +17,7 @@ use serde_json::json;
 mod common;
 use common::net::{
     berth_and_nft_or_skip, bridges_of, check_gone, http_get, links, nc_get, outside_world,
-    published_port, remove, Leftovers, Outside,
+    published_port, remove, Leftovers,
 };
 use common::{call as req, create, inspect, run_to_exit, skip, start, start_daemon};
 
@@ -87,14 +87,10 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     let outside_port = outside_world(
         &mut left,
         d.dir.path(),
-        &Outside {
-            tag: "b6",
-            gw4: host_gw4,
-            addr4: outside4,
-            v6: Some((host_gw6, outside6)),
-            listen: outside6.into(),
-            greeting: "outside6-hello",
-        },
+        "b6",
+        (host_gw4, outside4),
+        Some((host_gw6, outside6)),
+        "outside6-hello",
     );
 
     // networks: dual stack with both subnets given, --ipv6 alone (a ULA /64 chosen), internal

@@ -104,37 +104,33 @@ impl Drop for Leftovers {
     }
 }
 
-/// The outside world of a test: its links are named `<tag>b|h|p<pid>`; the host has `gw4`
-/// (and `v6`'s gateway) on its bridge, the namespace `addr4` (and `v6`'s address).
-pub struct Outside {
-    pub tag: &'static str,
-    pub gw4: Ipv4Addr,
-    pub addr4: Ipv4Addr,
-    /// (gateway, address) of a dual-stack outside.
-    pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
-    /// Where its server listens.
-    pub listen: IpAddr,
-    /// Its server's answer, before ` from-<caller's address>`.
-    pub greeting: &'static str,
-}
-
-/// Makes the outside world in `dir` (recorded in `left`); the port of its server.
-pub fn outside_world(left: &mut Leftovers, dir: &Path, o: &Outside) -> u16 {
+/// Makes the outside world of a test in `dir` (recorded in `left`): links named
+/// `<tag>b|h|p<pid>`, the host with `v4.0` (and `v6.0`) on its bridge, the namespace with
+/// `v4.1` (and `v6.1`) and a server on its v6 address if it has one, else on its v4 one,
+/// that answers `<greeting> from-<caller's address>`. Returns the server's port.
+pub fn outside_world(
+    left: &mut Leftovers,
+    dir: &Path,
+    tag: &str,
+    v4: (Ipv4Addr, Ipv4Addr),
+    v6: Option<(Ipv6Addr, Ipv6Addr)>,
+    greeting: &'static str,
+) -> u16 {
     let ns = dir.join("outside-ns");
     let pid = std::process::id() % 100000;
     let (br, host_if, peer) = (
-        format!("{}b{pid}", o.tag),
-        format!("{}h{pid}", o.tag),
-        format!("{}p{pid}", o.tag),
+        format!("{tag}b{pid}"),
+        format!("{tag}h{pid}"),
+        format!("{tag}p{pid}"),
     );
     left.links.extend([br.clone(), host_if.clone()]);
     left.netns.push(ns.clone());
     berth_net::link::ensure_bridge(&berth_net::BridgeSpec {
         name: br.clone(),
-        gateway: o.gw4,
+        gateway: v4.0,
         prefix: 24,
         mtu: None,
-        gateway6: o.v6.map(|(gw, _)| (gw, 64)),
+        gateway6: v6.map(|(gw, _)| (gw, 64)),
     })
     .expect("outside bridge");
     berth_net::netns::create(&ns).expect("outside netns");
@@ -144,18 +140,19 @@ pub fn outside_world(left: &mut Leftovers, dir: &Path, o: &Outside) -> u16 {
         peer_tmp: &peer,
         ifname: "eth0",
         bridge: &br,
-        addr: o.addr4,
+        addr: v4.1,
         prefix: 24,
         gateway: None,
-        mac: berth_net::mac_of(o.addr4),
+        mac: berth_net::mac_of(v4.1),
         mtu: None,
     })
     .expect("outside veth");
-    if let Some((_, a6)) = o.v6 {
+    if let Some((_, a6)) = v6 {
         berth_net::link::configure_v6(&ns, "eth0", a6, 64, None).expect("outside v6 address");
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let (stop, listen, greeting) = (left.stop.clone(), o.listen, o.greeting);
+    let stop = left.stop.clone();
+    let listen: IpAddr = v6.map_or(v4.1.into(), |(_, a6)| a6.into());
     std::thread::spawn(move || {
         let f = std::fs::File::open(&ns).expect("open outside ns");
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter outside ns");
