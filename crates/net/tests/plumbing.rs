@@ -9,25 +9,21 @@ use berth_net::{link, netns, nft};
 
 mod common;
 use common::{
-    answer_once, bridge, facility_or_skip, in_netns, read_from, root_or_skip, serve_once_in, uniq,
-    Guard,
+    answer_once, attach_eth0, bridge, facility_or_skip, in_netns, read_from, root_or_skip,
+    serve_once_in, setup, uniq, Guard,
 };
 
 #[test]
 fn veth_in_a_named_netns_on_a_bridge() {
-    if !root_or_skip() {
+    let Some(mut t) = setup("t4") else {
         return;
-    }
-    let u = uniq();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nsp = dir.path().join("ns1");
-    let br = format!("tbr{u}");
-    let (hif, pif) = (format!("tvh{u}"), format!("tvp{u}"));
-    let mut g = Guard {
-        links: vec![br.clone(), hif.clone(), pif.clone()],
-        ns: vec![nsp.clone()],
-        table: None,
     };
+    let (nsp, br, hif, pif) = (
+        t.ns.clone(),
+        t.bridge.clone(),
+        t.host_if.clone(),
+        t.peer.clone(),
+    );
     // a /24 from TEST-NET-ish private space unlikely to be routed here
     let gw: Ipv4Addr = "10.231.77.1".parse().unwrap();
     let ip: Ipv4Addr = "10.231.77.2".parse().unwrap();
@@ -36,19 +32,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
     bridge(&br, gw, None, None).expect("bridge again");
     netns::create(&nsp).expect("netns");
     assert!(netns::is_bound(&nsp));
-    link::attach(&berth_net::Attach {
-        netns: &nsp,
-        host_if: &hif,
-        peer_tmp: &pif,
-        ifname: "eth0",
-        bridge: &br,
-        addr: ip,
-        prefix: 24,
-        gateway: Some(gw),
-        mac: berth_net::mac_of(ip),
-        mtu: Some(1400),
-    })
-    .expect("attach");
+    attach_eth0(&t, ip, gw, Some(1400)).expect("attach");
     assert!(link::link_exists(&hif).unwrap());
     // the peer was renamed inside: not in the host
     assert!(!link::link_exists(&pif).unwrap());
@@ -65,7 +49,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
     assert!(!link::link_exists(&hif).unwrap());
     link::delete_link(&br).expect("delete bridge");
     assert!(!link::link_exists(&br).unwrap());
-    g.links.clear();
+    t.guard.links.clear();
 }
 
 #[test]
@@ -125,25 +109,16 @@ fn test_ula48() -> [u16; 3] {
 
 #[test]
 fn v6_addresses_skip_dad_and_route_via_the_gateway() {
-    if !root_or_skip() {
+    let Some(mut t) = setup("t6") else {
         return;
-    }
+    };
     if !facility_or_skip(
         std::path::Path::new("/proc/net/if_inet6").exists(),
         "the kernel has no IPv6",
     ) {
         return;
     }
-    let u = uniq();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nsp = dir.path().join("ns6");
-    let br = format!("t6r{u}");
-    let (hif, pif) = (format!("t6h{u}"), format!("t6p{u}"));
-    let mut g = Guard {
-        links: vec![br.clone(), hif.clone(), pif.clone()],
-        ns: vec![nsp.clone()],
-        table: None,
-    };
+    let (nsp, br, hif) = (t.ns.clone(), t.bridge.clone(), t.host_if.clone());
     let p = test_ula48();
     let gw6 = std::net::Ipv6Addr::new(p[0], p[1], p[2], 1, 0, 0, 0, 1);
     let ip6 = std::net::Ipv6Addr::new(p[0], p[1], p[2], 1, 0, 0, 0, 2);
@@ -151,19 +126,7 @@ fn v6_addresses_skip_dad_and_route_via_the_gateway() {
     let ip: Ipv4Addr = "10.231.79.2".parse().unwrap();
     bridge(&br, gw, None, Some((gw6, 64))).expect("dual-stack bridge");
     netns::create(&nsp).expect("netns");
-    link::attach(&berth_net::Attach {
-        netns: &nsp,
-        host_if: &hif,
-        peer_tmp: &pif,
-        ifname: "eth0",
-        bridge: &br,
-        addr: ip,
-        prefix: 24,
-        gateway: Some(gw),
-        mac: berth_net::mac_of(ip),
-        mtu: None,
-    })
-    .expect("attach");
+    attach_eth0(&t, ip, gw, None).expect("attach");
     link::configure_v6(&nsp, "eth0", ip6, 64, Some(gw6)).expect("configure v6");
 
     // at once, inside: the address is not tentative (a tentative one cannot be bound), and the
@@ -211,5 +174,5 @@ fn v6_addresses_skip_dad_and_route_via_the_gateway() {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         ));
-    g.links.clear();
+    t.guard.links.clear();
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use berth_net::{link, netns, pool};
 
 mod common;
-use common::{bridge, read_from, root_or_skip, serve_once_in, uniq, Guard};
+use common::{bridge, read_from, serve_once_in, setup};
 
 /// The kernel destroys an unbound namespace, and the veths in it, in its cleanup work: the
 /// host end goes soon after, not at once. Waits for that (10 s at most) and says if it went.
@@ -42,20 +42,14 @@ fn inside(ns: &std::path::Path) -> (String, String) {
 
 #[test]
 fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
-    if !root_or_skip() {
+    let Some(mut t) = setup("tp") else {
         return;
-    }
-    let u = uniq();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nsp = dir.path().join("p0");
-    let named = dir.path().join("c0");
-    let br = format!("tpbr{u}");
-    let (pool_if, host_if) = (format!("tpq{u}"), format!("tpv{u}"));
-    let mut g = Guard {
-        links: vec![br.clone(), pool_if.clone(), host_if.clone()],
-        ns: vec![nsp.clone(), named.clone()],
-        table: None,
     };
+    // the pool's name of the namespace and of its host end; the container's names
+    let (nsp, pool_if) = (t.ns.clone(), t.peer.clone());
+    let (named, host_if) = (t.dir.path().join("c0"), t.host_if.clone());
+    let br = t.bridge.clone();
+    t.guard.ns.push(named.clone());
     let gw: Ipv4Addr = "10.231.78.1".parse().unwrap();
     let ip: Ipv4Addr = "10.231.78.2".parse().unwrap();
     bridge(&br, gw, None, None).expect("bridge");
@@ -105,8 +99,8 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
     );
 
     // a prepared one that is never used: discarding it leaves nothing either
-    let q = dir.path().join("p1");
-    g.ns.push(q.clone());
+    let q = t.dir.path().join("p1");
+    t.guard.ns.push(q.clone());
     let p = pool::prepare(&q, &pool_if).expect("prepare again");
     pool::discard(p).expect("discard");
     assert!(!q.exists());
@@ -115,5 +109,5 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
         "host end of a discarded entry left"
     );
     link::delete_link(&br).expect("delete bridge");
-    g.links.clear();
+    t.guard.links.clear();
 }

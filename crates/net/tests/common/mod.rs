@@ -112,3 +112,64 @@ pub fn read_from(ip: IpAddr, port: u16) -> String {
     c.read_to_string(&mut s).expect("read");
     s
 }
+
+/// A test's temporary directory with a namespace path in it, and the names of its bridge and
+/// veth pair (`<prefix>b`, `h`, `p` and the run's suffix), all in the guard.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub ns: PathBuf,
+    pub bridge: String,
+    pub host_if: String,
+    pub peer: String,
+    pub guard: Guard,
+}
+
+/// The set-up of a test, or None (said why) when it cannot run here.
+pub fn setup(prefix: &str) -> Option<Setup> {
+    if !root_or_skip() {
+        return None;
+    }
+    let u = uniq();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = dir.path().join(format!("{prefix}ns"));
+    let (bridge, host_if, peer) = (
+        format!("{prefix}b{u}"),
+        format!("{prefix}h{u}"),
+        format!("{prefix}p{u}"),
+    );
+    let guard = Guard {
+        links: vec![bridge.clone(), host_if.clone(), peer.clone()],
+        ns: vec![ns.clone()],
+        table: None,
+    };
+    Some(Setup {
+        dir,
+        ns,
+        bridge,
+        host_if,
+        peer,
+        guard,
+    })
+}
+
+/// The veth pair of `s` made, its peer as `eth0` in `s.ns` with `ip`/24 and a default route
+/// via `gw`, its host end on `s.bridge`.
+pub fn attach_eth0(
+    s: &Setup,
+    ip: Ipv4Addr,
+    gw: Ipv4Addr,
+    mtu: Option<u32>,
+) -> berth_net::Result<()> {
+    link::attach(&berth_net::Attach {
+        netns: &s.ns,
+        host_if: &s.host_if,
+        peer_tmp: &s.peer,
+        ifname: "eth0",
+        bridge: &s.bridge,
+        addr: ip,
+        prefix: 24,
+        gateway: Some(gw),
+        mac: berth_net::mac_of(ip),
+        mtu,
+    })
+}
