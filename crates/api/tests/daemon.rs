@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod common;
-use common::{berth_bin, json, skip, start_daemon};
+use common::{json, start_daemon};
 
 /// One request with a JSON body (or none).
 fn http(
@@ -44,14 +44,8 @@ fn demux(mut b: &[u8]) -> (String, String) {
 
 #[test]
 fn the_api_runs_a_container_and_speaks_dockers_errors() {
-    if !nix::unistd::geteuid().is_root() && skip("needs root") {
+    let Some(berth) = common::net::berth_or_skip() else {
         return;
-    }
-    let Some(berth) = berth_bin() else {
-        if skip("target/debug/berth is not built (cargo build -p berth)") {
-            return;
-        }
-        unreachable!()
     };
     let d = start_daemon(&berth, "berth-api-test", true);
     let s = &d.sock;

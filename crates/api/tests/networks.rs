@@ -4,100 +4,25 @@
 //! nothing half-made, and no veth, namespace, bridge, rule or lease left after removal.
 //! Traffic goes only to addresses this test made. Needs root and the berth binary.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
 use serde_json::json;
 
 mod common;
-use common::{berth_bin, call as req, create, inspect, run_to_exit, skip, start, start_daemon};
-
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    // the server in the container may not listen yet right after start: refused until then
-    let mut tries = 0;
-    let mut c = loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            r => break r?,
-        }
-    };
-    c.set_read_timeout(Some(Duration::from_secs(10)))?;
-    c.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")?;
-    let mut s = String::new();
-    c.read_to_string(&mut s)?;
-    Ok(s)
-}
-
-fn nc_get(ip: &str, port: u16) -> String {
-    format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} {port}")
-}
-
-fn links() -> String {
-    let out = std::process::Command::new("ls")
-        .arg("/sys/class/net")
-        .output()
-        .expect("ls /sys/class/net");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// What the test made outside the daemon, and the daemon's own bridge and table: removed
-/// after the daemon (declared before it, so dropped after it), also on failure.
-struct Leftovers {
-    links: Vec<String>,
-    netns: Vec<PathBuf>,
-    table: Option<String>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for n in &self.netns {
-            let _ = berth_net::netns::remove(n);
-        }
-        for l in &self.links {
-            let _ = berth_net::link::delete_link(l);
-        }
-        if let Some(t) = &self.table {
-            let _ = berth_net::nft::delete_table(t);
-        }
-    }
-}
+use common::net::{
+    berth_and_nft_or_skip, bridges_of, check_gone, http_get, links, nc_get, outside_world,
+    published_port, remove, Leftovers,
+};
+use common::{call as req, create, inspect, run_to_exit, start, start_daemon};
 
 #[test]
 fn networks_connect_isolate_nat_publish_and_clean_up() {
-    if !nix::unistd::geteuid().is_root() && skip("needs root") {
+    let Some(berth) = berth_and_nft_or_skip() else {
         return;
-    }
-    let Some(berth) = berth_bin() else {
-        if skip("target/debug/berth is not built (cargo build -p berth)") {
-            return;
-        }
-        unreachable!()
     };
-    if std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_err()
-        && skip("nft (Debian's nftables) is not installed")
-    {
-        return;
-    }
     let k = (std::process::id() % 200) as u8 + 20;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut left = Leftovers {
-        links: Vec::new(),
-        netns: Vec::new(),
-        table: None,
-        stop: stop.clone(),
-    };
+    let mut left = Leftovers::new();
     let d = start_daemon(&berth, "berth-net-test", true);
     let s = &d.sock;
     let (table, default_bridge) = berth_engine::network::instance_names(&d.dir.path().join("data"));
@@ -105,57 +30,16 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
     left.links.push(default_bridge.clone());
 
     // the test's "outside world": a namespace behind a bridge of its own, with a server
-    let outside_ns = d.dir.path().join("outside-ns");
-    let out_br = format!("bxb{}", std::process::id() % 100000);
-    let out_host_if = format!("bxh{}", std::process::id() % 100000);
-    let out_peer = format!("bxp{}", std::process::id() % 100000);
-    left.links.extend([out_br.clone(), out_host_if.clone()]);
-    left.netns.push(outside_ns.clone());
     let host_addr = Ipv4Addr::new(198, 18, k, 1);
     let outside_addr = Ipv4Addr::new(198, 18, k, 2);
-    berth_net::link::ensure_bridge(&berth_net::BridgeSpec {
-        name: out_br.clone(),
-        gateway: host_addr,
-        prefix: 24,
-        mtu: None,
-        gateway6: None,
-    })
-    .expect("outside bridge");
-    berth_net::netns::create(&outside_ns).expect("outside netns");
-    berth_net::link::attach(&berth_net::Attach {
-        netns: &outside_ns,
-        host_if: &out_host_if,
-        peer_tmp: &out_peer,
-        ifname: "eth0",
-        bridge: &out_br,
-        addr: outside_addr,
-        prefix: 24,
-        gateway: None,
-        mac: berth_net::mac_of(outside_addr),
-        mtu: None,
-    })
-    .expect("outside veth");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ns2 = outside_ns.clone();
-    let stop2 = stop.clone();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns2).expect("open outside ns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter outside ns");
-        let l = TcpListener::bind((outside_addr, 0)).expect("bind outside server");
-        l.set_nonblocking(true).expect("nonblocking");
-        tx.send(l.local_addr().expect("addr").port())
-            .expect("send port");
-        while !stop2.load(Ordering::SeqCst) {
-            match l.accept() {
-                Ok((mut c, peer)) => {
-                    let _ = c.set_nonblocking(false);
-                    let _ = c.write_all(format!("outside-hello from-{}\n", peer.ip()).as_bytes());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    });
-    let outside_port = rx.recv().expect("outside port");
+    let outside_port = outside_world(
+        &mut left,
+        d.dir.path(),
+        "bx",
+        (host_addr, outside_addr),
+        None,
+        "outside-hello",
+    );
 
     // networks: one with a subnet given, one chosen, one internal
     let subnet = format!("10.{}.{k}.0/24", 100 + (std::process::id() % 50));
@@ -177,17 +61,8 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
         Some(json!({"Name": "tn-int", "Internal": true})),
     );
     assert_eq!(code, 201, "create tn-int: {v}");
-    let mut bridges = Vec::new();
-    for n in ["tn-a", "tn-b", "tn-int"] {
-        let (code, v) = req(s, "GET", &format!("/networks/{n}"), None);
-        assert_eq!(code, 200, "inspect {n}: {v}");
-        let b = v["Options"]["com.docker.network.bridge.name"]
-            .as_str()
-            .expect("bridge name")
-            .to_string();
-        left.links.push(b.clone());
-        bridges.push(b);
-    }
+    let nets = ["tn-a", "tn-b", "tn-int"];
+    let bridges = bridges_of(s, &nets, &mut left, |_, _| {});
     assert!(links().contains(&bridges[0]), "bridge of tn-a is up");
     let (_, v) = req(
         s,
@@ -366,10 +241,7 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
     );
     start(s, &p1);
     let i = inspect(s, &p1);
-    let port: u16 = i["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no published port: {}", i["NetworkSettings"]));
+    let port = published_port(&i, "80/tcp");
     assert_eq!(i["HostConfig"]["NetworkMode"], json!("bridge"));
     for host in [Ipv4Addr::LOCALHOST, host_addr] {
         let got = http_get(SocketAddr::from((host, port)))
@@ -402,10 +274,7 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
     );
     start(s, &u1);
     let i = inspect(s, &u1);
-    let uport: u16 = i["NetworkSettings"]["Ports"]["9999/udp"][0]["HostPort"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no UDP port: {}", i["NetworkSettings"]));
+    let uport = published_port(&i, "9999/udp");
     let sock = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .expect("timeout");
@@ -450,33 +319,14 @@ fn networks_connect_isolate_nat_publish_and_clean_up() {
     // removal: no veth, namespace, bridge, rule or lease behind
     let mut ids = vec![a1.clone(), p1.clone(), u1.clone(), x1.clone()];
     ids.sort();
-    for id in &ids {
-        let (code, v) = req(s, "DELETE", &format!("/containers/{id}?force=1"), None);
-        assert_eq!(code, 204, "remove {id}: {v}");
-    }
-    for n in ["tn-a", "tn-b", "tn-int"] {
-        let (code, v) = req(s, "DELETE", &format!("/networks/{n}"), None);
-        assert_eq!(code, 204, "remove network {n}: {v}");
-    }
-    let now = links();
-    for b in &bridges {
-        assert!(!now.lines().any(|l| l == b), "bridge {b} left");
-    }
-    for id in &ids {
-        assert!(
-            !now.contains(&format!("vb{}", &id[..9])),
-            "veth of {id} left: {now}"
-        );
-    }
+    remove(s, &ids, &nets);
+    check_gone(&ids, &bridges, &table);
     let netns_left: Vec<_> = std::fs::read_dir(d.dir.path().join("run/netns"))
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(netns_left.is_empty(), "netns left: {netns_left:?}");
     let rules = berth_net::nft::list_table(&table).expect("list table");
     assert!(!rules.contains("dnat to"), "port rules left: {rules}");
-    for b in &bridges {
-        assert!(!rules.contains(b.as_str()), "rules of {b} left: {rules}");
-    }
     let (_, v) = req(s, "GET", "/networks/bridge", None);
     assert_eq!(v["Containers"], json!({}), "leases left: {v}");
     let (_, v) = req(s, "POST", "/networks/prune", None);

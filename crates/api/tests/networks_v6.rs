@@ -6,49 +6,20 @@
 //! left after removal. Traffic goes only to addresses this test made (a random ULA /48).
 //! Needs root and the berth binary.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
 mod common;
-use common::{berth_bin, call as req, create, inspect, run_to_exit, skip, start, start_daemon};
-
-fn nc_get(ip: &str, port: u16) -> String {
-    format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} {port}")
-}
-
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut tries = 0;
-    let mut c = loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-            // the server in the container may not listen yet right after start
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            r => break r?,
-        }
-    };
-    c.set_read_timeout(Some(Duration::from_secs(10)))?;
-    c.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")?;
-    let mut s = String::new();
-    c.read_to_string(&mut s)?;
-    Ok(s)
-}
-
-fn links() -> String {
-    let out = Command::new("ls")
-        .arg("/sys/class/net")
-        .output()
-        .expect("ls /sys/class/net");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::net::{
+    berth_and_nft_or_skip, bridges_of, check_gone, http_get, links, nc_get, outside_world,
+    published_port, remove, Leftovers,
+};
+use common::{call as req, create, inspect, run_to_exit, skip, start, start_daemon};
 
 fn host_v6_addrs() -> String {
     std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default()
@@ -69,30 +40,6 @@ fn v6_leases(db: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// What the test made outside the daemon, and the daemon's own bridge and tables: removed
-/// after the daemon (declared before it, so dropped after it), also on failure.
-struct Leftovers {
-    links: Vec<String>,
-    netns: Vec<PathBuf>,
-    table: Option<String>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for n in &self.netns {
-            let _ = berth_net::netns::remove(n);
-        }
-        for l in &self.links {
-            let _ = berth_net::link::delete_link(l);
-        }
-        if let Some(t) = &self.table {
-            let _ = berth_net::nft::delete_table(t);
-        }
-    }
-}
-
 /// A random ULA /48 (RFC 4193) for this run: fdXX:XXXX:XXXX::/48.
 fn test_ula() -> [u16; 3] {
     let mut b = [0u8; 5];
@@ -111,20 +58,9 @@ fn addr6(p: [u16; 3], sub: u16, host: u16) -> Ipv6Addr {
 
 #[test]
 fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
-    if !nix::unistd::geteuid().is_root() && skip("needs root") {
+    let Some(berth) = berth_and_nft_or_skip() else {
         return;
-    }
-    let Some(berth) = berth_bin() else {
-        if skip("target/debug/berth is not built (cargo build -p berth)") {
-            return;
-        }
-        unreachable!()
     };
-    if Command::new("nft").arg("--version").output().is_err()
-        && skip("nft (Debian's nftables) is not installed")
-    {
-        return;
-    }
     if !Path::new("/proc/net/if_inet6").exists() && skip("the kernel has no IPv6") {
         return;
     }
@@ -136,13 +72,7 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     let pid = std::process::id();
     let k = (pid % 200) as u8 + 20;
     let ula = test_ula();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut left = Leftovers {
-        links: Vec::new(),
-        netns: Vec::new(),
-        table: None,
-        stop: stop.clone(),
-    };
+    let mut left = Leftovers::new();
     let d = start_daemon(&berth, "berth-net6-test", true);
     let s = &d.sock;
     let (table, default_bridge) = berth_engine::network::instance_names(&d.dir.path().join("data"));
@@ -150,61 +80,18 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     left.links.push(default_bridge.clone());
 
     // the "outside world": a namespace behind a bridge of its own, dual stack, with a v6 server
-    let outside_ns = d.dir.path().join("outside-ns");
-    let out_br = format!("b6b{}", pid % 100000);
-    let out_host_if = format!("b6h{}", pid % 100000);
-    let out_peer = format!("b6p{}", pid % 100000);
-    left.links.extend([out_br.clone(), out_host_if.clone()]);
-    left.netns.push(outside_ns.clone());
     let host_gw4 = Ipv4Addr::new(198, 19, k, 1);
     let outside4 = Ipv4Addr::new(198, 19, k, 2);
     let host_gw6 = addr6(ula, 0xff, 1);
     let outside6 = addr6(ula, 0xff, 2);
-    berth_net::link::ensure_bridge(&berth_net::BridgeSpec {
-        name: out_br.clone(),
-        gateway: host_gw4,
-        prefix: 24,
-        mtu: None,
-        gateway6: Some((host_gw6, 64)),
-    })
-    .expect("outside bridge");
-    berth_net::netns::create(&outside_ns).expect("outside netns");
-    berth_net::link::attach(&berth_net::Attach {
-        netns: &outside_ns,
-        host_if: &out_host_if,
-        peer_tmp: &out_peer,
-        ifname: "eth0",
-        bridge: &out_br,
-        addr: outside4,
-        prefix: 24,
-        gateway: None,
-        mac: berth_net::mac_of(outside4),
-        mtu: None,
-    })
-    .expect("outside veth");
-    berth_net::link::configure_v6(&outside_ns, "eth0", outside6, 64, None)
-        .expect("outside v6 address");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ns2 = outside_ns.clone();
-    let stop2 = stop.clone();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns2).expect("open outside ns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter outside ns");
-        let l = TcpListener::bind((outside6, 0)).expect("bind outside v6 server");
-        l.set_nonblocking(true).expect("nonblocking");
-        tx.send(l.local_addr().expect("addr").port())
-            .expect("send port");
-        while !stop2.load(Ordering::SeqCst) {
-            match l.accept() {
-                Ok((mut c, peer)) => {
-                    let _ = c.set_nonblocking(false);
-                    let _ = c.write_all(format!("outside6-hello from-{}\n", peer.ip()).as_bytes());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    });
-    let outside_port = rx.recv().expect("outside port");
+    let outside_port = outside_world(
+        &mut left,
+        d.dir.path(),
+        "b6",
+        (host_gw4, outside4),
+        Some((host_gw6, outside6)),
+        "outside6-hello",
+    );
 
     // networks: dual stack with both subnets given, --ipv6 alone (a ULA /64 chosen), internal
     let sub4 = format!("10.{}.{k}.0/24", 60 + (pid % 40));
@@ -234,10 +121,8 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         ),
     );
     assert_eq!(code, 201, "create t6int: {v}");
-    let mut bridges = Vec::new();
-    for n in ["t6a", "t6b", "t6int"] {
-        let (code, v) = req(s, "GET", &format!("/networks/{n}"), None);
-        assert_eq!(code, 200, "inspect {n}: {v}");
+    let nets = ["t6a", "t6b", "t6int"];
+    let bridges = bridges_of(s, &nets, &mut left, |n, v| {
         assert_eq!(v["EnableIPv6"], json!(true), "{n}: {v}");
         let cfgs = v["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
         assert_eq!(cfgs.len(), 2, "{n}: a v4 and a v6 config: {v}");
@@ -245,13 +130,7 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
             cfgs[1]["Subnet"].as_str().is_some_and(|x| x.contains(':')),
             "{v}"
         );
-        let b = v["Options"]["com.docker.network.bridge.name"]
-            .as_str()
-            .expect("bridge name")
-            .to_string();
-        left.links.push(b.clone());
-        bridges.push(b);
-    }
+    });
     let (_, v) = req(s, "GET", "/networks/t6a", None);
     assert_eq!(v["IPAM"]["Config"][0]["Subnet"], json!(sub4), "{v}");
     assert_eq!(v["IPAM"]["Config"][1]["Subnet"], json!(sub6a), "{v}");
@@ -440,10 +319,7 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
     assert_ne!(code, 0, "an internal v6 network reached the outside: {out}");
 
     // a published port answers on a host IPv6 address
-    let port: u16 = i["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no published port: {}", i["NetworkSettings"]));
+    let port = published_port(&i, "80/tcp");
     let got = http_get(SocketAddr::from((host_gw6, port)))
         .unwrap_or_else(|e| panic!("GET [{host_gw6}]:{port}: {e}"));
     assert!(
@@ -538,29 +414,14 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
 
     // removal: no veth, bridge, address, rule or lease behind
     let ids = [a1.clone(), c1.clone()];
-    for id in &ids {
-        let (code, v) = req(s, "DELETE", &format!("/containers/{id}?force=1"), None);
-        assert_eq!(code, 204, "remove {id}: {v}");
-    }
+    remove(s, &ids, &[]);
     assert_eq!(
         v6_leases(&db),
         "0",
         "v6 leases left after the containers went"
     );
-    for n in ["t6a", "t6b", "t6int"] {
-        let (code, v) = req(s, "DELETE", &format!("/networks/{n}"), None);
-        assert_eq!(code, 204, "remove network {n}: {v}");
-    }
-    let now = links();
-    for b in &bridges {
-        assert!(!now.lines().any(|l| l == b), "bridge {b} left");
-    }
-    for id in &ids {
-        assert!(
-            !now.contains(&format!("vb{}", &id[..9])),
-            "veth of {id} left: {now}"
-        );
-    }
+    remove(s, &[], &nets);
+    check_gone(&ids, &bridges, &table);
     let addrs = host_v6_addrs();
     assert!(!addrs.contains(&if_inet6_hex(gw6a)), "v6 gateway left");
     let rules6 = berth_net::nft::list_table6(&table).expect("list ip6 table");
@@ -568,9 +429,5 @@ fn ipv6_networks_reach_isolate_nat_publish_and_clean_up() {
         rules6.is_empty(),
         "the ip6 table stays while no network has IPv6: {rules6}"
     );
-    let rules = berth_net::nft::list_table(&table).expect("list table");
-    for b in &bridges {
-        assert!(!rules.contains(b.as_str()), "rules of {b} left: {rules}");
-    }
     drop(d);
 }

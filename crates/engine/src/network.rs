@@ -19,6 +19,7 @@ use crate::engine::{now, Engine};
 mod dns;
 pub(crate) mod dnsopts;
 pub(crate) mod ipam6;
+mod lease;
 mod netstats;
 pub(crate) mod pool;
 pub mod rate;
@@ -1041,63 +1042,16 @@ impl Engine {
     /// last word if another daemon shares the file.
     fn lease(&self, e: &Endpoint, n: &NetRecord) -> Result<Ipv4Addr> {
         let c = self.db.lock();
-        let mut st = c
-            .prepare("SELECT ip FROM endpoints WHERE network = ?1 AND ip IS NOT NULL")
-            .map_err(Error::db("list leases"))?;
-        let used: HashSet<Ipv4Addr> = st
-            .query_map([&n.id], |r| r.get::<_, String>(0))
-            .map_err(Error::db("list leases"))?
-            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
-            .collect();
-        drop(st);
-        let want = e
-            .config
-            .ipam_config
-            .as_ref()
-            .and_then(|c| c.ipv4_address.as_deref())
-            .filter(|s| !s.is_empty())
-            .and_then(|s| s.parse::<Ipv4Addr>().ok());
-        let ip = match want {
-            Some(ip) => {
-                if used.contains(&ip) {
-                    return Err(Error::Conflict(format!(
-                        "address {ip} is already in use on network {}",
-                        n.name
-                    )));
-                }
-                ip
-            }
-            None => {
-                let pool = n.ip_range.unwrap_or(n.subnet);
-                pool.hosts()
-                    .find(|a| {
-                        n.subnet.contains(a)
-                            && *a != n.gateway
-                            && *a != n.subnet.network()
-                            && *a != n.subnet.broadcast()
-                            && !used.contains(a)
-                    })
-                    .ok_or_else(|| {
-                        Error::Conflict(format!("no free address left on network {}", n.name))
-                    })?
-            }
-        };
-        c.execute(
-            "UPDATE endpoints SET ip = ?1 WHERE container = ?2 AND network = ?3",
-            params![ip.to_string(), e.container, e.network],
-        )
-        .map_err(|err| match err {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Error::Conflict(format!(
-                    "address {ip} is already in use on network {}",
-                    n.name
-                ))
-            }
-            err => Error::db("lease address")(err),
-        })?;
-        Ok(ip)
+        lease::take(&c, &lease::V4, e, n, |used| {
+            let pool = n.ip_range.unwrap_or(n.subnet);
+            pool.hosts().find(|a| {
+                n.subnet.contains(a)
+                    && *a != n.gateway
+                    && *a != n.subnet.network()
+                    && *a != n.subnet.broadcast()
+                    && !used.contains(a)
+            })
+        })
     }
 
     fn set_endpoint_live(&self, e: &Endpoint, ifname: &str, ports: &[Published]) -> Result<()> {

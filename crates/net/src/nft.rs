@@ -58,7 +58,22 @@ fn valid_ifname(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// The ruleset text for table `ip <table>`: deletes and recreates it in the same transaction.
+/// What the `ip` and `ip6` tables differ in; their chains have the same shape.
+struct Family<'a> {
+    /// nft's name of the family, also the keyword of its address matches.
+    name: &'static str,
+    /// The port chain's DNAT rules.
+    ports: Vec<String>,
+    /// What a locally sent packet must match before it may be DNATed.
+    output_match: &'static str,
+    /// The networks that have an address of the family, with their subnet.
+    subnets: Vec<(&'a NetRules, &'a str)>,
+    /// The loopback sources to masquerade out of a bridge, where DNAT can take them there.
+    loopback: Option<&'static str>,
+}
+
+/// The ruleset text for table `ip <table>` and its `ip6` twin: deletes and recreates them in
+/// the same transaction.
 pub fn render(table: &str, st: &FirewallState) -> Result<String> {
     if !valid_ident(table) {
         return Err(Error::Nft(format!("invalid table name {table:?}")));
@@ -76,22 +91,7 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
             }
         }
     }
-    let mut s = String::new();
-    // "add" makes the delete below valid whether or not the table exists
-    let _ = writeln!(
-        s,
-        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{"
-    );
-    if !st.comment.is_empty() {
-        let c: String = st
-            .comment
-            .chars()
-            .filter(|c| !matches!(c, '"' | '\\' | '\n' | '\r'))
-            .take(120)
-            .collect();
-        let _ = writeln!(s, "  comment \"{c}\"");
-    }
-    let _ = writeln!(s, "  chain ports {{");
+    let mut ports = Vec::new();
     for p in &st.ports {
         let proto = match p.proto.as_str() {
             "tcp" | "udp" | "sctp" => p.proto.as_str(),
@@ -102,73 +102,25 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
             .filter(|ip| !ip.is_unspecified())
             .map(|ip| format!("ip daddr {ip} "))
             .unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "    {daddr}{proto} dport {} dnat to {}:{}",
+        ports.push(format!(
+            "{daddr}{proto} dport {} dnat to {}:{}",
             p.host_port, p.container_ip, p.container_port
-        );
+        ));
     }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(
-        s,
-        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump ports\n  }}"
+    let mut s = String::new();
+    write_table(
+        &mut s,
+        table,
+        st,
+        &Family {
+            name: "ip",
+            ports,
+            output_match: "",
+            subnets: st.networks.iter().map(|n| (n, n.subnet.as_str())).collect(),
+            // 127.0.0.1:port DNATed out of the bridge needs a source the container can answer
+            loopback: Some("127.0.0.0/8"),
+        },
     );
-    let _ = writeln!(
-        s,
-        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump ports\n  }}"
-    );
-    let _ = writeln!(
-        s,
-        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
-    );
-    for n in &st.networks {
-        // 127.0.0.1:port DNATed out of the bridge needs a source the container can answer
-        let _ = writeln!(
-            s,
-            "    oifname \"{}\" ip saddr 127.0.0.0/8 masquerade",
-            n.bridge
-        );
-        // hairpin: a container reaching a published port of its own network through the
-        // host would get the answer straight from the peer otherwise
-        let _ = writeln!(
-            s,
-            "    oifname \"{}\" ip saddr {} ct status dnat masquerade",
-            n.bridge, n.subnet
-        );
-        if !n.internal {
-            let _ = writeln!(
-                s,
-                "    oifname != \"{}\" ip saddr {} masquerade",
-                n.bridge, n.subnet
-            );
-        }
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(
-        s,
-        "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
-    );
-    for n in st.networks.iter().filter(|n| n.internal) {
-        let _ = writeln!(
-            s,
-            "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop",
-            b = n.bridge
-        );
-    }
-    // published ports are reachable from every network, as through the host
-    let _ = writeln!(s, "    ct status dnat accept");
-    for a in &st.networks {
-        for b in &st.networks {
-            if a.bridge != b.bridge {
-                let _ = writeln!(
-                    s,
-                    "    iifname \"{}\" oifname \"{}\" drop",
-                    a.bridge, b.bridge
-                );
-            }
-        }
-    }
-    let _ = writeln!(s, "  }}\n}}");
     render6(&mut s, table, st);
     Ok(s)
 }
@@ -178,11 +130,50 @@ pub fn render(table: &str, st: &FirewallState) -> Result<String> {
 /// isolation. `::1` is left out of the port DNAT: the kernel has no `route_localnet` for IPv6,
 /// a loopback source cannot leave through a bridge, so only a proxy could serve it.
 fn render6(s: &mut String, table: &str, st: &FirewallState) {
-    let _ = writeln!(s, "add table ip6 {table}\ndelete table ip6 {table}");
-    if !st.networks.iter().any(|n| n.subnet6.is_some()) {
+    let subnets: Vec<_> = st
+        .networks
+        .iter()
+        .filter_map(|n| Some((n, n.subnet6.as_deref()?)))
+        .collect();
+    if subnets.is_empty() {
+        let _ = writeln!(s, "add table ip6 {table}\ndelete table ip6 {table}");
         return;
     }
-    let _ = writeln!(s, "table ip6 {table} {{");
+    let ports = st
+        .ports
+        .iter()
+        .filter(|p| p.host_ip.is_none_or(|ip| ip.is_unspecified()))
+        .filter_map(|p| match (p.container_ip6, p.proto.as_str()) {
+            (Some(ip6), "tcp" | "udp" | "sctp") => Some(format!(
+                "{} dport {} dnat to [{ip6}]:{}",
+                p.proto, p.host_port, p.container_port
+            )),
+            _ => None,
+        })
+        .collect();
+    write_table(
+        s,
+        table,
+        st,
+        &Family {
+            name: "ip6",
+            ports,
+            output_match: "ip6 daddr != ::1 ",
+            subnets,
+            loopback: None,
+        },
+    );
+}
+
+/// Table `<family> <table>`, replaced: port DNAT for local destinations, masquerading out of
+/// the networks, and the forwarding isolation between them.
+fn write_table(s: &mut String, table: &str, st: &FirewallState, f: &Family<'_>) {
+    let fam = f.name;
+    // "add" makes the delete valid whether or not the table exists
+    let _ = writeln!(
+        s,
+        "add table {fam} {table}\ndelete table {fam} {table}\ntable {fam} {table} {{"
+    );
     if !st.comment.is_empty() {
         let c: String = st
             .comment
@@ -193,19 +184,8 @@ fn render6(s: &mut String, table: &str, st: &FirewallState) {
         let _ = writeln!(s, "  comment \"{c}\"");
     }
     let _ = writeln!(s, "  chain ports {{");
-    for p in st
-        .ports
-        .iter()
-        .filter(|p| p.host_ip.is_none_or(|ip| ip.is_unspecified()))
-    {
-        let (Some(ip6), "tcp" | "udp" | "sctp") = (p.container_ip6, p.proto.as_str()) else {
-            continue;
-        };
-        let _ = writeln!(
-            s,
-            "    {} dport {} dnat to [{ip6}]:{}",
-            p.proto, p.host_port, p.container_port
-        );
+    for p in &f.ports {
+        let _ = writeln!(s, "    {p}");
     }
     let _ = writeln!(s, "  }}");
     let _ = writeln!(
@@ -214,23 +194,32 @@ fn render6(s: &mut String, table: &str, st: &FirewallState) {
     );
     let _ = writeln!(
         s,
-        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip6 daddr != ::1 fib daddr type local jump ports\n  }}"
+        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    {}fib daddr type local jump ports\n  }}",
+        f.output_match
     );
     let _ = writeln!(
         s,
         "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
     );
-    for n in &st.networks {
-        let Some(s6) = &n.subnet6 else { continue };
+    for (n, subnet) in &f.subnets {
+        if let Some(lo) = f.loopback {
+            let _ = writeln!(
+                s,
+                "    oifname \"{}\" {fam} saddr {lo} masquerade",
+                n.bridge
+            );
+        }
+        // hairpin: a container reaching a published port of its own network through the
+        // host would get the answer straight from the peer otherwise
         let _ = writeln!(
             s,
-            "    oifname \"{}\" ip6 saddr {s6} ct status dnat masquerade",
+            "    oifname \"{}\" {fam} saddr {subnet} ct status dnat masquerade",
             n.bridge
         );
         if !n.internal {
             let _ = writeln!(
                 s,
-                "    oifname != \"{}\" ip6 saddr {s6} masquerade",
+                "    oifname != \"{}\" {fam} saddr {subnet} masquerade",
                 n.bridge
             );
         }
@@ -247,6 +236,7 @@ fn render6(s: &mut String, table: &str, st: &FirewallState) {
             b = n.bridge
         );
     }
+    // published ports are reachable from every network, as through the host
     let _ = writeln!(s, "    ct status dnat accept");
     for a in &st.networks {
         for b in &st.networks {

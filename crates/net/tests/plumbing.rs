@@ -2,117 +2,44 @@
 //! test-made bridge, and the host reaches a listener inside it over that path. Everything is
 //! named uniquely and removed by guards, also when an assertion fails.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
 
 use berth_net::{link, netns, nft};
 
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("needs root (netlink, namespaces)");
-    }
-    println!("SKIP: needs root (netlink, namespaces)");
-    false
-}
-
-struct Guard {
-    links: Vec<String>,
-    ns: Vec<PathBuf>,
-    table: Option<String>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for l in &self.links {
-            let _ = link::delete_link(l);
-        }
-        for n in &self.ns {
-            let _ = netns::remove(n);
-        }
-        if let Some(t) = &self.table {
-            let _ = nft::delete_table(t);
-        }
-    }
-}
-
-fn uniq() -> String {
-    format!("{:x}", std::process::id() & 0xffff)
-}
+mod common;
+use common::{
+    answer_once, attach_eth0, bridge, facility_or_skip, in_netns, read_from, root_or_skip,
+    serve_once_in, setup, uniq, Guard,
+};
 
 #[test]
 fn veth_in_a_named_netns_on_a_bridge() {
-    if !root_or_skip() {
+    let Some(mut t) = setup("t4") else {
         return;
-    }
-    let u = uniq();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nsp = dir.path().join("ns1");
-    let br = format!("tbr{u}");
-    let (hif, pif) = (format!("tvh{u}"), format!("tvp{u}"));
-    let mut g = Guard {
-        links: vec![br.clone(), hif.clone(), pif.clone()],
-        ns: vec![nsp.clone()],
-        table: None,
     };
+    let (nsp, br, hif, pif) = (
+        t.ns.clone(),
+        t.bridge.clone(),
+        t.host_if.clone(),
+        t.peer.clone(),
+    );
     // a /24 from TEST-NET-ish private space unlikely to be routed here
     let gw: Ipv4Addr = "10.231.77.1".parse().unwrap();
     let ip: Ipv4Addr = "10.231.77.2".parse().unwrap();
-    link::ensure_bridge(&berth_net::BridgeSpec {
-        name: br.clone(),
-        gateway: gw,
-        prefix: 24,
-        mtu: Some(1400),
-        gateway6: None,
-    })
-    .expect("bridge");
+    bridge(&br, gw, Some(1400), None).expect("bridge");
     // adopting an existing bridge is not an error
-    link::ensure_bridge(&berth_net::BridgeSpec {
-        name: br.clone(),
-        gateway: gw,
-        prefix: 24,
-        mtu: None,
-        gateway6: None,
-    })
-    .expect("bridge again");
+    bridge(&br, gw, None, None).expect("bridge again");
     netns::create(&nsp).expect("netns");
     assert!(netns::is_bound(&nsp));
-    link::attach(&berth_net::Attach {
-        netns: &nsp,
-        host_if: &hif,
-        peer_tmp: &pif,
-        ifname: "eth0",
-        bridge: &br,
-        addr: ip,
-        prefix: 24,
-        gateway: Some(gw),
-        mac: berth_net::mac_of(ip),
-        mtu: Some(1400),
-    })
-    .expect("attach");
+    attach_eth0(&t, ip, gw, Some(1400)).expect("attach");
     assert!(link::link_exists(&hif).unwrap());
     // the peer was renamed inside: not in the host
     assert!(!link::link_exists(&pif).unwrap());
 
     // a listener inside the namespace, reached from the host through the bridge
-    let nsp2 = nsp.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let f = std::fs::File::open(&nsp2).expect("open ns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let l = TcpListener::bind((ip, 0)).expect("bind inside");
-        tx.send(l.local_addr().expect("addr").port()).expect("send");
-        let (mut c, _) = l.accept().expect("accept");
-        c.write_all(b"hello from the netns").expect("write");
-    });
-    let port = rx.recv().expect("port");
-    let mut c = TcpStream::connect(SocketAddr::from((ip, port))).expect("connect via bridge");
-    let mut s = String::new();
-    c.read_to_string(&mut s).expect("read");
-    assert_eq!(s, "hello from the netns");
+    let (port, server) = serve_once_in(&nsp, ip.into(), b"hello from the netns");
+    assert_eq!(read_from(ip.into(), port), "hello from the netns");
     server.join().expect("server");
 
     // removal: unbinding the namespace takes its veth end and so the host end
@@ -122,7 +49,7 @@ fn veth_in_a_named_netns_on_a_bridge() {
     assert!(!link::link_exists(&hif).unwrap());
     link::delete_link(&br).expect("delete bridge");
     assert!(!link::link_exists(&br).unwrap());
-    g.links.clear();
+    t.guard.links.clear();
 }
 
 #[test]
@@ -182,62 +109,29 @@ fn test_ula48() -> [u16; 3] {
 
 #[test]
 fn v6_addresses_skip_dad_and_route_via_the_gateway() {
-    if !root_or_skip() {
+    let Some(mut t) = setup("t6") else {
         return;
-    }
-    if !std::path::Path::new("/proc/net/if_inet6").exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("the kernel has no IPv6");
-        }
-        println!("SKIP: the kernel has no IPv6");
-        return;
-    }
-    let u = uniq();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nsp = dir.path().join("ns6");
-    let br = format!("t6r{u}");
-    let (hif, pif) = (format!("t6h{u}"), format!("t6p{u}"));
-    let mut g = Guard {
-        links: vec![br.clone(), hif.clone(), pif.clone()],
-        ns: vec![nsp.clone()],
-        table: None,
     };
+    if !facility_or_skip(
+        std::path::Path::new("/proc/net/if_inet6").exists(),
+        "the kernel has no IPv6",
+    ) {
+        return;
+    }
+    let (nsp, br, hif) = (t.ns.clone(), t.bridge.clone(), t.host_if.clone());
     let p = test_ula48();
     let gw6 = std::net::Ipv6Addr::new(p[0], p[1], p[2], 1, 0, 0, 0, 1);
     let ip6 = std::net::Ipv6Addr::new(p[0], p[1], p[2], 1, 0, 0, 0, 2);
     let gw: Ipv4Addr = "10.231.79.1".parse().unwrap();
     let ip: Ipv4Addr = "10.231.79.2".parse().unwrap();
-    link::ensure_bridge(&berth_net::BridgeSpec {
-        name: br.clone(),
-        gateway: gw,
-        prefix: 24,
-        mtu: None,
-        gateway6: Some((gw6, 64)),
-    })
-    .expect("dual-stack bridge");
+    bridge(&br, gw, None, Some((gw6, 64))).expect("dual-stack bridge");
     netns::create(&nsp).expect("netns");
-    link::attach(&berth_net::Attach {
-        netns: &nsp,
-        host_if: &hif,
-        peer_tmp: &pif,
-        ifname: "eth0",
-        bridge: &br,
-        addr: ip,
-        prefix: 24,
-        gateway: Some(gw),
-        mac: berth_net::mac_of(ip),
-        mtu: None,
-    })
-    .expect("attach");
+    attach_eth0(&t, ip, gw, None).expect("attach");
     link::configure_v6(&nsp, "eth0", ip6, 64, Some(gw6)).expect("configure v6");
 
     // at once, inside: the address is not tentative (a tentative one cannot be bound), and the
     // default v6 route goes via the gateway
-    let nsp2 = nsp.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let f = std::fs::File::open(&nsp2).expect("open ns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    let (rx, server) = in_netns(&nsp, move |tx| {
         // thread-self: /proc/self/net would be the main thread's namespace
         let addrs = std::fs::read_to_string("/proc/thread-self/net/if_inet6").expect("if_inet6");
         let hex: String = ip6.octets().iter().map(|b| format!("{b:02x}")).collect();
@@ -255,8 +149,7 @@ fn v6_addresses_skip_dad_and_route_via_the_gateway() {
         let l = TcpListener::bind((ip6, 0)).expect("bind the new v6 address at once");
         tx.send((line, default, l.local_addr().expect("addr").port()))
             .expect("send");
-        let (mut c, _) = l.accept().expect("accept");
-        c.write_all(b"hello over v6").expect("write");
+        answer_once(&l, b"hello over v6");
     });
     let (line, default, port) = rx.recv().expect("from the netns");
     let flags = line
@@ -267,10 +160,7 @@ fn v6_addresses_skip_dad_and_route_via_the_gateway() {
     // IFA_F_NODAD (0x02) set, IFA_F_TENTATIVE (0x40) not
     assert_eq!(flags & 0x42, 0x02, "flags of {ip6}: {line}");
     assert!(default, "no default v6 route via {gw6}");
-    let mut c = TcpStream::connect(SocketAddr::from((ip6, port))).expect("connect over v6");
-    let mut s = String::new();
-    c.read_to_string(&mut s).expect("read");
-    assert_eq!(s, "hello over v6");
+    assert_eq!(read_from(ip6.into(), port), "hello over v6");
     server.join().expect("server");
 
     netns::remove(&nsp).expect("remove netns");
@@ -284,5 +174,5 @@ fn v6_addresses_skip_dad_and_route_via_the_gateway() {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         ));
-    g.links.clear();
+    t.guard.links.clear();
 }

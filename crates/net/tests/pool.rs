@@ -3,39 +3,13 @@
 //! reached from the host through that bridge; unbinding it takes the veth pair along (the
 //! kernel's work), and a discarded one leaves nothing. Unique names, guards that clean up.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use berth_net::{link, netns, pool};
 
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("needs root (netlink, namespaces)");
-    }
-    println!("SKIP: needs root (netlink, namespaces)");
-    false
-}
-
-struct Guard {
-    links: Vec<String>,
-    ns: Vec<PathBuf>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for n in &self.ns {
-            let _ = netns::remove(n);
-        }
-        for l in &self.links {
-            let _ = link::delete_link(l);
-        }
-    }
-}
+mod common;
+use common::{bridge, read_from, serve_once_in, setup};
 
 /// The kernel destroys an unbound namespace, and the veths in it, in its cleanup work: the
 /// host end goes soon after, not at once. Waits for that (10 s at most) and says if it went.
@@ -68,29 +42,17 @@ fn inside(ns: &std::path::Path) -> (String, String) {
 
 #[test]
 fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
-    if !root_or_skip() {
+    let Some(mut t) = setup("tp") else {
         return;
-    }
-    let u = format!("{:x}", std::process::id() & 0xffff);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let nsp = dir.path().join("p0");
-    let named = dir.path().join("c0");
-    let br = format!("tpbr{u}");
-    let (pool_if, host_if) = (format!("tpq{u}"), format!("tpv{u}"));
-    let mut g = Guard {
-        links: vec![br.clone(), pool_if.clone(), host_if.clone()],
-        ns: vec![nsp.clone(), named.clone()],
     };
+    // the pool's name of the namespace and of its host end; the container's names
+    let (nsp, pool_if) = (t.ns.clone(), t.peer.clone());
+    let (named, host_if) = (t.dir.path().join("c0"), t.host_if.clone());
+    let br = t.bridge.clone();
+    t.guard.ns.push(named.clone());
     let gw: Ipv4Addr = "10.231.78.1".parse().unwrap();
     let ip: Ipv4Addr = "10.231.78.2".parse().unwrap();
-    link::ensure_bridge(&berth_net::BridgeSpec {
-        name: br.clone(),
-        gateway: gw,
-        prefix: 24,
-        mtu: None,
-        gateway6: None,
-    })
-    .expect("bridge");
+    bridge(&br, gw, None, None).expect("bridge");
 
     let p = pool::prepare(&nsp, &pool_if).expect("prepare");
     assert!(netns::is_bound(&nsp));
@@ -125,21 +87,8 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
     );
 
     // reached from the host over the bridge
-    let named2 = named.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let f = std::fs::File::open(&named2).expect("open ns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let l = TcpListener::bind((ip, 0)).expect("bind inside");
-        tx.send(l.local_addr().expect("addr").port()).expect("send");
-        let (mut c, _) = l.accept().expect("accept");
-        c.write_all(b"pooled").expect("write");
-    });
-    let port = rx.recv().expect("port");
-    let mut c = TcpStream::connect(SocketAddr::from((ip, port))).expect("connect via bridge");
-    let mut s = String::new();
-    c.read_to_string(&mut s).expect("read");
-    assert_eq!(s, "pooled");
+    let (port, server) = serve_once_in(&named, ip.into(), b"pooled");
+    assert_eq!(read_from(ip.into(), port), "pooled");
     server.join().expect("server");
 
     // unbinding the last name: the kernel removes the pair
@@ -150,8 +99,8 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
     );
 
     // a prepared one that is never used: discarding it leaves nothing either
-    let q = dir.path().join("p1");
-    g.ns.push(q.clone());
+    let q = t.dir.path().join("p1");
+    t.guard.ns.push(q.clone());
     let p = pool::prepare(&q, &pool_if).expect("prepare again");
     pool::discard(p).expect("discard");
     assert!(!q.exists());
@@ -160,5 +109,5 @@ fn prepared_netns_is_claimed_onto_a_bridge_and_goes_with_its_namespace() {
         "host end of a discarded entry left"
     );
     link::delete_link(&br).expect("delete bridge");
-    g.links.clear();
+    t.guard.links.clear();
 }

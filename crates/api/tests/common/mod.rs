@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod net;
+
 pub fn skip(reason: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("required facility missing under CI: {reason}");

@@ -5,15 +5,16 @@
 //! it needs no lock of the engine and always answers from what is committed.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use simple_dns::rdata::{RData, A, AAAA};
-use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
+use simple_dns::{Name, Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
 fn servers() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
     static S: OnceLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = OnceLock::new();
@@ -79,12 +80,21 @@ fn serve(sock: UdpSocket, db: &PathBuf, net: &str, stop: &AtomicBool) {
     }
 }
 
-/// The addresses of `name` on network `net`: container names, aliases, short and full IDs.
-fn lookup(conn: &Connection, net: &str, name: &str) -> Vec<Ipv4Addr> {
-    let Ok(mut st) = conn.prepare(
-        "SELECT c.id, c.name, e.ip, e.config FROM endpoints e JOIN containers c ON c.id = e.container \
-         WHERE e.network = ?1 AND e.ip IS NOT NULL",
-    ) else {
+/// The endpoints of network ?1 with a v4 lease, as (id, name, address, endpoint config).
+const LEASES_V4: &str = "SELECT c.id, c.name, e.ip, e.config FROM endpoints e \
+     JOIN containers c ON c.id = e.container \
+     WHERE e.network = ?1 AND e.ip IS NOT NULL";
+
+/// The same for v6 leases: only endpoints with a v4 lease (a running container) answer.
+const LEASES_V6: &str = "SELECT c.id, c.name, l.ip, e.config FROM endpoints e \
+     JOIN containers c ON c.id = e.container \
+     JOIN leases_v6 l ON l.container = e.container AND l.network = e.network \
+     WHERE e.network = ?1 AND e.ip IS NOT NULL";
+
+/// The addresses of `name` on network `net` that `leases` lists (LEASES_V4 for A questions,
+/// LEASES_V6 for AAAA): container names, aliases, short and full IDs.
+fn lookup<A: FromStr + Ord>(conn: &Connection, leases: &str, net: &str, name: &str) -> Vec<A> {
+    let Ok(mut st) = conn.prepare(leases) else {
         return Vec::new();
     };
     let rows = st.query_map([net], |r| {
@@ -115,6 +125,24 @@ fn lookup(conn: &Connection, net: &str, name: &str) -> Vec<Ipv4Addr> {
     out
 }
 
+/// Answers `qname` with `ips` (one record each, made by `rdata`), from `start` on round.
+fn push_rotated<'a, A: Copy>(
+    reply: &mut Packet<'a>,
+    qname: &Name<'a>,
+    ips: &[A],
+    start: usize,
+    rdata: impl Fn(A) -> RData<'a>,
+) {
+    for i in 0..ips.len() {
+        reply.answers.push(ResourceRecord::new(
+            qname.clone(),
+            CLASS::IN,
+            600,
+            rdata(ips[(start + i) % ips.len()]),
+        ));
+    }
+}
+
 fn answer(
     conn: &Connection,
     net: &str,
@@ -132,7 +160,7 @@ fn answer(
     let ips = if name.contains('.') {
         Vec::new()
     } else {
-        lookup(conn, net, &name)
+        lookup::<Ipv4Addr>(conn, LEASES_V4, net, &name)
     };
     if ips.is_empty() {
         // the asking container's --dns servers, as Docker's embedded DNS uses them
@@ -149,28 +177,17 @@ fn answer(
     // answer, not a forward that would leak container names upstream
     if matches!(question.qtype, QTYPE::TYPE(TYPE::A) | QTYPE::ANY) {
         let start = rr.fetch_add(1, Ordering::Relaxed) % ips.len();
-        for i in 0..ips.len() {
-            let ip = ips[(start + i) % ips.len()];
-            reply.answers.push(ResourceRecord::new(
-                question.qname.clone(),
-                CLASS::IN,
-                600,
-                RData::A(A::from(ip)),
-            ));
-        }
+        push_rotated(&mut reply, &question.qname, &ips, start, |ip| {
+            RData::A(A::from(ip))
+        });
     }
     // AAAA on dual-stack networks (the server itself listens on the v4 gateway only)
     if matches!(question.qtype, QTYPE::TYPE(TYPE::AAAA) | QTYPE::ANY) {
-        let ips6 = super::ipam6::lookup6(conn, net, &name);
+        let ips6 = lookup::<Ipv6Addr>(conn, LEASES_V6, net, &name);
         let start = rr.load(Ordering::Relaxed) % ips6.len().max(1);
-        for i in 0..ips6.len() {
-            reply.answers.push(ResourceRecord::new(
-                question.qname.clone(),
-                CLASS::IN,
-                600,
-                RData::AAAA(AAAA::from(ips6[(start + i) % ips6.len()])),
-            ));
-        }
+        push_rotated(&mut reply, &question.qname, &ips6, start, |ip| {
+            RData::AAAA(AAAA::from(ip))
+        });
     }
     *reply.rcode_mut() = RCODE::NoError;
     reply.build_bytes_vec().ok()

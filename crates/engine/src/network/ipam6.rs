@@ -4,13 +4,12 @@
 //! and the berth-chosen ULA /48 that `--ipv6` without a subnet takes its /64s from. The v4
 //! tables are left as they are: a network without a row here is v4-only.
 
-use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::Path;
 
 use bollard_stubs::models::{ContainerCreateBody, EndpointSettings, IpamConfig};
 use ipnet::Ipv6Net;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::{bad, Endpoint, NetRecord};
@@ -333,71 +332,20 @@ impl Engine {
             return Ok(None);
         };
         let c = self.db.lock();
-        // a lease of this endpoint left by a crash is replaced, not kept beside
-        c.execute(
-            "DELETE FROM leases_v6 WHERE container = ?1 AND network = ?2",
-            params![e.container, e.network],
-        )
-        .map_err(Error::db("release IPv6 lease"))?;
-        let mut st = c
-            .prepare("SELECT ip FROM leases_v6 WHERE network = ?1")
-            .map_err(Error::db("list IPv6 leases"))?;
-        let used: HashSet<Ipv6Addr> = st
-            .query_map([&n.id], |r| r.get::<_, String>(0))
-            .map_err(Error::db("list IPv6 leases"))?
-            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
-            .collect();
-        drop(st);
-        let want = e
-            .config
-            .ipam_config
-            .as_ref()
-            .and_then(|c| c.ipv6_address.as_deref())
-            .filter(|s| !s.is_empty())
-            .and_then(|s| s.parse::<Ipv6Addr>().ok());
-        let ip = match want {
-            Some(ip) if used.contains(&ip) => {
-                return Err(Error::Conflict(format!(
-                    "IPv6 address {ip} is already in use on network {}",
-                    n.name
-                )))
-            }
-            Some(ip) => ip,
-            None => {
-                let pool = n6.ip_range.unwrap_or(n6.subnet);
-                let size = 1u128
-                    .checked_shl(128 - u32::from(pool.prefix_len()))
-                    .unwrap_or(u128::MAX);
-                // at most used+3 candidates: the network address, the gateway and the used
-                // ones are all that can be skipped
-                let limit = (used.len() as u128 + 3).min(size);
-                (0..limit)
-                    .map(|i| v6_of(&pool, i))
-                    .find(|a| {
-                        n6.subnet.contains(a)
-                            && *a != n6.subnet.network()
-                            && *a != n6.gateway
-                            && !used.contains(a)
-                    })
-                    .ok_or_else(|| {
-                        Error::Conflict(format!("no free IPv6 address left on network {}", n.name))
-                    })?
-            }
-        };
-        c.execute(
-            "INSERT INTO leases_v6 (container, network, ip) VALUES (?1, ?2, ?3)",
-            params![e.container, e.network, ip.to_string()],
-        )
-        .map_err(|err| match err {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Error::Conflict(format!(
-                    "IPv6 address {ip} is already in use on network {}",
-                    n.name
-                ))
-            }
-            err => Error::db("lease IPv6 address")(err),
+        let ip = super::lease::take(&c, &super::lease::V6, e, n, |used| {
+            let pool = n6.ip_range.unwrap_or(n6.subnet);
+            let size = 1u128
+                .checked_shl(128 - u32::from(pool.prefix_len()))
+                .unwrap_or(u128::MAX);
+            // at most used+3 candidates: the network address, the gateway and the used
+            // ones are all that can be skipped
+            let limit = (used.len() as u128 + 3).min(size);
+            (0..limit).map(|i| v6_of(&pool, i)).find(|a| {
+                n6.subnet.contains(a)
+                    && *a != n6.subnet.network()
+                    && *a != n6.gateway
+                    && !used.contains(a)
+            })
         })?;
         Ok(Some((ip, n6)))
     }
@@ -557,45 +505,6 @@ impl Engine {
         v["GlobalIPv6PrefixLen"] = json!(plen);
         v["IPv6Gateway"] = json!(gw);
     }
-}
-
-/// The addresses of `name` on network `net` for AAAA questions, matched as the embedded DNS
-/// matches A questions (container name, alias, ID prefix of 12 or more).
-pub(crate) fn lookup6(conn: &Connection, net: &str, name: &str) -> Vec<Ipv6Addr> {
-    let Ok(mut st) = conn.prepare(
-        "SELECT c.id, c.name, l.ip, e.config FROM endpoints e \
-         JOIN containers c ON c.id = e.container \
-         JOIN leases_v6 l ON l.container = e.container AND l.network = e.network \
-         WHERE e.network = ?1 AND e.ip IS NOT NULL",
-    ) else {
-        return Vec::new();
-    };
-    let rows = st.query_map([net], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    });
-    let mut out = Vec::new();
-    for (id, cname, ip, cfg) in rows.into_iter().flatten().flatten() {
-        let aliases: Vec<String> = serde_json::from_str::<Value>(&cfg)
-            .ok()
-            .and_then(|v| v.get("Aliases").cloned())
-            .and_then(|a| serde_json::from_value(a).ok())
-            .unwrap_or_default();
-        let hit = cname.eq_ignore_ascii_case(name)
-            || (name.len() >= 12 && id.starts_with(name))
-            || aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
-        if hit {
-            if let Ok(ip) = ip.parse() {
-                out.push(ip);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `net.ipv6.conf.all.forwarding=1`: NAT66 and published ports route between interfaces.
