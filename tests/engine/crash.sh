@@ -3,12 +3,16 @@
 # nothing behind. Sourced by run.sh.
 CRASH_N=${CRASH_N:-50}
 
-# the namespace inodes of the daemon's pooled network namespaces, sorted
-pool_inodes() {
+# The daemon's pooled network namespaces; with an argument, those that hold a link of that
+# name. (Their inode numbers would not tell old from new: the kernel reuses them.)
+pool_entries() {
     local f
     for f in "$RUN"/netns-pool/*; do
-        [ -e "$f" ] && stat -L -c %i "$f"
-    done 2>/dev/null | sort
+        [ -e "$f" ] || continue
+        if [ -z "${1:-}" ] || nsenter --net="$f" ip link show "$1" >/dev/null 2>&1; then
+            echo "$f"
+        fi
+    done
 }
 
 scenario_crash() {
@@ -31,10 +35,12 @@ scenario_crash() {
     n=$(our_cgroups | grep -c /memory/)
     eq "crash: a memory cgroup per container is visible to the checks" $((CRASH_N + 1)) "$n"
     # the killed daemon's pool of prepared network namespaces: the next daemon sweeps it
-    local pool_before veth_prefix
+    # (each marked with a link of its own, to be told from the next daemon's)
+    local f marked veth_prefix
     veth_prefix=bq$(printf %s "$DATA" | sha256sum | cut -c1-6)
-    pool_before=$(pool_inodes)
-    [ -n "$pool_before" ] || fail "crash: the netns pool is empty before the kill (BERTH_NETNS_POOL=0?)"
+    for f in $(pool_entries); do nsenter --net="$f" ip link add crashmark type bridge; done
+    marked=$(pool_entries crashmark)
+    [ -n "$marked" ] || fail "crash: no marked netns in the pool before the kill (BERTH_NETNS_POOL=0?)"
     kill -KILL "$DAEMON_PID"
     wait "$DAEMON_PID" 2>/dev/null
     DAEMON_PID=
@@ -46,14 +52,16 @@ scenario_crash() {
     # old entries unbound (the kernel takes their veths along, a moment later), new ones made
     local now kept veths mounts
     for i in $(seq 1 50); do
-        now=$(pool_inodes)
-        kept=$(comm -12 <(echo "$pool_before") <(echo "$now"))
+        now=$(pool_entries)
+        kept=$(pool_entries crashmark)
         veths=$(ip -o link show | grep -c ": $veth_prefix")
-        [ -z "$kept" ] && [ -n "$now" ] && [ "$veths" -le "${BERTH_NETNS_POOL:-2}" ] && break
+        # full: as many entries with a veth as with lo only
+        [ -z "$kept" ] && [ "$(echo "$now" | grep -c .)" = $((2 * ${BERTH_NETNS_POOL:-2})) ] &&
+            [ "$veths" -le "${BERTH_NETNS_POOL:-2}" ] && break
         sleep 0.1
     done
     eq "crash: no pooled netns of the killed daemon kept" "" "$kept"
-    [ -n "$now" ] && ok "crash: the new daemon filled its netns pool" || fail "crash: the new daemon's netns pool is empty"
+    eq "crash: the new daemon filled its netns pool" $((2 * ${BERTH_NETNS_POOL:-2})) "$(echo "$now" | grep -c .)"
     check "crash: pooled veths at most the pool's size ($veths)" [ "$veths" -le "${BERTH_NETNS_POOL:-2}" ]
     mounts=$(grep -cF -- "$RUN/netns-pool/" /proc/self/mountinfo)
     eq "crash: one mount per pooled netns" "$(echo "$now" | grep -c .)" "$mounts"
