@@ -16,6 +16,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/tests/support/netclean.sh"
 
 bench_install() {
   local need=() p
@@ -109,6 +110,7 @@ bench_cleanup() {
   # whatever of ours is still alive (a monitor whose container could not be removed)
   for p in $(bench_own_pids); do kill -9 "$p" 2>/dev/null; done
   grep -o " \($work\|$run\)\(/[^ ]*\)\? " /proc/mounts | sort -ru | while read -r m; do umount -l "$m"; done
+  berth_net_cleanup "$work/berth"
   rm -rf "$work"
   [ -d "$run" ] && rmdir "$run"
   exit $rc

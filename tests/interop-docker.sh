@@ -15,6 +15,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/support/netclean.sh"
 berth=${1:-$here/../target/debug/berth}
 [ -x "$berth" ] || { echo "FAIL: berth binary $berth not found (cargo build -p berth)" >&2; exit 1; }
 berth=$(cd "$(dirname "$berth")" && pwd)/$(basename "$berth")
@@ -52,6 +53,7 @@ cleanup() {
     fi
     # whatever dockerd left mounted under its roots
     grep -o " $tmp/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+    berth_net_cleanup "$bdata"
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM

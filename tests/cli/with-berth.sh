@@ -19,6 +19,7 @@ command -v docker >/dev/null 2>&1 || { echo "FAIL: no docker CLI" >&2; exit 1; }
 dir=$(mktemp -d /tmp/bC.XXXXXX)
 sock=$dir/s.sock
 pid=
+. "$root/tests/support/netclean.sh"
 stop() {
     if [ -n "$pid" ]; then
         for c in $(docker -H "unix://$sock" ps -aq 2>/dev/null); do
@@ -28,6 +29,7 @@ stop() {
         wait "$pid" 2>/dev/null
     fi
     grep -o " $dir[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
+    berth_net_cleanup "$dir/data"
     rm -rf "$dir"
 }
 trap stop EXIT

@@ -121,6 +121,7 @@ our_cgroups() {
     done
 }
 
+. "$REPO/tests/support/netclean.sh"
 cleanup() {
     set +e
     remember_ids
@@ -144,6 +145,8 @@ cleanup() {
     done
     local m
     for m in $(our_mounts | sort -r); do umount -l "$m" 2>/dev/null; done
+    berth_net_cleanup "$DATA"
+    berth_net_cleanup "$T/t/data"
     rm -rf "$T"
 }
 trap cleanup EXIT

@@ -49,8 +49,10 @@ stop_registry() {
 # start_berth_daemon BERTH DIR — a private `berth daemon` with its socket, data root, exec
 # root and pidfile under DIR; sets BERTH_DAEMON_PID and exports BERTH_HOST so that berth's
 # commands are its clients. Waits until it answers.
+. "$(dirname "${BASH_SOURCE[0]}")/../support/netclean.sh"
 start_berth_daemon() {
     mkdir -p "$2"
+    BERTH_DAEMON_DATA=$2/data
     env -u BERTH_HOST -u BERTH_DATA_ROOT "$1" daemon -H "unix://$2/s.sock" \
         --data-root "$2/data" --exec-root "$2/run" --pidfile "$2/pid" >"$2/daemon.log" 2>&1 &
     BERTH_DAEMON_PID=$!
@@ -73,5 +75,9 @@ stop_berth_daemon() {
         kill "$BERTH_DAEMON_PID" 2>/dev/null || true
         wait "$BERTH_DAEMON_PID" 2>/dev/null || true
         BERTH_DAEMON_PID=
+    fi
+    if [ -n "${BERTH_DAEMON_DATA:-}" ]; then
+        berth_net_cleanup "$BERTH_DAEMON_DATA"
+        BERTH_DAEMON_DATA=
     fi
 }

@@ -505,6 +505,7 @@ impl Drop for ProcDaemon {
             .arg(self.dir.path().join("data/containers"))
             .stderr(Stdio::null())
             .status();
+        common::remove_daemon_networks(&self.dir.path().join("data"));
     }
 }
 

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `berth daemon` for one data root; killed (and waited for) when dropped.
+/// A `berth daemon` for one data root; stopped (and waited for) when dropped, and what it
+/// keeps of its networks after a stop removed.
 struct Daemon {
     child: Child,
+    root: PathBuf,
 }
 
 impl Daemon {
@@ -39,7 +41,10 @@ impl Daemon {
             )
             .spawn()
             .expect("start berth daemon");
-        let d = Daemon { child };
+        let d = Daemon {
+            child,
+            root: root.to_path_buf(),
+        };
         let t0 = Instant::now();
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             assert!(
@@ -55,8 +60,25 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // SIGTERM: the daemon unbinds its pool of prepared network namespaces as it goes
+        // (a SIGKILL left their mounts and veths behind)
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let t0 = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // its default bridge and nftables tables stay after a stop, by design
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(r#". "$1/tests/support/netclean.sh" && berth_net_cleanup "$2""#)
+            .arg("netclean")
+            .arg(&repo)
+            .arg(&self.root)
+            .status();
     }
 }
 

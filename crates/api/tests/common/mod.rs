@@ -60,7 +60,16 @@ impl Drop for Daemon {
             .arg(self.dir.path().join("data/containers"))
             .stderr(Stdio::null())
             .status();
+        remove_daemon_networks(&self.dir.path().join("data"));
     }
+}
+
+/// A stopped daemon keeps its default bridge and nftables tables (for the containers a
+/// restart adopts); a test's daemon takes them along.
+pub fn remove_daemon_networks(data_root: &Path) {
+    let (table, bridge) = berth_engine::network::instance_names(data_root);
+    let _ = berth_net::link::delete_link(&bridge);
+    let _ = berth_net::nft::delete_table(&table);
 }
 
 /// A daemon on a temporary root, with a busybox rootfs tarball at `<dir>/bb.tar`; with
