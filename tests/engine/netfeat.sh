@@ -6,10 +6,6 @@
 # iperf3 measuring it; bad values refused naming them. Traffic only goes to 127.0.0.1 and to
 # the containers this scenario made. Sourced by run.sh (its daemon, socket and temp dir).
 
-# net_sweep: this daemon's default bridge and nft table after run.sh's cleanup
-# shellcheck source=/dev/null
-. "$HERE/networks.sh"
-
 # nf_dns NAME DOCKER NETWORK GATEWAY: resolv.conf and hosts of a container on NETWORK
 nf_dns() {
     local n=$1 D=$2 net=$3 gw=$4 out
@@ -42,7 +38,6 @@ nf_near() { python3 -c "import sys; g,w=float(sys.argv[1]),float(sys.argv[2]); s
 
 scenario_netfeat() {
     echo "# scenario netfeat"
-    trap 'cleanup; net_sweep 2>/dev/null' EXIT
     if ! command -v nft >/dev/null; then
         skip "netfeat: nft (Debian's nftables) is not installed"
         return

@@ -4,27 +4,12 @@
 # kill -9; nothing left behind (veths, namespaces, bridges, rules). Traffic only goes to
 # addresses this scenario made. Sourced by run.sh (its daemon, socket and temp dir).
 
-# After run.sh's own cleanup (daemon stopped, temp dir gone): this daemon's default bridge
-# and nft table, which outlive containers and networks by design.
-net_sweep() {
-    local h t b
-    h=$(printf %s "$DATA" | sha256sum | cut -c1-6)
-    t=berth_$h
-    for b in $(nft list table ip "$t" 2>/dev/null | grep -o 'oifname "[^"]*"' | cut -d'"' -f2 | sort -u); do
-        [ -d "/sys/class/net/$b" ] && ip link del "$b" 2>/dev/null
-    done
-    [ -d "/sys/class/net/berth$h" ] && ip link del "berth$h" 2>/dev/null
-    nft delete table ip "$t" 2>/dev/null
-    return 0
-}
-
 nw_get() { # IP PORT: GET /hostname through busybox nc, from inside a container
     printf "printf 'GET /hostname HTTP/1.0\\\\r\\\\n\\\\r\\\\n' | nc -w 5 %s %s" "$1" "$2"
 }
 
 scenario_networks() {
     echo "# scenario networks"
-    trap 'cleanup; net_sweep' EXIT
     if ! command -v nft >/dev/null; then
         skip "networks: nft (Debian's nftables) is not installed"
         return

@@ -5,24 +5,8 @@
 # nothing left behind. Traffic only goes to addresses this scenario made (a random ULA /48).
 # Sourced by run.sh (its daemon, socket and temp dir).
 
-# After run.sh's own cleanup: this daemon's default bridge and its ip and ip6 tables, which
-# outlive containers and networks by design.
-net6_sweep() {
-    local h t b
-    h=$(printf %s "$DATA" | sha256sum | cut -c1-6)
-    t=berth_$h
-    for b in $(nft list table ip "$t" 2>/dev/null | grep -o 'oifname "[^"]*"' | cut -d'"' -f2 | sort -u); do
-        [ -d "/sys/class/net/$b" ] && ip link del "$b" 2>/dev/null
-    done
-    [ -d "/sys/class/net/berth$h" ] && ip link del "berth$h" 2>/dev/null
-    nft delete table ip "$t" 2>/dev/null
-    nft delete table ip6 "$t" 2>/dev/null
-    return 0
-}
-
 scenario_networks6() {
     echo "# scenario networks6"
-    trap 'cleanup; net6_sweep' EXIT
     if ! command -v nft >/dev/null; then
         skip "networks6: nft (Debian's nftables) is not installed"
         return

@@ -72,6 +72,22 @@ fn iperf(port: u16, reverse: bool) -> f64 {
     panic!("iperf3 against 127.0.0.1:{port} never ran");
 }
 
+/// iperf3 through published `port` both ways: what the container receives must be `ingress`
+/// Mbit/s and what it sends `egress`, each within 10%.
+fn measured_rates(port: u16, label: &str, ingress: f64, egress: f64) {
+    let got_in = iperf(port, false);
+    let got_out = iperf(port, true);
+    eprintln!("{label}: ingress {got_in:.2} Mbit/s, egress {got_out:.2} Mbit/s");
+    assert!(
+        within(got_in, ingress),
+        "{label}: ingress {got_in} Mbit/s, want {ingress} ±10%"
+    );
+    assert!(
+        within(got_out, egress),
+        "{label}: egress {got_out} Mbit/s, want {egress} ±10%"
+    );
+}
+
 fn within(got: f64, want: f64) -> bool {
     (got - want).abs() <= want * 0.10
 }
@@ -161,14 +177,7 @@ fn network_rate_limits_both_directions_and_updates() {
         .as_str()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no published port: {}", i["NetworkSettings"]));
-    let ingress = iperf(port, false);
-    let egress = iperf(port, true);
-    eprintln!("10mbit: ingress {ingress:.2} Mbit/s, egress {egress:.2} Mbit/s");
-    assert!(
-        within(ingress, 10.0),
-        "ingress {ingress} Mbit/s, want 10 ±10%"
-    );
-    assert!(within(egress, 10.0), "egress {egress} Mbit/s, want 10 ±10%");
+    measured_rates(port, "10mbit", 10.0, 10.0);
 
     // the stats sample counts that traffic on eth0, each way (4 s at 10 Mbit/s is 5 MB)
     let (code, st) = req(
@@ -217,14 +226,7 @@ fn network_rate_limits_both_directions_and_updates() {
         i["HostConfig"]["Annotations"]["io.berth.network-rate.applied"],
         "eth0 egress=20mbit ingress=20mbit"
     );
-    let ingress = iperf(port, false);
-    let egress = iperf(port, true);
-    eprintln!("20mbit: ingress {ingress:.2} Mbit/s, egress {egress:.2} Mbit/s");
-    assert!(
-        within(ingress, 20.0),
-        "ingress {ingress} Mbit/s, want 20 ±10%"
-    );
-    assert!(within(egress, 20.0), "egress {egress} Mbit/s, want 20 ±10%");
+    measured_rates(port, "20mbit", 20.0, 20.0);
 
     // one direction on its own: what the container receives drops to 5, what it sends stays
     let (code, v) = req(
@@ -239,14 +241,7 @@ fn network_rate_limits_both_directions_and_updates() {
         i["HostConfig"]["Annotations"]["io.berth.network-rate.applied"],
         "eth0 egress=20mbit ingress=5mbit"
     );
-    let ingress = iperf(port, false);
-    let egress = iperf(port, true);
-    eprintln!("20mbit out, 5mbit in: ingress {ingress:.2} Mbit/s, egress {egress:.2} Mbit/s");
-    assert!(
-        within(ingress, 5.0),
-        "ingress {ingress} Mbit/s, want 5 ±10%"
-    );
-    assert!(within(egress, 20.0), "egress {egress} Mbit/s, want 20 ±10%");
+    measured_rates(port, "20mbit out, 5mbit in", 5.0, 20.0);
 
     // a restart applies the stored (updated) value again
     let (code, v) = req(s, "POST", &format!("/containers/{id}/restart?t=1"), None);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{berth_bin, call as req, create, inspect, skip, start, start_daemon};
+use common::{berth_bin, call as req, create, inspect, logs, skip, start, start_daemon};
 
 const HANG: Duration = Duration::from_secs(90);
 
@@ -45,25 +45,6 @@ fn kill9(pid: i64) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9 the container's init");
-}
-
-fn logs(sock: &Path, id: &str) -> String {
-    let (_, b) = common::http(
-        sock,
-        "GET",
-        &format!("/containers/{id}/logs?stdout=1&stderr=1"),
-        &[],
-        b"",
-    );
-    // Drop the 8-byte frame headers.
-    let mut out = Vec::new();
-    let mut rest = &b[..];
-    while rest.len() >= 8 {
-        let n = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-        out.extend_from_slice(&rest[8..8 + n.min(rest.len() - 8)]);
-        rest = &rest[(8 + n).min(rest.len())..];
-    }
-    String::from_utf8_lossy(&out).into()
 }
 
 /// The daemon's events for one container, as they come.

@@ -19,7 +19,7 @@ const EEXIST: i32 = 17;
 
 pub(crate) struct Nl {
     rt: tokio::runtime::Runtime,
-    h: Handle,
+    pub(crate) h: Handle,
 }
 
 impl Nl {
@@ -37,7 +37,7 @@ impl Nl {
         Ok(Nl { rt, h })
     }
 
-    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+    pub(crate) fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         self.rt.block_on(f)
     }
 
@@ -54,7 +54,7 @@ impl Nl {
         })
     }
 
-    fn must_index(&self, name: &str) -> Result<u32> {
+    pub(crate) fn must_index(&self, name: &str) -> Result<u32> {
         self.index(name)?.ok_or_else(|| Error::Io {
             op: "look up link",
             object: name.to_string(),

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::path::Path;
 
+use crate::link::Nl;
 use futures_util::{StreamExt, TryStreamExt};
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
@@ -18,7 +19,6 @@ use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_utils::nla::{DefaultNla, Nla, NlasIterator};
 use nix::sched::CloneFlags;
-use rtnetlink::Handle;
 
 use crate::{errno, Error, Result};
 
@@ -28,7 +28,6 @@ const TCA_TBF_RATE64: u16 = 4;
 const TCA_TBF_BURST: u16 = 6;
 const TC_LINKLAYER_ETHERNET: u8 = 1;
 const ENOENT: i32 = 2;
-const ENODEV: i32 = 19;
 const EINVAL: i32 = 22;
 
 /// The handle berth gives its root qdisc (`1:`), so that a reader knows the qdisc is berth's.
@@ -77,72 +76,22 @@ impl Tbf {
     }
 }
 
-struct Conn {
-    rt: tokio::runtime::Runtime,
-    h: Handle,
-}
-
-impl Conn {
-    fn open() -> Result<Conn> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(Error::io("start", "netlink runtime"))?;
-        let (conn, h, _) = {
-            let _g = rt.enter();
-            rtnetlink::new_connection().map_err(Error::io("open", "netlink socket"))?
-        };
-        rt.spawn(conn);
-        Ok(Conn { rt, h })
-    }
-
-    fn index(&self, ifname: &str) -> Result<i32> {
-        let h = self.h.clone();
-        let r = self.rt.block_on(async move {
-            h.link()
-                .get()
-                .match_name(ifname.to_string())
-                .execute()
-                .try_next()
-                .await
-        });
-        match r {
-            Ok(Some(m)) => Ok(m.header.index as i32),
-            Ok(None) => Err(no_such_link(ifname)),
-            Err(e) if errno(&e) == Some(ENODEV) => Err(no_such_link(ifname)),
-            Err(e) => Err(Error::nl("look up link", ifname)(e)),
-        }
-    }
-
-    /// Sends one request and waits for its acknowledgement.
-    fn ack(
-        &self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> std::result::Result<(), rtnetlink::Error> {
-        let mut h = self.h.clone();
-        self.rt.block_on(async move {
-            let mut req = NetlinkMessage::from(msg);
-            req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-            let mut resp = h.request(req)?;
-            while let Some(m) = resp.next().await {
-                if let NetlinkPayload::Error(e) = m.payload {
-                    if e.code.is_some() {
-                        return Err(rtnetlink::Error::NetlinkError(e));
-                    }
+/// Sends one request and waits for its acknowledgement.
+fn ack(c: &Nl, msg: RouteNetlinkMessage, flags: u16) -> std::result::Result<(), rtnetlink::Error> {
+    let mut h = c.h.clone();
+    c.block(async move {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut resp = h.request(req)?;
+        while let Some(m) = resp.next().await {
+            if let NetlinkPayload::Error(e) = m.payload {
+                if e.code.is_some() {
+                    return Err(rtnetlink::Error::NetlinkError(e));
                 }
             }
-            Ok(())
-        })
-    }
-}
-
-fn no_such_link(ifname: &str) -> Error {
-    Error::Io {
-        op: "look up link",
-        object: ifname.to_string(),
-        source: std::io::Error::from_raw_os_error(ENODEV),
-    }
+        }
+        Ok(())
+    })
 }
 
 /// Runs `f` on a thread of its own that has entered `netns` (the calling thread's namespace
@@ -166,12 +115,12 @@ fn in_netns<T: Send>(netns: Option<&Path>, f: impl FnOnce() -> Result<T> + Send)
 /// any root qdisc it has; None removes berth's limit (the interface's default qdisc returns).
 pub fn set_limit(netns: Option<&Path>, ifname: &str, tbf: Option<Tbf>) -> Result<()> {
     in_netns(netns, || {
-        let c = Conn::open()?;
-        let index = c.index(ifname)?;
+        let c = Nl::open()?;
+        let index = c.must_index(ifname)? as i32;
         let mut m = TcMessage::with_index(index);
         m.header.parent = TcHandle::ROOT;
         let Some(t) = tbf else {
-            return match c.ack(RouteNetlinkMessage::DelQueueDiscipline(m), 0) {
+            return match ack(&c, RouteNetlinkMessage::DelQueueDiscipline(m), 0) {
                 // no root qdisc of its own: nothing to remove
                 Err(e) if matches!(errno(&e), Some(ENOENT) | Some(EINVAL)) => Ok(()),
                 r => r.map_err(Error::nl("remove rate limit of", ifname)),
@@ -196,7 +145,8 @@ pub fn set_limit(netns: Option<&Path>, ifname: &str, tbf: Option<Tbf>) -> Result
             )));
         }
         m.attributes.push(TcAttribute::Options(opts));
-        c.ack(
+        ack(
+            &c,
             RouteNetlinkMessage::NewQueueDiscipline(m),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
@@ -207,12 +157,12 @@ pub fn set_limit(netns: Option<&Path>, ifname: &str, tbf: Option<Tbf>) -> Result
 /// The rate (bytes per second) of the TBF root qdisc of `ifname`, if it has one.
 pub fn limit_of(netns: Option<&Path>, ifname: &str) -> Result<Option<u64>> {
     in_netns(netns, || {
-        let c = Conn::open()?;
-        let index = c.index(ifname)?;
+        let c = Nl::open()?;
+        let index = c.must_index(ifname)? as i32;
         let h = c.h.clone();
-        let all: Vec<TcMessage> =
-            c.rt.block_on(async move { h.qdisc().get().execute().try_collect().await })
-                .map_err(Error::nl("list qdiscs of", ifname))?;
+        let all: Vec<TcMessage> = c
+            .block(async move { h.qdisc().get().execute().try_collect().await })
+            .map_err(Error::nl("list qdiscs of", ifname))?;
         for m in all {
             if m.header.index != index || m.header.parent != TcHandle::ROOT {
                 continue;
