@@ -1432,7 +1432,18 @@ impl Engine {
         self.net_stop(id);
         // a removed container's namespace is gone when `rm` answers (the exit queued its
         // unbinding; the worker has usually done it by now)
-        self.netpool.settle(&self.netns_path(id));
+        let path = self.netns_path(id);
+        self.netpool.settle(&path);
+        // and whatever bound it again since (nothing should: a binding found here is logged)
+        if berth_net::netns::is_bound(&path) {
+            tracing::warn!(
+                container = id,
+                "a removed container's netns was still bound"
+            );
+        }
+        if let Err(e) = berth_net::netns::remove(&path) {
+            tracing::warn!(container = id, error = %e, "remove netns");
+        }
         let c = self.db.lock();
         if let Err(e) = c.execute("DELETE FROM endpoints WHERE container = ?1", [id]) {
             tracing::warn!(container = id, error = %e, "delete endpoints");

@@ -61,6 +61,7 @@ impl Drop for Daemon {
             .stderr(Stdio::null())
             .status();
         remove_daemon_networks(&self.dir.path().join("data"));
+        sweep_leaked_netns(self.dir.path(), None);
     }
 }
 
@@ -70,6 +71,36 @@ pub fn remove_daemon_networks(data_root: &Path) {
     let (table, bridge) = berth_engine::network::instance_names(data_root);
     let _ = berth_net::link::delete_link(&bridge);
     let _ = berth_net::nft::delete_table(&table);
+}
+
+/// After a daemon under `dir` has stopped with every container removed: a network namespace
+/// still bound under `dir` is a leak of the daemon's. Each one is reported loudly, with the
+/// tail of the daemon's log (`log`) to tell what happened, and unbound, so the machine is
+/// left clean either way.
+pub fn sweep_leaked_netns(dir: &Path, log: Option<&Path>) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let leaked: Vec<&str> = info
+        .lines()
+        .filter(|l| l.contains(" - nsfs "))
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    if leaked.is_empty() {
+        return;
+    }
+    eprintln!("LEAK: network namespaces still bound after the daemon stopped: {leaked:?}");
+    if let Some(text) = log.and_then(|l| std::fs::read_to_string(l).ok()) {
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(200)..];
+        eprintln!(
+            "daemon log (last {} lines):\n{}",
+            tail.len(),
+            tail.join("\n")
+        );
+    }
+    for m in leaked {
+        let _ = berth_net::netns::remove(Path::new(m));
+    }
 }
 
 /// A daemon on a temporary root, with a busybox rootfs tarball at `<dir>/bb.tar`; with
