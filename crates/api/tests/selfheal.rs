@@ -462,17 +462,7 @@ impl Drop for ProcDaemon {
             let _ = self.try_start();
         }
         if self.child.is_some() {
-            let (_, v) = req(&self.sock, "GET", "/containers/json?all=1", None);
-            for c in v.as_array().into_iter().flatten() {
-                if let Some(id) = c["Id"].as_str() {
-                    req(
-                        &self.sock,
-                        "DELETE",
-                        &format!("/containers/{id}?force=1"),
-                        None,
-                    );
-                }
-            }
+            common::remove_all_containers(&self.sock);
         }
         if let Some(mut c) = self.child.take() {
             let _ = nix::sys::signal::kill(

@@ -35,20 +35,7 @@ pub struct Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         // What containers are left go through the API first, then the daemon stops.
-        let (_, body) = http(&self.sock, "GET", "/containers/json?all=1", &[], b"");
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-            for c in v.as_array().into_iter().flatten() {
-                if let Some(id) = c["Id"].as_str() {
-                    http(
-                        &self.sock,
-                        "DELETE",
-                        &format!("/containers/{id}?force=1"),
-                        &[],
-                        b"",
-                    );
-                }
-            }
-        }
+        remove_all_containers(&self.sock);
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -71,6 +58,42 @@ pub fn remove_daemon_networks(data_root: &Path) {
     let (table, bridge) = berth_engine::network::instance_names(data_root);
     let _ = berth_net::link::delete_link(&bridge);
     let _ = berth_net::nft::delete_table(&table);
+}
+
+/// Removes every container of the daemon at `sock` (forced), until none is listed: a
+/// policy restart can bring one back between a list and its removal. One that cannot be
+/// removed is reported (it would keep running, with its shim and namespaces, after the
+/// daemon stops).
+pub fn remove_all_containers(sock: &Path) {
+    for round in 0..5 {
+        let (_, body) = http(sock, "GET", "/containers/json?all=1", &[], b"");
+        let ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["Id"].as_str().map(str::to_string))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            let (code, body) = http(
+                sock,
+                "DELETE",
+                &format!("/containers/{id}?force=1"),
+                &[],
+                b"",
+            );
+            if !(200..300).contains(&code) && code != 404 {
+                eprintln!(
+                    "LEAK? removing container {id} (round {round}): {code} {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+    eprintln!("LEAK: containers still listed after five rounds of forced removal");
 }
 
 /// After a daemon under `dir` has stopped with every container removed: a network namespace
