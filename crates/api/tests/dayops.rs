@@ -666,3 +666,58 @@ fn archive_put_reads_the_whole_body_before_answering() {
     let (code, h) = head(&d, &format!("/containers/{id}/archive?path=/tmp/tail-file"));
     assert_eq!(code, 200, "the file was not written: {h}");
 }
+
+/// The mount options of the overlay at `target`, from the host's mount table.
+fn mount_options(target: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let t = target.to_string_lossy();
+    info.lines()
+        .find(|l| l.split(' ').nth(4) == Some(&*t))
+        .and_then(|l| l.split(" - ").nth(1))
+        .map(str::to_string)
+}
+
+#[test]
+fn a_container_removed_on_exit_has_a_volatile_layer_and_others_do_not() {
+    let Some(d) = setup("berth-dayops-vol") else {
+        return;
+    };
+    let rootfs = |id: &str| d.dir.path().join("data/containers").join(id).join("rootfs");
+    let rm = run(
+        &d,
+        "dayops-rm",
+        "touch /ready; sleep 1000",
+        serde_json::json!({"AutoRemove": true}),
+    );
+    let kept = run(
+        &d,
+        "dayops-kept",
+        "touch /ready; sleep 1000",
+        serde_json::json!({}),
+    );
+    wait_for_path(&d, &rm, "/ready");
+    wait_for_path(&d, &kept, "/ready");
+    let o = mount_options(&rootfs(&rm)).expect("the --rm container's rootfs is mounted");
+    let volatile = |o: &str| o.split(',').any(|x| x == "volatile" || x == "fsync=volatile");
+    assert!(volatile(&o), "--rm: {o}");
+    let o = mount_options(&rootfs(&kept)).expect("the other container's rootfs is mounted");
+    assert!(!volatile(&o), "no --rm: {o}");
+    // ended, the --rm one goes with its mount; the other one's layer mounts again after
+    // its stop (a restart)
+    for id in [&rm, &kept] {
+        let (code, b) = req(&d, "POST", &format!("/containers/{id}/kill"), b"");
+        assert_eq!(code, 204, "kill: {}", String::from_utf8_lossy(&b));
+    }
+    let (code, _) = req(
+        &d,
+        "POST",
+        &format!("/containers/{rm}/wait?condition=removed"),
+        b"",
+    );
+    assert!(code == 200 || code == 404, "wait removed: {code}");
+    assert_eq!(mount_options(&rootfs(&rm)), None);
+    wait(&d, &kept);
+    let (code, b) = req(&d, "POST", &format!("/containers/{kept}/start"), b"");
+    assert_eq!(code, 204, "start again: {}", String::from_utf8_lossy(&b));
+    wait_for_path(&d, &kept, "/ready");
+}

@@ -311,26 +311,13 @@ pub(crate) fn wait_until(
     }
 }
 
-/// Remove `root/<path>`, its sub-cgroups (deepest first), then every parent left empty, up
-/// to but not including `root`. A directory already gone is success; EBUSY on the leaf
-/// (a process still exiting) is retried briefly; a parent that is busy or not empty belongs
-/// to someone else too and is left alone.
+/// Remove `root/<path>` and its sub-cgroups (deepest first). A directory already gone is
+/// success; EBUSY on the leaf (a process still exiting) is retried briefly. Parents are left
+/// alone, as runc leaves them: `/berth` (or `/docker`) is shared by every container, and
+/// removing it when the last one goes only made the next start create it again (two mkdirs
+/// and two rmdirs per hierarchy per run, eleven hierarchies on a v1 host).
 pub(crate) fn remove_cgroup_dirs(root: &Path, cgroup_path: &str) -> Result<()> {
-    let leaf = join(root, cgroup_path);
-    remove_tree(&leaf)?;
-    let mut dir = leaf.parent().map(Path::to_path_buf);
-    while let Some(d) = dir {
-        if d == root || !d.starts_with(root) {
-            break;
-        }
-        match std::fs::remove_dir(&d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => break,
-        }
-        dir = d.parent().map(Path::to_path_buf);
-    }
-    Ok(())
+    remove_tree(&join(root, cgroup_path))
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {
@@ -456,7 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn create_levels_walks_top_down_and_remove_stops_at_root() {
+    fn create_levels_walks_top_down_and_remove_takes_the_leaf_only() {
         let root = tempfile::tempdir().unwrap();
         let mut seen = Vec::new();
         let leaf = create_levels(root.path(), "/a/b/c", |parent, dir| {
@@ -469,9 +456,11 @@ mod tests {
         assert_eq!(seen[0].0, root.path());
         std::fs::create_dir(root.path().join("a/other")).unwrap();
         remove_cgroup_dirs(root.path(), "/a/b/c").unwrap();
-        assert!(!root.path().join("a/b").exists());
-        // "a" still holds another cgroup, so it stays.
+        assert!(!root.path().join("a/b/c").exists());
+        // the parents stay, shared or not
+        assert!(root.path().join("a/b").exists());
         assert!(root.path().join("a/other").exists());
+        // a leaf already gone is success
         remove_cgroup_dirs(root.path(), "/a/b/c").unwrap();
         assert!(root.path().exists());
     }

@@ -316,6 +316,23 @@ pub fn open(cgroups_path: &str) -> Result<AnyManager> {
     }
 }
 
+/// Removes the cgroup `cgroups_path` in every hierarchy where it holds no cgroup and no
+/// process, and leaves it where it does (rmdir refuses then). For a parent that a caller
+/// made for a group of containers ([`CgroupManager::destroy`] leaves parents alone) once the
+/// group is done: a test suite's `/berth-test`, say. Never kills anything.
+pub fn remove_unused(cgroups_path: &str) -> Result<()> {
+    let path = common::normalize_existing(cgroups_path)?;
+    let mounts = mountinfo::read()?;
+    let dirs: Vec<PathBuf> = match detect() {
+        Hierarchy::V1 => v1::Manager::open(path, &mounts)?.dirs_with_unified(),
+        Hierarchy::V2 => vec![v2::Manager::open(path, &mounts)?.dir().to_path_buf()],
+    };
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
 /// Dispatches to the backend the host has.
 #[derive(Debug)]
 pub enum AnyManager {

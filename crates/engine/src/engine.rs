@@ -392,11 +392,36 @@ impl Engine {
         Ok((id, warnings))
     }
 
-    fn mount_rootfs(&self, id: &str) -> Result<PathBuf> {
+    /// `volatile`: the container's writable layer is thrown away when it ends (`--rm`), so
+    /// its overlay skips every sync of the upper directory (the `volatile` option, Linux
+    /// 5.10+, as podman mounts its `--rm` containers): above all the sync of the whole upper
+    /// file system that unmounting an overlay otherwise does on the exit path.
+    fn mount_rootfs(&self, id: &str, volatile: bool) -> Result<PathBuf> {
         let target = self.container_dir(id).join("rootfs");
         if !is_mountpoint(&target) {
-            let mounts = berth_image::Snapshotter::mounts(self.images.snapshotter(), id)?;
-            berth_image::snapshot::mount(&mounts, &target)?;
+            let mut mounts = berth_image::Snapshotter::mounts(self.images.snapshotter(), id)?;
+            for m in mounts.iter_mut().filter(|m| m.fstype == "overlay") {
+                // A volatile mount leaves this marker behind, and the kernel refuses any later
+                // mount of the same upper directory while it is there (a `restart`, or `cp`
+                // into the stopped container): the layer is disposable, so it goes.
+                if let Some(w) = m.options.iter().find_map(|o| o.strip_prefix("workdir=")) {
+                    let _ = std::fs::remove_dir_all(Path::new(w).join("work/incompat/volatile"));
+                }
+                if volatile {
+                    m.options.push("volatile".into());
+                }
+            }
+            if let Err(e) = berth_image::snapshot::mount(&mounts, &target) {
+                if !volatile {
+                    return Err(e.into());
+                }
+                // a kernel without the option
+                tracing::debug!(container = id, error = %e, "volatile overlay refused; mounting without");
+                for m in &mut mounts {
+                    m.options.retain(|o| o != "volatile");
+                }
+                berth_image::snapshot::mount(&mounts, &target)?;
+            }
         }
         Ok(target)
     }
@@ -490,7 +515,8 @@ impl Engine {
         crate::restart::wait_shim_gone(&id, crate::restart::take_shim(&id), Duration::from_secs(5));
         let body = body_of(&r);
         let image = self.images.get(&r.image_id.parse()?)?;
-        let rootfs = self.mount_rootfs(&id)?;
+        let auto_remove = body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true);
+        let rootfs = self.mount_rootfs(&id, auto_remove)?;
         let dir = self.container_dir(&id);
         let fail = |e: Error| {
             self.net_stop(&id);
@@ -1487,7 +1513,7 @@ impl Engine {
     /// Mounts a stopped container's rootfs if it is not mounted; true if this call mounted it.
     pub(crate) fn ensure_rootfs(&self, id: &str) -> Result<bool> {
         let was = is_mountpoint(&self.rootfs_dir(id));
-        self.mount_rootfs(id)?;
+        self.mount_rootfs(id, false)?;
         Ok(!was)
     }
 

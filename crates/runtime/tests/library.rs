@@ -98,6 +98,8 @@ impl Drop for Ctr {
         if let Some(pid) = self.pid {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
+        // the parent the tests share, once no other test's container is in it
+        let _ = berth_cgroups::remove_unused("/berth-test");
     }
 }
 

@@ -194,6 +194,8 @@ impl Bundle {
 impl Drop for Bundle {
     fn drop(&mut self) {
         let _ = self.runtime(&["delete", "--force", &self.id]);
+        // the parent the bundles share, once no other test's container is in it
+        let _ = berth_cgroups::remove_unused("/berth-test");
     }
 }
 

@@ -71,7 +71,15 @@ impl Drop for Cgroup {
         if let Err(e) = self.0.destroy() {
             eprintln!("cleanup: destroy {}: {e}", self.0.path());
         }
-        // A nested test path leaves its top directory to destroy's parent walk.
+        // destroy leaves the parents of a nested test path: they go here, deepest first
+        let mut p = self.0.path().to_string();
+        while let Some(i) = p.rfind('/') {
+            p.truncate(i);
+            if p.is_empty() {
+                break;
+            }
+            let _ = berth_cgroups::remove_unused(&p);
+        }
     }
 }
 

@@ -155,8 +155,9 @@ pub fn stats_and_pids(cg: &Cgroup) -> Stats {
 }
 
 /// destroy() through a manager from open(), with a live process in a nested path: the
-/// process dies, and `dirs` (the backend's directories for the cgroup, listed before) and
-/// the empty parents up to the test's top directory are gone. A second destroy succeeds.
+/// process dies and `dirs` (the backend's directories for the cgroup, listed before) are
+/// gone; the parents stay, as runc leaves them, until remove_unused takes them (the test's
+/// top directory refused while it still holds a cgroup). A second destroy succeeds.
 pub fn destroy_kills_and_removes_everything(dirs: impl Fn(&Cgroup) -> Vec<PathBuf>) {
     let top = unique_path();
     let path = format!("{top}/pod/ctr");
@@ -174,9 +175,19 @@ pub fn destroy_kills_and_removes_everything(dirs: impl Fn(&Cgroup) -> Vec<PathBu
     assert!(!status.success(), "the process survived destroy");
     for d in &dirs {
         assert!(!d.exists(), "{} left behind", d.display());
-        let top_dir = d.parent().unwrap().parent().unwrap();
-        assert!(!top_dir.exists(), "{} left behind", top_dir.display());
+        assert!(d.parent().unwrap().exists(), "{}: the parent went too", d.display());
     }
     assert!(!cg.exists());
     reopened.destroy().unwrap();
+    // the top holds "pod": left alone; then "pod" goes, and the top after it
+    berth_cgroups::remove_unused(&top).unwrap();
+    for d in &dirs {
+        assert!(d.parent().unwrap().parent().unwrap().exists());
+    }
+    berth_cgroups::remove_unused(&format!("{top}/pod")).unwrap();
+    berth_cgroups::remove_unused(&top).unwrap();
+    for d in &dirs {
+        let top_dir = d.parent().unwrap().parent().unwrap();
+        assert!(!top_dir.exists(), "{} left behind", top_dir.display());
+    }
 }

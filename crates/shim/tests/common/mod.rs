@@ -315,6 +315,8 @@ impl Drop for Shim {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // the parent the tests share, once no other test's container is in it
+        let _ = berth_cgroups::remove_unused("/berth-test");
     }
 }
 
