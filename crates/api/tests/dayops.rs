@@ -698,7 +698,10 @@ fn a_container_removed_on_exit_has_a_volatile_layer_and_others_do_not() {
     wait_for_path(&d, &rm, "/ready");
     wait_for_path(&d, &kept, "/ready");
     let o = mount_options(&rootfs(&rm)).expect("the --rm container's rootfs is mounted");
-    let volatile = |o: &str| o.split(',').any(|x| x == "volatile" || x == "fsync=volatile");
+    let volatile = |o: &str| {
+        o.split(',')
+            .any(|x| x == "volatile" || x == "fsync=volatile")
+    };
     assert!(volatile(&o), "--rm: {o}");
     let o = mount_options(&rootfs(&kept)).expect("the other container's rootfs is mounted");
     assert!(!volatile(&o), "no --rm: {o}");

@@ -27,6 +27,7 @@ mod wait;
 use bollard::Docker;
 
 pub use container::ContainerCommand;
+pub use opts::RunOpts;
 pub use transport::{take_tls_flags, Endpoint};
 
 /// Where the daemon listens unless `-H` or `BERTH_HOST` says otherwise.

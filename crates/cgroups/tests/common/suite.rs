@@ -175,7 +175,11 @@ pub fn destroy_kills_and_removes_everything(dirs: impl Fn(&Cgroup) -> Vec<PathBu
     assert!(!status.success(), "the process survived destroy");
     for d in &dirs {
         assert!(!d.exists(), "{} left behind", d.display());
-        assert!(d.parent().unwrap().exists(), "{}: the parent went too", d.display());
+        assert!(
+            d.parent().unwrap().exists(),
+            "{}: the parent went too",
+            d.display()
+        );
     }
     assert!(!cg.exists());
     reopened.destroy().unwrap();
