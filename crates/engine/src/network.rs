@@ -371,8 +371,9 @@ impl Engine {
 
     fn endpoints_where(&self, clause: &str, arg: &str) -> Result<Vec<Endpoint>> {
         let c = self.db.lock();
+        // cached: a start, an exit and a removal each list a container's endpoints
         let mut st = c
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {EP_COLS} FROM endpoints WHERE {clause} ORDER BY seq"
             ))
             .map_err(Error::db("list endpoints"))?;

@@ -782,7 +782,9 @@ impl Engine {
     pub fn container_mounts(&self, id: &str) -> Result<Vec<MountRec>> {
         let conn = self.db.lock();
         let mut st = conn
-            .prepare("SELECT body FROM container_mounts WHERE container = ?1 ORDER BY destination")
+            .prepare_cached(
+                "SELECT body FROM container_mounts WHERE container = ?1 ORDER BY destination",
+            )
             .map_err(Error::db("read a container's mounts"))?;
         let rows = st
             .query_map([id], |r| r.get::<_, String>(0))

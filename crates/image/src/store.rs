@@ -4,7 +4,7 @@
 //! in one transaction. Lookups follow Docker's rules (reference, full or short image ID).
 
 use crate::db::Cached;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -127,7 +127,18 @@ pub struct ImageStore {
     db: Db,
     snapshots: OverlaySnapshotter,
     platform: Platform,
+    /// Parsed manifests and configs by (image ID, manifest digest): both are content
+    /// addressed, so never stale; a create, a start and a health check each read the image,
+    /// and reading and parsing two blobs each time cost more than the rest of `get`.
+    parsed: ParsedCache,
 }
+
+type ParsedCache = std::sync::Arc<
+    std::sync::Mutex<HashMap<(Digest, Digest), std::sync::Arc<(Manifest, ImageConfig)>>>,
+>;
+
+/// [`ImageStore`]'s parsed-blob cache is emptied when it holds this many images.
+const PARSED_CACHE: usize = 256;
 
 impl ImageStore {
     /// Opens the store under `data_root` (`content/`, `berth.db`, `snapshots/`).
@@ -149,6 +160,7 @@ impl ImageStore {
             db,
             snapshots,
             platform: Platform::host(),
+            parsed: Default::default(),
         })
     }
 
@@ -988,17 +1000,7 @@ impl ImageStore {
         )?;
         drop(conn);
         let manifest_digest: Digest = mdigest.parse()?;
-        let (_, _, doc) = self.read_manifest(&manifest_digest)?;
-        let ManifestDoc::Manifest(manifest) = doc else {
-            return Err(Error::UnsupportedMediaType {
-                media_type: mt,
-                object: format!("image {id} manifest"),
-            });
-        };
-        let config = ImageConfig::parse(
-            &self.content.read_limited(id, MAX_CONFIG_SIZE)?,
-            id.as_str(),
-        )?;
+        let (manifest, config) = self.parsed_blobs(id, &manifest_digest, &mt)?;
         let diff_ids = config.rootfs.diff_ids.clone();
         Ok(Image {
             id: id.clone(),
@@ -1008,13 +1010,47 @@ impl ImageStore {
             chain_ids: chain_ids(&diff_ids),
             diff_ids,
             created: config.created_time(),
-            manifest: *manifest,
+            manifest,
             config,
             repo_tags: tags.iter().filter_map(|t| t.parse().ok()).collect(),
             repo_digests: digests.iter().filter_map(|t| t.parse().ok()).collect(),
             size: size as u64,
             added,
         })
+    }
+
+    /// The image's manifest and config, from the cache or read and parsed (then cached).
+    fn parsed_blobs(
+        &self,
+        id: &Digest,
+        manifest_digest: &Digest,
+        media_type: &str,
+    ) -> Result<(Manifest, ImageConfig)> {
+        let key = (id.clone(), manifest_digest.clone());
+        let cache = || self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = cache().get(&key).cloned() {
+            return Ok((hit.0.clone(), hit.1.clone()));
+        }
+        let (_, _, doc) = self.read_manifest(manifest_digest)?;
+        let ManifestDoc::Manifest(manifest) = doc else {
+            return Err(Error::UnsupportedMediaType {
+                media_type: media_type.to_string(),
+                object: format!("image {id} manifest"),
+            });
+        };
+        let config = ImageConfig::parse(
+            &self.content.read_limited(id, MAX_CONFIG_SIZE)?,
+            id.as_str(),
+        )?;
+        let mut c = cache();
+        if c.len() >= PARSED_CACHE {
+            c.clear();
+        }
+        c.insert(
+            key,
+            std::sync::Arc::new((*manifest.clone(), config.clone())),
+        );
+        Ok((*manifest, config))
     }
 
     /// Finds an image as Docker does: by reference (tag or digest), by full image ID
@@ -1458,7 +1494,7 @@ impl ImageStore {
         let mut report = GcReport::default();
         // snapshots: keep the live ones and their ancestors; remove the rest children first
         let all = self.snapshots.list()?;
-        let by_key: std::collections::HashMap<&str, &crate::snapshot::Info> =
+        let by_key: HashMap<&str, &crate::snapshot::Info> =
             all.iter().map(|i| (i.key.as_str(), i)).collect();
         let mut keep: HashSet<String> = HashSet::new();
         for k in &live_snaps {
@@ -1651,7 +1687,7 @@ fn tag_tx(tx: &rusqlite::Transaction<'_>, r: &Reference, id: &Digest) -> Result<
 }
 
 fn query_strings(conn: &rusqlite::Connection, q: &str, id: &Digest) -> Result<Vec<String>> {
-    let mut st = conn.prepare(q).map_err(Error::db("query"))?;
+    let mut st = conn.prepare_cached(q).map_err(Error::db("query"))?;
     let rows = st
         .query_map([id.as_str()], |r| r.get::<_, String>(0))
         .map_err(Error::db("query"))?;

@@ -50,10 +50,15 @@ fn rule(names: &[&str], action: &str, args: Vec<Value>) -> Value {
 /// The default policy compiled for a container whose effective capabilities are `caps`
 /// (names with the `CAP_` prefix): an OCI `linux.seccomp` object.
 pub fn default_profile(caps: &HashSet<String>) -> Result<Value, SpecError> {
-    let p: Policy = serde_json::from_str(DEFAULT_POLICY).map_err(|e| SpecError::Internal {
-        what: "parse the built-in seccomp policy",
-        reason: e.to_string(),
-    })?;
+    // parsed once per process: every container's spec is built from it
+    static POLICY: std::sync::OnceLock<Result<Policy, String>> = std::sync::OnceLock::new();
+    let p = POLICY
+        .get_or_init(|| serde_json::from_str(DEFAULT_POLICY).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| SpecError::Internal {
+            what: "parse the built-in seccomp policy",
+            reason: e.clone(),
+        })?;
     let has = |c: &str| caps.contains(c);
     let mut allowed: Vec<&str> = p.always.iter().map(String::as_str).collect();
     if let Some(extra) = p.host_arch.get(std::env::consts::ARCH) {
