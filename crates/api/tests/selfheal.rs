@@ -477,7 +477,10 @@ impl Drop for ProcDaemon {
             .stderr(Stdio::null())
             .status();
         common::remove_daemon_networks(&self.dir.path().join("data"));
-        common::sweep_leaked_netns(self.dir.path(), Some(&self.dir.path().join("daemon.log")));
+        common::sweep_leaked_netns(
+            &self.dir.path().join("run"),
+            Some(&self.dir.path().join("daemon.log")),
+        );
     }
 }
 

@@ -48,7 +48,7 @@ impl Drop for Daemon {
             .stderr(Stdio::null())
             .status();
         remove_daemon_networks(&self.dir.path().join("data"));
-        sweep_leaked_netns(self.dir.path(), None);
+        sweep_leaked_netns(&self.dir.path().join("run"), None);
     }
 }
 
@@ -96,17 +96,18 @@ pub fn remove_all_containers(sock: &Path) {
     eprintln!("LEAK: containers still listed after five rounds of forced removal");
 }
 
-/// After a daemon under `dir` has stopped with every container removed: a network namespace
-/// still bound under `dir` is a leak of the daemon's. Each one is reported loudly, with the
-/// tail of the daemon's log (`log`) to tell what happened, and unbound, so the machine is
-/// left clean either way.
-pub fn sweep_leaked_netns(dir: &Path, log: Option<&Path>) {
+/// After a daemon whose exec root is `exec_root` has stopped with every container removed: a
+/// network namespace still bound under it is a leak of the daemon's. Each one is reported
+/// loudly, with the tail of the daemon's log (`log`) to tell what happened, and unbound, so
+/// the machine is left clean either way. (Namespaces a test made itself, elsewhere in its
+/// directory, are the test's to remove.)
+pub fn sweep_leaked_netns(exec_root: &Path, log: Option<&Path>) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let leaked: Vec<&str> = info
         .lines()
         .filter(|l| l.contains(" - nsfs "))
         .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| Path::new(m).starts_with(dir))
+        .filter(|m| Path::new(m).starts_with(exec_root))
         .collect();
     if leaked.is_empty() {
         return;
