@@ -14,6 +14,15 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A container engine for Linux")]
 struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The flags every command takes.
+#[derive(clap::Args)]
+struct Globals {
     /// Where berth keeps images, containers and its database.
     #[arg(
         long,
@@ -22,8 +31,6 @@ struct Cli {
         default_value = "/var/lib/berth"
     )]
     data_root: std::path::PathBuf,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -107,14 +114,8 @@ fn main() {
         #[derive(Parser)]
         #[command(name = "berth")]
         struct RunOnly {
-            /// Where berth keeps images, containers and its database.
-            #[arg(
-                long,
-                global = true,
-                env = "BERTH_DATA_ROOT",
-                default_value = "/var/lib/berth"
-            )]
-            data_root: std::path::PathBuf,
+            #[command(flatten)]
+            _globals: Globals,
             #[command(subcommand)]
             command: RunCommand,
         }
@@ -157,7 +158,7 @@ fn main() {
             a,
             std::env::var_os("BERTH_DATA_ROOT")
                 .map(Into::into)
-                .or(Some(cli.data_root.clone()))
+                .or(Some(cli.globals.data_root.clone()))
                 .filter(|_| std::env::var_os("BERTH_DATA_ROOT").is_some()),
         ),
         Command::Container(c) => cli::main(c, host),
