@@ -166,7 +166,15 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
     let st2 = st.clone();
     let full = blocking(move || {
         let mut full = String::new();
-        e.start(&id, &mut |c| {
+        // a client that attached before the start gets the output from its first byte: the
+        // process starts once its streams are connected (otherwise the shim starts it)
+        let attach_first = |full_id: &str| {
+            st2.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(full_id)
+        };
+        e.start(&id, &attach_first, &mut |c| {
             full = c.id.to_string();
             let waiting = st2
                 .pending

@@ -456,12 +456,19 @@ impl Engine {
         Ok(PathBuf::from(format!("/proc/{}/ns/{typ}", r.pid)))
     }
 
-    /// `POST /containers/{id}/start`. `on_created` runs once the container exists but before
-    /// its process runs (attach streams connect then).
-    pub fn start(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
+    /// `POST /containers/{id}/start`. `on_created` runs once the container exists, and, if
+    /// `attach_first` says so of the container's ID, before its process runs (attach streams
+    /// connect then); otherwise the shim has started the process already, saving the start
+    /// request's round trip.
+    pub fn start(
+        &self,
+        s: &str,
+        attach_first: &dyn Fn(&str) -> bool,
+        on_created: &mut dyn FnMut(Created<'_>),
+    ) -> Result<()> {
         let r = self.db.find(s)?;
         self.manual_start(&r.id)?;
-        let res = self.start_inner(&r.id, on_created);
+        let res = self.start_inner(&r.id, attach_first(&r.id), on_created);
         // A --rm container that could not start is removed, as docker does; one that is
         // running (a second start: 304) or paused is not a failed start.
         if res.is_err()
@@ -477,11 +484,16 @@ impl Engine {
         res
     }
 
-    fn start_inner(&self, s: &str, on_created: &mut dyn FnMut(Created<'_>)) -> Result<()> {
+    fn start_inner(
+        &self,
+        s: &str,
+        attach_first: bool,
+        on_created: &mut dyn FnMut(Created<'_>),
+    ) -> Result<()> {
         let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.start_locked(&r.id, on_created)
+        self.start_locked(&r.id, attach_first, on_created)
     }
 
     /// [`Engine::start_inner`] with the container's lock held (a policy restart checks and
@@ -489,6 +501,7 @@ impl Engine {
     pub(crate) fn start_locked(
         &self,
         s: &str,
+        attach_first: bool,
         on_created: &mut dyn FnMut(Created<'_>),
     ) -> Result<()> {
         let r = self.db.find(s)?;
@@ -595,7 +608,7 @@ impl Engine {
         let tty = body.tty.unwrap_or(false);
         let stdin = body.open_stdin.unwrap_or(false);
         let log_path = self.log_path(&id);
-        let pid = shim::spawn(&ShimSpawn {
+        let spawned = shim::spawn(&ShimSpawn {
             exe: &self.cfg.berth_exe,
             exec_root: &self.cfg.exec_root,
             id: &id,
@@ -615,14 +628,21 @@ impl Engine {
             // as dockerd: a terminal's input is never closed by its client's end (nor by a
             // detach), so that a later attach can type into it
             stdin_once: body.stdin_once.unwrap_or(false) && !tty,
+            start: !attach_first,
         })
         .map_err(fail)?;
+        let pid = spawned.pid;
         let sock = shim::socket(&state_dir);
         on_created(Created {
             id: &id,
             socket: sock.clone(),
             tty,
         });
+        if spawned.started {
+            self.db.set_running(&id, pid, &now())?;
+            self.emit(&r, "start", &[]);
+            return Ok(());
+        }
         let resp = shim::request(
             &sock,
             &json!({"op": "start"}),

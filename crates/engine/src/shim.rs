@@ -37,11 +37,22 @@ pub struct ShimSpawn<'a> {
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
+    /// The shim starts the process itself, before its report (nothing attaches first).
+    pub start: bool,
+}
+
+/// What a shim reports once the container is created.
+pub struct Spawned {
+    /// The init's pid.
+    pub pid: i64,
+    /// Whether the shim has started it too ([`ShimSpawn::start`]).
+    pub started: bool,
 }
 
 /// Starts the shim and waits for its one-line report: the init's pid once the container is
-/// created (not started). The process spawned exits at once; the shim lives on detached.
-pub fn spawn(s: &ShimSpawn<'_>) -> Result<i64> {
+/// created (and started, with [`ShimSpawn::start`]). The process spawned exits at once; the
+/// shim lives on detached.
+pub fn spawn(s: &ShimSpawn<'_>) -> Result<Spawned> {
     let shim_err = |reason: String| Error::Shim {
         id: s.id.to_string(),
         reason,
@@ -70,6 +81,7 @@ pub fn spawn(s: &ShimSpawn<'_>) -> Result<i64> {
         (s.tty, "--tty"),
         (s.stdin, "--stdin"),
         (s.stdin_once, "--stdin-once"),
+        (s.start, "--start"),
     ] {
         if on {
             args.push(flag.into());
@@ -111,9 +123,14 @@ pub fn spawn(s: &ShimSpawn<'_>) -> Result<i64> {
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         return Err(shim_err(e.to_string()));
     }
-    v.get("pid")
+    let pid = v
+        .get("pid")
         .and_then(|p| p.as_i64())
-        .ok_or_else(|| shim_err(format!("report without pid: {}", line.trim())))
+        .ok_or_else(|| shim_err(format!("report without pid: {}", line.trim())))?;
+    Ok(Spawned {
+        pid,
+        started: v.get("started").and_then(|b| b.as_bool()) == Some(true),
+    })
 }
 
 fn path_arg(p: &Path) -> Result<String> {

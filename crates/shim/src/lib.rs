@@ -51,6 +51,10 @@ pub struct ShimArgs {
     /// Close the container's stdin when the first attached client closes its input.
     #[arg(long)]
     pub stdin_once: bool,
+    /// Start the container's process as soon as it is created, before reporting (when no
+    /// client waits to attach first): the daemon's start request and its answer are saved.
+    #[arg(long)]
+    pub start: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

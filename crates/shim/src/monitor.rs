@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -95,6 +95,9 @@ struct Shim {
     blocked: SigSet,
     sfd: SignalFd,
     listener: UnixListener,
+    /// The inode of the socket file this shim bound: the file at that path may be a later
+    /// run's by the time this shim exits.
+    sock_ino: u64,
     procs: Vec<Proc>,
     conns: Vec<Option<Conn>>,
     log: Option<JsonLog>,
@@ -163,7 +166,21 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
         }
     };
     let pid = shim.procs[0].pid;
-    let line = json!({ "pid": pid, "shim_pid": std::process::id() });
+    if shim.args.start {
+        if let Err(e) = shim.rt.start(&id) {
+            shim.diag.say(format_args!("start: {e}"));
+            if let Err(de) = rt.delete(&id, true) {
+                shim.diag
+                    .say(format_args!("delete after a failed start: {de}"));
+            }
+            let _ = std::fs::remove_file(sock_path(&shim.args));
+            let _ = writeln!(report, "{}", json!({ "error": format!("start: {e}") }));
+            quiet_stdio();
+            return 1;
+        }
+        shim.started = true;
+    }
+    let line = json!({ "pid": pid, "shim_pid": std::process::id(), "started": shim.started });
     if let Err(e) = report.write_all(format!("{line}\n").as_bytes()) {
         shim.diag
             .say(format_args!("report to the spawner failed: {e}"));
@@ -243,6 +260,7 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
     if let Err(e) = listener.set_nonblocking(true) {
         return fail(Error::sys("set O_NONBLOCK", e), false, args, diag);
     }
+    let sock_ino = std::fs::metadata(&path).map(|m| m.ino()).unwrap_or(0);
     let log = match args.log_driver {
         LogDriver::None => None,
         LogDriver::JsonFile => {
@@ -292,6 +310,7 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         blocked,
         sfd,
         listener,
+        sock_ino,
         procs: Vec::new(),
         conns: Vec::new(),
         log,
@@ -670,21 +689,34 @@ impl Shim {
         }
     }
 
+    /// Whether the state directory is still this run's: a next run of the container binds
+    /// its own socket there (see [`Shim::cleanup`]).
+    fn owns_state_dir(&self) -> bool {
+        std::fs::metadata(sock_path(&self.args)).is_ok_and(|m| m.ino() == self.sock_ino)
+    }
+
     fn finish_container(&mut self) {
         if let Some(log) = &mut self.log {
             if let Err(e) = log.flush() {
                 self.diag.say(format_args!("{e}"));
             }
         }
-        let oom = self
-            .rt
-            .oom_kills(&self.args.id)
-            .map(|n| n > 0)
-            .unwrap_or(false);
+        let ours = self.owns_state_dir();
+        // (the runtime's state, by name, is a next run's once the directory is)
+        let oom = ours
+            && self
+                .rt
+                .oom_kills(&self.args.id)
+                .map(|n| n > 0)
+                .unwrap_or(false);
         let (code, at) = self.procs[0].exit.clone().unwrap_or((0, now_rfc3339()));
         let line = json!({ "exit_code": code, "finished_at": at, "oom_killed": oom }).to_string();
         let path = self.args.state_dir.join("exit.json");
-        if let Err(e) = crate::write_atomic(&path, line.as_bytes()) {
+        if !ours {
+            self.diag.say(format_args!(
+                "a later run owns the state directory: no exit.json"
+            ));
+        } else if let Err(e) = crate::write_atomic(&path, line.as_bytes()) {
             self.diag.say(format_args!("{e}"));
         }
         for slot in 0..self.conns.len() {
@@ -1156,41 +1188,71 @@ impl Shim {
             console: None,
         };
         let rt = &self.rt;
-        let id = &self.args.id;
-        let r = prepared.around(&self.blocked, || rt.exec(id, opts));
+        let id = self.args.id.clone();
+        let r = prepared.around(&self.blocked, || rt.exec(&id, opts));
+        // SIGCHLD was not blocked while the runtime worked (the process must not inherit the
+        // block): a child that ended meanwhile (the init killed during a health check's
+        // exec, say) signalled its default disposition, not our signalfd, and would wait as
+        // a zombie for the next SIGCHLD, or forever. So a reap follows, once this exec's
+        // process is known (its exit, if it came already, must be recorded).
         let pid = match r {
             Ok(Ok(berth_runtime::container::exec::ExecOutcome::Detached(pid))) => pid,
             Ok(Ok(berth_runtime::container::exec::ExecOutcome::Exited(code))) => {
                 prepared.abandon();
+                self.reap();
                 return Err(format!(
                     "exec {exec_id} ran in the foreground (exit {code})"
                 ));
             }
             Ok(Err(e)) => {
                 prepared.abandon();
+                self.reap();
                 return Err(format!("exec {exec_id}: {e}"));
             }
             Err(e) => {
                 prepared.abandon();
+                self.reap();
                 return Err(format!("exec {exec_id}: {e}"));
             }
         };
-        let streams = prepared.finish(id, stdin).map_err(|e| e.to_string())?;
-        let i = self
-            .add_proc(Some(exec_id.clone()), pid, streams)
-            .map_err(|e| e.to_string())?;
+        let streams = prepared.finish(&id, stdin);
+        let added = streams
+            .and_then(|s| self.add_proc(Some(exec_id.clone()), pid, s))
+            .map_err(|e| e.to_string());
+        self.reap();
+        let i = added?;
         self.diag
             .say(format_args!("exec {exec_id} started, pid {pid}"));
         Ok((i, pid))
     }
 
     /// The container has exited and its clients are served: remove it and our files.
+    /// What this run leaves goes, by name, as the daemon finds things by name: the runtime's
+    /// state, the socket, the pid file. The names are the container's, and a next run of it
+    /// may have begun before this shim ends (a policy restart, a start by a daemon that never
+    /// knew this shim): what that run made is not this shim's to remove. Deleting its
+    /// runtime state while it was being created left a container nothing could kill.
     fn cleanup(&mut self) {
-        if let Err(e) = self.rt.delete(&self.args.id, true) {
+        let ours = match berth_runtime::container::Container::load(&self.rt.root, &self.args.id) {
+            Ok(c) => c.record.pid == self.procs[0].pid,
+            // gone (the daemon deleted it) or unreadable: a forced delete is harmless then
+            Err(_) => true,
+        };
+        if !ours {
+            self.diag.say(format_args!(
+                "a later run owns the runtime state: left to it"
+            ));
+        } else if let Err(e) = self.rt.delete(&self.args.id, true) {
             self.diag.say(format_args!("delete: {e}"));
         }
-        let _ = std::fs::remove_file(sock_path(&self.args));
-        let _ = std::fs::remove_file(self.args.state_dir.join("shim.pid"));
+        if self.owns_state_dir() {
+            let _ = std::fs::remove_file(sock_path(&self.args));
+        }
+        let pid_file = self.args.state_dir.join("shim.pid");
+        let own_pid = std::process::id().to_string();
+        if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == own_pid) {
+            let _ = std::fs::remove_file(&pid_file);
+        }
         self.diag.say(format_args!("shim exits"));
     }
 }

@@ -503,3 +503,106 @@ fn container_processes_start_with_no_signal_blocked_or_ignored() {
     let (out, err) = read_frames(&mut stream);
     check("exec", &out, &err);
 }
+
+/// The next run of a container may begin while the shim of the last one is still at work
+/// (a daemon that found no answer from that shim and restarted the container by its policy),
+/// by the same names: the state directory, the runtime's state, the socket. The old shim's
+/// end must leave that run alone: it once deleted the runtime state of a run being created,
+/// leaving a container that nothing could kill. The old shim is stopped (SIGSTOP) while the
+/// next run is made, so that it ends after it, every time.
+#[test]
+fn an_old_shim_ending_leaves_the_next_run_of_its_container_alone() {
+    if require_root() {
+        return;
+    }
+    use nix::sys::signal::Signal;
+    let mut s = Shim::bundle("rerun", &["sleep", "1000"]);
+    s.start_shim(&[]);
+    s.start();
+    let old = s.shim_pid;
+    let old_fd = berth_sys::pidfd_open(old).expect("pidfd of the first shim");
+    kill(old, Signal::SIGSTOP);
+    // What the engine does to start the next run: the state directory afresh, the runtime's
+    // state of the last run force-deleted (which kills its process).
+    std::fs::remove_dir_all(s.state_dir()).expect("remove the state dir");
+    let root = s.runtime_root();
+    let runtime = |args: &[&str]| {
+        Command::new(common::berth())
+            .arg("runtime")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .status()
+            .expect("berth runtime")
+            .success()
+    };
+    assert!(runtime(&["delete", "--force", &s.id]));
+    s.start_shim(&[]);
+    assert_ne!(s.shim_pid, old);
+    s.start();
+    // the first shim goes on: it reaps its process and ends
+    kill(old, Signal::SIGCONT);
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&old_fd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert!(
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(30_000u16)).unwrap_or(0) == 1,
+        "the first shim did not exit"
+    );
+    assert!(s.sock().exists(), "the second run's socket was removed");
+    assert!(
+        !s.state_dir().join("exit.json").exists(),
+        "the first run's exit was written into the second run's directory"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.state_dir().join("shim.pid")).unwrap_or_default(),
+        s.shim_pid.to_string(),
+        "the second run's pid file"
+    );
+    assert_eq!(s.call(json!({"op": "state"}))["status"], "running");
+    // the runtime still knows the second run, so it can be ended
+    let w = s.waiter();
+    assert!(
+        runtime(&["kill", &s.id, "KILL"]),
+        "the second run's runtime state is gone"
+    );
+    assert_eq!(wait_answer(w)["exit_code"], 137);
+    s.assert_nothing_left();
+}
+
+/// The init killed while an exec is being made (a health check's probe runs every few
+/// hundred milliseconds): the shim unblocks SIGCHLD while the runtime makes the process, and
+/// the init's SIGCHLD then went to its default disposition. Its exit was never seen: a zombie
+/// init, a `wait` never answered, a container `rm -f` could not remove. The kill lands in that
+/// window in some of the rounds (an exec takes milliseconds); every round's exit must be seen.
+#[test]
+fn the_init_killed_during_an_exec_is_still_reaped() {
+    if require_root() {
+        return;
+    }
+    for round in 0..8 {
+        let mut s = Shim::bundle("exec-race", &["sleep", "1000"]);
+        s.start_shim(&[]);
+        s.start();
+        let waiter = s.waiter();
+        let mut process = s.spec["process"].clone();
+        process["args"] = json!(["true"]);
+        let mut sock = std::os::unix::net::UnixStream::connect(s.sock()).unwrap();
+        let req = json!({"op": "exec", "exec_id": "probe", "process": process, "stdin": false});
+        sock.write_all(format!("{req}\n").as_bytes()).unwrap();
+        // a little later each round, from at once to ~3.5 ms into the exec
+        std::thread::sleep(std::time::Duration::from_micros(500 * round));
+        kill(s.pid, nix::sys::signal::SIGKILL);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(wait_answer(waiter));
+        });
+        let w = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("round {round}: the init's exit was never seen"));
+        assert_eq!(w["exit_code"], 137, "round {round}: {w}");
+        drop(sock);
+        s.assert_nothing_left();
+    }
+}
