@@ -414,7 +414,10 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
     let size = if opts.tty { tty::size() } else { None };
     let id = create(client, &opts, size).await?;
     if opts.detach {
-        start_one(client, &id).await?;
+        // a process that cannot be started is 126/127 with -d too, as docker's run says
+        start_one(client, &id)
+            .await
+            .map_err(|e| CliError::Start(Box::new(e)))?;
         outln!("{id}");
         return Ok(0);
     }
