@@ -638,38 +638,36 @@ impl Engine {
             socket: sock.clone(),
             tty,
         });
-        if spawned.started {
-            self.db.set_running(&id, pid, &now())?;
-            self.emit(&r, "start", &[]);
-            return Ok(());
-        }
-        let resp = shim::request(
-            &sock,
-            &json!({"op": "start"}),
-            Some(Duration::from_secs(60)),
-        )
-        .map_err(|e| Error::Shim {
-            id: id.clone(),
-            reason: format!("start: {e}"),
-        });
-        let resp = match resp {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = self.runtime.kill(&id, libc::SIGKILL, true);
-                return Err(fail(e));
-            }
-        };
-        if resp.get("ok").and_then(|v| v.as_bool()) != Some(true) {
-            let _ = self.runtime.kill(&id, libc::SIGKILL, true);
-            let msg = resp
-                .get("error")
-                .and_then(|v| v.as_str())
-                .unwrap_or("start failed")
-                .to_string();
-            return Err(fail(Error::Shim {
+        // (a shim spawned with --start has started the process itself)
+        if !spawned.started {
+            let resp = shim::request(
+                &sock,
+                &json!({"op": "start"}),
+                Some(Duration::from_secs(60)),
+            )
+            .map_err(|e| Error::Shim {
                 id: id.clone(),
-                reason: msg,
-            }));
+                reason: format!("start: {e}"),
+            });
+            let resp = match resp {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = self.runtime.kill(&id, libc::SIGKILL, true);
+                    return Err(fail(e));
+                }
+            };
+            if resp.get("ok").and_then(|v| v.as_bool()) != Some(true) {
+                let _ = self.runtime.kill(&id, libc::SIGKILL, true);
+                let msg = resp
+                    .get("error")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("start failed")
+                    .to_string();
+                return Err(fail(Error::Shim {
+                    id: id.clone(),
+                    reason: msg,
+                }));
+            }
         }
         self.db.set_running(&id, pid, &now())?;
         self.emit(&r, "start", &[]);

@@ -1441,9 +1441,9 @@ impl Engine {
                 container = id,
                 "a removed container's netns was still bound"
             );
-        }
-        if let Err(e) = berth_net::netns::remove(&path) {
-            tracing::warn!(container = id, error = %e, "remove netns");
+            if let Err(e) = berth_net::netns::remove(&path) {
+                tracing::warn!(container = id, error = %e, "remove netns");
+            }
         }
         let c = self.db.lock();
         if let Err(e) = c.execute("DELETE FROM endpoints WHERE container = ?1", [id]) {

@@ -149,7 +149,23 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
         .ok();
     let id = args.id.clone();
     let rt = Runtime::new(&args.runtime_root);
-    let mut shim = match setup(args, diag) {
+    // With --start the process runs before the report; a start that fails is a failed
+    // start-up like any other (the container, made already, is deleted).
+    let started = setup(args, diag).and_then(|mut shim| {
+        if shim.args.start {
+            if let Err(source) = shim.rt.start(&id) {
+                let e = Error::Runtime {
+                    op: "start",
+                    id: id.clone(),
+                    source,
+                };
+                return Err(Box::new((e, true, shim.args, shim.diag)));
+            }
+            shim.started = true;
+        }
+        Ok(shim)
+    });
+    let mut shim = match started {
         Ok(s) => s,
         Err(failed) => {
             let (e, created, args, mut diag) = *failed;
@@ -166,20 +182,6 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
         }
     };
     let pid = shim.procs[0].pid;
-    if shim.args.start {
-        if let Err(e) = shim.rt.start(&id) {
-            shim.diag.say(format_args!("start: {e}"));
-            if let Err(de) = rt.delete(&id, true) {
-                shim.diag
-                    .say(format_args!("delete after a failed start: {de}"));
-            }
-            let _ = std::fs::remove_file(sock_path(&shim.args));
-            let _ = writeln!(report, "{}", json!({ "error": format!("start: {e}") }));
-            quiet_stdio();
-            return 1;
-        }
-        shim.started = true;
-    }
     let line = json!({ "pid": pid, "shim_pid": std::process::id(), "started": shim.started });
     if let Err(e) = report.write_all(format!("{line}\n").as_bytes()) {
         shim.diag
@@ -1195,32 +1197,26 @@ impl Shim {
         // exec, say) signalled its default disposition, not our signalfd, and would wait as
         // a zombie for the next SIGCHLD, or forever. So a reap follows, once this exec's
         // process is known (its exit, if it came already, must be recorded).
-        let pid = match r {
-            Ok(Ok(berth_runtime::container::exec::ExecOutcome::Detached(pid))) => pid,
-            Ok(Ok(berth_runtime::container::exec::ExecOutcome::Exited(code))) => {
+        let added = match r {
+            Ok(Ok(berth_runtime::container::exec::ExecOutcome::Detached(pid))) => prepared
+                .finish(&id, stdin)
+                .and_then(|s| self.add_proc(Some(exec_id.clone()), pid, s))
+                .map(|i| (i, pid))
+                .map_err(|e| e.to_string()),
+            other => {
                 prepared.abandon();
-                self.reap();
-                return Err(format!(
-                    "exec {exec_id} ran in the foreground (exit {code})"
-                ));
-            }
-            Ok(Err(e)) => {
-                prepared.abandon();
-                self.reap();
-                return Err(format!("exec {exec_id}: {e}"));
-            }
-            Err(e) => {
-                prepared.abandon();
-                self.reap();
-                return Err(format!("exec {exec_id}: {e}"));
+                Err(match other {
+                    Ok(Ok(berth_runtime::container::exec::ExecOutcome::Exited(code))) => {
+                        format!("exec {exec_id} ran in the foreground (exit {code})")
+                    }
+                    Ok(Ok(_)) => format!("exec {exec_id}: unexpected outcome"),
+                    Ok(Err(e)) => format!("exec {exec_id}: {e}"),
+                    Err(e) => format!("exec {exec_id}: {e}"),
+                })
             }
         };
-        let streams = prepared.finish(&id, stdin);
-        let added = streams
-            .and_then(|s| self.add_proc(Some(exec_id.clone()), pid, s))
-            .map_err(|e| e.to_string());
         self.reap();
-        let i = added?;
+        let (i, pid) = added?;
         self.diag
             .say(format_args!("exec {exec_id} started, pid {pid}"));
         Ok((i, pid))
@@ -1247,11 +1243,7 @@ impl Shim {
         }
         if self.owns_state_dir() {
             let _ = std::fs::remove_file(sock_path(&self.args));
-        }
-        let pid_file = self.args.state_dir.join("shim.pid");
-        let own_pid = std::process::id().to_string();
-        if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == own_pid) {
-            let _ = std::fs::remove_file(&pid_file);
+            let _ = std::fs::remove_file(self.args.state_dir.join("shim.pid"));
         }
         self.diag.say(format_args!("shim exits"));
     }
