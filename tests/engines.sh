@@ -76,6 +76,10 @@ check "docker unpause" "running" sh -c "$docker unpause $cid >/dev/null && $dock
 check "docker stop" "exited" sh -c "$docker stop -t 2 $cid >/dev/null && $docker inspect -f '{{.State.Status}}' $cid"
 check "docker rm" "$cid" $docker rm "$cid"
 check "docker run -t (console socket)" "tty-ok" sh -c "$run --rm -t busybox:berth sh -c 'test -t 0 && echo tty-ok' </dev/null"
+# berth's own CLI asks `run` at its API version without a version round trip: dockerd 20.10
+# (API 1.41) refuses that as too new, and the CLI negotiates and runs it then.
+check "berth run against dockerd 20.10 (API version negotiated on refusal)" "hello-berth-cli" \
+  "$berth" -H "unix://$sock" run --rm --network none busybox:berth echo hello-berth-cli
 
 # --- podman -----------------------------------------------------------------------------
 cat > "$work/containers.conf" <<CONF

@@ -160,21 +160,21 @@ async fn inspect(
     Ok(Json(crate::shape::container_inspect(v)))
 }
 
-/// Starts a container: pending attaches are connected between create and start.
+/// Starts a container. Clients that attached before the start are told the shim's socket
+/// once the container exists; the shim, told how many they are, holds the output for them.
 pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
     let e = st.engine.clone();
     let st2 = st.clone();
     let full = blocking(move || {
         let mut full = String::new();
-        // a client that attached before the start gets the output from its first byte: the
-        // process starts once its streams are connected (otherwise the shim starts it)
-        let attach_first = |full_id: &str| {
+        let attachers = |full_id: &str| {
             st2.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains_key(full_id)
+                .get(full_id)
+                .map_or(0, |w| w.iter().filter(|t| !t.is_closed()).count() as u32)
         };
-        e.start(&id, &attach_first, &mut |c| {
+        e.start(&id, &attachers, &mut |c| {
             full = c.id.to_string();
             let waiting = st2
                 .pending
@@ -183,12 +183,14 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
                 .remove(c.id)
                 .unwrap_or_default();
             for w in waiting {
-                let (ack_tx, ack_rx) = oneshot::channel();
-                if w.send((c.socket.clone(), ack_tx)).is_ok() {
-                    // Bounded: an attacher that never connects must not hold the start.
-                    let rt = tokio::runtime::Handle::current();
-                    let _ = rt.block_on(async {
-                        tokio::time::timeout(Duration::from_secs(10), ack_rx).await
+                if w.send(c.socket.clone()).is_err() {
+                    // Its client went away after it was counted: an attach without streams
+                    // in its place, so that the shim does not hold the output for it.
+                    let sock = c.socket.clone();
+                    let none =
+                        json!({"op": "attach", "stdin": false, "stdout": false, "stderr": false});
+                    tokio::runtime::Handle::current().spawn(async move {
+                        let _ = stream::shim_request(&sock, &none).await;
                     });
                 }
             }
@@ -449,8 +451,7 @@ async fn attach(
     let (sock_tx, sock_rx) = oneshot::channel();
     let running = r.status == "running";
     if running {
-        let (ack_tx, _) = oneshot::channel();
-        let _ = sock_tx.send((st.engine.socket(&r.id), ack_tx));
+        let _ = sock_tx.send(st.engine.socket(&r.id));
     } else {
         st.pending
             .lock()
@@ -461,12 +462,10 @@ async fn attach(
     }
     tokio::spawn(async move {
         let Ok(client) = on.await else { return };
-        let Ok((sock, ack)) = sock_rx.await else {
+        let Ok(sock) = sock_rx.await else {
             return;
         };
-        let conn = stream::shim_request(&sock, &want).await;
-        let _ = ack.send(());
-        if let Ok((conn, v)) = conn {
+        if let Ok((conn, v)) = stream::shim_request(&sock, &want).await {
             if v.get("ok").and_then(|x| x.as_bool()) == Some(true) {
                 stream::pump(client, conn).await;
             }

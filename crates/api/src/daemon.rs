@@ -118,8 +118,8 @@ pub fn parse_host_gateway_ip(v: &str) -> Result<std::net::Ipv4Addr, String> {
 }
 
 /// An attach that arrived before its container started: it is told the shim's socket when
-/// the container exists, and answers once its stream is connected.
-pub type PendingAttach = oneshot::Sender<(PathBuf, oneshot::Sender<()>)>;
+/// the container exists (the shim holds the output until it has connected).
+pub type PendingAttach = oneshot::Sender<PathBuf>;
 
 pub struct State {
     pub engine: Arc<Engine>,

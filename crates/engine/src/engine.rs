@@ -456,19 +456,20 @@ impl Engine {
         Ok(PathBuf::from(format!("/proc/{}/ns/{typ}", r.pid)))
     }
 
-    /// `POST /containers/{id}/start`. `on_created` runs once the container exists, and, if
-    /// `attach_first` says so of the container's ID, before its process runs (attach streams
-    /// connect then); otherwise the shim has started the process already, saving the start
-    /// request's round trip.
+    /// `POST /containers/{id}/start`. The shim starts the process as soon as it has created
+    /// the container (no start request follows); `attachers` says how many clients of the
+    /// container's ID attached before the start: the shim holds the process's output until
+    /// they have connected to it (`on_created` gives them its socket), so that they see it
+    /// from the first byte.
     pub fn start(
         &self,
         s: &str,
-        attach_first: &dyn Fn(&str) -> bool,
+        attachers: &dyn Fn(&str) -> u32,
         on_created: &mut dyn FnMut(Created<'_>),
     ) -> Result<()> {
         let r = self.db.find(s)?;
         self.manual_start(&r.id)?;
-        let res = self.start_inner(&r.id, attach_first(&r.id), on_created);
+        let res = self.start_inner(&r.id, attachers(&r.id), on_created);
         // A --rm container that could not start is removed, as docker does; one that is
         // running (a second start: 304) or paused is not a failed start.
         if res.is_err()
@@ -487,13 +488,13 @@ impl Engine {
     fn start_inner(
         &self,
         s: &str,
-        attach_first: bool,
+        attachers: u32,
         on_created: &mut dyn FnMut(Created<'_>),
     ) -> Result<()> {
         let r = self.db.find(s)?;
         let lock = self.lock_of(&r.id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.start_locked(&r.id, attach_first, on_created)
+        self.start_locked(&r.id, attachers, on_created)
     }
 
     /// [`Engine::start_inner`] with the container's lock held (a policy restart checks and
@@ -501,7 +502,7 @@ impl Engine {
     pub(crate) fn start_locked(
         &self,
         s: &str,
-        attach_first: bool,
+        attachers: u32,
         on_created: &mut dyn FnMut(Created<'_>),
     ) -> Result<()> {
         let r = self.db.find(s)?;
@@ -628,7 +629,7 @@ impl Engine {
             // as dockerd: a terminal's input is never closed by its client's end (nor by a
             // detach), so that a later attach can type into it
             stdin_once: body.stdin_once.unwrap_or(false) && !tty,
-            start: !attach_first,
+            hold_output: attachers,
         })
         .map_err(fail)?;
         let pid = spawned.pid;
@@ -638,37 +639,6 @@ impl Engine {
             socket: sock.clone(),
             tty,
         });
-        // (a shim spawned with --start has started the process itself)
-        if !spawned.started {
-            let resp = shim::request(
-                &sock,
-                &json!({"op": "start"}),
-                Some(Duration::from_secs(60)),
-            )
-            .map_err(|e| Error::Shim {
-                id: id.clone(),
-                reason: format!("start: {e}"),
-            });
-            let resp = match resp {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = self.runtime.kill(&id, libc::SIGKILL, true);
-                    return Err(fail(e));
-                }
-            };
-            if resp.get("ok").and_then(|v| v.as_bool()) != Some(true) {
-                let _ = self.runtime.kill(&id, libc::SIGKILL, true);
-                let msg = resp
-                    .get("error")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("start failed")
-                    .to_string();
-                return Err(fail(Error::Shim {
-                    id: id.clone(),
-                    reason: msg,
-                }));
-            }
-        }
         self.db.set_running(&id, pid, &now())?;
         self.emit(&r, "start", &[]);
         Ok(())

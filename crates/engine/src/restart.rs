@@ -382,7 +382,7 @@ impl Engine {
             return Ok(false);
         }
         wait_shim_gone(id, shim, Duration::from_secs(10));
-        match self.start_locked(id, false, &mut |_| {}) {
+        match self.start_locked(id, 0, &mut |_| {}) {
             Ok(()) => Ok(true),
             Err(e) => {
                 // As Docker: a restart that fails leaves the container stopped, with the error.

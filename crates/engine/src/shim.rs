@@ -37,21 +37,20 @@ pub struct ShimSpawn<'a> {
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
-    /// The shim starts the process itself, before its report (nothing attaches first).
-    pub start: bool,
+    /// How many clients attach before the process's output may be read (they connect to
+    /// the shim once it has reported; the process runs meanwhile, its output waits).
+    pub hold_output: u32,
 }
 
-/// What a shim reports once the container is created.
+/// What a shim reports once the container is created and its process started.
 pub struct Spawned {
     /// The init's pid.
     pub pid: i64,
-    /// Whether the shim has started it too ([`ShimSpawn::start`]).
-    pub started: bool,
 }
 
 /// Starts the shim and waits for its one-line report: the init's pid once the container is
-/// created (and started, with [`ShimSpawn::start`]). The process spawned exits at once; the
-/// shim lives on detached.
+/// created and its process started. The process spawned exits at once; the shim lives on
+/// detached.
 pub fn spawn(s: &ShimSpawn<'_>) -> Result<Spawned> {
     let shim_err = |reason: String| Error::Shim {
         id: s.id.to_string(),
@@ -81,11 +80,14 @@ pub fn spawn(s: &ShimSpawn<'_>) -> Result<Spawned> {
         (s.tty, "--tty"),
         (s.stdin, "--stdin"),
         (s.stdin_once, "--stdin-once"),
-        (s.start, "--start"),
+        (true, "--start"),
     ] {
         if on {
             args.push(flag.into());
         }
+    }
+    if s.hold_output > 0 {
+        args.extend(["--hold-output".into(), s.hold_output.to_string()]);
     }
     let (line, stderr) = match zygote::spawn(s.exe, s.exec_root, &args) {
         Some(r) => r.map_err(|e| shim_err(format!("through the zygote: {e}")))?,
@@ -127,10 +129,7 @@ pub fn spawn(s: &ShimSpawn<'_>) -> Result<Spawned> {
         .get("pid")
         .and_then(|p| p.as_i64())
         .ok_or_else(|| shim_err(format!("report without pid: {}", line.trim())))?;
-    Ok(Spawned {
-        pid,
-        started: v.get("started").and_then(|b| b.as_bool()) == Some(true),
-    })
+    Ok(Spawned { pid })
 }
 
 fn path_arg(p: &Path) -> Result<String> {

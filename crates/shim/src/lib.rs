@@ -55,6 +55,11 @@ pub struct ShimArgs {
     /// client waits to attach first): the daemon's start request and its answer are saved.
     #[arg(long)]
     pub start: bool,
+    /// Leave the process's output unread (it waits in its pipe or terminal) until this many
+    /// clients have attached, or for at most 10 s: clients that attached before the start
+    /// see it from the first byte, and the process need not wait for them to start.
+    #[arg(long, default_value_t = 0)]
+    pub hold_output: u32,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,10 @@ const MAX_REQUEST: usize = 1 << 20;
 const DRAIN: Duration = Duration::from_secs(1);
 /// After the container has exited, how long clients get to take their last output.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The longest the init's output is held for clients announced to attach (--hold-output):
+/// one that never comes (its client gone) must not keep the output, the log and the exit
+/// back for longer.
+const HOLD_MAX: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 32 * 1024;
 
 /// A process whose stdio the shim holds: the container's init (index 0) or an exec'd one.
@@ -107,6 +111,14 @@ struct Shim {
     finished: Option<String>,
     close_deadline: Option<Instant>,
     exec_seq: u64,
+    /// The container's mount namespace, held until the exit has been reported: the last
+    /// process of a namespace tears its ~40 mounts down as it exits (an RCU grace period
+    /// and every superblock's release), before its parent can reap it; held here, that
+    /// work happens when this shim lets go, after the daemon has the exit.
+    mnt_ns: Option<std::os::fd::OwnedFd>,
+    /// While the init's output is held (--hold-output): how many attaches are still to come,
+    /// and until when at most.
+    hold: Option<(u32, Instant)>,
 }
 
 fn now_rfc3339() -> String {
@@ -118,6 +130,17 @@ fn sock_path(a: &ShimArgs) -> PathBuf {
 }
 
 /// The long-lived shim; returns its exit status.
+/// Has the epoll wake us for process `i`'s output.
+fn watch_output(ep: &Epoll, i: usize, streams: &Streams) -> Result<(), Error> {
+    for (f, kind) in [(&streams.out, K_OUT), (&streams.err, K_ERR)] {
+        if let Some(f) = f {
+            ep.add(f, EpollEvent::new(EpollFlags::EPOLLIN, kind | i as u64))
+                .map_err(|e| Error::sys("epoll_ctl", e))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(args: ShimArgs) -> i32 {
     // The daemon reads one line from our stdout; everything else goes to shim.log.
     let Ok(report) = std::io::stdout().as_fd().try_clone_to_owned() else {
@@ -321,7 +344,14 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         finished: None,
         close_deadline: None,
         exec_seq: 0,
+        // (none if /proc cannot show it: the exit is then only slower)
+        mnt_ns: std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .map(std::os::fd::OwnedFd::from),
+        hold: None,
     };
+    shim.hold =
+        (shim.args.hold_output > 0).then(|| (shim.args.hold_output, Instant::now() + HOLD_MAX));
     let registered = shim
         .ep
         .add(&shim.sfd, EpollEvent::new(EpollFlags::EPOLLIN, T_SIGNAL))
@@ -354,16 +384,10 @@ impl Shim {
         streams: Streams,
     ) -> Result<usize, Error> {
         let i = self.reusable_slot().unwrap_or(self.procs.len());
-        let reg = |f: &Option<File>, kind: u64| -> Result<(), Error> {
-            if let Some(f) = f {
-                self.ep
-                    .add(f, EpollEvent::new(EpollFlags::EPOLLIN, kind | i as u64))
-                    .map_err(|e| Error::sys("epoll_ctl", e))?;
-            }
-            Ok(())
-        };
-        reg(&streams.out, K_OUT)?;
-        reg(&streams.err, K_ERR)?;
+        // (a held init's output is registered when the hold ends)
+        if i > 0 || self.hold.is_none() {
+            watch_output(&self.ep, i, &streams)?;
+        }
         let p = Proc {
             exec_id,
             pid,
@@ -408,6 +432,12 @@ impl Shim {
         let mut events = [EpollEvent::empty(); 32];
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
+            if self.hold.is_some_and(|(_, until)| Instant::now() >= until) {
+                self.diag.say(format_args!(
+                    "attaches announced did not all come: output released"
+                ));
+                self.release_output();
+            }
             self.check_procs();
             self.remove_dead();
             if self.should_exit() {
@@ -458,8 +488,25 @@ impl Shim {
         idle || self.close_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Ends the hold of the init's output: from now on it is read, logged and sent to the
+    /// clients attached. The drain time of an init that exited meanwhile starts now.
+    fn release_output(&mut self) {
+        if self.hold.take().is_none() {
+            return;
+        }
+        if let Err(e) = watch_output(&self.ep, 0, &self.procs[0].streams) {
+            self.diag.say(format_args!("{e}"));
+        }
+        if let Some(at) = self.procs[0].exited_at.as_mut() {
+            *at = Instant::now();
+        }
+    }
+
     fn next_timeout(&self) -> EpollTimeout {
-        let mut next: Option<Instant> = self.close_deadline;
+        let mut next: Option<Instant> = match (self.close_deadline, self.hold) {
+            (Some(c), Some((_, h))) => Some(c.min(h)),
+            (c, h) => c.or(h.map(|(_, until)| until)),
+        };
         for p in &self.procs {
             if let (false, Some(t)) = (p.done, p.exited_at) {
                 let d = t + DRAIN;
@@ -655,6 +702,9 @@ impl Shim {
             if p.done {
                 continue;
             }
+            if i == 0 && self.hold.is_some() {
+                continue;
+            }
             let drained = p.streams.out.is_none() && p.streams.err.is_none();
             if !drained && now < at + DRAIN {
                 continue;
@@ -742,6 +792,10 @@ impl Shim {
         }
         self.finished = Some(line);
         self.close_deadline = Some(Instant::now() + CLOSE_GRACE);
+        // What is left (the namespace's teardown, the runtime's delete) is clean-up nobody
+        // waits for: the daemon's thread that reads this exit goes first.
+        berth_sys::step_aside();
+        self.mnt_ns = None;
     }
 
     fn remove_dead(&mut self) {
@@ -1056,6 +1110,12 @@ impl Shim {
                     }
                 };
                 self.set_mode(slot, mode);
+                if let Some((left, _)) = self.hold.as_mut() {
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        self.release_output();
+                    }
+                }
             }
             "resize" => self.resize(slot, 0, &v),
             "exec_resize" => match self.find_exec(&v) {

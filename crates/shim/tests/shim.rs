@@ -606,3 +606,51 @@ fn the_init_killed_during_an_exec_is_still_reaped() {
         s.assert_nothing_left();
     }
 }
+
+/// `--start --hold-output N`: the process runs at once, but its output waits for the N
+/// clients announced to attach, even when the process has exited before they come: they get
+/// all of it, and the exit is reported only after it has been delivered.
+#[test]
+fn held_output_waits_for_the_announced_attaches() {
+    if require_root() {
+        return;
+    }
+    let mut s = Shim::bundle(
+        "shim-hold",
+        &["sh", "-c", "echo first; echo second >&2; exit 5"],
+    );
+    s.start_shim(&["--start", "--hold-output", "2"]);
+    let waiter = s.waiter();
+    // The process has run and exited by now; nothing is reported while the output is held.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = s.call(json!({"op": "state"}));
+    assert_eq!(
+        st["status"], "exited",
+        "the process was started by the shim: {st}"
+    );
+    assert!(
+        s.log_records().is_empty(),
+        "the output was read before the attaches came"
+    );
+    let (mut a, r) =
+        s.request(json!({"op": "attach", "stdin": false, "stdout": true, "stderr": true}));
+    assert_eq!(r, json!({"ok": true}));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        s.log_records().is_empty(),
+        "released after one of the two attaches"
+    );
+    let (mut b, r) =
+        s.request(json!({"op": "attach", "stdin": false, "stdout": false, "stderr": true}));
+    assert_eq!(r, json!({"ok": true}));
+    let (out, err) = read_frames(&mut a);
+    assert_eq!(String::from_utf8_lossy(&out), "first\n");
+    assert_eq!(String::from_utf8_lossy(&err), "second\n");
+    let (out, err) = read_frames(&mut b);
+    assert!(out.is_empty());
+    assert_eq!(String::from_utf8_lossy(&err), "second\n");
+    let w = wait_answer(waiter);
+    assert_eq!(w["exit_code"], 5, "{w}");
+    assert_eq!(s.log_records().len(), 2);
+    s.assert_nothing_left();
+}

@@ -21,7 +21,7 @@ use super::run::{self, AttachArgs, StartArgs};
 use super::system::{self, FormatArgs};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum ContainerCommand {
     /// Create and run a new container from an image
     Run(Box<RunOpts>),
@@ -81,7 +81,7 @@ pub enum ContainerCommand {
     Port(super::network::PortArgs),
 }
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum ContainerSub {
     /// List containers
     #[command(visible_aliases = ["list", "ps"])]
@@ -138,13 +138,13 @@ impl ContainerCommand {
     }
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Containers {
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct LogsArgs {
     /// Follow log output
     #[arg(short, long)]
@@ -164,7 +164,7 @@ pub struct LogsArgs {
     pub container: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct StopArgs {
     /// Signal to send to the container
     #[arg(short, long)]
@@ -181,7 +181,7 @@ pub struct StopArgs {
     pub containers: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct KillArgs {
     /// Signal to send to the container
     #[arg(short, long)]
@@ -190,7 +190,7 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
@@ -205,7 +205,7 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct InspectArgs {
     /// Format output using a custom template
     #[arg(short, long)]
@@ -220,7 +220,7 @@ pub struct InspectArgs {
     pub names: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct TopArgs {
     pub container: String,
     /// ps options
@@ -228,13 +228,13 @@ pub struct TopArgs {
     pub ps_args: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RenameArgs {
     pub container: String,
     pub new_name: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
     /// Provide filter values (e.g. "until=<timestamp>")
     #[arg(long = "filter")]

@@ -19,7 +19,7 @@ use super::format::{self, Format};
 use super::opts::{flag_value, parse_bytes_or_unlimited, parse_cpus, parse_restart};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum DayopsCommand {
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
@@ -35,7 +35,7 @@ pub enum DayopsCommand {
     Diff(DiffArgs),
 }
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum SystemSub {
     /// Show docker disk usage
     Df(DfArgs),
@@ -47,7 +47,7 @@ pub enum SystemSub {
     Info(super::system::FormatArgs),
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct StatsArgs {
     /// Show all containers (default shows just running)
     #[arg(short, long)]
@@ -64,7 +64,7 @@ pub struct StatsArgs {
     pub containers: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct UpdateArgs {
     #[command(flatten)]
     pub rates: Box<super::netfeat::UpdateRateArgs>,
@@ -108,7 +108,7 @@ pub struct UpdateArgs {
     pub containers: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CpArgs {
     /// Archive mode (copy all uid/gid information)
     #[arg(short, long)]
@@ -123,7 +123,7 @@ pub struct CpArgs {
     pub dst: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ExportArgs {
     /// Write to a file, instead of STDOUT
     #[arg(short, long)]
@@ -131,7 +131,7 @@ pub struct ExportArgs {
     pub container: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CommitArgs {
     /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
     #[arg(short, long)]
@@ -149,12 +149,12 @@ pub struct CommitArgs {
     pub repository: Option<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct DiffArgs {
     pub container: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short, long)]
@@ -164,7 +164,7 @@ pub struct DfArgs {
     pub format: Option<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct SystemPruneArgs {
     /// Remove all unused images not just dangling ones
     #[arg(short, long)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::format::{self, Format};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct EventsArgs {
     /// Filter output based on conditions provided
     #[arg(short, long)]

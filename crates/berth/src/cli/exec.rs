@@ -9,7 +9,7 @@ use super::run;
 use super::tty::{self, RawMode};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]

@@ -116,6 +116,28 @@ impl Client {
     }
 }
 
+/// For a command that may skip the version round trip (`wanted`), at a local socket: a
+/// client at bollard's API version, made without asking the daemon. (Over TCP the first
+/// request also proves the TLS set-up, whose failures `connect` words.)
+fn unnegotiated(host: &str, wanted: bool) -> Result<Option<Client>> {
+    let endpoint = Endpoint::parse(host)?;
+    if !wanted || !matches!(endpoint, Endpoint::Unix(_)) {
+        return Ok(None);
+    }
+    let docker = endpoint.docker(host)?;
+    Ok(Some(Client {
+        api_version: version_of(&docker),
+        docker,
+        host: host.to_string(),
+        endpoint,
+    }))
+}
+
+fn version_of(docker: &Docker) -> String {
+    let v = docker.client_version();
+    format!("{}.{}", v.major_version, v.minor_version)
+}
+
 /// Connects and negotiates the API version, as the docker CLI does with its first request.
 pub async fn connect(host: &str) -> Result<Client> {
     let endpoint = Endpoint::parse(host)?;
@@ -142,13 +164,11 @@ pub async fn connect(host: &str) -> Result<Client> {
             })
         }
     };
-    let v = docker.client_version();
-    let api_version = format!("{}.{}", v.major_version, v.minor_version);
     Ok(Client {
+        api_version: version_of(&docker),
         docker,
         host: host.to_string(),
         endpoint,
-        api_version,
     })
 }
 
@@ -172,6 +192,18 @@ pub fn main(cmd: ContainerCommand, host: Option<String>) -> i32 {
     };
     let is_run = cmd.is_run_like();
     let res = rt.block_on(async {
+        // `run` and `create` begin with a request that a daemon refusing our API version
+        // refuses before doing anything: they skip the version round trip (berth's daemon
+        // speaks bollard's version) and negotiate only when an older daemon says "too new".
+        if let Some(client) = unnegotiated(&host, is_run)? {
+            match container::dispatch(&client, cmd.clone()).await {
+                Err(CliError::Daemon {
+                    status: 400,
+                    message,
+                }) if message.contains("is too new") => {}
+                r => return r,
+            }
+        }
         let client = connect(&host).await?;
         container::dispatch(&client, cmd).await
     });

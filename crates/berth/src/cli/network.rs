@@ -14,7 +14,7 @@ use super::format::{self, Format};
 use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum NetworkSub {
     /// Create a network
     Create(CreateArgs),
@@ -34,7 +34,7 @@ pub enum NetworkSub {
     Disconnect(DisconnectArgs),
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CreateArgs {
     /// Driver to manage the Network (bridge)
     #[arg(short, long, default_value = "bridge")]
@@ -64,7 +64,7 @@ pub struct CreateArgs {
     pub name: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct LsArgs {
     /// Only display network IDs
     #[arg(short, long)]
@@ -80,7 +80,7 @@ pub struct LsArgs {
     pub no_trunc: bool,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct InspectArgs {
     /// Format output using a custom template
     #[arg(short, long)]
@@ -89,7 +89,7 @@ pub struct InspectArgs {
     pub networks: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RmArgs {
     /// Do not error if the network does not exist
     #[arg(short, long)]
@@ -98,7 +98,7 @@ pub struct RmArgs {
     pub networks: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
@@ -108,7 +108,7 @@ pub struct PruneArgs {
     pub filter: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
@@ -123,7 +123,7 @@ pub struct ConnectArgs {
     pub container: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct DisconnectArgs {
     /// Force the container to disconnect from a network
     #[arg(short, long)]
@@ -132,7 +132,7 @@ pub struct DisconnectArgs {
     pub container: String,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PortArgs {
     pub container: String,
     /// PRIVATE_PORT[/PROTO]

@@ -12,7 +12,7 @@ use super::{CliError, Client, Result};
 const DEFAULT_FORMAT: &str =
     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PsArgs {
     /// Show all containers (default shows just running)
     #[arg(short, long)]

@@ -443,7 +443,7 @@ pub async fn create_cmd(client: &Client, opts: RunOpts) -> Result<i32> {
     Ok(0)
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals
     #[arg(short, long)]
@@ -502,7 +502,7 @@ pub async fn start(client: &Client, args: StartArgs) -> Result<i32> {
     done
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct AttachArgs {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]

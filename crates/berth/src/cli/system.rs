@@ -6,7 +6,7 @@ use serde_json::json;
 use super::format::{self, Format};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct FormatArgs {
     /// Format output using a custom template
     #[arg(short, long)]

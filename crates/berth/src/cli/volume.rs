@@ -10,7 +10,7 @@ use super::format::{self, Format};
 use super::inspect::{self, Print};
 use super::{CliError, Client, Result};
 
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum VolumeCommand {
     /// Create a volume
     Create(CreateArgs),
@@ -26,7 +26,7 @@ pub enum VolumeCommand {
     Prune(PruneArgs),
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CreateArgs {
     /// Specify volume driver name
     #[arg(short, long, default_value = "local")]
@@ -43,7 +43,7 @@ pub struct CreateArgs {
     pub volume: Option<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct LsArgs {
     /// Provide filter values (e.g. "dangling=true")
     #[arg(short, long)]
@@ -56,7 +56,7 @@ pub struct LsArgs {
     pub quiet: bool,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct InspectArgs {
     /// Format output using a custom template
     #[arg(short, long)]
@@ -65,7 +65,7 @@ pub struct InspectArgs {
     pub volumes: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RmArgs {
     /// Force the removal of one or more volumes
     #[arg(short, long)]
@@ -74,7 +74,7 @@ pub struct RmArgs {
     pub volumes: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
     /// Remove all unused volumes, not just anonymous ones
     #[arg(short, long)]
