@@ -111,11 +111,6 @@ struct Shim {
     finished: Option<String>,
     close_deadline: Option<Instant>,
     exec_seq: u64,
-    /// The container's mount namespace, held until the exit has been reported: the last
-    /// process of a namespace tears its ~40 mounts down as it exits (an RCU grace period
-    /// and every superblock's release), before its parent can reap it; held here, that
-    /// work happens when this shim lets go, after the daemon has the exit.
-    mnt_ns: Option<std::os::fd::OwnedFd>,
     /// While the init's output is held (--hold-output): how many attaches are still to come,
     /// and until when at most.
     hold: Option<(u32, Instant)>,
@@ -174,20 +169,7 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
     let rt = Runtime::new(&args.runtime_root);
     // With --start the process runs before the report; a start that fails is a failed
     // start-up like any other (the container, made already, is deleted).
-    let started = setup(args, diag).and_then(|mut shim| {
-        if shim.args.start {
-            if let Err(source) = shim.rt.start(&id) {
-                let e = Error::Runtime {
-                    op: "start",
-                    id: id.clone(),
-                    source,
-                };
-                return Err(Box::new((e, true, shim.args, shim.diag)));
-            }
-            shim.started = true;
-        }
-        Ok(shim)
-    });
+    let started = setup(args, diag);
     let mut shim = match started {
         Ok(s) => s,
         Err(failed) => {
@@ -328,8 +310,19 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         Err(e) => return fail(e, true, args, diag),
     };
     let pid = created.record.pid;
+    // first, before our own set-up: the process need not wait for it
+    if args.start {
+        if let Err(source) = rt.start_container(&created) {
+            let e = Error::Runtime {
+                op: "start",
+                id: args.id.clone(),
+                source,
+            };
+            return fail(e, true, args, diag);
+        }
+    }
+    let hold = (args.hold_output > 0).then(|| (args.hold_output, Instant::now() + HOLD_MAX));
     let mut shim = Shim {
-        args,
         rt,
         ep,
         blocked,
@@ -339,19 +332,14 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         procs: Vec::new(),
         conns: Vec::new(),
         log,
+        started: args.start,
+        args,
         diag,
-        started: false,
         finished: None,
         close_deadline: None,
         exec_seq: 0,
-        // (none if /proc cannot show it: the exit is then only slower)
-        mnt_ns: std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
-            .ok()
-            .map(std::os::fd::OwnedFd::from),
-        hold: None,
+        hold,
     };
-    shim.hold =
-        (shim.args.hold_output > 0).then(|| (shim.args.hold_output, Instant::now() + HOLD_MAX));
     let registered = shim
         .ep
         .add(&shim.sfd, EpollEvent::new(EpollFlags::EPOLLIN, T_SIGNAL))
@@ -792,10 +780,6 @@ impl Shim {
         }
         self.finished = Some(line);
         self.close_deadline = Some(Instant::now() + CLOSE_GRACE);
-        // What is left (the namespace's teardown, the runtime's delete) is clean-up nobody
-        // waits for: the daemon's thread that reads this exit goes first.
-        berth_sys::step_aside();
-        self.mnt_ns = None;
     }
 
     fn remove_dead(&mut self) {

@@ -918,20 +918,6 @@ pub fn release_free_heap() {
     }
 }
 
-/// Makes the calling process yield to everything else that is runnable, from now on: nice
-/// 10 and a yield of the CPU. For a process whose remaining work is clean-up nobody waits
-/// for (a shim that has reported its container's exit): woken on the CPU where its client's
-/// thread was running, it preempted that thread and kept it off the CPU for its whole
-/// clean-up (~1.5 ms here, while the other CPU stayed idle), in front of the client's reply.
-pub fn step_aside() {
-    // SAFETY: setpriority and sched_yield take no pointers and change only this process's
-    // scheduling.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        libc::sched_yield();
-    }
-}
-
 /// Installs a seccomp filter given as a raw BPF program (`struct sock_filter` records, as
 /// libseccomp's `seccomp_export_bpf` writes them) on the calling thread, with no flags. The
 /// kernel requires no_new_privs or CAP_SYS_ADMIN, as for any filter.
