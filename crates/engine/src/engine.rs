@@ -919,7 +919,7 @@ impl Engine {
             }
         }
         self.unmount_rootfs(&r.id);
-        self.net_remove(&r.id);
+        self.net_remove(&r.id, ending_shim.is_none());
         // The directories go to the trash (renamed now, deleted by its worker): deleting
         // them here would make `rm` and `run --rm` wait for the kernel (see trash.rs).
         match self.images.release_container_snapshot(&r.id) {

@@ -1428,21 +1428,26 @@ impl Engine {
         }
     }
 
-    /// When the container is removed: its endpoints go with it.
-    pub(crate) fn net_remove(&self, id: &str) {
+    /// When the container is removed: its endpoints go with it. `settle`: its namespace is
+    /// gone when this returns; otherwise (a `--rm` container's removal right after its exit,
+    /// whose exit queued the unbinding) the network worker finishes it: the unmount waits
+    /// for an RCU grace period (~1.7 ms of every `run --rm` here, the worker being at it
+    /// when the removal came), and an ID is never bound again.
+    pub(crate) fn net_remove(&self, id: &str, settle: bool) {
         self.net_stop(id);
-        // a removed container's namespace is gone when `rm` answers (the exit queued its
-        // unbinding; the worker has usually done it by now)
         let path = self.netns_path(id);
-        self.netpool.settle(&path);
-        // and whatever bound it again since (nothing should: a binding found here is logged)
-        if berth_net::netns::is_bound(&path) {
-            tracing::warn!(
-                container = id,
-                "a removed container's netns was still bound"
-            );
-            if let Err(e) = berth_net::netns::remove(&path) {
-                tracing::warn!(container = id, error = %e, "remove netns");
+        if settle {
+            // (the exit queued its unbinding; the worker has usually done it by now)
+            self.netpool.settle(&path);
+            // and whatever bound it again since (nothing should: a binding found is logged)
+            if berth_net::netns::is_bound(&path) {
+                tracing::warn!(
+                    container = id,
+                    "a removed container's netns was still bound"
+                );
+                if let Err(e) = berth_net::netns::remove(&path) {
+                    tracing::warn!(container = id, error = %e, "remove netns");
+                }
             }
         }
         let c = self.db.lock();
@@ -1479,7 +1484,7 @@ impl Engine {
             if !live.contains(e.container.as_str()) && seen.insert(e.container.clone()) {
                 let gone = self.db.get(&e.container)?.is_none();
                 if gone {
-                    self.net_remove(&e.container);
+                    self.net_remove(&e.container, true);
                 } else {
                     self.net_stop(&e.container);
                 }

@@ -454,8 +454,12 @@ impl Shim {
                 match (token & !INDEX, (token & INDEX) as usize) {
                     (0, _) if token == T_SIGNAL => self.signals(),
                     (0, _) if token == T_LISTEN => self.accept(),
-                    (K_OUT, i) => self.read_output(i, 0, &mut buf),
-                    (K_ERR, i) => self.read_output(i, 1, &mut buf),
+                    (K_OUT, i) => {
+                        self.read_output(i, 0, &mut buf);
+                    }
+                    (K_ERR, i) => {
+                        self.read_output(i, 1, &mut buf);
+                    }
                     (K_IN, i) => self.flush_stdin(i),
                     (K_CONN, slot) => self.conn_event(slot, flags, &mut buf),
                     _ => {}
@@ -599,9 +603,11 @@ impl Shim {
     }
 
     /// Output of process `i` on `stream` (0 stdout, 1 stderr) is readable.
-    fn read_output(&mut self, i: usize, stream: usize, buf: &mut [u8]) {
+    /// Reads what process `i` wrote on `stream` (once), logs it and sends it to its clients.
+    /// False when there was nothing to read (none yet, or the end).
+    fn read_output(&mut self, i: usize, stream: usize, buf: &mut [u8]) -> bool {
         let Some(p) = self.procs.get_mut(i) else {
-            return;
+            return false;
         };
         let f = if stream == 0 {
             &mut p.streams.out
@@ -609,12 +615,12 @@ impl Shim {
             &mut p.streams.err
         };
         let Some(file) = f else {
-            return;
+            return false;
         };
         let n = match file.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
-                return
+                return false
             }
             // EIO from a pty master: every slave is closed; like end of file.
             Err(_) => 0,
@@ -623,7 +629,7 @@ impl Shim {
             if let Some(file) = f.take() {
                 let _ = self.ep.delete(&file);
             }
-            return;
+            return false;
         }
         let data = &buf[..n];
         if i == 0 {
@@ -634,6 +640,7 @@ impl Shim {
             }
         }
         self.fan_out(i, stream, data);
+        true
     }
 
     /// Queue output for every client attached to process `i`, and send what it can take now.
@@ -697,6 +704,19 @@ impl Shim {
             if !drained && now < at + DRAIN {
                 continue;
             }
+            if !drained {
+                // The drain time is for pipes that a process left behind keeps open (no end
+                // of file comes); what the exited process wrote is in them already, and is
+                // not lost to a shim that was slow to get to it.
+                let mut buf = vec![0u8; READ_BUFFER];
+                for stream in 0..2 {
+                    let mut rounds = 0;
+                    while rounds < 64 && self.read_output(i, stream, &mut buf) {
+                        rounds += 1;
+                    }
+                }
+            }
+            let p = &mut self.procs[i];
             p.done = true;
             for f in [p.streams.out.take(), p.streams.err.take()]
                 .into_iter()
