@@ -116,7 +116,10 @@ pub fn outside_world(
     v6: Option<(Ipv6Addr, Ipv6Addr)>,
     greeting: &'static str,
 ) -> u16 {
-    let ns = dir.join("outside-ns");
+    // beside the test daemon's directory, not in it: the daemon (and its directory) may go
+    // first, and a namespace still bound there would keep the directory from being removed
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let ns = dir.with_file_name(format!("{}-outside-ns", name.unwrap_or_default()));
     let pid = std::process::id() % 100000;
     let (br, host_if, peer) = (
         format!("{tag}b{pid}"),
