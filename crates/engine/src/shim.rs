@@ -80,12 +80,13 @@ pub fn spawn(s: &ShimSpawn<'_>) -> Result<Spawned> {
         (s.tty, "--tty"),
         (s.stdin, "--stdin"),
         (s.stdin_once, "--stdin-once"),
-        (true, "--start"),
     ] {
         if on {
             args.push(flag.into());
         }
     }
+    // the shim starts the process itself, before its report
+    args.push("--start".into());
     if s.hold_output > 0 {
         args.extend(["--hold-output".into(), s.hold_output.to_string()]);
     }

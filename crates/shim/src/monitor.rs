@@ -124,7 +124,6 @@ fn sock_path(a: &ShimArgs) -> PathBuf {
     a.state_dir.join("shim.sock")
 }
 
-/// The long-lived shim; returns its exit status.
 /// Has the epoll wake us for process `i`'s output.
 fn watch_output(ep: &Epoll, i: usize, streams: &Streams) -> Result<(), Error> {
     for (f, kind) in [(&streams.out, K_OUT), (&streams.err, K_ERR)] {
@@ -136,6 +135,7 @@ fn watch_output(ep: &Epoll, i: usize, streams: &Streams) -> Result<(), Error> {
     Ok(())
 }
 
+/// The long-lived shim; returns its exit status.
 pub(crate) fn run(args: ShimArgs) -> i32 {
     // The daemon reads one line from our stdout; everything else goes to shim.log.
     let Ok(report) = std::io::stdout().as_fd().try_clone_to_owned() else {
@@ -169,8 +169,7 @@ pub(crate) fn run(args: ShimArgs) -> i32 {
     let rt = Runtime::new(&args.runtime_root);
     // With --start the process runs before the report; a start that fails is a failed
     // start-up like any other (the container, made already, is deleted).
-    let started = setup(args, diag);
-    let mut shim = match started {
+    let mut shim = match setup(args, diag) {
         Ok(s) => s,
         Err(failed) => {
             let (e, created, args, mut diag) = *failed;
@@ -495,10 +494,10 @@ impl Shim {
     }
 
     fn next_timeout(&self) -> EpollTimeout {
-        let mut next: Option<Instant> = match (self.close_deadline, self.hold) {
-            (Some(c), Some((_, h))) => Some(c.min(h)),
-            (c, h) => c.or(h.map(|(_, until)| until)),
-        };
+        let mut next: Option<Instant> = [self.close_deadline, self.hold.map(|(_, until)| until)]
+            .into_iter()
+            .flatten()
+            .min();
         for p in &self.procs {
             if let (false, Some(t)) = (p.done, p.exited_at) {
                 let d = t + DRAIN;
@@ -602,9 +601,8 @@ impl Shim {
         }
     }
 
-    /// Output of process `i` on `stream` (0 stdout, 1 stderr) is readable.
-    /// Reads what process `i` wrote on `stream` (once), logs it and sends it to its clients.
-    /// False when there was nothing to read (none yet, or the end).
+    /// Reads what process `i` wrote on `stream` (0 stdout, 1 stderr), once; logs it and sends
+    /// it to its clients. False when there was nothing to read (none yet, or the end).
     fn read_output(&mut self, i: usize, stream: usize, buf: &mut [u8]) -> bool {
         let Some(p) = self.procs.get_mut(i) else {
             return false;
