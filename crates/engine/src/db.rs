@@ -344,14 +344,37 @@ impl Db {
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {
+        self.remove_if(id, false).map(|_| ())
+    }
+
+    /// The container's row and the rows that hang off it, in one transaction (one commit, not
+    /// four, on the exit path of `run --rm`). With `only_ended`, only a row that still records
+    /// a run (running, paused or restarting) goes: the first report of that run's end removes
+    /// it, a second one finds nothing. True if the row went.
+    pub fn remove_if(&self, id: &str, only_ended: bool) -> Result<bool> {
         let conn = self.lock();
-        conn.exec_c("DELETE FROM execs WHERE container = ?1", [id])
-            .map_err(Error::db("remove execs"))?;
-        crate::restart::forget(&conn, id)?;
-        crate::health::forget(&conn, id)?;
-        conn.exec_c("DELETE FROM containers WHERE id = ?1", [id])
+        let tx = conn
+            .unchecked_transaction()
             .map_err(Error::db("remove container"))?;
-        Ok(())
+        let n = if only_ended {
+            tx.exec_c(
+                "DELETE FROM containers WHERE id = ?1 \
+                 AND status IN ('running', 'paused', 'restarting')",
+                [id],
+            )
+        } else {
+            tx.exec_c("DELETE FROM containers WHERE id = ?1", [id])
+        }
+        .map_err(Error::db("remove container"))?;
+        if only_ended && n == 0 {
+            return Ok(false);
+        }
+        tx.exec_c("DELETE FROM execs WHERE container = ?1", [id])
+            .map_err(Error::db("remove execs"))?;
+        crate::restart::forget(&tx, id)?;
+        crate::health::forget(&tx, id)?;
+        tx.commit().map_err(Error::db("remove container"))?;
+        Ok(n > 0)
     }
 
     pub fn insert_exec(&self, e: &ExecRecord) -> Result<()> {

@@ -698,15 +698,36 @@ impl Engine {
         } else {
             info.finished_at.clone()
         };
+        let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
+        // The shim deletes the runtime's state once it has answered us; if it died, we do.
+        let shim_alive = || shim_pid > 0 && berth_sys::pidfd_open(shim_pid).is_ok();
+        let body = body_of(&r);
+        if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
+            // `--rm` (which no restart policy comes with): the end of the run is the removal,
+            // the record's one transaction records both (none if this run's end was reported
+            // already), and the waiting client is answered before the clean-up.
+            if !self.db.remove_if(id, true)? {
+                return Ok(());
+            }
+            if info.oom_killed {
+                self.emit(&r, "oom", &[]);
+            }
+            self.emit_die(&r, info.exit_code, &finished);
+            self.volumes_unmounted(id);
+            let ending = shim_alive();
+            if !ending {
+                let _ = self.runtime.delete(id, true);
+            }
+            self.removed(&r, ending.then_some(shim_pid));
+            return Ok(());
+        }
         if !self
             .db
             .set_exited(id, info.exit_code, &finished, info.oom_killed, "")?
         {
             return Ok(());
         }
-        let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
-        // The shim deletes the runtime's state once it has answered us; if it died, we do.
-        let shim_alive = shim_pid > 0 && berth_sys::pidfd_open(shim_pid).is_ok();
+        let shim_alive = shim_alive();
         if shim_alive {
             // the next start waits for it: it removes the runtime state and socket as it goes
             crate::restart::hold_shim(id, shim_pid);
@@ -724,25 +745,23 @@ impl Engine {
         if info.oom_killed {
             self.emit(&r, "oom", &[]);
         }
+        self.emit_die(&r, info.exit_code, &finished);
+        self.volumes_unmounted(id);
+        Ok(())
+    }
+
+    fn emit_die(&self, r: &Record, exit_code: i64, finished: &str) {
         self.emit(
-            &r,
+            r,
             "die",
             &[
-                ("exitCode", info.exit_code.to_string()),
+                ("exitCode", exit_code.to_string()),
                 (
                     "execDuration",
-                    crate::events::exec_duration(&r.started_at, &finished),
+                    crate::events::exec_duration(&r.started_at, finished),
                 ),
             ],
         );
-        self.volumes_unmounted(id);
-        let body = body_of(&r);
-        if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
-            if let Some(now) = self.db.get(id)? {
-                self.remove_locked(&now, false, shim_alive.then_some(shim_pid))?;
-            }
-        }
-        Ok(())
     }
 
     /// Blocks until the shim reports the exit (or is gone), up to `timeout`. True if exited.
@@ -873,12 +892,10 @@ impl Engine {
         let Some(r) = self.db.get(&r.id)? else {
             return Ok(());
         };
-        self.remove_locked(&r, force, None)
+        self.remove_locked(&r, force)
     }
 
-    /// `ending_shim`: the pid of the shim of a run that just ended, still alive and about to
-    /// delete the runtime's state itself (AutoRemove right after the exit).
-    fn remove_locked(&self, r: &Record, force: bool, ending_shim: Option<i32>) -> Result<()> {
+    fn remove_locked(&self, r: &Record, force: bool) -> Result<()> {
         if r.status == "restarting" && !force {
             return Err(Error::Conflict(format!(
                 "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
@@ -909,8 +926,24 @@ impl Engine {
                 return Ok(());
             }
         }
-        self.db.set_status(&r.id, "removing")?;
+        // The record goes first, in one transaction: from then on the ID and the name are
+        // free and a `wait --condition removed` (how `run --rm` ends) is answered. What the
+        // container leaves on disk and in the kernel is cleared after; a crash in between is
+        // swept up at the next start (`sweep_removed`).
+        self.db.remove(&r.id)?;
+        self.removed(r, None);
+        Ok(())
+    }
+
+    /// Everything a container whose record is gone leaves behind: its shim's hold, the
+    /// runtime's state, its root file system's mount and snapshot, its network, its
+    /// directories (to the trash) and its volumes' use. Never fails: what cannot be cleared
+    /// is logged, and [`Engine::sweep_removed`] tries again at the next start.
+    /// `ending_shim`: the pid of the shim of a run that just ended, still alive and about to
+    /// delete the runtime's state itself (AutoRemove right after the exit).
+    fn removed(&self, r: &Record, ending_shim: Option<i32>) {
         drop(crate::restart::take_shim(&r.id));
+        self.emit(r, "destroy", &[]);
         match ending_shim {
             // the ID is retired with this removal, so the delete may come a little later
             Some(pid) => self.runtime_delete_after(&r.id, pid),
@@ -933,17 +966,62 @@ impl Engine {
         if let Err(e) = self.trash.remove_dir(&self.state_dir(&r.id)) {
             tracing::warn!(container = %r.id, error = %e, "remove the shim's state directory");
         }
+        // the container's directory goes last: while it is there, `sweep_removed` finds
+        // whatever the steps before left
         let dir = self.container_dir(&r.id);
-        self.trash
-            .remove_dir(&dir)
-            .map_err(Error::io("remove", &dir))?;
+        if let Err(e) = self.trash.remove_dir(&dir) {
+            tracing::warn!(container = %r.id, error = %e, "remove the container's directory");
+        }
         self.release_mounts(r);
-        self.db.remove(&r.id)?;
         self.locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&r.id);
-        self.emit(r, "destroy", &[]);
+    }
+
+    /// At start: the containers whose record is gone but whose directory is still there (the
+    /// daemon ended during their clean-up) are cleared as [`Engine::removed`] would have.
+    pub fn sweep_removed(&self) -> Result<()> {
+        let cdir = self.cfg.data_root.join("containers");
+        let Ok(rd) = std::fs::read_dir(&cdir) else {
+            return Ok(());
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let is_id = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_id || self.db.get(&name)?.is_some() {
+                continue;
+            }
+            tracing::info!(container = %name, "clearing what a removed container left behind");
+            let r = Record {
+                id: name.clone(),
+                name: String::new(),
+                created: String::new(),
+                image: String::new(),
+                image_id: String::new(),
+                body: "{}".into(),
+                status: "removing".into(),
+                pid: 0,
+                exit_code: 0,
+                started_at: String::new(),
+                finished_at: String::new(),
+                restart_count: 0,
+                oom_killed: false,
+                error: String::new(),
+            };
+            // no event: the destroy was announced before the daemon ended
+            let _ = self.runtime.delete(&r.id, true);
+            self.unmount_rootfs(&r.id);
+            self.net_remove(&r.id, true);
+            if let Ok(dir) = self.images.release_container_snapshot(&r.id) {
+                let _ = self.trash.remove_dir(&dir);
+            }
+            let _ = self.trash.remove_dir(&self.state_dir(&r.id));
+            self.release_mounts(&r);
+            if let Err(e) = self.trash.remove_dir(&self.container_dir(&r.id)) {
+                tracing::warn!(container = %r.id, error = %e, "remove the container's directory");
+            }
+        }
         Ok(())
     }
 
@@ -1294,6 +1372,9 @@ impl Engine {
     /// returned (the daemon watches them again); the others are recorded as exited, with the
     /// exit code their shim left behind.
     pub fn reconcile(&self) -> Result<Vec<String>> {
+        if let Err(e) = self.sweep_removed() {
+            tracing::warn!(error = %e, "clear what removed containers left behind");
+        }
         let mut live = Vec::new();
         for r in self.db.list()? {
             match r.status.as_str() {
