@@ -76,6 +76,8 @@ async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Resp
     let name = q.get("name").cloned();
     let e = st.engine.clone();
     let (id, warnings) = blocking(move || Ok(e.create(name.as_deref(), cfg)?)).await?;
+    let (e, id2) = (st.engine.clone(), id.clone());
+    drop(tokio::task::spawn_blocking(move || e.prepare_start(&id2)));
     Ok((
         StatusCode::CREATED,
         Json(json!({"Id": id, "Warnings": warnings})),

@@ -251,6 +251,14 @@ pub trait CgroupManager {
     fn path(&self) -> &str;
 }
 
+/// Fills this process's cache of the cgroup mounts (see [`mountinfo::read`]), so that a
+/// process forked from it finds them without reading /proc/self/mountinfo (whose size grows
+/// with every container's mounts). Best effort: a failure is met again, and reported, by the
+/// first real use.
+pub fn warm_up() {
+    let _ = mountinfo::read();
+}
+
 /// Tell which hierarchy the host has (/sys/fs/cgroup is cgroup2 → V2). Anything else,
 /// including a host where /sys/fs/cgroup cannot be examined, is V1: `create` then fails with
 /// an error that names the missing hierarchy.

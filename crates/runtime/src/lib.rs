@@ -64,6 +64,13 @@ impl Runtime {
     }
 }
 
+/// Reads once what every `create` in this process and in the processes it forks would read
+/// again (the cgroup mounts, from /proc/self/mountinfo): for the shims' zygote, whose forks
+/// inherit it.
+pub fn warm_up() {
+    berth_cgroups::warm_up();
+}
+
 /// CVE-2019-5736: before the runtime creates or joins a container, make sure no process of
 /// a container can overwrite the host's binary through /proc/<pid>/exe. Nothing to do when the
 /// binary sits on a read-only mount (or we already re-executed). Otherwise re-execute through

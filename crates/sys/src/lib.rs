@@ -194,6 +194,26 @@ pub fn reset_signal_state() -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Sets SIGCHLD's disposition, flags cleared: ignored (the kernel reaps the children as
+/// they exit, so none waits as a zombie for a parent that does not wait) or the default.
+pub fn set_sigchld_ignored(ignored: bool) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let h = if ignored {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::SigDfl
+    };
+    // SAFETY: SIG_IGN and SIG_DFL run no code of ours, in no thread.
+    unsafe {
+        sigaction(
+            Signal::SIGCHLD,
+            &SigAction::new(h, SaFlags::empty(), SigSet::empty()),
+        )
+    }
+    .map(|_| ())
+    .map_err(io::Error::from)
+}
+
 /// Run `f` with SIGPIPE ignored, then put back the disposition there was. For a write into a
 /// pipe whose reader may be gone (a hook that does not read its input) from a process whose
 /// SIGPIPE is at its default, such as a container's init, which must not die of it. In a Rust
