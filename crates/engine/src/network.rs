@@ -291,18 +291,19 @@ pub(crate) fn spec_body(body: &ContainerCreateBody) -> ContainerCreateBody {
 
 /// Points the spec's network namespace at the bound namespace file.
 pub(crate) fn set_netns(spec: &mut oci_spec::runtime::Spec, path: &Path) -> Result<()> {
-    let mut v = serde_json::to_value(&*spec).map_err(|e| bad(e.to_string()))?;
-    if let Some(list) = v
-        .pointer_mut("/linux/namespaces")
-        .and_then(|n| n.as_array_mut())
+    // on the typed spec: a round trip through a JSON value cost two conversions of the whole
+    // document (the seccomp rules above all) on every start
+    if let Some(list) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
     {
         for ns in list.iter_mut() {
-            if ns.get("type").and_then(|t| t.as_str()) == Some("network") {
-                ns["path"] = json!(path);
+            if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                ns.set_path(Some(path.to_path_buf()));
             }
         }
     }
-    *spec = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
     Ok(())
 }
 

@@ -244,17 +244,22 @@ impl Engine {
 
     /// A user's `start`: the policy applies again, from a count of zero (as Docker's
     /// ResetRestartManager).
+    /// One transaction that, for a container started for the first time, changes nothing and
+    /// so writes nothing (no row is the default state; the count is 0): it was two commits,
+    /// with a row written, on every start.
     pub(crate) fn manual_start(&self, id: &str) -> Result<()> {
-        self.put_restart_row(id, Row::default())?;
-        self.db
-            .lock()
-            .exec_c(
-                "UPDATE containers SET restart_count = 0 \
-                 WHERE id = ?1 AND status NOT IN ('running', 'paused')",
-                [id],
-            )
-            .map_err(Error::db("reset restart count"))?;
-        Ok(())
+        let conn = self.db.lock();
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(Error::db("reset restart state"))?;
+        forget(&tx, id)?;
+        tx.exec_c(
+            "UPDATE containers SET restart_count = 0 \
+             WHERE id = ?1 AND restart_count != 0 AND status NOT IN ('running', 'paused')",
+            [id],
+        )
+        .map_err(Error::db("reset restart count"))?;
+        tx.commit().map_err(Error::db("reset restart state"))
     }
 
     /// A user's `stop` or `kill`: the policy is suspended until the next start. A container

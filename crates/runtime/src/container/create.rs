@@ -112,8 +112,10 @@ pub(crate) type TimeOffsets = Vec<(String, i64, u32)>;
 
 /// Parse config.json. The spec's `linux.timeOffsets` is an object per clock
 /// (`{"secs": .., "nanosecs": ..}`), which oci-spec 0.7 models as a string: when the file has
-/// one, it is taken out of the document before oci-spec sees it.
-pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
+/// one, it is taken out of the document before oci-spec sees it. The file's bytes come back
+/// too when they are what oci-spec reads as is (no timeOffsets): the state's copy of the
+/// spec is then written from them, not encoded again.
+pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets, Option<Vec<u8>>)> {
     let bad = |reason: String| Error::LoadSpec {
         path: cfg.to_path_buf(),
         reason,
@@ -128,7 +130,7 @@ pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
     }
     if !data.windows(11).any(|w| w == b"timeOffsets") {
         let spec = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
-        return Ok((spec, Vec::new()));
+        return Ok((spec, Vec::new(), Some(data)));
     }
     let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
     let mut offsets = Vec::new();
@@ -155,7 +157,7 @@ pub(crate) fn parse_config(cfg: &Path) -> Result<(Spec, TimeOffsets)> {
         }
     }
     let spec = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
-    Ok((spec, offsets))
+    Ok((spec, offsets, None))
 }
 
 /// The spec's ociVersion must be a version of the 1.x runtime spec (semver, as the spec says).
@@ -179,10 +181,14 @@ fn validate_oci_version(v: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf, TimeOffsets)> {
+/// The bundle's directory, spec, root file system and time offsets, and the config's bytes
+/// when they can be kept as they are (see [`parse_config`]).
+pub(crate) type Bundle = (PathBuf, Spec, PathBuf, TimeOffsets, Option<Vec<u8>>);
+
+pub(crate) fn load_bundle(bundle: &Path) -> Result<Bundle> {
     let bundle = fs::canonicalize(bundle).map_err(|e| Error::io("open bundle", bundle, e))?;
     let cfg = bundle.join("config.json");
-    let (spec, offsets) = parse_config(&cfg)?;
+    let (spec, offsets, raw) = parse_config(&cfg)?;
     validate_oci_version(spec.version())?;
     let root = spec
         .root()
@@ -203,7 +209,7 @@ pub(crate) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf, Time
     if spec.process().is_none() {
         return Err(Error::InvalidSpec("process is missing".into()));
     }
-    Ok((bundle, spec, rootfs, offsets))
+    Ok((bundle, spec, rootfs, offsets, raw))
 }
 
 fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
@@ -275,7 +281,7 @@ impl Runtime {
         berth_sys::require_single_thread().map_err(|e| Error::sys("create", e))?;
         crate::container::validate_id(&o.id)?;
         let keep_fds = crate::process::inherited_fds(o.preserve_fds);
-        let (bundle, spec, rootfs, time_offsets) = load_bundle(&o.bundle)?;
+        let (bundle, spec, rootfs, time_offsets, raw) = load_bundle(&o.bundle)?;
         let plan = namespaces::plan(&spec)?;
         crate::sysctl::validate(&spec, &plan)?;
         if let Some(h) = spec.hooks() {
@@ -302,8 +308,11 @@ impl Runtime {
             pid: None,
             armed: true,
         };
-        let spec_json = serde_json::to_vec(&spec)
-            .map_err(|e| Error::sys("encode spec", std::io::Error::other(e)))?;
+        let spec_json = match raw {
+            Some(bytes) => bytes,
+            None => serde_json::to_vec(&spec)
+                .map_err(|e| Error::sys("encode spec", std::io::Error::other(e)))?,
+        };
         fs::write(dir.join("config.json"), spec_json)
             .map_err(|e| Error::io("write", dir.join("config.json"), e))?;
 
