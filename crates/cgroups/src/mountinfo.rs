@@ -66,18 +66,29 @@ const NON_CONTROLLER_OPTIONS: &[&str] = &[
 /// Cached for the process: the kernel formats the whole mount table for every read (with
 /// a few hundred containers' overlay mounts, their long option strings dominate a daemon's
 /// `rm`), while cgroup hierarchies are mounted once at boot. The cache is checked before use
-/// (every mount point must still be a cgroup file system of its version, a few statfs
-/// calls) and read again when it is not.
+/// (every mount point must still be a cgroup file system of its version, a statfs per
+/// hierarchy, a dozen on a hybrid host) and read again when it is not; a check less than a
+/// second old stands (a shim uses the cgroup mounts three times within milliseconds).
 pub fn read() -> Result<CgroupMounts> {
-    static CACHE: std::sync::Mutex<Option<CgroupMounts>> = std::sync::Mutex::new(None);
-    if let Some(m) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        if still_mounted(m) {
-            return Ok(m.clone());
+    use std::time::{Duration, Instant};
+    type Cached = Option<(CgroupMounts, Instant)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
+    const CHECKED_FOR: Duration = Duration::from_secs(1);
+    {
+        let mut c = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, checked)) = c.as_mut() {
+            if checked.elapsed() < CHECKED_FOR {
+                return Ok(m.clone());
+            }
+            if still_mounted(m) {
+                *checked = Instant::now();
+                return Ok(m.clone());
+            }
         }
     }
     let path = Path::new("/proc/self/mountinfo");
     let m = parse(&read_string(path)?);
-    *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+    *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Some((m.clone(), Instant::now()));
     Ok(m)
 }
 
