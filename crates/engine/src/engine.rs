@@ -159,6 +159,31 @@ fn body_of(r: &Record) -> ContainerCreateBody {
     serde_json::from_str(&r.body).unwrap_or_default()
 }
 
+/// What every event and a container's exit read of its create request, without building
+/// the whole request (with its host config) each time: five events and the exit of every
+/// `run --rm` read it.
+#[derive(serde::Deserialize, Default)]
+struct Glance {
+    #[serde(rename = "Labels", default)]
+    labels: Option<HashMap<String, String>>,
+    #[serde(rename = "HostConfig", default)]
+    host_config: Option<HostGlance>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct HostGlance {
+    #[serde(rename = "AutoRemove", default)]
+    auto_remove: Option<bool>,
+}
+
+fn glance(r: &Record) -> Glance {
+    serde_json::from_str(&r.body).unwrap_or_default()
+}
+
+fn auto_remove(r: &Record) -> bool {
+    glance(r).host_config.and_then(|h| h.auto_remove) == Some(true)
+}
+
 /// Docker's signal names (`SIGTERM`, `TERM`, `15`).
 pub fn parse_signal(s: &str) -> Result<i32> {
     berth_runtime::container::ops::parse_signal(s)
@@ -244,7 +269,7 @@ impl Engine {
     /// Sends a container event; its attributes are the container's labels, its name and
     /// image, and `extra` (as dockerd's).
     pub fn emit(&self, r: &Record, action: &str, extra: &[(&str, String)]) {
-        let mut attrs: HashMap<String, String> = body_of(r).labels.unwrap_or_default();
+        let mut attrs: HashMap<String, String> = glance(r).labels.unwrap_or_default();
         attrs.insert("name".to_string(), r.name.clone());
         attrs.insert("image".to_string(), r.image.clone());
         for (k, v) in extra {
@@ -407,8 +432,7 @@ impl Engine {
         if r.status != "created" {
             return;
         }
-        let auto_remove = body_of(&r).host_config.and_then(|h| h.auto_remove) == Some(true);
-        if let Err(e) = self.mount_rootfs(id, auto_remove) {
+        if let Err(e) = self.mount_rootfs(id, auto_remove(&r)) {
             tracing::debug!(container = id, error = %e, "mount ahead of start");
         }
     }
@@ -494,7 +518,7 @@ impl Engine {
         // A --rm container that could not start is removed, as docker does; one that is
         // running (a second start: 304) or paused is not a failed start.
         if res.is_err()
-            && body_of(&r).host_config.as_ref().and_then(|h| h.auto_remove) == Some(true)
+            && auto_remove(&r)
             && self.db.get(&r.id).ok().flatten().is_some_and(|now| {
                 !matches!(now.status.as_str(), "running" | "paused" | "removing")
             })
@@ -722,8 +746,7 @@ impl Engine {
         let shim_pid = crate::restart::shim_pid(&self.state_dir(id));
         // The shim deletes the runtime's state once it has answered us; if it died, we do.
         let shim_alive = || shim_pid > 0 && berth_sys::pidfd_open(shim_pid).is_ok();
-        let body = body_of(&r);
-        if body.host_config.as_ref().and_then(|h| h.auto_remove) == Some(true) {
+        if auto_remove(&r) {
             // `--rm` (which no restart policy comes with): the end of the run is the removal,
             // the record's one transaction records both (none if this run's end was reported
             // already), and the waiting client is answered before the clean-up.
