@@ -227,3 +227,39 @@ fn the_api_runs_a_container_and_speaks_dockers_errors() {
         "a container mount was left behind"
     );
 }
+
+/// A container whose record is gone but whose directory is still there (a daemon that ended
+/// in the middle of a removal's clean-up, which follows the record's deletion) is cleared
+/// when the next daemon starts.
+#[test]
+fn a_removal_cut_short_is_finished_at_the_next_start() {
+    use std::time::{Duration, Instant};
+    let Some(berth) = common::net::berth_or_skip() else {
+        return;
+    };
+    let id = "5a".repeat(32);
+    let mut left = std::path::PathBuf::new();
+    let d = common::start_daemon_with(&berth, "berth-sweep-test", false, |cfg| {
+        let dir = cfg.data_root.join("containers").join(&id);
+        std::fs::create_dir_all(dir.join("rootfs")).expect("the leftover directory");
+        std::fs::write(dir.join("hostname"), "5a5a5a5a5a5a\n").expect("a leftover file");
+        left = dir;
+    });
+    let containers = d.dir.path().join("data/containers");
+    let t0 = Instant::now();
+    // renamed into the trash at start, then deleted by its worker
+    let gone = || {
+        std::fs::read_dir(&containers)
+            .expect("list the containers' directory")
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains(&id))
+    };
+    while !gone() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!left.exists(), "{} is still there", left.display());
+    assert!(gone(), "the leftover is still in the trash");
+    // and the daemon serves, with no container listed
+    let (code, body) = http(&d.sock, "GET", "/containers/json?all=1", None).unwrap();
+    assert_eq!((code, json(&body)), (200, serde_json::json!([])));
+}
