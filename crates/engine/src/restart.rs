@@ -244,6 +244,7 @@ impl Engine {
 
     /// A user's `start`: the policy applies again, from a count of zero (as Docker's
     /// ResetRestartManager).
+    ///
     /// One transaction that, for a container started for the first time, changes nothing and
     /// so writes nothing (no row is the default state; the count is 0): it was two commits,
     /// with a row written, on every start.
