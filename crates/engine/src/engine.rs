@@ -1039,19 +1039,9 @@ impl Engine {
             tracing::info!(container = %name, "clearing what a removed container left behind");
             let r = Record {
                 id: name.clone(),
-                name: String::new(),
-                created: String::new(),
-                image: String::new(),
-                image_id: String::new(),
                 body: "{}".into(),
                 status: "removing".into(),
-                pid: 0,
-                exit_code: 0,
-                started_at: String::new(),
-                finished_at: String::new(),
-                restart_count: 0,
-                oom_killed: false,
-                error: String::new(),
+                ..Default::default()
             };
             // no event: the destroy was announced before the daemon ended
             let _ = self.runtime.delete(&r.id, true);
