@@ -987,6 +987,10 @@ impl Engine {
     /// delete the runtime's state itself (AutoRemove right after the exit).
     fn removed(&self, r: &Record, ending_shim: Option<i32>) {
         drop(crate::restart::take_shim(&r.id));
+        // Its root file system's mount goes before the client waiting for `removed` hears of
+        // it (dockerd releases a container's layer before its destroy event too); what
+        // follows is not to be seen through the API.
+        self.unmount_rootfs(&r.id);
         self.emit(r, "destroy", &[]);
         match ending_shim {
             // the ID is retired with this removal, so the delete may come a little later
@@ -995,7 +999,6 @@ impl Engine {
                 let _ = self.runtime.delete(&r.id, true);
             }
         }
-        self.unmount_rootfs(&r.id);
         self.net_remove(&r.id, ending_shim.is_none());
         // The directories go to the trash (renamed now, deleted by its worker): deleting
         // them here would make `rm` and `run --rm` wait for the kernel (see trash.rs).
