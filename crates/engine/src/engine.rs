@@ -987,10 +987,12 @@ impl Engine {
     /// delete the runtime's state itself (AutoRemove right after the exit).
     fn removed(&self, r: &Record, ending_shim: Option<i32>) {
         drop(crate::restart::take_shim(&r.id));
-        // Its root file system's mount goes before the client waiting for `removed` hears of
-        // it (dockerd releases a container's layer before its destroy event too); what
-        // follows is not to be seen through the API.
+        // Its root file system's mount and its volumes (a `--rm` container's anonymous ones
+        // go with it) are released before the client waiting for `removed` hears of it, as
+        // dockerd releases them before its destroy event; what follows is not to be seen
+        // through the API.
         self.unmount_rootfs(&r.id);
+        self.release_mounts(r);
         self.emit(r, "destroy", &[]);
         match ending_shim {
             // the ID is retired with this removal, so the delete may come a little later
@@ -1019,7 +1021,6 @@ impl Engine {
         if let Err(e) = self.trash.remove_dir(&dir) {
             tracing::warn!(container = %r.id, error = %e, "remove the container's directory");
         }
-        self.release_mounts(r);
         self.locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
