@@ -26,20 +26,20 @@ pub fn split_off_command(argv: &[std::ffi::CString]) -> Result<()> {
     let mut old = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))
         .map_err(|e| Error::sys("block signals for the init", e))?;
+    // The container sees PID 1 as what it is, not as the shim it was forked from (whose
+    // command line names host paths): rewritten before the fork, so that the command, which
+    // may read /proc/1/cmdline at once, never sees the shim's. (The child's copy is replaced
+    // by its exec.)
+    let mut words: Vec<&[u8]> = vec![b"berth-init", b"--"];
+    words.extend(argv.iter().map(|a| a.as_bytes()));
+    let _ = berth_sys::set_cmdline(&words);
     match berth_sys::clone_fork(0).map_err(|e| Error::sys("fork the command from the init", e))? {
         berth_sys::Forked::Child => {
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
                 .map_err(|e| Error::sys("restore the signal mask", e))?;
             Ok(())
         }
-        berth_sys::Forked::Parent(pid) => {
-            // The container sees PID 1 as what it is, not as the shim it was forked from
-            // (whose command line names host paths).
-            let mut words: Vec<&[u8]> = vec![b"berth-init", b"--"];
-            words.extend(argv.iter().map(|a| a.as_bytes()));
-            let _ = berth_sys::set_cmdline(&words);
-            berth_sys::exit_child(reap(Pid::from_raw(pid), &all))
-        }
+        berth_sys::Forked::Parent(pid) => berth_sys::exit_child(reap(Pid::from_raw(pid), &all)),
     }
 }
 
