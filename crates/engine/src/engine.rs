@@ -426,8 +426,17 @@ impl Engine {
     pub fn prepare_start(&self, id: &str) {
         let lock = self.lock_of(id);
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(Some(r)) = self.db.get(id) else {
-            return;
+        let r = match self.db.get(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                // removed before we got here: the lock taken for it again goes with it
+                self.locks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id);
+                return;
+            }
+            Err(_) => return,
         };
         if r.status != "created" {
             return;
