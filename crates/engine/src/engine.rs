@@ -995,14 +995,25 @@ impl Engine {
     /// `ending_shim`: the pid of the shim of a run that just ended, still alive and about to
     /// delete the runtime's state itself (AutoRemove right after the exit).
     fn removed(&self, r: &Record, ending_shim: Option<i32>) {
+        self.release_seen(r);
+        self.emit(r, "destroy", &[]);
+        self.clear_unseen(r, ending_shim);
+    }
+
+    /// What a client could still find of a removed container: its root file system's mount
+    /// and its volumes (a `--rm` container's anonymous ones go with it). Released before the
+    /// destroy event, as dockerd releases them, so that whoever waited for `removed` finds
+    /// them gone.
+    fn release_seen(&self, r: &Record) {
         drop(crate::restart::take_shim(&r.id));
-        // Its root file system's mount and its volumes (a `--rm` container's anonymous ones
-        // go with it) are released before the client waiting for `removed` hears of it, as
-        // dockerd releases them before its destroy event; what follows is not to be seen
-        // through the API.
         self.unmount_rootfs(&r.id);
         self.release_mounts(r);
-        self.emit(r, "destroy", &[]);
+    }
+
+    /// The rest, which the API does not show: the runtime's state, the network, the snapshot
+    /// and the directories (to the trash: renamed now, deleted by its worker, so that `rm`
+    /// and `run --rm` do not wait for the kernel, see trash.rs).
+    fn clear_unseen(&self, r: &Record, ending_shim: Option<i32>) {
         match ending_shim {
             // the ID is retired with this removal, so the delete may come a little later
             Some(pid) => self.runtime_delete_after(&r.id, pid),
@@ -1011,8 +1022,6 @@ impl Engine {
             }
         }
         self.net_remove(&r.id, ending_shim.is_none());
-        // The directories go to the trash (renamed now, deleted by its worker): deleting
-        // them here would make `rm` and `run --rm` wait for the kernel (see trash.rs).
         match self.images.release_container_snapshot(&r.id) {
             Ok(dir) => {
                 if let Err(e) = self.trash.remove_dir(&dir) {
@@ -1037,7 +1046,8 @@ impl Engine {
     }
 
     /// At start: the containers whose record is gone but whose directory is still there (the
-    /// daemon ended during their clean-up) are cleared as [`Engine::removed`] would have.
+    /// daemon ended during their clean-up) are cleared as [`Engine::removed`] would have,
+    /// without a second destroy event.
     pub fn sweep_removed(&self) -> Result<()> {
         let cdir = self.cfg.data_root.join("containers");
         let Ok(rd) = std::fs::read_dir(&cdir) else {
@@ -1051,23 +1061,12 @@ impl Engine {
             }
             tracing::info!(container = %name, "clearing what a removed container left behind");
             let r = Record {
-                id: name.clone(),
+                id: name,
                 body: "{}".into(),
-                status: "removing".into(),
                 ..Default::default()
             };
-            // no event: the destroy was announced before the daemon ended
-            let _ = self.runtime.delete(&r.id, true);
-            self.unmount_rootfs(&r.id);
-            self.net_remove(&r.id, true);
-            if let Ok(dir) = self.images.release_container_snapshot(&r.id) {
-                let _ = self.trash.remove_dir(&dir);
-            }
-            let _ = self.trash.remove_dir(&self.state_dir(&r.id));
-            self.release_mounts(&r);
-            if let Err(e) = self.trash.remove_dir(&self.container_dir(&r.id)) {
-                tracing::warn!(container = %r.id, error = %e, "remove the container's directory");
-            }
+            self.release_seen(&r);
+            self.clear_unseen(&r, None);
         }
         Ok(())
     }

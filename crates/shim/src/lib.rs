@@ -161,13 +161,6 @@ pub fn main(args: ShimArgs) -> i32 {
     }
 }
 
-/// The shim in a process the zygote has just forked for it: no second fork (the zygote does
-/// not wait for it, see zygote.rs), and no check of the binary, which the zygote made once
-/// for every shim it forks (a protected binary, or no zygote).
-pub(crate) fn main_forked(args: ShimArgs) -> i32 {
-    monitor::run(args)
-}
-
 /// Write `data` to `path` so that a reader (the daemon, also one restarted after a kill -9)
 /// sees the old file or the whole new one: a temporary name, then a rename. No fsync: these
 /// files live under the exec root, which describes processes that do not outlive the machine

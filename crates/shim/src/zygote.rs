@@ -117,8 +117,10 @@ fn serve(req: &[u8], mut fds: Vec<OwnedFd>, sock: &OwnedFd) -> Result<(), String
             let mut words: Vec<&[u8]> = vec![exe.as_encoded_bytes(), b"shim"];
             words.extend(argv_shown.iter().map(|a| a.as_bytes()));
             let _ = berth_sys::set_cmdline(&words);
+            // The monitor itself: no second fork (this is the fork), and no check of the
+            // binary, which was made once, above, for every shim forked here.
             let code = if ok {
-                crate::main_forked(parsed.args)
+                crate::monitor::run(parsed.args)
             } else {
                 1
             };
