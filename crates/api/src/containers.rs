@@ -75,14 +75,97 @@ async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Resp
     let cfg: ContainerCreateBody = parse_body(&body)?;
     let name = q.get("name").cloned();
     let e = st.engine.clone();
+    // berth's CLI: start at once, for N attaches to come (see daemon::EarlyStart)
+    let early: Option<u32> = q
+        .get("berth-start")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n <= 3);
     let (id, warnings) = blocking(move || Ok(e.create(name.as_deref(), cfg)?)).await?;
-    let (e, id2) = (st.engine.clone(), id.clone());
-    drop(tokio::task::spawn_blocking(move || e.prepare_start(&id2)));
-    Ok((
+    let mut resp = (
         StatusCode::CREATED,
         Json(json!({"Id": id, "Warnings": warnings})),
     )
-        .into_response())
+        .into_response();
+    match early {
+        Some(n) => {
+            start_early(&st, id, n);
+            resp.headers_mut()
+                .insert("berth-started", header::HeaderValue::from_static("1"));
+        }
+        None => {
+            let (e, id2) = (st.engine.clone(), id.clone());
+            drop(tokio::task::spawn_blocking(move || e.prepare_start(&id2)));
+        }
+    }
+    Ok(resp)
+}
+
+/// Begins the start of a container just created, announced by its client (see
+/// [`crate::daemon::EarlyStart`]).
+fn start_early(st: &AppState, id: String, attaches: u32) {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    {
+        let mut early = st.early.lock().unwrap_or_else(|p| p.into_inner());
+        early.retain(|_, e| e.at.elapsed() < crate::daemon::EARLY_TTL);
+        early.insert(
+            id.clone(),
+            crate::daemon::EarlyStart {
+                at: std::time::Instant::now(),
+                done: rx,
+                answered: false,
+                // subscribed before the start: no exit can come before it
+                waiter: Some(st.engine.events.subscribe()),
+            },
+        );
+    }
+    let st = st.clone();
+    tokio::spawn(async move {
+        let r = start_container_announced(&st, id, attaches).await;
+        let _ = tx.send(Some(r.map_err(|e| (e.status, e.message))));
+    });
+}
+
+/// The start begun early for `id` that no start request has answered with yet, if any.
+fn take_early_start(
+    st: &AppState,
+    id: &str,
+) -> Option<tokio::sync::watch::Receiver<crate::daemon::StartOutcome>> {
+    let mut early = st.early.lock().unwrap_or_else(|p| p.into_inner());
+    let e = early.get_mut(id).filter(|e| !e.answered)?;
+    e.answered = true;
+    let done = e.done.clone();
+    if e.waiter.is_none() {
+        early.remove(id);
+    }
+    Some(done)
+}
+
+/// The wait subscribed when the start of `id` was begun early, if no wait has taken it yet.
+fn take_early_waiter(
+    st: &AppState,
+    id: &str,
+) -> Option<tokio::sync::broadcast::Receiver<berth_engine::events::Event>> {
+    let mut early = st.early.lock().unwrap_or_else(|p| p.into_inner());
+    let e = early.get_mut(id)?;
+    let w = e.waiter.take();
+    if e.answered {
+        early.remove(id);
+    }
+    w
+}
+
+/// Waits for an early start's outcome.
+async fn early_outcome(
+    mut done: tokio::sync::watch::Receiver<crate::daemon::StartOutcome>,
+) -> ApiResult<()> {
+    match done.wait_for(|o| o.is_some()).await {
+        Ok(o) => match o.clone() {
+            Some(Ok(())) => Ok(()),
+            Some(Err((status, message))) => Err(ApiError::new(status, message)),
+            None => Err(ApiError::internal("the start was abandoned")),
+        },
+        Err(_) => Err(ApiError::internal("the start was abandoned")),
+    }
 }
 
 async fn list(State(st): State<AppState>, q: Q) -> ApiResult<Json<serde_json::Value>> {
@@ -165,16 +248,23 @@ async fn inspect(
 /// Starts a container. Clients that attached before the start are told the shim's socket
 /// once the container exists; the shim, told how many they are, holds the output for them.
 pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
+    start_container_announced(st, id, 0).await
+}
+
+/// A start for which `announced` attaches are still to come, besides those waiting for it.
+async fn start_container_announced(st: &AppState, id: String, announced: u32) -> ApiResult<()> {
     let e = st.engine.clone();
     let st2 = st.clone();
     let full = blocking(move || {
         let mut full = String::new();
         let attachers = |full_id: &str| {
-            st2.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(full_id)
-                .map_or(0, |w| w.iter().filter(|t| !t.is_closed()).count() as u32)
+            announced
+                + st2
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(full_id)
+                    .map_or(0, |w| w.iter().filter(|t| !t.is_closed()).count() as u32)
         };
         e.start(&id, &attachers, &mut |c| {
             full = c.id.to_string();
@@ -206,7 +296,10 @@ pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
 }
 
 async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    start_container(&st, id).await?;
+    match take_early_start(&st, &id) {
+        Some(done) => early_outcome(done).await?,
+        None => start_container(&st, id).await?,
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -391,18 +484,28 @@ async fn wait(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> ApiRe
             "invalid condition {cond:?}: not-running, next-exit or removed"
         )));
     }
-    // Subscribe before looking, so an exit in between is not missed.
-    let mut rx = st.engine.events.subscribe();
-    let e = st.engine.clone();
-    let r = blocking(move || Ok(e.find(&id)?)).await?;
-    let running = r.status == "running" || r.status == "paused";
+    let early = match cond.as_str() {
+        "next-exit" | "removed" => take_early_waiter(&st, &id),
+        _ => None,
+    };
+    let (mut rx, r_id, mut code, running) = match early {
+        // subscribed before the start: the container may have run, and gone, since
+        Some(rx) => (rx, id, 0, false),
+        None => {
+            // Subscribe before looking, so an exit in between is not missed.
+            let rx = st.engine.events.subscribe();
+            let e = st.engine.clone();
+            let r = blocking(move || Ok(e.find(&id)?)).await?;
+            let running = r.status == "running" || r.status == "paused";
+            (rx, r.id, r.exit_code, running)
+        }
+    };
     let body = async_stream(move |tx| async move {
-        let mut code = r.exit_code;
         let done_now = (cond == "not-running" || cond.is_empty()) && !running;
         if !done_now {
             loop {
                 match rx.recv().await {
-                    Ok(ev) if ev.id == r.id => {
+                    Ok(ev) if ev.id == r_id => {
                         if ev.action == "die" {
                             code = ev
                                 .attributes
@@ -452,8 +555,25 @@ async fn attach(
     });
     let (sock_tx, sock_rx) = oneshot::channel();
     let running = r.status == "running";
+    let early = (!running)
+        .then(|| {
+            st.early
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&r.id)
+                .map(|e| e.done.clone())
+        })
+        .flatten();
     if running {
         let _ = sock_tx.send(st.engine.socket(&r.id));
+    } else if let Some(done) = early {
+        // the start begun at create is under way: the shim holds the output for us
+        let sock = st.engine.socket(&r.id);
+        tokio::spawn(async move {
+            if early_outcome(done).await.is_ok() {
+                let _ = sock_tx.send(sock);
+            }
+        });
     } else {
         st.pending
             .lock()

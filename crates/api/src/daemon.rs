@@ -124,7 +124,36 @@ pub type PendingAttach = oneshot::Sender<PathBuf>;
 pub struct State {
     pub engine: Arc<Engine>,
     pub pending: Mutex<HashMap<String, Vec<PendingAttach>>>,
+    /// Starts begun by the daemon itself right after a create (berth's CLI, see
+    /// [`EarlyStart`]), by container id.
+    pub early: Mutex<HashMap<String, EarlyStart>>,
 }
+
+/// The outcome of a start: the error's status and message, which every request that
+/// awaits it answers with.
+pub type StartOutcome = Option<Result<(), (axum::http::StatusCode, String)>>;
+
+/// `docker run` is four round trips in a row: create, then attach and wait, then start, each
+/// waiting for the last. berth's own CLI announces at create (`?berth-start=N`) that it will
+/// attach N streams, wait and start at once; the daemon then starts the container as soon
+/// as it is created, while those requests are on their way. What makes that safe:
+/// - the shim holds the output for the N announced attaches (as for attaches made before a
+///   start), and an attach that finds the start under way waits for it;
+/// - the wait is subscribed here, before the start, and handed to the client's wait request,
+///   which so sees the exit (and, with `--rm`, the removal) even when both came first;
+/// - the client's start request is answered with this start's outcome.
+///
+/// An entry nobody claims (its client gone) is dropped after [`EARLY_TTL`].
+pub struct EarlyStart {
+    pub at: std::time::Instant,
+    pub done: tokio::sync::watch::Receiver<StartOutcome>,
+    /// Whether a start request has already been answered with this start's outcome: a later
+    /// one is a start of its own.
+    pub answered: bool,
+    pub waiter: Option<tokio::sync::broadcast::Receiver<berth_engine::events::Event>>,
+}
+
+pub const EARLY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub type AppState = Arc<State>;
 
@@ -300,6 +329,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<(), String> {
     let state: AppState = Arc::new(State {
         engine: Arc::new(engine),
         pending: Mutex::new(HashMap::new()),
+        early: Mutex::new(HashMap::new()),
     });
     let e = state.engine.clone();
     let live = tokio::task::spawn_blocking(move || e.reconcile())

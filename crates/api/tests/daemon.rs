@@ -263,3 +263,106 @@ fn a_removal_cut_short_is_finished_at_the_next_start() {
     let (code, body) = http(&d.sock, "GET", "/containers/json?all=1", None).unwrap();
     assert_eq!((code, json(&body)), (200, serde_json::json!([])));
 }
+
+/// berth's CLI asks at create (`?berth-start=1`) for the start to begin at once, and sends
+/// its attach, wait and start after: all three come too late here (the container has run and
+/// exited before any of them), and still the attach gets the whole output, the wait the exit
+/// code of a container already removed (--rm), and the start the start's outcome.
+#[test]
+fn a_start_begun_at_create_keeps_output_and_exit_for_its_client() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let Some(berth) = common::net::berth_or_skip() else {
+        return;
+    };
+    let d = start_daemon(&berth, "berth-early-test", true);
+    let body = serde_json::json!({
+        "Image": "busybox",
+        "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+        "AttachStdout": true,
+        "AttachStderr": true,
+        "HostConfig": {"AutoRemove": true, "NetworkMode": "none"},
+    })
+    .to_string();
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        s,
+        "POST /containers/create?berth-start=1 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send create");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read create's answer");
+    assert!(answer.starts_with("HTTP/1.1 201"), "create: {answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nberth-started: 1\r\n"),
+        "no berth-started header: {answer}"
+    );
+    let v = json(answer.split("\r\n\r\n").nth(1).expect("a body").as_bytes());
+    let id = v["Id"].as_str().expect("Id").to_string();
+    // The process runs now; its output (and so its exit) is held for the announced attach.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut a = UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        a,
+        "POST /containers/{id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: b\r\n\
+         Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("send attach");
+    a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut raw = Vec::new();
+    a.read_to_end(&mut raw).expect("read the attached stream");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the attach's head");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 101"),
+        "attach: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    let (out, err) = demux(&raw[split + 4..]);
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    // --rm: once the output is taken the container ends and is removed...
+    let t0 = Instant::now();
+    loop {
+        let (code, _) = http(&d.sock, "GET", &format!("/containers/{id}/json"), None).unwrap();
+        if code == 404 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "not removed: {code}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...and the wait its client announced still gets the exit code
+    let (code, b) = http(
+        &d.sock,
+        "POST",
+        &format!("/containers/{id}/wait?condition=removed"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (code, json(&b)["StatusCode"].clone()),
+        (200, serde_json::json!(3))
+    );
+    let (code, b) = http(&d.sock, "POST", &format!("/containers/{id}/start"), None).unwrap();
+    assert_eq!(code, 204, "start: {}", String::from_utf8_lossy(&b));
+    // a second wait or start is anyone's: the container is gone
+    let (code, _) = http(&d.sock, "POST", &format!("/containers/{id}/start"), None).unwrap();
+    assert_eq!(code, 404);
+    let (code, _) = http(
+        &d.sock,
+        "POST",
+        &format!("/containers/{id}/wait?condition=removed"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 404);
+}

@@ -15,6 +15,8 @@ use super::{CliError, Client, Result};
 /// A response whose headers have arrived; the body is read on demand.
 pub struct Response {
     pub status: u16,
+    /// The status line and headers, lowercased.
+    head: String,
     what: String,
     chunked: bool,
     stream: Box<dyn AsyncIo>,
@@ -30,6 +32,20 @@ fn io(op: &str) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 
 /// Sends `METHOD /vX.Y{path}` and returns once the status line and headers have arrived.
 pub async fn send(client: &Client, method: &str, path: &str) -> Result<Response> {
+    send_body(client, method, path, None).await
+}
+
+/// [`send`] with a JSON body.
+pub async fn send_json(client: &Client, method: &str, path: &str, body: &[u8]) -> Result<Response> {
+    send_body(client, method, path, Some(body)).await
+}
+
+async fn send_body(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<Response> {
     let what = format!("{method} {path}");
     let mut stream = client
         .endpoint
@@ -38,11 +54,19 @@ pub async fn send(client: &Client, method: &str, path: &str) -> Result<Response>
         .map_err(|_| CliError::Connect {
             host: client.host.clone(),
         })?;
-    let req = format!(
-        "{method} /v{}{path} HTTP/1.1\r\nHost: berth\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        client.api_version
-    );
-    stream.write_all(req.as_bytes()).await.map_err(io(&what))?;
+    let kind = if body.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    let mut req = format!(
+        "{method} /v{}{path} HTTP/1.1\r\nHost: berth\r\n{kind}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        client.api_version,
+        body.map_or(0, |b| b.len())
+    )
+    .into_bytes();
+    req.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&req).await.map_err(io(&what))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -69,11 +93,26 @@ pub async fn send(client: &Client, method: &str, path: &str) -> Result<Response>
         .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
     Ok(Response {
         status,
+        head,
         what,
         chunked,
         stream,
         buf: buf[head_end..].to_vec(),
     })
+}
+
+/// A query value percent-encoded (RFC 3986: all but the unreserved characters); written
+/// here because one query value is all this module sends that needs it.
+pub fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// HTTP/1.1 chunked transfer coding, undone.
@@ -94,6 +133,14 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Response {
+    /// A header's value (its name in lowercase), if the response has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    }
+
     /// The whole body (the daemon closes the connection after it).
     pub async fn body(mut self) -> Result<Vec<u8>> {
         self.stream
@@ -199,6 +246,12 @@ pub fn indent_json(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(super::query_escape("web-1_a.b~"), "web-1_a.b~");
+        assert_eq!(super::query_escape("a b&c=/é"), "a%20b%26c%3D%2F%C3%A9");
+    }
+
     use super::*;
 
     #[test]

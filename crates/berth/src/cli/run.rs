@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::each::each;
 use super::opts::RunOpts;
 use super::tty::{self, RawMode};
-use super::{wait, CliError, Client, Result};
+use super::{raw, wait, CliError, Client, Result};
 
 pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
 
@@ -84,6 +84,69 @@ async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `create` for `run`, asking berth's daemon to start the container as soon as it is
+/// created, for `attaches` attach requests to come (the daemon's `EarlyStart` says why
+/// that is safe). Returns the id and whether the daemon did begin the start: another
+/// daemon (dockerd) ignores the request, and `run` then goes one step at a time.
+async fn create_started(
+    client: &Client,
+    opts: &RunOpts,
+    tty_size: Option<(u16, u16)>,
+    attaches: u32,
+) -> Result<(String, bool)> {
+    let body = serde_json::to_vec(&opts.to_body(tty_size)?).map_err(|e| CliError::Io {
+        op: "encode the create request".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let mut path = format!("/containers/create?berth-start={attaches}");
+    if let Some(n) = &opts.name {
+        path.push_str("&name=");
+        path.push_str(&raw::query_escape(n));
+    }
+    if opts.pull == "always" {
+        pull(client, opts.image(), opts.quiet).await?;
+    }
+    let mut pulled = false;
+    loop {
+        let r = raw::send_json(client, "POST", &path, &body).await?;
+        let started = r.header("berth-started") == Some("1");
+        match r.json().await {
+            Ok(v) => {
+                for w in v
+                    .get("Warnings")
+                    .and_then(|w| w.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|w| w.as_str())
+                    .filter(|w| !w.is_empty())
+                {
+                    eprintln!("WARNING: {w}");
+                }
+                let id = v.get("Id").and_then(|i| i.as_str()).unwrap_or_default();
+                if id.is_empty() {
+                    return Err(CliError::Daemon {
+                        status: 500,
+                        message: "the daemon's answer to create has no Id".into(),
+                    });
+                }
+                return Ok((id.to_string(), started));
+            }
+            Err(CliError::Daemon {
+                status: 404,
+                message,
+            }) if message.contains("No such image") && opts.pull != "never" && !pulled => {
+                eprintln!(
+                    "Unable to find image '{}' locally",
+                    with_default_tag(opts.image())
+                );
+                pull(client, opts.image(), opts.quiet).await?;
+                pulled = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Creates the container, pulling its image first when the daemon does not have it.
@@ -339,6 +402,8 @@ fn forward_signals(docker: &bollard::Docker, id: &str) -> Vec<tokio::task::JoinH
 }
 
 /// Attaches (when asked), starts, and waits: the common tail of `run` and `start -a`.
+/// `started`: the daemon began the start at create (`create_started`); the start request
+/// then only fetches its outcome, and goes with the attach and the wait at once.
 #[allow(clippy::too_many_arguments)]
 async fn attach_start_wait(
     client: &Client,
@@ -350,6 +415,7 @@ async fn attach_start_wait(
     detach_keys: Option<&str>,
     condition: &str,
     sig_proxy: bool,
+    started: bool,
 ) -> Result<i32> {
     // the attach and the wait are independent round trips: both in flight at once
     let attach = async {
@@ -361,13 +427,32 @@ async fn attach_start_wait(
             Ok(None)
         }
     };
-    let (streams, waiter) = tokio::join!(attach, wait::register(client, id, condition));
-    let (streams, waiter) = (streams?, waiter?);
-    let raw = if tty && stdin { RawMode::enter() } else { None };
-    if let Err(e) = start_one(client, id).await {
-        drop(raw);
-        return Err(CliError::Start(Box::new(e)));
-    }
+    let raw = if started && tty && stdin {
+        RawMode::enter()
+    } else {
+        None
+    };
+    let (streams, waiter, raw) = if started {
+        let (streams, waiter, start) = tokio::join!(
+            attach,
+            wait::register(client, id, condition),
+            start_one(client, id)
+        );
+        if let Err(e) = start {
+            drop(raw);
+            return Err(CliError::Start(Box::new(e)));
+        }
+        (streams?, waiter?, raw)
+    } else {
+        let (streams, waiter) = tokio::join!(attach, wait::register(client, id, condition));
+        let (streams, waiter) = (streams?, waiter?);
+        let raw = if tty && stdin { RawMode::enter() } else { None };
+        if let Err(e) = start_one(client, id).await {
+            drop(raw);
+            return Err(CliError::Start(Box::new(e)));
+        }
+        (streams, waiter, raw)
+    };
     let resizer = tty.then(|| {
         tty::follow_window(
             client.docker.clone(),
@@ -412,7 +497,8 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
         check_tty(opts.tty, streams.stdin)?;
     }
     let size = if opts.tty { tty::size() } else { None };
-    let id = create(client, &opts, size).await?;
+    let attaches = u32::from(!opts.detach && (streams.stdin || streams.stdout || streams.stderr));
+    let (id, started) = create_started(client, &opts, size, attaches).await?;
     if opts.detach {
         // a process that cannot be started is 126/127 with -d too, as docker's run says
         start_one(client, &id)
@@ -432,6 +518,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
         opts.detach_keys.as_deref(),
         condition,
         opts.sig_proxy,
+        started,
     )
     .await
 }
@@ -485,6 +572,7 @@ pub async fn start(client: &Client, args: StartArgs) -> Result<i32> {
             args.detach_keys.as_deref(),
             "next-exit",
             true,
+            false,
         )
         .await;
     }
