@@ -131,13 +131,11 @@ fn take_early_start(
     id: &str,
 ) -> Option<tokio::sync::watch::Receiver<crate::daemon::StartOutcome>> {
     let mut early = st.early.lock().unwrap_or_else(|p| p.into_inner());
+    // The entry stays (until EARLY_TTL) for an attach that comes while the start is still
+    // under way.
     let e = early.get_mut(id).filter(|e| !e.answered)?;
     e.answered = true;
-    let done = e.done.clone();
-    if e.waiter.is_none() {
-        early.remove(id);
-    }
-    Some(done)
+    Some(e.done.clone())
 }
 
 /// The wait subscribed when the start of `id` was begun early, if no wait has taken it yet.
@@ -146,12 +144,7 @@ fn take_early_waiter(
     id: &str,
 ) -> Option<tokio::sync::broadcast::Receiver<berth_engine::events::Event>> {
     let mut early = st.early.lock().unwrap_or_else(|p| p.into_inner());
-    let e = early.get_mut(id)?;
-    let w = e.waiter.take();
-    if e.answered {
-        early.remove(id);
-    }
-    w
+    early.get_mut(id)?.waiter.take()
 }
 
 /// Waits for an early start's outcome.
@@ -555,7 +548,9 @@ async fn attach(
     });
     let (sock_tx, sock_rx) = oneshot::channel();
     let running = r.status == "running";
-    let early = (!running)
+    // A start begun at create that has not yet marked the container running: this attach is
+    // one it holds the output for (a failed one leaves it for the next start, as any).
+    let early = (r.status == "created")
         .then(|| {
             st.early
                 .lock()
@@ -563,7 +558,8 @@ async fn attach(
                 .get(&r.id)
                 .map(|e| e.done.clone())
         })
-        .flatten();
+        .flatten()
+        .filter(|d| !matches!(*d.borrow(), Some(Err(_))));
     if running {
         let _ = sock_tx.send(st.engine.socket(&r.id));
     } else if let Some(done) = early {

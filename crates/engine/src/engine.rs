@@ -333,10 +333,25 @@ impl Engine {
         crate::network::dnsopts::validate(&body)?;
         crate::network::rate::normalize(&mut body)?;
         let dir = self.container_dir(&id);
-        std::fs::DirBuilder::new()
-            .mode(0o710)
-            .create(&dir)
-            .map_err(Error::io("create container directory", &dir))?;
+        // a spare left by a removed container (trash.rs says why), else a new directory
+        let recycled =
+            self.trash
+                .take_spare()
+                .is_some_and(|spare| match std::fs::rename(&spare, &dir) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        self.trash.queue(spare);
+                        false
+                    }
+                });
+        if recycled {
+            let _ = std::fs::rename(dir.join(crate::trash::SPARE_LOG), self.log_path(&id));
+        } else {
+            std::fs::DirBuilder::new()
+                .mode(0o710)
+                .create(&dir)
+                .map_err(Error::io("create container directory", &dir))?;
+        }
         let cleanup = |e: Error| {
             let _ = std::fs::remove_dir_all(&dir);
             let _ = self.images.remove_container_snapshot(&id);
@@ -365,8 +380,10 @@ impl Engine {
         write("resolv.conf", resolv_conf()).map_err(cleanup)?;
         self.write_dns_files(&body, &dir, net_plan.first().map(|p| p.0.as_str()))
             .map_err(cleanup)?;
-        std::fs::create_dir(dir.join("rootfs"))
-            .map_err(|e| cleanup(Error::io("create", dir.join("rootfs"))(e)))?;
+        if !recycled {
+            std::fs::create_dir(dir.join("rootfs"))
+                .map_err(|e| cleanup(Error::io("create", dir.join("rootfs"))(e)))?;
+        }
         self.images
             .prepare_container(&id, &image)
             .map_err(|e| cleanup(e.into()))?;
@@ -1036,7 +1053,9 @@ impl Engine {
         // the container's directory goes last: while it is there, `sweep_removed` finds
         // whatever the steps before left
         let dir = self.container_dir(&r.id);
-        if let Err(e) = self.trash.remove_dir(&dir) {
+        let log = self.log_path(&r.id);
+        let log = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Err(e) = self.trash.recycle_container_dir(&dir, log) {
             tracing::warn!(container = %r.id, error = %e, "remove the container's directory");
         }
         self.locks

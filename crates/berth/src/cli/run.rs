@@ -86,9 +86,9 @@ async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// `create` for `run`, asking berth's daemon to start the container as soon as it is
-/// created, for `attaches` attach requests to come (the daemon's `EarlyStart` says why
-/// that is safe). Returns the id and whether the daemon did begin the start: another
+/// `create` for `run` in the foreground, asking berth's daemon to start the container as
+/// soon as it is created, for `attaches` attach requests and a wait to come (the daemon's
+/// `EarlyStart` says why that is safe). Returns the id and whether the daemon did begin the start: another
 /// daemon (dockerd) ignores the request, and `run` then goes one step at a time.
 async fn create_started(
     client: &Client,
@@ -497,9 +497,8 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
         check_tty(opts.tty, streams.stdin)?;
     }
     let size = if opts.tty { tty::size() } else { None };
-    let attaches = u32::from(!opts.detach && (streams.stdin || streams.stdout || streams.stderr));
-    let (id, started) = create_started(client, &opts, size, attaches).await?;
     if opts.detach {
+        let id = create(client, &opts, size).await?;
         // a process that cannot be started is 126/127 with -d too, as docker's run says
         start_one(client, &id)
             .await
@@ -507,6 +506,8 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
         outln!("{id}");
         return Ok(0);
     }
+    let attaches = u32::from(streams.stdin || streams.stdout || streams.stderr);
+    let (id, started) = create_started(client, &opts, size, attaches).await?;
     let condition = if opts.rm { "removed" } else { "next-exit" };
     attach_start_wait(
         client,
