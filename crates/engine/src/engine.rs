@@ -180,6 +180,26 @@ fn glance(r: &Record) -> Glance {
     serde_json::from_str(&r.body).unwrap_or_default()
 }
 
+/// Writes `data` as the whole content of `path`, a file nobody reads while it is written (a
+/// container's own files at create, its config.json at start): over the old content, then
+/// cut to length, instead of truncating first. On ext4, a file truncated to nothing and
+/// written is flushed to the disk when it is closed (its `auto_da_alloc` guard against lost
+/// renames), a block I/O on the request path for each such file; the files of a recycled
+/// container directory (trash.rs) are exactly that.
+pub(crate) fn write_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    f.write_all(data)?;
+    if f.metadata()?.len() != data.len() as u64 {
+        f.set_len(data.len() as u64)?;
+    }
+    Ok(())
+}
+
 fn auto_remove(r: &Record) -> bool {
     glance(r).host_config.and_then(|h| h.auto_remove) == Some(true)
 }
@@ -364,7 +384,7 @@ impl Engine {
             .unwrap_or_else(|| id[..12].to_string());
         let write = |n: &str, data: String| -> Result<()> {
             let p = dir.join(n);
-            std::fs::write(&p, data).map_err(Error::io("write", &p))?;
+            write_in_place(&p, data.as_bytes()).map_err(Error::io("write", &p))?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
                 .map_err(Error::io("chmod", &p))
         };
@@ -638,7 +658,7 @@ impl Engine {
         let cfg_path = dir.join("config.json");
         let data =
             serde_json::to_vec(&spec).map_err(|e| fail(Error::InvalidArgument(e.to_string())))?;
-        std::fs::write(&cfg_path, data).map_err(|e| fail(Error::io("write", &cfg_path)(e)))?;
+        write_in_place(&cfg_path, &data).map_err(|e| fail(Error::io("write", &cfg_path)(e)))?;
 
         let state_dir = self.state_dir(&id);
         let _ = std::fs::remove_dir_all(&state_dir);

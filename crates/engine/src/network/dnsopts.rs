@@ -219,7 +219,7 @@ impl Engine {
         let base = std::fs::read_to_string(&rp).map_err(Error::io("read", &rp))?;
         let new = resolv(body, &base, None);
         if new != base {
-            std::fs::write(&rp, new).map_err(Error::io("write", &rp))?;
+            crate::engine::write_in_place(&rp, new.as_bytes()).map_err(Error::io("write", &rp))?;
         }
         let wants_gw = body
             .host_config
@@ -236,7 +236,8 @@ impl Engine {
             let hp = dir.join("hosts");
             let mut hosts = std::fs::read_to_string(&hp).map_err(Error::io("read", &hp))?;
             hosts.push_str(&lines);
-            std::fs::write(&hp, hosts).map_err(Error::io("write", &hp))?;
+            crate::engine::write_in_place(&hp, hosts.as_bytes())
+                .map_err(Error::io("write", &hp))?;
         }
         Ok(())
     }
