@@ -236,6 +236,10 @@ impl Engine {
             .create(&sdir)
             .map_err(Error::io("create", &sdir))?;
         let trash = crate::trash::Trash::start(&[&cdir, images.snapshotter().root(), &sdir]);
+        let spares = trash.snapshot_spares();
+        images.snapshotter().set_spare_source(Box::new(move || {
+            spares.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        }));
         let events = Events::open(&cfg.data_root.join("events.jsonl"));
         let netpool = crate::network::pool::NetPool::new(&cfg.exec_root, &cfg.data_root);
         Ok(Engine {
@@ -1061,7 +1065,7 @@ impl Engine {
         self.net_remove(&r.id, ending_shim.is_none());
         match self.images.release_container_snapshot(&r.id) {
             Ok(dir) => {
-                if let Err(e) = self.trash.remove_dir(&dir) {
+                if let Err(e) = self.trash.recycle_snapshot_dir(&dir) {
                     tracing::warn!(container = %r.id, error = %e, "remove snapshot directory");
                 }
             }

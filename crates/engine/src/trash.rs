@@ -28,13 +28,23 @@ const KEPT_FILES: [&str; 4] = ["hostname", "hosts", "resolv.conf", "config.json"
 /// The log file of a spare, renamed to the next container's.
 pub const SPARE_LOG: &str = "spare-json.log";
 
-/// One directory for the worker: deleted, or (`Some(log)`, a container's directory whose
-/// log file is named `log`) recycled into a spare if it can be.
-type Job = (PathBuf, Option<String>);
+/// What may become of a removed directory besides its deletion.
+enum Recycle {
+    /// A container's directory, whose log file has this name.
+    Container(String),
+    /// A container's snapshot (`fs` and `work`).
+    Snapshot,
+}
+
+/// One directory for the worker: deleted, or recycled into a spare if it can be.
+type Job = (PathBuf, Option<Recycle>);
+
+pub type Spares = std::sync::Arc<Mutex<Vec<PathBuf>>>;
 
 pub struct Trash {
     worker: OnceLock<Mutex<Sender<Job>>>,
-    spares: std::sync::Arc<Mutex<Vec<PathBuf>>>,
+    spares: Spares,
+    snapshot_spares: Spares,
 }
 
 impl Trash {
@@ -43,6 +53,7 @@ impl Trash {
         let t = Trash {
             worker: OnceLock::new(),
             spares: Default::default(),
+            snapshot_spares: Default::default(),
         };
         for dir in dirs {
             let Ok(rd) = std::fs::read_dir(dir) else {
@@ -70,7 +81,19 @@ impl Trash {
     /// [`Trash::remove_dir`] for a container's directory whose log file is named `log`: the
     /// worker keeps it as a spare when it holds only what every container's does.
     pub fn recycle_container_dir(&self, dir: &Path, log: &str) -> std::io::Result<()> {
-        self.remove(dir, Some(log.to_string()))
+        self.remove(dir, Some(Recycle::Container(log.to_string())))
+    }
+
+    /// [`Trash::remove_dir`] for a container's snapshot directory: the worker keeps it as a
+    /// spare (for the image store's snapshotter, through [`Trash::snapshot_spares`]) when
+    /// it is as a new one is.
+    pub fn recycle_snapshot_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.remove(dir, Some(Recycle::Snapshot))
+    }
+
+    /// The spare snapshot directories, taken by the image store's snapshotter.
+    pub fn snapshot_spares(&self) -> Spares {
+        self.snapshot_spares.clone()
     }
 
     /// Removes `dir` (a directory directly under the trash's directory, or any directory on
@@ -80,7 +103,7 @@ impl Trash {
         self.remove(dir, None)
     }
 
-    fn remove(&self, dir: &Path, recycle: Option<String>) -> std::io::Result<()> {
+    fn remove(&self, dir: &Path, recycle: Option<Recycle>) -> std::io::Result<()> {
         let Some(name) = dir.file_name() else {
             return std::fs::remove_dir_all(dir);
         };
@@ -107,12 +130,17 @@ impl Trash {
         let tx = self.worker.get_or_init(|| {
             let (tx, rx) = channel::<Job>();
             let spares = self.spares.clone();
+            let snapshot_spares = self.snapshot_spares.clone();
             let spawned = std::thread::Builder::new()
                 .name("berth-trash".into())
                 .spawn(move || {
                     berth_sys::lower_thread_priority(10);
                     for (p, recycle) in rx {
-                        let kept = recycle.is_some_and(|log| keep_spare(&p, &log, &spares));
+                        let kept = match recycle {
+                            Some(Recycle::Container(log)) => keep_spare(&p, &log, &spares),
+                            Some(Recycle::Snapshot) => keep_snapshot_spare(&p, &snapshot_spares),
+                            None => false,
+                        };
                         if !kept {
                             delete(&p);
                         }
@@ -188,6 +216,11 @@ fn keep_spare(p: &Path, log: &str, spares: &Mutex<Vec<PathBuf>>) -> bool {
     {
         return false;
     }
+    add_spare(p, spares)
+}
+
+/// Renames `p` to a spare's name beside it and adds it to `spares`.
+fn add_spare(p: &Path, spares: &Mutex<Vec<PathBuf>>) -> bool {
     // named apart from the container it was: nothing of that one stays
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -197,6 +230,61 @@ fn keep_spare(p: &Path, log: &str, spares: &Mutex<Vec<PathBuf>>) -> bool {
     }
     spares.lock().unwrap_or_else(|p| p.into_inner()).push(spare);
     true
+}
+
+/// Whether `fs` (an upper directory) has no extended attribute but the one overlayfs gives
+/// every upper root (`trusted.overlay.uuid`, its identity), which is removed: the next
+/// container's mount makes its own.
+fn forget_overlay_identity(fs: &Path) -> bool {
+    const UUID: &str = "trusted.overlay.uuid";
+    let Ok(names) = xattr::list(fs) else {
+        return false;
+    };
+    for n in names {
+        if n != UUID || xattr::remove(fs, UUID).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Makes the removed snapshot directory `p` a spare if there is room and it is as a new
+/// active snapshot's: `fs`, the container's writable layer, an empty directory with the
+/// mode, owner and (no) extended attributes a new one has, on the same file system; `work`,
+/// a directory holding at most overlayfs's own `work` and `incompat` (which every mount
+/// cleans or, for `incompat/volatile`, the engine removes before mounting); nothing else.
+fn keep_snapshot_spare(p: &Path, spares: &Mutex<Vec<PathBuf>>) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if spares.lock().unwrap_or_else(|p| p.into_inner()).len() >= SPARES_MAX {
+        return false;
+    }
+    let Ok(top) = std::fs::symlink_metadata(p) else {
+        return false;
+    };
+    let names = |d: &Path| -> Option<Vec<String>> {
+        let mut v = Vec::new();
+        for ent in std::fs::read_dir(d).ok()? {
+            v.push(ent.ok()?.file_name().into_string().ok()?);
+        }
+        v.sort();
+        Some(v)
+    };
+    if names(p).as_deref() != Some(&["fs".to_string(), "work".to_string()][..]) {
+        return false;
+    }
+    let (fs, work) = (p.join("fs"), p.join("work"));
+    let pristine = std::fs::symlink_metadata(&fs).is_ok_and(|m| {
+        m.is_dir()
+            && m.dev() == top.dev()
+            && m.permissions().mode() & 0o7777 == 0o755
+            && m.uid() == 0
+            && m.gid() == 0
+    }) && names(&fs).is_some_and(|v| v.is_empty())
+        && forget_overlay_identity(&fs);
+    let work_ok = std::fs::symlink_metadata(&work)
+        .is_ok_and(|m| m.is_dir() && m.dev() == top.dev())
+        && names(&work).is_some_and(|v| v.iter().all(|n| n == "work" || n == "incompat"));
+    pristine && work_ok && add_spare(p, spares)
 }
 
 fn delete(p: &Path) {
@@ -308,5 +396,52 @@ mod tests {
         let t2 = Trash::start(&[tmp.path()]);
         wait_for("the old spare is still there", || !spare.exists());
         assert!(t2.take_spare().is_none());
+    }
+
+    #[test]
+    fn a_snapshot_directory_as_new_becomes_a_spare_and_no_other() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let make = |name: &str| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir_all(d.join("fs")).unwrap();
+            std::fs::create_dir_all(d.join("work/work")).unwrap();
+            std::fs::create_dir_all(d.join("work/incompat/volatile")).unwrap();
+            std::fs::set_permissions(d.join("fs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            d
+        };
+        let t = Trash::start(&[tmp.path()]);
+        let a = make("1");
+        t.recycle_snapshot_dir(&a).unwrap();
+        wait_for("no snapshot spare", || {
+            t.snapshot_spares().lock().unwrap().len() == 1
+        });
+        let spare = t.snapshot_spares().lock().unwrap().pop().unwrap();
+        assert!(spare.join("fs").is_dir() && spare.join("work").is_dir());
+        // a layer the container wrote to, or whose root it changed, is deleted
+        let b = make("2");
+        std::fs::write(b.join("fs/file"), "x").unwrap();
+        let c = make("3");
+        std::fs::set_permissions(c.join("fs"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let d = make("4");
+        xattr::set(d.join("fs"), "user.berth-test", b"1").ok();
+        // (a file system without user xattrs cannot show that one)
+        if xattr::get(d.join("fs"), "user.berth-test")
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+        for x in [&b, &c, &d] {
+            t.recycle_snapshot_dir(x).unwrap();
+        }
+        wait_for("2, 3 and 4 not deleted", || {
+            std::fs::read_dir(tmp.path())
+                .unwrap()
+                .flatten()
+                .all(|e| e.path() == spare)
+        });
+        assert!(t.snapshot_spares().lock().unwrap().is_empty());
     }
 }
