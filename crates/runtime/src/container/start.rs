@@ -50,8 +50,11 @@ impl Runtime {
         if c.record.has_poststart {
             let spec = c.spec()?;
             if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+                // the state of the process just started, also when it has already exited
+                // (a short command, a busy machine): its pid, not a stopped one's 0
                 let mut st = c.oci_state();
                 st.status = Status::Running;
+                st.pid = c.record.pid;
                 if let Err(e) = crate::hooks::run(h, &st) {
                     tracing::warn!(container = id, error = %e, "poststart hook failed");
                 }
