@@ -251,8 +251,8 @@ fn forget_overlay_identity(fs: &Path) -> bool {
 /// Makes the removed snapshot directory `p` a spare if there is room and it is as a new
 /// active snapshot's: `fs`, the container's writable layer, an empty directory with the
 /// mode, owner and (no) extended attributes a new one has, on the same file system; `work`,
-/// a directory holding at most overlayfs's own `work` and `incompat` (which every mount
-/// cleans or, for `incompat/volatile`, the engine removes before mounting); nothing else.
+/// a directory holding at most overlayfs's own `work` and `incompat` (removed here); nothing
+/// else.
 fn keep_snapshot_spare(p: &Path, spares: &Mutex<Vec<PathBuf>>) -> bool {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if spares.lock().unwrap_or_else(|p| p.into_inner()).len() >= SPARES_MAX {
@@ -284,7 +284,20 @@ fn keep_snapshot_spare(p: &Path, spares: &Mutex<Vec<PathBuf>>) -> bool {
     let work_ok = std::fs::symlink_metadata(&work)
         .is_ok_and(|m| m.is_dir() && m.dev() == top.dev())
         && names(&work).is_some_and(|v| v.iter().all(|n| n == "work" || n == "incompat"));
-    pristine && work_ok && add_spare(p, spares)
+    if !(pristine && work_ok) {
+        return false;
+    }
+    // overlayfs's scratch directories go now, here, rather than at the next mount (which
+    // would empty `work/work` itself, and before which the engine removes the volatile
+    // marker): off the start's path
+    for d in ["work", "incompat"] {
+        if std::fs::remove_dir_all(work.join(d))
+            .is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound)
+        {
+            return false;
+        }
+    }
+    add_spare(p, spares)
 }
 
 fn delete(p: &Path) {
@@ -418,6 +431,13 @@ mod tests {
         });
         let spare = t.snapshot_spares().lock().unwrap().pop().unwrap();
         assert!(spare.join("fs").is_dir() && spare.join("work").is_dir());
+        assert!(
+            std::fs::read_dir(spare.join("work"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "overlayfs's scratch directories are removed"
+        );
         // a layer the container wrote to, or whose root it changed, is deleted
         let b = make("2");
         std::fs::write(b.join("fs/file"), "x").unwrap();
