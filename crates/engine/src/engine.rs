@@ -368,9 +368,7 @@ impl Engine {
                         false
                     }
                 });
-        if recycled {
-            let _ = std::fs::rename(dir.join(crate::trash::SPARE_LOG), self.log_path(&id));
-        } else {
+        if !recycled {
             std::fs::DirBuilder::new()
                 .mode(0o710)
                 .create(&dir)

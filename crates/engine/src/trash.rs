@@ -25,8 +25,6 @@ const SPARE: &str = ".spare-";
 const SPARES_MAX: usize = 8;
 /// The files of a container's directory that a spare keeps (emptied).
 const KEPT_FILES: [&str; 4] = ["hostname", "hosts", "resolv.conf", "config.json"];
-/// The log file of a spare, renamed to the next container's.
-pub const SPARE_LOG: &str = "spare-json.log";
 
 /// What may become of a removed directory besides its deletion.
 enum Recycle {
@@ -72,7 +70,7 @@ impl Trash {
     }
 
     /// A spare container directory (see [`Trash::recycle_container_dir`]), if one is ready:
-    /// its files (those of [`KEPT_FILES`], and [`SPARE_LOG`]) empty, `rootfs` an empty
+    /// its files (those of [`KEPT_FILES`]) empty, `rootfs` an empty
     /// directory, nothing else. The caller renames it into place.
     pub fn take_spare(&self) -> Option<PathBuf> {
         self.spares.lock().unwrap_or_else(|p| p.into_inner()).pop()
@@ -159,10 +157,11 @@ impl Trash {
 }
 
 /// Makes the removed container directory `p` a spare if there is room and it holds exactly
-/// what a spare may: the files of [`KEPT_FILES`] and the log file `log` (regular files,
-/// emptied here), and `rootfs`, an empty directory on the same file system (not a mount
-/// point). Anything else (a file the container's options added, a rootfs still mounted) and
-/// it is deleted instead. Whether it was kept.
+/// what a spare may: the files of [`KEPT_FILES`] (regular files, emptied here), the log
+/// file `log` (deleted: a `logs -f` of the removed container may still hold it open, and
+/// must not read the next container's), and `rootfs`, an empty directory on the same file
+/// system (not a mount point). Anything else (a file the container's options added, a
+/// rootfs still mounted) and it is deleted instead. Whether it was kept.
 fn keep_spare(p: &Path, log: &str, spares: &Mutex<Vec<PathBuf>>) -> bool {
     use std::os::unix::fs::MetadataExt;
     if spares.lock().unwrap_or_else(|p| p.into_inner()).len() >= SPARES_MAX {
@@ -190,10 +189,11 @@ fn keep_spare(p: &Path, log: &str, spares: &Mutex<Vec<PathBuf>>) -> bool {
                     && md.dev() == top.dev()
                     && std::fs::read_dir(ent.path()).is_ok_and(|mut d| d.next().is_none())
             }
-            n if KEPT_FILES.contains(&n) || n == log => {
+            n if KEPT_FILES.contains(&n) => {
                 files.push(ent.path());
                 md.is_file()
             }
+            n if n == log => md.is_file(),
             _ => false,
         };
         if !ok {
@@ -209,11 +209,7 @@ fn keep_spare(p: &Path, log: &str, spares: &Mutex<Vec<PathBuf>>) -> bool {
             return false;
         }
     }
-    if files
-        .iter()
-        .any(|f| f.file_name().is_some_and(|n| n == log))
-        && std::fs::rename(p.join(log), p.join(SPARE_LOG)).is_err()
-    {
+    if std::fs::remove_file(p.join(log)).is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound) {
         return false;
     }
     add_spare(p, spares)
@@ -375,14 +371,7 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            [
-                "config.json",
-                "hostname",
-                "hosts",
-                "resolv.conf",
-                "rootfs",
-                SPARE_LOG
-            ]
+            ["config.json", "hostname", "hosts", "resolv.conf", "rootfs"]
         );
         for n in names.iter().filter(|n| *n != "rootfs") {
             assert_eq!(
