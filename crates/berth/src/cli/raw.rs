@@ -4,6 +4,9 @@
 //!   container, or a container that exits (and with --rm is removed) at once is missed. The
 //!   daemon answers the headers as soon as it has registered it (the docker CLI relies on the
 //!   same); bollard's wait stream yields nothing until the body, so it cannot tell.
+//! - create: berth's daemon is asked to start the container at once (`?berth-start=N`,
+//!   see run.rs), which bollard does not send, and says so in a header, which bollard does
+//!   not show.
 //! - inspect: the daemon's JSON printed as sent (its field order, its nulls), as docker
 //!   prints it; bollard's typed models reorder fields and drop nulls.
 

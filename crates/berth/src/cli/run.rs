@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, StartContainerOptions,
+    AttachContainerOptions, CreateImageOptions, StartContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -86,24 +86,33 @@ async fn pull(client: &Client, image: &str, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// `create` for `run` in the foreground, asking berth's daemon to start the container as
-/// soon as it is created, for `attaches` attach requests and a wait to come (the daemon's
-/// `EarlyStart` says why that is safe). Returns the id and whether the daemon did begin the start: another
-/// daemon (dockerd) ignores the request, and `run` then goes one step at a time.
-async fn create_started(
+/// Creates the container, pulling its image first when the daemon does not have it. With
+/// `start_for: Some(n)` (`run` in the foreground), berth's daemon is asked to start it as
+/// soon as it is created, for `n` attach requests and a wait to come (the daemon's
+/// `EarlyStart` says why that is safe). Returns the id and whether the daemon did begin the
+/// start: another daemon (dockerd) ignores the request, and `run` then goes one step at a
+/// time. Sent by hand (raw.rs), as bollard neither sends the parameter nor shows the answer's
+/// headers.
+pub async fn create(
     client: &Client,
     opts: &RunOpts,
     tty_size: Option<(u16, u16)>,
-    attaches: u32,
+    start_for: Option<u32>,
 ) -> Result<(String, bool)> {
     let body = serde_json::to_vec(&opts.to_body(tty_size)?).map_err(|e| CliError::Io {
         op: "encode the create request".into(),
         source: std::io::Error::other(e),
     })?;
-    let mut path = format!("/containers/create?berth-start={attaches}");
+    let mut query = Vec::new();
+    if let Some(n) = start_for {
+        query.push(format!("berth-start={n}"));
+    }
     if let Some(n) = &opts.name {
-        path.push_str("&name=");
-        path.push_str(&raw::query_escape(n));
+        query.push(format!("name={}", raw::query_escape(n)));
+    }
+    let mut path = "/containers/create".to_string();
+    if !query.is_empty() {
+        path = format!("{path}?{}", query.join("&"));
     }
     if opts.pull == "always" {
         pull(client, opts.image(), opts.quiet).await?;
@@ -147,49 +156,6 @@ async fn create_started(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Creates the container, pulling its image first when the daemon does not have it.
-pub async fn create(
-    client: &Client,
-    opts: &RunOpts,
-    tty_size: Option<(u16, u16)>,
-) -> Result<String> {
-    let body = opts.to_body(tty_size)?;
-    let options = Some(CreateContainerOptions {
-        name: opts.name.clone(),
-        ..Default::default()
-    });
-    if opts.pull == "always" {
-        pull(client, opts.image(), opts.quiet).await?;
-    }
-    let created = match client
-        .docker
-        .create_container(options.clone(), body.clone())
-        .await
-    {
-        Ok(c) => c,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            message,
-        }) if message.contains("No such image") && opts.pull != "never" => {
-            eprintln!(
-                "Unable to find image '{}' locally",
-                with_default_tag(opts.image())
-            );
-            pull(client, opts.image(), opts.quiet).await?;
-            client
-                .docker
-                .create_container(options, body)
-                .await
-                .map_err(|e| client.err("create", e))?
-        }
-        Err(e) => return Err(client.err("create", e)),
-    };
-    for w in created.warnings.iter().filter(|w| !w.is_empty()) {
-        eprintln!("WARNING: {w}");
-    }
-    Ok(created.id)
 }
 
 type Output =
@@ -402,7 +368,7 @@ fn forward_signals(docker: &bollard::Docker, id: &str) -> Vec<tokio::task::JoinH
 }
 
 /// Attaches (when asked), starts, and waits: the common tail of `run` and `start -a`.
-/// `started`: the daemon began the start at create (`create_started`); the start request
+/// `started`: the daemon began the start at create (`create`); the start request
 /// then only fetches its outcome, and goes with the attach and the wait at once.
 #[allow(clippy::too_many_arguments)]
 async fn attach_start_wait(
@@ -498,7 +464,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
     }
     let size = if opts.tty { tty::size() } else { None };
     if opts.detach {
-        let id = create(client, &opts, size).await?;
+        let (id, _) = create(client, &opts, size, None).await?;
         // a process that cannot be started is 126/127 with -d too, as docker's run says
         start_one(client, &id)
             .await
@@ -507,7 +473,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
         return Ok(0);
     }
     let attaches = u32::from(streams.stdin || streams.stdout || streams.stderr);
-    let (id, started) = create_started(client, &opts, size, attaches).await?;
+    let (id, started) = create(client, &opts, size, Some(attaches)).await?;
     let condition = if opts.rm { "removed" } else { "next-exit" };
     attach_start_wait(
         client,
@@ -526,7 +492,7 @@ pub async fn run(client: &Client, opts: RunOpts) -> Result<i32> {
 
 pub async fn create_cmd(client: &Client, opts: RunOpts) -> Result<i32> {
     let size = if opts.tty { tty::size() } else { None };
-    let id = create(client, &opts, size).await?;
+    let (id, _) = create(client, &opts, size, None).await?;
     outln!("{id}");
     Ok(0)
 }
