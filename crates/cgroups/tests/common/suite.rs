@@ -133,9 +133,15 @@ pub fn stats_and_pids(cg: &Cgroup) -> Stats {
     let mut child = Script::spawn("exec sleep 100");
     cg.apply(child.pid()).unwrap();
     child.start();
+    // asleep in `sleep`, not merely exec'd: the CPU time of a task still on a CPU is charged
+    // to its cgroup only when it leaves it (seen in CI: a usage of 0 read in between)
     assert!(eventually(Duration::from_secs(10), || {
         std::fs::read_link(format!("/proc/{}/exe", child.pid()))
             .is_ok_and(|p| p.to_string_lossy().contains("sleep"))
+            && std::fs::read_to_string(format!("/proc/{}/stat", child.pid())).is_ok_and(|st| {
+                st.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('S'))
+            })
     }));
     assert_eq!(cg.pids().unwrap(), vec![child.pid()]);
     let stats = cg.stats().unwrap();
