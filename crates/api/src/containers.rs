@@ -104,6 +104,7 @@ async fn create(State(st): State<AppState>, q: Q, body: Bytes) -> ApiResult<Resp
 /// [`crate::daemon::EarlyStart`]).
 fn start_early(st: &AppState, id: String, attaches: u32) {
     let (tx, rx) = tokio::sync::watch::channel(None);
+    let (created_tx, created_rx) = tokio::sync::watch::channel(false);
     {
         let mut early = st.early.lock().unwrap_or_else(|p| p.into_inner());
         early.retain(|_, e| e.at.elapsed() < crate::daemon::EARLY_TTL);
@@ -112,6 +113,7 @@ fn start_early(st: &AppState, id: String, attaches: u32) {
             crate::daemon::EarlyStart {
                 at: std::time::Instant::now(),
                 done: rx,
+                created: created_rx,
                 answered: false,
                 // subscribed before the start: no exit can come before it
                 waiter: Some(st.engine.events.subscribe()),
@@ -120,7 +122,7 @@ fn start_early(st: &AppState, id: String, attaches: u32) {
     }
     let st = st.clone();
     tokio::spawn(async move {
-        let r = start_container_announced(&st, id, attaches).await;
+        let r = start_container_announced(&st, id, attaches, Some(created_tx)).await;
         let _ = tx.send(Some(r.map_err(|e| (e.status, e.message))));
     });
 }
@@ -241,11 +243,17 @@ async fn inspect(
 /// Starts a container. Clients that attached before the start are told the shim's socket
 /// once the container exists; the shim, told how many they are, holds the output for them.
 pub async fn start_container(st: &AppState, id: String) -> ApiResult<()> {
-    start_container_announced(st, id, 0).await
+    start_container_announced(st, id, 0, None).await
 }
 
-/// A start for which `announced` attaches are still to come, besides those waiting for it.
-async fn start_container_announced(st: &AppState, id: String, announced: u32) -> ApiResult<()> {
+/// A start for which `announced` attaches are still to come, besides those waiting for it;
+/// `created` is told when the shim is up.
+async fn start_container_announced(
+    st: &AppState,
+    id: String,
+    announced: u32,
+    created: Option<tokio::sync::watch::Sender<bool>>,
+) -> ApiResult<()> {
     let e = st.engine.clone();
     let st2 = st.clone();
     let full = blocking(move || {
@@ -278,6 +286,9 @@ async fn start_container_announced(st: &AppState, id: String, announced: u32) ->
                         let _ = stream::shim_request(&sock, &none).await;
                     });
                 }
+            }
+            if let Some(c) = &created {
+                let _ = c.send(true);
             }
         })?;
         Ok(full)
@@ -556,17 +567,18 @@ async fn attach(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&r.id)
-                .map(|e| e.done.clone())
+                .map(|e| (e.done.clone(), e.created.clone()))
         })
         .flatten()
-        .filter(|d| !matches!(*d.borrow(), Some(Err(_))));
+        .filter(|(d, _)| !matches!(*d.borrow(), Some(Err(_))));
     if running {
         let _ = sock_tx.send(st.engine.socket(&r.id));
-    } else if let Some(done) = early {
-        // the start begun at create is under way: the shim holds the output for us
+    } else if let Some((done, mut created)) = early {
+        // the start begun at create is under way: the shim holds the output for us, and
+        // we connect as soon as it is up (a container that exits at once waits for us)
         let sock = st.engine.socket(&r.id);
         tokio::spawn(async move {
-            if early_outcome(done).await.is_ok() {
+            if created.wait_for(|c| *c).await.is_ok() || early_outcome(done).await.is_ok() {
                 let _ = sock_tx.send(sock);
             }
         });

@@ -147,6 +147,9 @@ pub type StartOutcome = Option<Result<(), (axum::http::StatusCode, String)>>;
 pub struct EarlyStart {
     pub at: std::time::Instant,
     pub done: tokio::sync::watch::Receiver<StartOutcome>,
+    /// Set once the shim is up (before the start's own bookkeeping): an attach connects to
+    /// it from then on, as the shim holds the output until it has.
+    pub created: tokio::sync::watch::Receiver<bool>,
     /// Whether a start request has already been answered with this start's outcome: a later
     /// one is a start of its own.
     pub answered: bool,

@@ -1039,20 +1039,23 @@ impl Engine {
         self.clear_unseen(r, ending_shim);
     }
 
-    /// What a client could still find of a removed container: its root file system's mount
-    /// and its volumes (a `--rm` container's anonymous ones go with it). Released before the
-    /// destroy event, as dockerd releases them, so that whoever waited for `removed` finds
-    /// them gone.
+    /// What a client could still find of a removed container: its volumes (a `--rm`
+    /// container's anonymous ones go with it). Released before the destroy event, as dockerd
+    /// releases them, so that whoever waited for `removed` finds them gone.
     fn release_seen(&self, r: &Record) {
         drop(crate::restart::take_shim(&r.id));
-        self.unmount_rootfs(&r.id);
         self.release_mounts(r);
     }
 
-    /// The rest, which the API does not show: the runtime's state, the network, the snapshot
-    /// and the directories (to the trash: renamed now, deleted by its worker, so that `rm`
-    /// and `run --rm` do not wait for the kernel, see trash.rs).
+    /// The rest, which the API does not show: the root file system's mount, the runtime's
+    /// state, the network, the snapshot and the directories (to the trash: renamed now,
+    /// deleted by its worker, so that `rm` and `run --rm` do not wait for the kernel, see
+    /// trash.rs). The unmount comes after the destroy event because it waits for an RCU
+    /// grace period (0.05-1 ms here, the longest on a busy machine) that the `run --rm`
+    /// waiting for the event need not: no client sees the mount, and the snapshot is
+    /// released below, after it.
     fn clear_unseen(&self, r: &Record, ending_shim: Option<i32>) {
+        self.unmount_rootfs(&r.id);
         match ending_shim {
             // the ID is retired with this removal, so the delete may come a little later
             Some(pid) => self.runtime_delete_after(&r.id, pid),

@@ -132,7 +132,7 @@ impl Trash {
             let spawned = std::thread::Builder::new()
                 .name("berth-trash".into())
                 .spawn(move || {
-                    berth_sys::lower_thread_priority(10);
+                    berth_sys::sched_idle_self();
                     for (p, recycle) in rx {
                         let kept = match recycle {
                             Some(Recycle::Container(log)) => keep_spare(&p, &log, &spares),

@@ -777,6 +777,10 @@ impl Shim {
         } else if let Err(e) = crate::write_atomic(&path, line.as_bytes()) {
             self.diag.say(format_args!("{e}"));
         }
+        // Before the report: the daemon thread it wakes is often put on this CPU (a socket's
+        // wake-up is a "sync" one, which assumes the waker is about to sleep), where our
+        // clean-up that follows would keep it waiting ~1 ms; as SCHED_IDLE we yield at once.
+        berth_sys::sched_idle_self();
         for slot in 0..self.conns.len() {
             let Some(c) = self.conns[slot].as_mut() else {
                 continue;

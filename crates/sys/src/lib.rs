@@ -874,16 +874,24 @@ pub fn limit_malloc_arenas(n: i32) {
     unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
 }
 
-/// Lowers the calling thread's (not the process's) CPU priority to `nice`: for the daemon's
-/// background workers (the trash, the network namespace pool), whose work is never waited
-/// for, so that on a small machine they yield the CPU to the container starts they prepare
-/// for. Best effort: a failure leaves the thread as it was.
-pub fn lower_thread_priority(nice: i32) {
-    // SAFETY: gettid has no arguments and cannot fail; setpriority with PRIO_PROCESS and a
-    // thread ID changes only that thread's nice value (Linux's per-thread semantics).
+/// Puts the calling thread (Linux's per-thread semantics of pid 0) under SCHED_IDLE: it
+/// runs only on a CPU that nothing else wants, and any other task woken onto that CPU
+/// preempts it at once. For work nobody waits for, done beside container starts on a small
+/// machine: the daemon's background workers (the trash, the network namespace pool), and
+/// the shim once its container has exited (what it still does, closing and the runtime's
+/// clean-up, is waited for by nobody, while the daemon thread its exit report wakes is on
+/// the path of a `run` that is ending). Under a full load such work still advances, at a
+/// small share. Best effort: where the class is refused, the thread's nice value goes to 19.
+pub fn sched_idle_self() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads the one sched_param passed by reference and changes
+    // only the scheduling class of the calling thread (pid 0); gettid has no arguments and
+    // cannot fail; setpriority with PRIO_PROCESS and a thread ID changes only that
+    // thread's nice value.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+        }
     }
 }
 

@@ -122,7 +122,7 @@ impl NetPool {
             .spawn(move || {
                 // its refills run while the start that took an entry goes on: that start
                 // has the CPU first
-                berth_sys::lower_thread_priority(10);
+                berth_sys::sched_idle_self();
                 work(&sh, &bridge)
             }) {
             Ok(h) => {
