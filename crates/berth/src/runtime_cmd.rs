@@ -362,7 +362,7 @@ impl Logger {
     }
 }
 
-fn create_opts(c: &CreateArgs, inherit_tty: bool) -> CreateOptions {
+fn create_opts(c: &CreateArgs, inherit_tty: bool, start: bool) -> CreateOptions {
     CreateOptions {
         id: c.id.clone(),
         bundle: c.bundle.clone(),
@@ -374,6 +374,7 @@ fn create_opts(c: &CreateArgs, inherit_tty: bool) -> CreateOptions {
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
         inherit_tty,
+        start,
     }
 }
 
@@ -385,7 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Cmd::Create(c) => {
             berth_runtime::protect_binary(|| berth_runtime::wants_shared_propagation(&c.bundle));
-            rt.create(&create_opts(&c, false))?;
+            rt.create(&create_opts(&c, false, false))?;
         }
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
@@ -397,11 +398,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 Some(berth_runtime::wait::block_forwarded()?)
             };
-            let container = rt.create(&create_opts(&c, inherit_tty))?;
-            if let Err(e) = rt.start_container(&container) {
-                let _ = rt.delete(&c.id, true);
-                return Err(e.into());
-            }
+            // created and started in one (no exec fifo round trip)
+            let container = rt.create(&create_opts(&c, inherit_tty, true))?;
             if let Some(set) = sigs {
                 let code = berth_runtime::wait::forward_and_wait(container.record.pid, &set)?;
                 if !keep {

@@ -22,8 +22,9 @@ pub struct InitArgs {
     pub rootfs: PathBuf,
     pub chan: Channel,
     pub plan: Plan,
-    /// The exec fifo, opened read-write: init blocks reading it until `start` writes.
-    pub fifo: OwnedFd,
+    /// The exec fifo, opened read-write: init blocks reading it until `start` writes. None:
+    /// the caller starts at once (`CreateOptions::start`), init goes on past Ready.
+    pub fifo: Option<OwnedFd>,
     pub console: Option<std::os::unix::net::UnixStream>,
     pub cgroup_mount: ContainerMount,
     pub no_pivot: bool,
@@ -232,13 +233,20 @@ fn init(a: &InitArgs) -> Result<Never> {
             .contains(&oci_spec::runtime::LinuxNamespaceType::User),
         a.seccomp_agent.as_ref().map(|ag| (ag, host_pid)),
     )?;
+    if a.fifo.is_none() {
+        // started at once: the runtime returns on Ready, so what fails from here on is
+        // reported on stderr, as after a `start`
+        a.started.set(true);
+    }
     a.chan.send(&Msg::Ready)?;
-    let mut b = [0u8; 1];
-    loop {
-        match nix::unistd::read(a.fifo.as_raw_fd(), &mut b) {
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("wait for start", e)),
+    if let Some(fifo) = &a.fifo {
+        let mut b = [0u8; 1];
+        loop {
+            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("wait for start", e)),
+            }
         }
     }
     a.started.set(true);

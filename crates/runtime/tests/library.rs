@@ -286,6 +286,41 @@ fn unflushed_child() {
     std::io::stdout().flush().unwrap();
 }
 
+/// `start: true` creates and starts in one: the program runs without a `start`, no exec fifo
+/// is made, the state is past created, and a poststart hook has run when create returns.
+fn created_and_started_in_one() {
+    let mark = tempfile::NamedTempFile::new().unwrap();
+    let mark_path = mark.path().to_string_lossy().into_owned();
+    drop(mark);
+    let mut c = Ctr::new("atonce", &["echo", "ran at once"], |spec| {
+        spec["hooks"] = json!({"poststart": [{"path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {mark_path}")]}]});
+    });
+    let (stdio, out) = piped_stdio();
+    let created =
+        c.rt.create(&CreateOptions {
+            start: true,
+            ..c.opts(Some(stdio))
+        })
+        .unwrap();
+    c.pid = Some(created.record.pid);
+    assert!(
+        !created.fifo_path().exists(),
+        "an exec fifo was made for a container started at once"
+    );
+    assert_ne!(
+        created.status(),
+        berth_runtime::Status::Created,
+        "a container started at once reads as created"
+    );
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&mark_path).unwrap())
+        .expect("the poststart hook got the state on its stdin");
+    assert_eq!(state["pid"], json!(created.record.pid));
+    let _ = std::fs::remove_file(&mark_path);
+    // no start: the program has run all the same
+    assert_eq!(read_all(out), "ran at once\n");
+}
+
 /// A terminal through a socket the caller already holds (no path to bind): the pty master
 /// arrives on it during create, and the container's output comes out of it.
 fn a_terminal_through_a_connected_console_socket() {
@@ -357,11 +392,12 @@ fn main() {
         return;
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
         (
             "the_caller_is_unchanged_and_containers_start_clean",
             the_caller_is_unchanged_and_containers_start_clean,
         ),
+        ("created_and_started_in_one", created_and_started_in_one),
         (
             "a_failing_child_does_not_flush_the_callers_output",
             a_failing_child_does_not_flush_the_callers_output,

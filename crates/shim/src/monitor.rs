@@ -286,6 +286,8 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         id: args.id.clone(),
         bundle: args.bundle.clone(),
         console_socket: prepared.console_socket(),
+        // create and start in one: the process runs as soon as it is ready
+        start: args.start,
         ..Default::default()
     };
     let created = match prepared.around(&blocked, || rt.create(&opts)) {
@@ -309,17 +311,6 @@ fn setup(args: ShimArgs, diag: Diag) -> Result<Shim, SetupError> {
         Err(e) => return fail(e, true, args, diag),
     };
     let pid = created.record.pid;
-    // first, before our own set-up: the process need not wait for it
-    if args.start {
-        if let Err(source) = rt.start_container(&created) {
-            let e = Error::Runtime {
-                op: "start",
-                id: args.id.clone(),
-                source,
-            };
-            return fail(e, true, args, diag);
-        }
-    }
     let hold = (args.hold_output > 0).then(|| (args.hold_output, Instant::now() + HOLD_MAX));
     let mut shim = Shim {
         rt,

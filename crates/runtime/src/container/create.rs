@@ -42,6 +42,10 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// Foreground `run` with a terminal and no console socket: use our own terminal.
     pub inherit_tty: bool,
+    /// Create and start in one: the init runs the process as soon as it is ready, without
+    /// an exec fifo to wait on (a caller that creates only to start, as the shim; this saves
+    /// the round trip of a `start`). poststart hooks run before `create` returns.
+    pub start: bool,
 }
 
 /// Undo a half-made container on any failure.
@@ -331,17 +335,24 @@ impl Runtime {
         let birth = cgroup.birth_dir()?;
         guard.cgroup = Some(cgroup);
 
-        let fifo_path = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| Error::sys(format!("mkfifo {}", fifo_path.display()), e))?;
-        // Read-write, so that opening never blocks; init blocks on read until `start` writes.
-        let fifo: std::os::fd::OwnedFd = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&fifo_path)
-            .map_err(|e| Error::io("open", &fifo_path, e))?
-            .into();
+        let fifo: Option<std::os::fd::OwnedFd> = if o.start {
+            None
+        } else {
+            let fifo_path = dir.join("exec.fifo");
+            nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| Error::sys(format!("mkfifo {}", fifo_path.display()), e))?;
+            // Read-write, so that opening never blocks; init blocks on read until `start`
+            // writes.
+            Some(
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&fifo_path)
+                    .map_err(|e| Error::io("open", &fifo_path, e))?
+                    .into(),
+            )
+        };
 
         let console = match &o.console {
             Some(sock) => Some(
@@ -550,6 +561,9 @@ impl Runtime {
                     write_atomic(p, pid.to_string().as_bytes())?;
                 }
                 guard.armed = false;
+                if o.start {
+                    c.run_poststart();
+                }
                 Ok(c)
             }
         }

@@ -47,19 +47,34 @@ impl Runtime {
             .map_err(|e| Error::io("write", &fifo, e))?;
         drop(f);
         std::fs::remove_file(&fifo).map_err(|e| Error::io("remove", &fifo, e))?;
-        if c.record.has_poststart {
-            let spec = c.spec()?;
-            if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-                // the state of the process just started, also when it has already exited
-                // (a short command, a busy machine): its pid, not a stopped one's 0
-                let mut st = c.oci_state();
-                st.status = Status::Running;
-                st.pid = c.record.pid;
-                if let Err(e) = crate::hooks::run(h, &st) {
-                    tracing::warn!(container = id, error = %e, "poststart hook failed");
-                }
+        c.run_poststart();
+        Ok(())
+    }
+}
+
+impl crate::Container {
+    /// The poststart hooks, once the process has been let go; a failing one is logged, as
+    /// the process runs already.
+    pub(crate) fn run_poststart(&self) {
+        if !self.record.has_poststart {
+            return;
+        }
+        let spec = match self.spec() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(container = %self.record.id, error = %e, "poststart hooks: read the spec");
+                return;
+            }
+        };
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+            // the state of the process just started, also when it has already exited
+            // (a short command, a busy machine): its pid, not a stopped one's 0
+            let mut st = self.oci_state();
+            st.status = Status::Running;
+            st.pid = self.record.pid;
+            if let Err(e) = crate::hooks::run(h, &st) {
+                tracing::warn!(container = %self.record.id, error = %e, "poststart hook failed");
             }
         }
-        Ok(())
     }
 }
